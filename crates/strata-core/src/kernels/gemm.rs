@@ -1,0 +1,197 @@
+//! Matrix multiply through the `gemm` crate (AVX-512 micro-kernels, rayon threads).
+//!
+//! A [`MatRef`] describes a strided matrix view of a slice; [`gemm`] checks that
+//! every view stays inside its slice before calling the crate, which is what makes
+//! the single `unsafe` call sound.
+
+use crate::threads;
+
+/// A row-major or transposed view of an `rows x cols` matrix inside a slice.
+#[derive(Debug, Clone, Copy)]
+pub struct MatRef<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+    /// Distance between consecutive rows, in elements.
+    pub row_stride: usize,
+    /// Distance between consecutive columns, in elements.
+    pub col_stride: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A contiguous row-major matrix.
+    pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        MatRef {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+    /// The transpose of this view (no copy).
+    pub fn t(self) -> Self {
+        MatRef {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
+    /// A row-major view with an explicit row stride (a column block of a wider matrix).
+    pub fn strided(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
+        MatRef {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride: 1,
+        }
+    }
+    fn last_index(&self) -> usize {
+        if self.rows == 0 || self.cols == 0 {
+            0
+        } else {
+            (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
+        }
+    }
+    fn fits(&self) -> bool {
+        self.rows == 0 || self.cols == 0 || self.last_index() < self.data.len()
+    }
+}
+
+/// `c = a · b` (or `c += a · b` when `accumulate`), where `c` is row-major with
+/// row stride `c_row_stride`. Panics only on an internal misuse (views that do
+/// not fit their slices), which the callers' shape checks rule out.
+pub fn gemm(a: MatRef, b: MatRef, c: &mut [f32], c_row_stride: usize, accumulate: bool) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(b.rows, k, "gemm: inner dimensions differ");
+    assert!(a.fits() && b.fits(), "gemm: operand view exceeds its slice");
+    assert!(
+        m == 0 || n == 0 || (m - 1) * c_row_stride + n <= c.len(),
+        "gemm: output view exceeds its slice"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for r in 0..m {
+                c[r * c_row_stride..r * c_row_stride + n].fill(0.0);
+            }
+        }
+        return;
+    }
+    let flops = 2 * m * n * k;
+    let par = if flops < 2_000_000 || threads::num_threads() == 1 {
+        gemm::Parallelism::None
+    } else {
+        gemm::Parallelism::Rayon(threads::num_threads())
+    };
+    threads::install(|| {
+        // SAFETY: the asserts above prove that every element the call reads
+        // (a: rows*row_stride + cols*col_stride within a.data, likewise b) and
+        // writes (c: (m-1)*c_row_stride + n <= c.len()) lies inside its slice;
+        // `c` is borrowed mutably and cannot alias `a` or `b`, which are shared
+        // borrows. All strides are non-negative and fit isize (slice lengths do).
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                c.as_mut_ptr(),
+                1,
+                c_row_stride as isize,
+                accumulate,
+                a.data.as_ptr(),
+                a.col_stride as isize,
+                a.row_stride as isize,
+                b.data.as_ptr(),
+                b.col_stride as isize,
+                b.row_stride as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                par,
+            )
+        }
+    });
+}
+
+/// `a · b` into a new row-major `m x n` buffer.
+pub fn matmul(a: MatRef, b: MatRef) -> Vec<f32> {
+    let mut c = vec![0.0; a.rows * b.cols];
+    gemm(a, b, &mut c, b.cols, false);
+    c
+}
+
+/// The plain triple loop, the oracle the tests compare [`gemm`] with.
+pub fn matmul_reference(a: MatRef, b: MatRef) -> Vec<f32> {
+    let mut c = vec![0.0; a.rows * b.cols];
+    for i in 0..a.rows {
+        for j in 0..b.cols {
+            let mut s = 0.0f64;
+            for p in 0..a.cols {
+                s += a.data[i * a.row_stride + p * a.col_stride] as f64
+                    * b.data[p * b.row_stride + j * b.col_stride] as f64;
+            }
+            c[i * b.cols + j] = s as f32;
+        }
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    fn rand(n: usize, rng: &mut Rng) -> Vec<f32> {
+        (0..n).map(|_| rng.normal()).collect()
+    }
+
+    #[test]
+    fn matches_reference_on_random_shapes_and_transposes() {
+        let mut rng = Rng::new(3);
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (3, 5, 7),
+            (17, 33, 9),
+            (64, 70, 130),
+            (200, 31, 3),
+        ] {
+            let a = rand(m * k, &mut rng);
+            let b = rand(k * n, &mut rng);
+            let want = matmul_reference(MatRef::new(&a, m, k), MatRef::new(&b, k, n));
+            let got = matmul(MatRef::new(&a, m, k), MatRef::new(&b, k, n));
+            for (x, y) in got.iter().zip(&want) {
+                assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{m}x{k}x{n}");
+            }
+            // a^T stored as (k, m), b^T stored as (n, k)
+            let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+            let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+            let got_t = matmul(MatRef::new(&at, k, m).t(), MatRef::new(&bt, n, k).t());
+            for (x, y) in got_t.iter().zip(&want) {
+                assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()));
+            }
+        }
+    }
+
+    #[test]
+    fn accumulates_and_writes_strided_blocks() {
+        let a = vec![1.0, 2.0, 3.0, 4.0];
+        let b = vec![1.0, 0.0, 0.0, 1.0];
+        let mut c = vec![10.0; 6];
+        gemm(
+            MatRef::new(&a, 2, 2),
+            MatRef::new(&b, 2, 2),
+            &mut c,
+            3,
+            true,
+        );
+        assert_eq!(c, vec![11.0, 12.0, 10.0, 13.0, 14.0, 10.0]);
+    }
+}

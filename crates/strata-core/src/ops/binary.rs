@@ -1,0 +1,242 @@
+//! Broadcasting arithmetic: add, sub, mul, div, and their scalar forms.
+//!
+//! Backward reduces each gradient back to its operand's shape (summing over the
+//! axes that were broadcast).
+
+use crate::error::Result;
+use crate::kernels::parallel;
+use crate::shape::{broadcast_shapes, broadcast_strides, numel, strides};
+use crate::tensor::Tensor;
+
+/// Applies `f` over the broadcast of `a` (shape `sa`) and `b` (shape `sb`).
+fn broadcast_zip(
+    a: &[f32],
+    sa: &[usize],
+    b: &[f32],
+    sb: &[usize],
+    out_shape: &[usize],
+    f: impl Fn(f32, f32) -> f32 + Sync + Send,
+) -> Vec<f32> {
+    if sa == sb {
+        return parallel::zip_map(a, b, f);
+    }
+    let n = numel(out_shape);
+    let rank = out_shape.len();
+    let mut out = vec![0.0; n];
+    if n == 0 {
+        return out;
+    }
+    let sta = broadcast_strides(sa, out_shape);
+    let stb = broadcast_strides(sb, out_shape);
+    let last = out_shape[rank - 1];
+    let (la, lb) = (sta[rank - 1], stb[rank - 1]);
+    let ostr = strides(out_shape);
+    // one row (the last axis) at a time
+    let row = |r: usize, o: &mut [f32]| {
+        let mut rem = r * last;
+        let (mut oa, mut ob) = (0, 0);
+        for ax in 0..rank - 1 {
+            let i = rem / ostr[ax];
+            rem %= ostr[ax];
+            oa += i * sta[ax];
+            ob += i * stb[ax];
+        }
+        for (j, o) in o.iter_mut().enumerate() {
+            *o = f(a[oa + j * la], b[ob + j * lb]);
+        }
+    };
+    let rows_per_chunk = (parallel::PAR_THRESHOLD / last.max(1)).max(1);
+    parallel::for_each_chunk_mut(&mut out, rows_per_chunk * last, |ci, chunk| {
+        for (k, o) in chunk.chunks_mut(last).enumerate() {
+            row(ci * rows_per_chunk + k, o);
+        }
+    });
+    out
+}
+
+/// Sums `g` (of shape `from`) down to `to`, undoing a broadcast.
+pub(crate) fn reduce_to_shape(g: &[f32], from: &[usize], to: &[usize]) -> Vec<f32> {
+    if from == to {
+        return g.to_vec();
+    }
+    let mut out = vec![0.0; numel(to)];
+    let st = broadcast_strides(to, from);
+    let fstr = strides(from);
+    for (idx, &v) in g.iter().enumerate() {
+        let mut rem = idx;
+        let mut off = 0;
+        for ax in 0..from.len() {
+            let i = rem / fstr[ax];
+            rem %= fstr[ax];
+            off += i * st[ax];
+        }
+        out[off] += v;
+    }
+    out
+}
+
+fn binary(
+    a: &Tensor,
+    b: &Tensor,
+    op: &'static str,
+    f: impl Fn(f32, f32) -> f32 + Sync + Send,
+) -> Result<(Vec<f32>, Vec<usize>)> {
+    let shape = broadcast_shapes(op, a.shape(), b.shape())?;
+    let data = broadcast_zip(&a.data(), a.shape(), &b.data(), b.shape(), &shape, f);
+    Ok((data, shape))
+}
+
+impl Tensor {
+    /// `self + other`, broadcasting.
+    pub fn add(&self, other: &Tensor) -> Result<Tensor> {
+        let (data, shape) = binary(self, other, "add", |x, y| x + y)?;
+        let (sa, sb, so) = (self.shape().to_vec(), other.shape().to_vec(), shape.clone());
+        Ok(Tensor::from_op(
+            data,
+            shape,
+            "add",
+            &[self, other],
+            move |g| {
+                vec![
+                    Some(reduce_to_shape(g, &so, &sa)),
+                    Some(reduce_to_shape(g, &so, &sb)),
+                ]
+            },
+        ))
+    }
+
+    /// `self - other`, broadcasting.
+    pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
+        let (data, shape) = binary(self, other, "sub", |x, y| x - y)?;
+        let (sa, sb, so) = (self.shape().to_vec(), other.shape().to_vec(), shape.clone());
+        Ok(Tensor::from_op(
+            data,
+            shape,
+            "sub",
+            &[self, other],
+            move |g| {
+                let neg: Vec<f32> = g.iter().map(|v| -v).collect();
+                vec![
+                    Some(reduce_to_shape(g, &so, &sa)),
+                    Some(reduce_to_shape(&neg, &so, &sb)),
+                ]
+            },
+        ))
+    }
+
+    /// `self * other` element-wise, broadcasting.
+    pub fn mul(&self, other: &Tensor) -> Result<Tensor> {
+        let (data, shape) = binary(self, other, "mul", |x, y| x * y)?;
+        let (a, b, so) = (self.clone(), other.clone(), shape.clone());
+        Ok(Tensor::from_op(
+            data,
+            shape,
+            "mul",
+            &[self, other],
+            move |g| {
+                let ga = a.requires_grad().then(|| {
+                    let gb = broadcast_zip(g, &so, &b.data(), b.shape(), &so, |g, y| g * y);
+                    reduce_to_shape(&gb, &so, a.shape())
+                });
+                let gb = b.requires_grad().then(|| {
+                    let ga = broadcast_zip(g, &so, &a.data(), a.shape(), &so, |g, x| g * x);
+                    reduce_to_shape(&ga, &so, b.shape())
+                });
+                vec![ga, gb]
+            },
+        ))
+    }
+
+    /// `self / other` element-wise, broadcasting.
+    pub fn div(&self, other: &Tensor) -> Result<Tensor> {
+        let (data, shape) = binary(self, other, "div", |x, y| x / y)?;
+        let (a, b, so) = (self.clone(), other.clone(), shape.clone());
+        Ok(Tensor::from_op(
+            data,
+            shape,
+            "div",
+            &[self, other],
+            move |g| {
+                let bd = b.data();
+                let ga = a.requires_grad().then(|| {
+                    let t = broadcast_zip(g, &so, &bd, b.shape(), &so, |g, y| g / y);
+                    reduce_to_shape(&t, &so, a.shape())
+                });
+                let gb = b.requires_grad().then(|| {
+                    // d(x/y)/dy = -x / y^2
+                    let gx = broadcast_zip(g, &so, &a.data(), a.shape(), &so, |g, x| -g * x);
+                    let t = broadcast_zip(&gx, &so, &bd, b.shape(), &so, |v, y| v / (y * y));
+                    reduce_to_shape(&t, &so, b.shape())
+                });
+                vec![ga, gb]
+            },
+        ))
+    }
+
+    /// `self + c`.
+    pub fn add_scalar(&self, c: f32) -> Tensor {
+        let data = parallel::map(&self.data(), move |x| x + c);
+        Tensor::from_op(data, self.shape().to_vec(), "add_scalar", &[self], |g| {
+            vec![Some(g.to_vec())]
+        })
+    }
+
+    /// `self * c`.
+    pub fn mul_scalar(&self, c: f32) -> Tensor {
+        let data = parallel::map(&self.data(), move |x| x * c);
+        Tensor::from_op(
+            data,
+            self.shape().to_vec(),
+            "mul_scalar",
+            &[self],
+            move |g| vec![Some(parallel::map(g, move |v| v * c))],
+        )
+    }
+
+    /// `c - self` (used for `1 - s`).
+    pub fn rsub_scalar(&self, c: f32) -> Tensor {
+        self.neg().add_scalar(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::gradcheck::check_gradients;
+    use crate::rng::Rng;
+    use crate::tensor::Tensor;
+
+    #[test]
+    fn broadcast_add_values() {
+        let a = Tensor::from_vec(vec![1., 2., 3., 4., 5., 6.], &[2, 3]).unwrap();
+        let b = Tensor::from_vec(vec![10., 20., 30.], &[3]).unwrap();
+        assert_eq!(
+            a.add(&b).unwrap().to_vec(),
+            vec![11., 22., 33., 14., 25., 36.]
+        );
+        let c = Tensor::from_vec(vec![100., 200.], &[2, 1]).unwrap();
+        assert_eq!(
+            a.add(&c).unwrap().to_vec(),
+            vec![101., 102., 103., 204., 205., 206.]
+        );
+        let e = a.add(&Tensor::zeros(&[2])).unwrap_err();
+        assert!(e.to_string().starts_with("add: expected"), "{e}");
+    }
+
+    #[test]
+    fn gradients_of_broadcast_arithmetic() {
+        let mut rng = Rng::new(11);
+        let a = Tensor::rand_normal(&[2, 3, 4], 0.0, 1.0, &mut rng);
+        let b = Tensor::rand_normal(&[3, 1], 0.0, 1.0, &mut rng);
+        let pos = Tensor::rand_uniform(&[4], 1.0, 2.0, &mut rng);
+        check_gradients(&[a.clone(), b.clone()], |t| t[0].add(&t[1]));
+        check_gradients(&[a.clone(), b.clone()], |t| t[0].sub(&t[1]));
+        check_gradients(&[a.clone(), b.clone()], |t| t[0].mul(&t[1]));
+        check_gradients(&[a.clone(), pos.clone()], |t| t[0].div(&t[1]));
+        check_gradients(&[pos.clone(), a.clone()], |t| {
+            t[0].div(&t[1].abs().add_scalar(1.0))
+        });
+        check_gradients(&[a.clone()], |t| {
+            Ok(t[0].mul_scalar(3.0).add_scalar(1.0).rsub_scalar(2.0))
+        });
+    }
+}

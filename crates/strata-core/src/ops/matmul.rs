@@ -1,0 +1,167 @@
+//! Matrix products: `a [.., M, K] · b [K, N]` (one GEMM over all leading axes,
+//! which is what Dense on any rank needs) and batched `a [B.., M, K] · b [B.., K, N]`.
+
+use crate::error::{fmt_shape, CoreError, Result};
+use crate::kernels::gemm::{gemm, matmul as mm, MatRef};
+use crate::shape::numel;
+use crate::tensor::Tensor;
+
+impl Tensor {
+    /// Matrix product over the last two axes; a 2-d right operand is shared by
+    /// every leading index of the left one.
+    pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
+        let (sa, sb) = (self.shape(), other.shape());
+        if sa.len() < 2 || sb.len() < 2 {
+            return Err(CoreError::shape(
+                "matmul",
+                "operands of rank >= 2",
+                format!("{} and {}", fmt_shape(sa), fmt_shape(sb)),
+            ));
+        }
+        let k = sa[sa.len() - 1];
+        let m = sa[sa.len() - 2];
+        let (kb, n) = (sb[sb.len() - 2], sb[sb.len() - 1]);
+        if k != kb {
+            return Err(CoreError::shape(
+                "matmul",
+                format!("right operand with {k} rows to match {}", fmt_shape(sa)),
+                fmt_shape(sb),
+            ));
+        }
+        let batch_a = &sa[..sa.len() - 2];
+        let batch_b = &sb[..sb.len() - 2];
+        let mut out_shape = sa[..sa.len() - 1].to_vec();
+        out_shape.push(n);
+        let a = self.clone();
+        let b = other.clone();
+        if batch_b.is_empty() {
+            // (B*M, K) · (K, N): one GEMM
+            let rows = numel(batch_a) * m;
+            let data = mm(
+                MatRef::new(&self.data(), rows, k),
+                MatRef::new(&other.data(), k, n),
+            );
+            return Ok(Tensor::from_op(
+                data,
+                out_shape,
+                "matmul",
+                &[self, other],
+                move |g| {
+                    let ga = a.requires_grad().then(|| {
+                        // dA = dC · B^T; B^T is packed first (the crate is slow on a transposed rhs)
+                        let bt = transpose2(&b.data(), k, n);
+                        mm(MatRef::new(g, rows, n), MatRef::new(&bt, n, k))
+                    });
+                    let gb = b
+                        .requires_grad()
+                        .then(|| mm(MatRef::new(&a.data(), rows, k).t(), MatRef::new(g, rows, n)));
+                    vec![ga, gb]
+                },
+            ));
+        }
+        if batch_a != batch_b {
+            return Err(CoreError::shape(
+                "matmul",
+                format!("equal batch axes {}", fmt_shape(batch_a)),
+                fmt_shape(batch_b),
+            ));
+        }
+        let batches = numel(batch_a);
+        let mut data = vec![0.0; batches * m * n];
+        {
+            let (ad, bd) = (self.data(), other.data());
+            for i in 0..batches {
+                gemm(
+                    MatRef::new(&ad[i * m * k..(i + 1) * m * k], m, k),
+                    MatRef::new(&bd[i * k * n..(i + 1) * k * n], k, n),
+                    &mut data[i * m * n..(i + 1) * m * n],
+                    n,
+                    false,
+                );
+            }
+        }
+        Ok(Tensor::from_op(
+            data,
+            out_shape,
+            "batched_matmul",
+            &[self, other],
+            move |g| {
+                let (ad, bd) = (a.data(), b.data());
+                let ga = a.requires_grad().then(|| {
+                    let mut ga = vec![0.0; batches * m * k];
+                    for i in 0..batches {
+                        let bt = transpose2(&bd[i * k * n..(i + 1) * k * n], k, n);
+                        gemm(
+                            MatRef::new(&g[i * m * n..(i + 1) * m * n], m, n),
+                            MatRef::new(&bt, n, k),
+                            &mut ga[i * m * k..(i + 1) * m * k],
+                            k,
+                            false,
+                        );
+                    }
+                    ga
+                });
+                let gb = b.requires_grad().then(|| {
+                    let mut gb = vec![0.0; batches * k * n];
+                    for i in 0..batches {
+                        gemm(
+                            MatRef::new(&ad[i * m * k..(i + 1) * m * k], m, k).t(),
+                            MatRef::new(&g[i * m * n..(i + 1) * m * n], m, n),
+                            &mut gb[i * k * n..(i + 1) * k * n],
+                            n,
+                            false,
+                        );
+                    }
+                    gb
+                });
+                vec![ga, gb]
+            },
+        ))
+    }
+}
+
+/// Row-major transpose of an `r x c` matrix.
+pub(crate) fn transpose2(x: &[f32], r: usize, c: usize) -> Vec<f32> {
+    let mut out = vec![0.0; r * c];
+    const B: usize = 32;
+    for i0 in (0..r).step_by(B) {
+        for j0 in (0..c).step_by(B) {
+            for i in i0..(i0 + B).min(r) {
+                for j in j0..(j0 + B).min(c) {
+                    out[j * r + i] = x[i * c + j];
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::gradcheck::check_gradients;
+    use crate::rng::Rng;
+    use crate::tensor::Tensor;
+
+    #[test]
+    fn values_and_shapes() {
+        let a = Tensor::from_vec(vec![1., 2., 3., 4., 5., 6.], &[2, 3]).unwrap();
+        let b = Tensor::from_vec(vec![1., 0., 0., 1., 1., 1.], &[3, 2]).unwrap();
+        assert_eq!(a.matmul(&b).unwrap().to_vec(), vec![4., 5., 10., 11.]);
+        let e = a.matmul(&a).unwrap_err().to_string();
+        assert!(e.contains("matmul") && e.contains("(2, 3)"), "{e}");
+        let x = Tensor::zeros(&[4, 5, 3]);
+        assert_eq!(x.matmul(&b).unwrap().shape(), &[4, 5, 2]);
+    }
+
+    #[test]
+    fn gradients_2d_rank3_and_batched() {
+        let mut r = Rng::new(5);
+        let a = Tensor::rand_normal(&[4, 3], 0.0, 1.0, &mut r);
+        let b = Tensor::rand_normal(&[3, 5], 0.0, 1.0, &mut r);
+        check_gradients(&[a, b.clone()], |t| t[0].matmul(&t[1]));
+        let a3 = Tensor::rand_normal(&[2, 4, 3], 0.0, 1.0, &mut r);
+        check_gradients(&[a3.clone(), b], |t| t[0].matmul(&t[1]));
+        let b3 = Tensor::rand_normal(&[2, 3, 2], 0.0, 1.0, &mut r);
+        check_gradients(&[a3, b3], |t| t[0].matmul(&t[1]));
+    }
+}

@@ -1,0 +1,343 @@
+//! `Tensor`: a cheap handle to float32 data of any rank, with an optional
+//! autograd record. Cloning a tensor clones the handle, not the data.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::autograd::{self, Node};
+use crate::error::{fmt_shape, CoreError, Result};
+use crate::rng::Rng;
+use crate::shape::{numel, strides};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) struct TensorInner {
+    pub(crate) id: u64,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) data: RwLock<Vec<f32>>,
+    pub(crate) requires_grad: AtomicBool,
+    pub(crate) grad: Mutex<Option<Vec<f32>>>,
+    pub(crate) node: Mutex<Option<Node>>,
+}
+
+/// A float32 tensor in row-major order. Images and feature maps are NHWC.
+#[derive(Clone)]
+pub struct Tensor(pub(crate) Arc<TensorInner>);
+
+impl Tensor {
+    fn build(data: Vec<f32>, shape: Vec<usize>, node: Option<Node>) -> Tensor {
+        let requires_grad = node.is_some();
+        Tensor(Arc::new(TensorInner {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            shape,
+            data: RwLock::new(data),
+            requires_grad: AtomicBool::new(requires_grad),
+            grad: Mutex::new(None),
+            node: Mutex::new(node),
+        }))
+    }
+
+    /// A tensor from row-major data; the length must equal the shape's element count.
+    pub fn from_vec(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
+        if data.len() != numel(shape) {
+            return Err(CoreError::shape(
+                "Tensor::from_vec",
+                format!("{} values for shape {}", numel(shape), fmt_shape(shape)),
+                format!("{} values", data.len()),
+            ));
+        }
+        Ok(Tensor::build(data, shape.to_vec(), None))
+    }
+
+    /// Internal constructor for data whose length is already known to match.
+    pub(crate) fn from_parts(data: Vec<f32>, shape: Vec<usize>) -> Tensor {
+        debug_assert_eq!(data.len(), numel(&shape));
+        Tensor::build(data, shape, None)
+    }
+
+    /// Records `backward` for this op's output when gradients are on and an input needs them.
+    ///
+    /// `backward` maps the output gradient to one optional gradient per input
+    /// (each of that input's element count).
+    pub(crate) fn from_op(
+        data: Vec<f32>,
+        shape: Vec<usize>,
+        op: &'static str,
+        inputs: &[&Tensor],
+        backward: impl FnOnce(&[f32]) -> Vec<Option<Vec<f32>>> + Send + 'static,
+    ) -> Tensor {
+        if autograd::should_record(inputs) {
+            let node = Node {
+                op,
+                inputs: inputs.iter().map(|t| (*t).clone()).collect(),
+                backward: Box::new(backward),
+            };
+            Tensor::build(data, shape, Some(node))
+        } else {
+            Tensor::build(data, shape, None)
+        }
+    }
+
+    pub fn scalar(v: f32) -> Tensor {
+        Tensor::from_parts(vec![v], vec![])
+    }
+    pub fn zeros(shape: &[usize]) -> Tensor {
+        Tensor::from_parts(vec![0.0; numel(shape)], shape.to_vec())
+    }
+    pub fn ones(shape: &[usize]) -> Tensor {
+        Tensor::full(shape, 1.0)
+    }
+    pub fn full(shape: &[usize], v: f32) -> Tensor {
+        Tensor::from_parts(vec![v; numel(shape)], shape.to_vec())
+    }
+    /// Uniform samples in `[low, high)` from a seeded generator.
+    pub fn rand_uniform(shape: &[usize], low: f32, high: f32, rng: &mut Rng) -> Tensor {
+        let data = (0..numel(shape)).map(|_| rng.uniform(low, high)).collect();
+        Tensor::from_parts(data, shape.to_vec())
+    }
+    /// Normal samples from a seeded generator.
+    pub fn rand_normal(shape: &[usize], mean: f32, std: f32, rng: &mut Rng) -> Tensor {
+        let data = (0..numel(shape))
+            .map(|_| mean + std * rng.normal())
+            .collect();
+        Tensor::from_parts(data, shape.to_vec())
+    }
+    /// `0, 1, ..., n-1` as a 1-d tensor.
+    pub fn arange(n: usize) -> Tensor {
+        Tensor::from_parts((0..n).map(|i| i as f32).collect(), vec![n])
+    }
+
+    /// Unique id of this tensor (stable for its lifetime).
+    pub fn id(&self) -> u64 {
+        self.0.id
+    }
+    pub fn shape(&self) -> &[usize] {
+        &self.0.shape
+    }
+    pub fn rank(&self) -> usize {
+        self.0.shape.len()
+    }
+    pub fn numel(&self) -> usize {
+        numel(&self.0.shape)
+    }
+    /// Size of one axis (negative counts from the end).
+    pub fn dim(&self, axis: isize) -> Result<usize> {
+        let a = crate::shape::normalize_axis("dim", axis, self.rank())?;
+        Ok(self.0.shape[a])
+    }
+
+    /// Read access to the row-major data.
+    pub fn data(&self) -> RwLockReadGuard<'_, Vec<f32>> {
+        self.0.data.read().unwrap_or_else(|e| e.into_inner())
+    }
+    /// Write access, for in-place updates outside autograd (optimizers, loading weights).
+    pub fn data_mut(&self) -> RwLockWriteGuard<'_, Vec<f32>> {
+        self.0.data.write().unwrap_or_else(|e| e.into_inner())
+    }
+    /// A copy of the data.
+    pub fn to_vec(&self) -> Vec<f32> {
+        self.data().clone()
+    }
+    /// The single value of a one-element tensor.
+    pub fn item(&self) -> Result<f32> {
+        if self.numel() != 1 {
+            return Err(CoreError::shape(
+                "item",
+                "one element",
+                fmt_shape(self.shape()),
+            ));
+        }
+        Ok(self.data()[0])
+    }
+    /// Value at a multi-index.
+    pub fn get(&self, index: &[usize]) -> Result<f32> {
+        if index.len() != self.rank() || index.iter().zip(self.shape()).any(|(i, d)| i >= d) {
+            return Err(CoreError::shape(
+                "get",
+                format!("an index within {}", fmt_shape(self.shape())),
+                format!("{index:?}"),
+            ));
+        }
+        let off: usize = index
+            .iter()
+            .zip(strides(self.shape()))
+            .map(|(i, s)| i * s)
+            .sum();
+        Ok(self.data()[off])
+    }
+    /// Overwrites the data in place (same element count), outside autograd.
+    pub fn assign(&self, values: &[f32]) -> Result<()> {
+        if values.len() != self.numel() {
+            return Err(CoreError::shape(
+                "assign",
+                format!("{} values", self.numel()),
+                format!("{} values", values.len()),
+            ));
+        }
+        self.data_mut().copy_from_slice(values);
+        Ok(())
+    }
+
+    /// Whether gradients flow to (leaf) or through (op output) this tensor.
+    pub fn requires_grad(&self) -> bool {
+        self.0.requires_grad.load(Ordering::Relaxed)
+    }
+    /// Marks a leaf tensor as a variable whose gradient `backward` fills.
+    pub fn set_requires_grad(&self, on: bool) -> &Tensor {
+        self.0.requires_grad.store(on, Ordering::Relaxed);
+        self
+    }
+    /// Builder form of [`Tensor::set_requires_grad`].
+    pub fn requires_grad_(self, on: bool) -> Tensor {
+        self.set_requires_grad(on);
+        self
+    }
+    /// Whether this tensor was made by a recorded op.
+    pub fn is_leaf(&self) -> bool {
+        self.0.node.lock().map(|n| n.is_none()).unwrap_or(true)
+    }
+    /// The accumulated gradient of a leaf, if any.
+    pub fn grad(&self) -> Option<Tensor> {
+        let g = self.0.grad.lock().unwrap_or_else(|e| e.into_inner());
+        g.as_ref()
+            .map(|g| Tensor::from_parts(g.clone(), self.0.shape.clone()))
+    }
+    /// Runs `f` on the gradient buffer without copying it.
+    pub fn with_grad<R>(&self, f: impl FnOnce(Option<&[f32]>) -> R) -> R {
+        let g = self.0.grad.lock().unwrap_or_else(|e| e.into_inner());
+        f(g.as_deref())
+    }
+    /// Clears the accumulated gradient.
+    pub fn zero_grad(&self) {
+        *self.0.grad.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+    pub(crate) fn accumulate_grad(&self, g: Vec<f32>) {
+        let mut slot = self.0.grad.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_mut() {
+            Some(acc) => acc.iter_mut().zip(&g).for_each(|(a, b)| *a += b),
+            None => *slot = Some(g),
+        }
+    }
+    /// Sets the gradient buffer (used by tests and gradient clipping).
+    pub fn set_grad(&self, g: Option<Vec<f32>>) {
+        *self.0.grad.lock().unwrap_or_else(|e| e.into_inner()) = g;
+    }
+    /// A new leaf with the same data and no history.
+    pub fn detach(&self) -> Tensor {
+        Tensor::from_parts(self.to_vec(), self.0.shape.clone())
+    }
+    /// Reverse-mode differentiation from this scalar; fills `grad()` of every leaf
+    /// that requires grad. The graph is consumed: saved buffers are freed as it goes.
+    pub fn backward(&self) -> Result<()> {
+        autograd::backward(self)
+    }
+
+    /// Index of the largest value along `axis` (first on ties), as f32 values.
+    pub fn argmax(&self, axis: isize) -> Result<Tensor> {
+        let a = crate::shape::normalize_axis("argmax", axis, self.rank())?;
+        let (outer, len, inner) = crate::shape::split_at_axis(self.shape(), a);
+        if len == 0 {
+            return Err(CoreError::shape(
+                "argmax",
+                "a non-empty axis",
+                fmt_shape(self.shape()),
+            ));
+        }
+        let d = self.data();
+        let mut out = vec![0.0; outer * inner];
+        for o in 0..outer {
+            for i in 0..inner {
+                let mut best = 0;
+                let mut bv = f32::NEG_INFINITY;
+                for l in 0..len {
+                    let v = d[(o * len + l) * inner + i];
+                    if v > bv || (l == 0) {
+                        bv = v;
+                        best = l;
+                    }
+                }
+                out[o * inner + i] = best as f32;
+            }
+        }
+        let mut shape = self.shape().to_vec();
+        shape.remove(a);
+        Ok(Tensor::from_parts(out, shape))
+    }
+
+    /// True when every element differs by at most `atol + rtol * |other|`.
+    pub fn allclose(&self, other: &Tensor, rtol: f32, atol: f32) -> bool {
+        self.shape() == other.shape()
+            && self
+                .data()
+                .iter()
+                .zip(other.data().iter())
+                .all(|(a, b)| (a - b).abs() <= atol + rtol * b.abs())
+    }
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+/// Prints the shape and a preview of the first and last values.
+impl fmt::Display for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.data();
+        let show = |v: &[f32]| {
+            v.iter()
+                .map(|x| format!("{x:.4}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let preview = if d.len() <= 8 {
+            show(&d)
+        } else {
+            format!("{}, ..., {}", show(&d[..4]), show(&d[d.len() - 3..]))
+        };
+        write!(f, "Tensor(shape={}, [{}]", fmt_shape(self.shape()), preview)?;
+        if self.requires_grad() {
+            write!(f, ", requires_grad")?;
+        }
+        write!(f, ")")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_vec_checks_length() {
+        let e = Tensor::from_vec(vec![1.0; 5], &[2, 3]).unwrap_err();
+        assert!(e.to_string().contains("6 values for shape (2, 3)"), "{e}");
+    }
+
+    #[test]
+    fn display_shows_shape_and_preview() {
+        let t = Tensor::arange(10);
+        let s = t.to_string();
+        assert!(s.starts_with("Tensor(shape=(10,), [0.0000, 1.0000"), "{s}");
+        assert!(s.contains("..., 7.0000, 8.0000, 9.0000"), "{s}");
+    }
+
+    #[test]
+    fn get_and_argmax() {
+        let t = Tensor::from_vec(vec![1., 5., 2., 7., 0., 3.], &[2, 3]).unwrap();
+        assert_eq!(t.get(&[1, 0]).unwrap(), 7.0);
+        assert!(t.get(&[2, 0]).is_err());
+        assert_eq!(t.argmax(-1).unwrap().to_vec(), vec![1.0, 0.0]);
+        assert_eq!(t.argmax(0).unwrap().to_vec(), vec![1.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn seeded_random_is_reproducible() {
+        let a = Tensor::rand_normal(&[100], 0.0, 1.0, &mut Rng::new(7));
+        let b = Tensor::rand_normal(&[100], 0.0, 1.0, &mut Rng::new(7));
+        assert_eq!(a.to_vec(), b.to_vec());
+        let u = Tensor::rand_uniform(&[1000], -2.0, 3.0, &mut Rng::new(1));
+        assert!(u.data().iter().all(|&v| (-2.0..3.0).contains(&v)));
+    }
+}
