@@ -1,0 +1,29 @@
+//! strata-data: datasets and loaders.
+//!
+//! - [`Mnist`]: the bundled MNIST digits (embedded, checksum-verified).
+//! - [`idx`]: IDX files, gzipped or raw, validated before allocating.
+//! - [`npy`]: NumPy `.npy` read/write (C order, little-endian).
+//! - [`Dataset`]: in-memory inputs (N, ...) with class ids or dense targets.
+//! - [`ImageFolder`]: one sub-folder per class of PNG/JPEG images.
+//! - [`augment`]: seeded flips, padded crops, normalisation of NHWC batches.
+//! - [`DataLoader`]: seeded, shuffled batches prepared on a background thread.
+
+pub mod augment;
+pub mod checksum;
+pub mod dataset;
+pub mod error;
+pub mod idx;
+pub mod image_folder;
+pub mod loader;
+pub mod mnist;
+pub mod npy;
+
+pub use augment::Augment;
+pub use checksum::{sha256_hex, Sha256Sums};
+pub use dataset::Dataset;
+pub use error::{DataError, Result};
+pub use idx::{read_idx, IdxArray};
+pub use image_folder::{ImageFolder, ImageFolderConfig};
+pub use loader::{Batch, DataLoader, DataLoaderConfig};
+pub use mnist::Mnist;
+pub use npy::{read_npy, read_npy_bytes, write_npy_f32, write_npy_i64, NpyArray, NpyDtype};
