@@ -79,6 +79,36 @@ impl Tensor {
         }
     }
 
+    /// A new op defined outside the core (a fused loss, say): `data` is its
+    /// forward result and `backward` maps the output gradient to one optional
+    /// gradient per input, each of that input's element count.
+    pub fn custom_op(
+        data: Vec<f32>,
+        shape: &[usize],
+        op: &'static str,
+        inputs: &[&Tensor],
+        backward: impl FnOnce(&[f32]) -> Vec<Option<Vec<f32>>> + Send + 'static,
+    ) -> Result<Tensor> {
+        if data.len() != numel(shape) {
+            return Err(CoreError::shape(
+                op,
+                format!("{} values for shape {}", numel(shape), fmt_shape(shape)),
+                format!("{} values", data.len()),
+            ));
+        }
+        let sizes: Vec<usize> = inputs.iter().map(|t| t.numel()).collect();
+        Ok(Tensor::from_op(data, shape.to_vec(), op, inputs, move |g| {
+            let grads = backward(g);
+            // a custom backward that returns wrong lengths drops those gradients
+            // rather than corrupting the accumulation
+            grads
+                .into_iter()
+                .zip(sizes.iter().chain(std::iter::repeat(&0)))
+                .map(|(g, &n)| g.filter(|g| g.len() == n))
+                .collect()
+        }))
+    }
+
     pub fn scalar(v: f32) -> Tensor {
         Tensor::from_parts(vec![v], vec![])
     }
