@@ -1,0 +1,383 @@
+//! Batch normalisation over every axis but the last (Keras `BatchNormalization`,
+//! axis -1, channels-last), for rank 2 (N, C) and rank 4 (N, H, W, C) alike.
+//!
+//! Training mode normalises with the batch mean and the **biased** batch variance
+//! and returns both, so the layer can update its moving statistics
+//! ([`update_moving`]); inference mode uses the moving statistics it is given.
+//! Per-channel sums run in f64 over fixed row blocks added in block order, so the
+//! result depends only on the thread count.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use crate::error::{fmt_shape, CoreError, Result};
+use crate::kernels::parallel;
+use crate::tensor::Tensor;
+use crate::threads;
+
+/// `moving = moving * momentum + batch * (1 - momentum)`, Keras' update of the
+/// moving mean and (biased) moving variance after a training-mode call.
+pub fn update_moving(moving: &mut [f32], batch: &[f32], momentum: f32) {
+    moving
+        .iter_mut()
+        .zip(batch)
+        .for_each(|(m, &b)| *m = *m * momentum + b * (1.0 - momentum));
+}
+
+/// Sums `k * width` f64 accumulators over `rows`, block by block in a fixed order.
+fn channel_reduce(
+    rows: usize,
+    width: usize,
+    f: impl Fn(Range<usize>, &mut [f64]) + Sync + Send,
+) -> Vec<f64> {
+    let block = threads::chunk_len(rows, 512);
+    let starts: Vec<usize> = (0..rows).step_by(block.max(1)).collect();
+    let run = |&s: &usize| {
+        let mut acc = vec![0.0f64; width];
+        f(s..(s + block).min(rows), &mut acc);
+        acc
+    };
+    let partials: Vec<Vec<f64>> = if starts.len() > 1 {
+        threads::install(|| starts.par_iter().map(run).collect())
+    } else {
+        starts.iter().map(run).collect()
+    };
+    let mut total = vec![0.0f64; width];
+    for p in partials {
+        total.iter_mut().zip(p).for_each(|(t, v)| *t += v);
+    }
+    total
+}
+
+/// Checks `x` (rank >= 2, non-empty) and an optional per-channel parameter.
+fn check(op: &str, x: &Tensor, params: &[(&str, Option<&[usize]>)]) -> Result<(usize, usize)> {
+    let s = x.shape();
+    if s.len() < 2 || x.numel() == 0 {
+        return Err(CoreError::shape(
+            op,
+            "a non-empty input of rank >= 2 with channels last",
+            fmt_shape(s),
+        ));
+    }
+    let c = s[s.len() - 1];
+    for (name, p) in params {
+        if let Some(p) = p {
+            if *p != [c] {
+                return Err(CoreError::shape(
+                    op,
+                    format!("{name} {} for input {}", fmt_shape(&[c]), fmt_shape(s)),
+                    fmt_shape(p),
+                ));
+            }
+        }
+    }
+    Ok((x.numel() / c, c))
+}
+
+fn check_epsilon(op: &str, epsilon: f32) -> Result<()> {
+    if !(epsilon >= 0.0 && epsilon.is_finite()) {
+        return Err(CoreError::arg(
+            op,
+            "epsilon",
+            format!("must be finite and >= 0, found {epsilon}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `y = (x - mean) * inv_std * gamma + beta` per channel, rows in parallel.
+fn normalise(x: &[f32], c: usize, mean: &[f32], scale: &[f32], shift: &[f32]) -> Vec<f32> {
+    // folded: y = x * a + b with a = inv_std * gamma, b = beta - mean * a
+    let a: Vec<f32> = scale.to_vec();
+    let b: Vec<f32> = (0..c).map(|ch| shift[ch] - mean[ch] * a[ch]).collect();
+    let mut y = vec![0.0; x.len()];
+    let rows = threads::chunk_len(x.len() / c, 256);
+    parallel::for_each_chunk_mut(&mut y, rows * c, |i, out| {
+        let xs = &x[i * rows * c..][..out.len()];
+        for (o, xr) in out.chunks_mut(c).zip(xs.chunks(c)) {
+            for ch in 0..c {
+                o[ch] = xr[ch] * a[ch] + b[ch];
+            }
+        }
+    });
+    y
+}
+
+fn values_or(t: Option<&Tensor>, c: usize, v: f32) -> Vec<f32> {
+    t.map_or_else(|| vec![v; c], |t| t.to_vec())
+}
+
+impl Tensor {
+    /// Training-mode batch normalisation over all axes but the last.
+    /// Returns `(y, batch_mean, batch_variance)` with the biased variance; `gamma`
+    /// (scale) and `beta` (center) default to 1 and 0 when absent.
+    pub fn batch_norm_train(
+        &self,
+        gamma: Option<&Tensor>,
+        beta: Option<&Tensor>,
+        epsilon: f32,
+    ) -> Result<(Tensor, Vec<f32>, Vec<f32>)> {
+        const OP: &str = "batch_norm_train";
+        let (m, c) = check(
+            OP,
+            self,
+            &[("gamma", gamma.map(|t| t.shape())), ("beta", beta.map(|t| t.shape()))],
+        )?;
+        check_epsilon(OP, epsilon)?;
+        let x = self.data();
+        let sums = channel_reduce(m, c, |r, acc| {
+            for row in x[r.start * c..r.end * c].chunks(c) {
+                acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v as f64);
+            }
+        });
+        let mean64: Vec<f64> = sums.iter().map(|s| s / m as f64).collect();
+        let sq = channel_reduce(m, c, |r, acc| {
+            for row in x[r.start * c..r.end * c].chunks(c) {
+                for ch in 0..c {
+                    let d = row[ch] as f64 - mean64[ch];
+                    acc[ch] += d * d;
+                }
+            }
+        });
+        let var: Vec<f32> = sq.iter().map(|s| (s / m as f64) as f32).collect();
+        let mean: Vec<f32> = mean64.iter().map(|&v| v as f32).collect();
+        let inv_std: Vec<f32> = sq
+            .iter()
+            .map(|s| (1.0 / (s / m as f64 + epsilon as f64).sqrt()) as f32)
+            .collect();
+        let g = values_or(gamma, c, 1.0);
+        let scale: Vec<f32> = inv_std.iter().zip(&g).map(|(i, g)| i * g).collect();
+        let y = normalise(&x, c, &mean, &scale, &values_or(beta, c, 0.0));
+        drop(x);
+        let mut inputs = vec![self];
+        inputs.extend(gamma);
+        inputs.extend(beta);
+        let xt = self.clone();
+        let (has_g, has_b) = (gamma.is_some(), beta.is_some());
+        let want_g = gamma.is_some_and(|t| t.requires_grad());
+        let want_b = beta.is_some_and(|t| t.requires_grad());
+        let (mean_s, inv_s) = (mean.clone(), inv_std);
+        let out = Tensor::from_op(y, self.shape().to_vec(), OP, &inputs, move |dy| {
+            let x = xt.data();
+            let (mean, inv) = (&mean_s, &inv_s);
+            // [sum dy | sum dy * xhat] per channel
+            let s = channel_reduce(m, 2 * c, |r, acc| {
+                let rows = x[r.start * c..r.end * c].chunks(c);
+                for (xr, gr) in rows.zip(dy[r.start * c..r.end * c].chunks(c)) {
+                    for ch in 0..c {
+                        let xhat = (xr[ch] - mean[ch]) * inv[ch];
+                        acc[ch] += gr[ch] as f64;
+                        acc[c + ch] += (gr[ch] * xhat) as f64;
+                    }
+                }
+            });
+            let (sum_g, sum_gx): (Vec<f32>, Vec<f32>) = (
+                s[..c].iter().map(|&v| v as f32).collect(),
+                s[c..].iter().map(|&v| v as f32).collect(),
+            );
+            let dx = xt.requires_grad().then(|| {
+                // dx = gamma * inv / M * (M * dy - sum dy - xhat * sum(dy * xhat))
+                let mf = m as f32;
+                let k: Vec<f32> = (0..c).map(|ch| g[ch] * inv[ch] / mf).collect();
+                let mut dx = vec![0.0; x.len()];
+                let rows = threads::chunk_len(m, 256);
+                parallel::for_each_chunk_mut(&mut dx, rows * c, |i, out| {
+                    let off = i * rows * c;
+                    let (xs, gs) = (&x[off..off + out.len()], &dy[off..off + out.len()]);
+                    for ((o, xr), gr) in out.chunks_mut(c).zip(xs.chunks(c)).zip(gs.chunks(c)) {
+                        for ch in 0..c {
+                            let xhat = (xr[ch] - mean[ch]) * inv[ch];
+                            o[ch] = k[ch] * (mf * gr[ch] - sum_g[ch] - xhat * sum_gx[ch]);
+                        }
+                    }
+                });
+                dx
+            });
+            let mut grads = vec![dx];
+            if has_g {
+                grads.push(want_g.then(|| sum_gx.clone()));
+            }
+            if has_b {
+                grads.push(want_b.then(|| sum_g.clone()));
+            }
+            grads
+        });
+        Ok((out, mean, var))
+    }
+
+    /// Inference-mode batch normalisation with given moving statistics (no gradient
+    /// flows to them): `y = (x - moving_mean) / sqrt(moving_variance + eps) * gamma + beta`.
+    pub fn batch_norm_infer(
+        &self,
+        moving_mean: &[f32],
+        moving_variance: &[f32],
+        gamma: Option<&Tensor>,
+        beta: Option<&Tensor>,
+        epsilon: f32,
+    ) -> Result<Tensor> {
+        const OP: &str = "batch_norm_infer";
+        let (m, c) = check(
+            OP,
+            self,
+            &[
+                ("moving_mean", Some(&[moving_mean.len()])),
+                ("moving_variance", Some(&[moving_variance.len()])),
+                ("gamma", gamma.map(|t| t.shape())),
+                ("beta", beta.map(|t| t.shape())),
+            ],
+        )?;
+        check_epsilon(OP, epsilon)?;
+        let inv: Vec<f32> = moving_variance
+            .iter()
+            .map(|&v| (1.0 / (v as f64 + epsilon as f64).sqrt()) as f32)
+            .collect();
+        let g = values_or(gamma, c, 1.0);
+        let scale: Vec<f32> = inv.iter().zip(&g).map(|(i, g)| i * g).collect();
+        let y = normalise(
+            &self.data(),
+            c,
+            moving_mean,
+            &scale,
+            &values_or(beta, c, 0.0),
+        );
+        let mut inputs = vec![self];
+        inputs.extend(gamma);
+        inputs.extend(beta);
+        let xt = self.clone();
+        let mean = moving_mean.to_vec();
+        let (has_g, has_b) = (gamma.is_some(), beta.is_some());
+        let want_g = gamma.is_some_and(|t| t.requires_grad());
+        let want_b = beta.is_some_and(|t| t.requires_grad());
+        Ok(Tensor::from_op(y, self.shape().to_vec(), OP, &inputs, move |dy| {
+            let dx = xt.requires_grad().then(|| {
+                // dx = dy * gamma * inv_std per channel
+                let mut dx = vec![0.0; dy.len()];
+                let rows = threads::chunk_len(m, 256);
+                parallel::for_each_chunk_mut(&mut dx, rows * c, |i, out| {
+                    let gs = &dy[i * rows * c..][..out.len()];
+                    for (o, gr) in out.chunks_mut(c).zip(gs.chunks(c)) {
+                        for ch in 0..c {
+                            o[ch] = gr[ch] * scale[ch];
+                        }
+                    }
+                });
+                dx
+            });
+            let mut grads = vec![dx];
+            if has_g || has_b {
+                let x = xt.data();
+                let s = channel_reduce(m, 2 * c, |r, acc| {
+                    let rows = x[r.start * c..r.end * c].chunks(c);
+                    for (xr, gr) in rows.zip(dy[r.start * c..r.end * c].chunks(c)) {
+                        for ch in 0..c {
+                            acc[ch] += gr[ch] as f64;
+                            acc[c + ch] += (gr[ch] * (xr[ch] - mean[ch]) * inv[ch]) as f64;
+                        }
+                    }
+                });
+                if has_g {
+                    grads.push(want_g.then(|| s[c..].iter().map(|&v| v as f32).collect()));
+                }
+                if has_b {
+                    grads.push(want_b.then(|| s[..c].iter().map(|&v| v as f32).collect()));
+                }
+            }
+            grads
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gradcheck::check_gradients;
+    use crate::rng::Rng;
+
+    /// Oracle: the same normalisation composed from primitive tensor ops.
+    fn reference_train(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32) -> Tensor {
+        let axes: Vec<isize> = (0..x.rank() as isize - 1).collect();
+        let mean = x.mean(&axes, false).unwrap();
+        let d = x.sub(&mean).unwrap();
+        let var = d.square().mean(&axes, false).unwrap();
+        let inv = var.add_scalar(eps).sqrt();
+        d.div(&inv).unwrap().mul(gamma).unwrap().add(beta).unwrap()
+    }
+
+    #[test]
+    fn train_matches_composed_reference_and_returns_biased_stats() {
+        let mut rng = Rng::new(51);
+        for shape in [vec![6, 3], vec![2, 3, 4, 5]] {
+            let c = *shape.last().unwrap();
+            let x = Tensor::rand_normal(&shape, 1.5, 2.0, &mut rng).requires_grad_(true);
+            let g = Tensor::rand_normal(&[c], 1.0, 0.3, &mut rng).requires_grad_(true);
+            let b = Tensor::rand_normal(&[c], 0.0, 0.3, &mut rng).requires_grad_(true);
+            let (y, mean, var) = x.batch_norm_train(Some(&g), Some(&b), 1e-3).unwrap();
+            let want = reference_train(&x, &g, &b, 1e-3);
+            assert!(y.allclose(&want, 1e-4, 1e-5));
+            let m = x.numel() / c;
+            let xd = x.to_vec();
+            for ch in 0..c {
+                let vals: Vec<f64> = (0..m).map(|i| xd[i * c + ch] as f64).collect();
+                let mu = vals.iter().sum::<f64>() / m as f64;
+                let v = vals.iter().map(|a| (a - mu) * (a - mu)).sum::<f64>() / m as f64;
+                assert!((mean[ch] as f64 - mu).abs() < 1e-5);
+                assert!((var[ch] as f64 - v).abs() < 1e-4 * (1.0 + v));
+            }
+            let dy = Tensor::rand_normal(&shape, 0.0, 1.0, &mut rng);
+            y.mul(&dy).unwrap().sum_all().backward().unwrap();
+            let grads: Vec<Tensor> = [&x, &g, &b].iter().map(|t| t.grad().unwrap()).collect();
+            [&x, &g, &b].iter().for_each(|t| t.zero_grad());
+            want.mul(&dy).unwrap().sum_all().backward().unwrap();
+            for (got, t) in grads.iter().zip([&x, &g, &b]) {
+                assert!(got.allclose(&t.grad().unwrap(), 1e-3, 1e-4));
+            }
+        }
+    }
+
+    #[test]
+    fn gradients_train_and_infer() {
+        let mut rng = Rng::new(52);
+        for shape in [vec![5, 3], vec![2, 3, 2, 2]] {
+            let c = *shape.last().unwrap();
+            let x = Tensor::rand_normal(&shape, 0.5, 1.0, &mut rng);
+            let g = Tensor::rand_normal(&[c], 1.0, 0.3, &mut rng);
+            let b = Tensor::rand_normal(&[c], 0.0, 0.3, &mut rng);
+            check_gradients(&[x.clone(), g.clone(), b.clone()], |t| {
+                Ok(t[0].batch_norm_train(Some(&t[1]), Some(&t[2]), 1e-3)?.0)
+            });
+            check_gradients(std::slice::from_ref(&x), |t| {
+                Ok(t[0].batch_norm_train(None, None, 1e-3)?.0)
+            });
+            let mm: Vec<f32> = (0..c).map(|i| 0.1 * i as f32).collect();
+            let mv: Vec<f32> = (0..c).map(|i| 0.5 + 0.2 * i as f32).collect();
+            check_gradients(&[x, g, b], |t| {
+                t[0].batch_norm_infer(&mm, &mv, Some(&t[1]), Some(&t[2]), 1e-3)
+            });
+        }
+    }
+
+    #[test]
+    fn moving_average_update_follows_keras() {
+        let mut mm = vec![0.0, 1.0];
+        update_moving(&mut mm, &[1.0, 3.0], 0.99);
+        assert!((mm[0] - 0.01).abs() < 1e-7 && (mm[1] - 1.02).abs() < 1e-6);
+    }
+
+    #[test]
+    fn errors_name_op_and_shapes() {
+        let x = Tensor::zeros(&[4, 3]);
+        let e = x
+            .batch_norm_train(Some(&Tensor::ones(&[2])), None, 1e-3)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("batch_norm_train") && e.contains("gamma (3,)") && e.contains("(2,)"), "{e}");
+        assert!(Tensor::zeros(&[3]).batch_norm_train(None, None, 1e-3).is_err());
+        assert!(x.batch_norm_train(None, None, -1.0).is_err());
+        let e = x
+            .batch_norm_infer(&[0.0; 2], &[1.0; 3], None, None, 1e-3)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("batch_norm_infer") && e.contains("moving_mean"), "{e}");
+    }
+}

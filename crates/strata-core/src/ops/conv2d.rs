@@ -1,0 +1,718 @@
+//! 2-d convolution over NHWC input with an HWIO kernel `(kh, kw, in/groups, filters)`,
+//! Keras `Conv2D` semantics ('same' pads extra after, groups split channels in blocks).
+//!
+//! Forward is im2col + GEMM: each output pixel is a row of `cols` holding its
+//! receptive field ordered `(group, kh, kw, c)`, so group `g` is a contiguous column
+//! block that multiplies the kernel reshaped to `(kh*kw*in_g, filters)`. A 1x1,
+//! stride-1, unpadded convolution skips im2col: the input already is that matrix.
+//! The batch is processed in chunks of images so `cols` stays under [`COLS_BUDGET_BYTES`].
+//! Backward recomputes `cols` per chunk (nothing large is saved): `dW = colsᵀ·dY`,
+//! `dCols = dY·Wᵀ` then a gather-form col2im (every input pixel sums the entries that
+//! read it, in a fixed order), `db` = column sums of `dY`.
+
+use crate::error::{fmt_shape, CoreError, Result};
+use crate::kernels::gemm::{gemm, MatRef};
+use crate::kernels::parallel;
+use crate::ops::padding::{nhwc, Geometry2d, Padding};
+use crate::tensor::Tensor;
+
+/// Largest im2col buffer (bytes) built at once; bigger batches go in chunks of images.
+pub const COLS_BUDGET_BYTES: usize = 64 << 20;
+
+/// Options of [`Tensor::conv2d`], named after Keras' `Conv2D` arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dConfig {
+    /// (rows, columns) step between windows.
+    pub strides: (usize, usize),
+    pub padding: Padding,
+    /// `dilation_rate`: spacing between kernel taps. Keras refuses it with strides > 1.
+    pub dilation: (usize, usize),
+    /// Channel groups: input and filters split into `groups` independent blocks.
+    pub groups: usize,
+}
+
+impl Default for Conv2dConfig {
+    fn default() -> Self {
+        Conv2dConfig {
+            strides: (1, 1),
+            padding: Padding::Valid,
+            dilation: (1, 1),
+            groups: 1,
+        }
+    }
+}
+
+impl Conv2dConfig {
+    pub fn with_strides(mut self, sh: usize, sw: usize) -> Self {
+        self.strides = (sh, sw);
+        self
+    }
+    pub fn with_padding(mut self, padding: Padding) -> Self {
+        self.padding = padding;
+        self
+    }
+    pub fn with_dilation(mut self, dh: usize, dw: usize) -> Self {
+        self.dilation = (dh, dw);
+        self
+    }
+    pub fn with_groups(mut self, groups: usize) -> Self {
+        self.groups = groups;
+        self
+    }
+}
+
+/// Everything the kernels need, checked once.
+#[derive(Debug, Clone, Copy)]
+struct ConvPlan {
+    n: usize,
+    c: usize,
+    cout: usize,
+    groups: usize,
+    cin_g: usize,
+    cout_g: usize,
+    /// Columns of one group's block: kh*kw*cin_g.
+    kg: usize,
+    geo: Geometry2d,
+    /// 1x1, stride 1, no padding: the input is already the im2col matrix.
+    pointwise: bool,
+    /// Images per im2col chunk.
+    chunk: usize,
+}
+
+impl ConvPlan {
+    /// Width of a `cols` row: all groups' blocks.
+    fn kt(&self) -> usize {
+        self.groups * self.kg
+    }
+    fn out_pixels(&self) -> usize {
+        self.geo.out_h * self.geo.out_w
+    }
+    /// Images per im2col chunk, at least 1, so `cols` stays within the budget.
+    fn chunk_for_budget(&self, budget_bytes: usize) -> usize {
+        let per_image = (self.out_pixels() * self.kt() * 4).max(1);
+        (budget_bytes / per_image).clamp(1, self.n.max(1))
+    }
+}
+
+fn plan(x: &[usize], k: &[usize], bias: Option<&[usize]>, cfg: &Conv2dConfig) -> Result<ConvPlan> {
+    const OP: &str = "conv2d";
+    let (n, h, w, c) = nhwc(OP, x)?;
+    let [kh, kw, cin_g, cout] = *k else {
+        return Err(CoreError::shape(
+            OP,
+            "a rank-4 HWIO kernel (kh, kw, in_channels/groups, filters)",
+            fmt_shape(k),
+        ));
+    };
+    let groups = cfg.groups;
+    if groups == 0 {
+        return Err(CoreError::arg(OP, "groups", "must be at least 1"));
+    }
+    if c % groups != 0 || cin_g * groups != c {
+        return Err(CoreError::shape(
+            OP,
+            format!(
+                "kernel (kh, kw, {}, filters) for input {} with groups {groups}",
+                c / groups.max(1),
+                fmt_shape(x)
+            ),
+            format!("kernel {}", fmt_shape(k)),
+        ));
+    }
+    if cout % groups != 0 {
+        return Err(CoreError::shape(
+            OP,
+            format!("a number of filters divisible by groups {groups}"),
+            format!("kernel {}", fmt_shape(k)),
+        ));
+    }
+    if let Some(b) = bias {
+        if b != [cout] {
+            return Err(CoreError::shape(
+                OP,
+                format!("bias {}", fmt_shape(&[cout])),
+                fmt_shape(b),
+            ));
+        }
+    }
+    let (s, d) = (cfg.strides, cfg.dilation);
+    if (s.0 > 1 || s.1 > 1) && (d.0 > 1 || d.1 > 1) {
+        return Err(CoreError::arg(
+            OP,
+            "dilation",
+            format!(
+                "strides {s:?} > 1 together with dilation {d:?} > 1 is not supported (Keras refuses it)"
+            ),
+        ));
+    }
+    let geo = cfg.padding.resolve(OP, (h, w), (kh, kw), s, d)?;
+    let pointwise = kh == 1 && kw == 1 && s == (1, 1) && geo.unpadded();
+    let mut p = ConvPlan {
+        n,
+        c,
+        cout,
+        groups,
+        cin_g,
+        cout_g: cout / groups,
+        kg: kh * kw * cin_g,
+        geo,
+        pointwise,
+        chunk: 1,
+    };
+    p.chunk = p.chunk_for_budget(COLS_BUDGET_BYTES);
+    Ok(p)
+}
+
+/// Fills `cols` (`n_img * out_h * out_w` rows of `groups*kg`) for images `n0..`.
+fn im2col(x: &[f32], p: &ConvPlan, n0: usize, cols: &mut [f32]) {
+    let g = &p.geo;
+    let (kt, row_len) = (p.kt(), g.out_w * p.kt());
+    let img = g.in_h * g.in_w * p.c;
+    parallel::for_each_chunk_mut(cols, row_len.max(1), |idx, row| {
+        let (n, oh) = (n0 + idx / g.out_h, idx % g.out_h);
+        let xi = &x[n * img..(n + 1) * img];
+        for ow in 0..g.out_w {
+            let dst = &mut row[ow * kt..(ow + 1) * kt];
+            for ki in 0..g.kh {
+                let ih = g.in_row(oh, ki);
+                for kj in 0..g.kw {
+                    let tap = (ki * g.kw + kj) * p.cin_g;
+                    match (ih, g.in_col(ow, kj)) {
+                        (Some(ih), Some(iw)) => {
+                            let src = (ih * g.in_w + iw) * p.c;
+                            for gr in 0..p.groups {
+                                let d0 = gr * p.kg + tap;
+                                let s0 = src + gr * p.cin_g;
+                                dst[d0..d0 + p.cin_g].copy_from_slice(&xi[s0..s0 + p.cin_g]);
+                            }
+                        }
+                        _ => {
+                            for gr in 0..p.groups {
+                                let d0 = gr * p.kg + tap;
+                                dst[d0..d0 + p.cin_g].fill(0.0);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Gather-form col2im: `dx` (images `n0..`, NHWC) gets, for every input pixel, the
+/// sum of the `dcols` entries that read it, in a fixed (ki, kj) order.
+fn col2im(dcols: &[f32], p: &ConvPlan, dx: &mut [f32]) {
+    let g = &p.geo;
+    let kt = p.kt();
+    let row_len = g.in_w * p.c;
+    parallel::for_each_chunk_mut(dx, row_len.max(1), |idx, row| {
+        let (n, ih) = (idx / g.in_h, idx % g.in_h);
+        for ki in 0..g.kh {
+            let Some(oh) = g.out_row(ih, ki) else { continue };
+            for iw in 0..g.in_w {
+                let dst = &mut row[iw * p.c..(iw + 1) * p.c];
+                for kj in 0..g.kw {
+                    let Some(ow) = g.out_col(iw, kj) else { continue };
+                    let r = (n * g.out_h + oh) * g.out_w + ow;
+                    let tap = (ki * g.kw + kj) * p.cin_g;
+                    for gr in 0..p.groups {
+                        let s0 = r * kt + gr * p.kg + tap;
+                        let src = &dcols[s0..s0 + p.cin_g];
+                        dst[gr * p.cin_g..(gr + 1) * p.cin_g]
+                            .iter_mut()
+                            .zip(src)
+                            .for_each(|(d, s)| *d += s);
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// `Wᵀ` per group, packed contiguous: `(groups, cout_g, kg)`.
+fn pack_wt(w: &[f32], p: &ConvPlan) -> Vec<f32> {
+    let mut wt = vec![0.0; p.groups * p.cout_g * p.kg];
+    for gr in 0..p.groups {
+        for o in 0..p.cout_g {
+            let dst = &mut wt[(gr * p.cout_g + o) * p.kg..(gr * p.cout_g + o + 1) * p.kg];
+            for (k, d) in dst.iter_mut().enumerate() {
+                *d = w[k * p.cout + gr * p.cout_g + o];
+            }
+        }
+    }
+    wt
+}
+
+fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, p: &ConvPlan) -> Vec<f32> {
+    let rows = p.n * p.out_pixels();
+    let mut out = vec![0.0; rows * p.cout];
+    if let Some(b) = bias {
+        out.chunks_mut(p.cout.max(1))
+            .for_each(|r| r.copy_from_slice(b));
+    }
+    let acc = bias.is_some();
+    let w_block = |gr: usize| MatRef::strided(&w[gr * p.cout_g..], p.kg, p.cout_g, p.cout);
+    if p.pointwise {
+        for gr in 0..p.groups {
+            let a = MatRef::strided(&x[gr * p.cin_g..], rows, p.cin_g, p.c);
+            gemm(a, w_block(gr), &mut out[gr * p.cout_g..], p.cout, acc);
+        }
+        return out;
+    }
+    let per = p.chunk;
+    let kt = p.kt();
+    let mut cols = vec![0.0; per * p.out_pixels() * kt];
+    for n0 in (0..p.n).step_by(per) {
+        let rows_c = (p.n - n0).min(per) * p.out_pixels();
+        let cols = &mut cols[..rows_c * kt];
+        im2col(x, p, n0, cols);
+        let out_c = &mut out[n0 * p.out_pixels() * p.cout..];
+        for gr in 0..p.groups {
+            let a = MatRef::strided(&cols[gr * p.kg..], rows_c, p.kg, kt);
+            gemm(a, w_block(gr), &mut out_c[gr * p.cout_g..], p.cout, acc);
+        }
+    }
+    out
+}
+
+/// Gradients of the input and the kernel (each only when asked for).
+fn backward(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    p: &ConvPlan,
+    want_dx: bool,
+    want_dw: bool,
+) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    let rows = p.n * p.out_pixels();
+    let mut dx = want_dx.then(|| vec![0.0; p.n * p.geo.in_h * p.geo.in_w * p.c]);
+    let mut dw = want_dw.then(|| vec![0.0; p.kg * p.cout]);
+    let wt = want_dx.then(|| pack_wt(w, p));
+    let dy_block = |gr: usize, r0: usize, nrows: usize| {
+        MatRef::strided(&dy[r0 * p.cout + gr * p.cout_g..], nrows, p.cout_g, p.cout)
+    };
+    if p.pointwise {
+        for gr in 0..p.groups {
+            if let Some(dw) = dw.as_mut() {
+                let a = MatRef::strided(&x[gr * p.cin_g..], rows, p.cin_g, p.c).t();
+                gemm(a, dy_block(gr, 0, rows), &mut dw[gr * p.cout_g..], p.cout, false);
+            }
+            if let (Some(dx), Some(wt)) = (dx.as_mut(), wt.as_ref()) {
+                gemm(
+                    dy_block(gr, 0, rows),
+                    wt_block(wt, gr, p),
+                    &mut dx[gr * p.cin_g..],
+                    p.c,
+                    false,
+                );
+            }
+        }
+        return (dx, dw);
+    }
+    let per = p.chunk;
+    let kt = p.kt();
+    let mut cols = if want_dw {
+        vec![0.0; per * p.out_pixels() * kt]
+    } else {
+        Vec::new()
+    };
+    let mut dcols = if want_dx {
+        vec![0.0; per * p.out_pixels() * kt]
+    } else {
+        Vec::new()
+    };
+    let img = p.geo.in_h * p.geo.in_w * p.c;
+    for n0 in (0..p.n).step_by(per) {
+        let n_img = (p.n - n0).min(per);
+        let rows_c = n_img * p.out_pixels();
+        let r0 = n0 * p.out_pixels();
+        if let Some(dw) = dw.as_mut() {
+            let cols = &mut cols[..rows_c * kt];
+            im2col(x, p, n0, cols);
+            for gr in 0..p.groups {
+                let a = MatRef::strided(&cols[gr * p.kg..], rows_c, p.kg, kt).t();
+                gemm(
+                    a,
+                    dy_block(gr, r0, rows_c),
+                    &mut dw[gr * p.cout_g..],
+                    p.cout,
+                    n0 > 0,
+                );
+            }
+        }
+        if let (Some(dx), Some(wt)) = (dx.as_mut(), wt.as_ref()) {
+            let dcols = &mut dcols[..rows_c * kt];
+            for gr in 0..p.groups {
+                gemm(
+                    dy_block(gr, r0, rows_c),
+                    wt_block(wt, gr, p),
+                    &mut dcols[gr * p.kg..],
+                    kt,
+                    false,
+                );
+            }
+            col2im(dcols, p, &mut dx[n0 * img..(n0 + n_img) * img]);
+        }
+    }
+    (dx, dw)
+}
+
+fn wt_block<'a>(wt: &'a [f32], gr: usize, p: &ConvPlan) -> MatRef<'a> {
+    MatRef::new(&wt[gr * p.cout_g * p.kg..], p.cout_g, p.kg)
+}
+
+/// Column sums of a `rows x cols` row-major matrix (the bias gradient).
+pub(crate) fn column_sums(g: &[f32], cols: usize) -> Vec<f32> {
+    let mut s = vec![0.0; cols];
+    for row in g.chunks(cols.max(1)) {
+        s.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+    }
+    s
+}
+
+impl Tensor {
+    /// Keras `Conv2D`: NHWC `self` (N, H, W, C) with an HWIO `kernel`
+    /// (kh, kw, C/groups, filters) and an optional `bias` (filters,) gives
+    /// (N, OH, OW, filters). Errors name the op and the mismatched shapes.
+    pub fn conv2d(
+        &self,
+        kernel: &Tensor,
+        bias: Option<&Tensor>,
+        config: Conv2dConfig,
+    ) -> Result<Tensor> {
+        let p = plan(
+            self.shape(),
+            kernel.shape(),
+            bias.map(|b| b.shape()),
+            &config,
+        )?;
+        let data = {
+            let bd = bias.map(|b| b.data());
+            forward(&self.data(), &kernel.data(), bd.as_deref().map(|v| &v[..]), &p)
+        };
+        let out_shape = vec![p.n, p.geo.out_h, p.geo.out_w, p.cout];
+        let mut inputs = vec![self, kernel];
+        inputs.extend(bias);
+        let (x, w, has_bias) = (self.clone(), kernel.clone(), bias.is_some());
+        let b_grad = bias.is_some_and(|b| b.requires_grad());
+        Ok(Tensor::from_op(data, out_shape, "conv2d", &inputs, move |g| {
+            let (dx, dw) = backward(
+                &x.data(),
+                &w.data(),
+                g,
+                &p,
+                x.requires_grad(),
+                w.requires_grad(),
+            );
+            let mut grads = vec![dx, dw];
+            if has_bias {
+                grads.push(b_grad.then(|| column_sums(g, p.cout)));
+            }
+            grads
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gradcheck::check_gradients;
+    use crate::rng::Rng;
+
+    /// The obviously-correct oracle: seven nested loops, f64 sums, explicit padding checks.
+    fn conv_reference(
+        x: &[f32],
+        xs: (usize, usize, usize, usize),
+        w: &[f32],
+        ks: (usize, usize, usize, usize),
+        bias: Option<&[f32]>,
+        g: &Geometry2d,
+        groups: usize,
+    ) -> Vec<f32> {
+        let (n, h, wd, c) = xs;
+        let (kh, kw, cin_g, cout) = ks;
+        let cout_g = cout / groups;
+        let mut out = vec![0.0; n * g.out_h * g.out_w * cout];
+        for b in 0..n {
+            for oh in 0..g.out_h {
+                for ow in 0..g.out_w {
+                    for o in 0..cout {
+                        let gr = o / cout_g;
+                        let mut s = bias.map_or(0.0, |b| b[o] as f64);
+                        for ki in 0..kh {
+                            for kj in 0..kw {
+                                let ih = (oh * g.sh + ki * g.dh) as isize - g.pad_top as isize;
+                                let iw = (ow * g.sw + kj * g.dw) as isize - g.pad_left as isize;
+                                if ih < 0 || iw < 0 || ih >= h as isize || iw >= wd as isize {
+                                    continue;
+                                }
+                                for ci in 0..cin_g {
+                                    let xc = gr * cin_g + ci;
+                                    let xv = x[((b * h + ih as usize) * wd + iw as usize) * c + xc];
+                                    let wv = w[((ki * kw + kj) * cin_g + ci) * cout + o];
+                                    s += xv as f64 * wv as f64;
+                                }
+                            }
+                        }
+                        out[((b * g.out_h + oh) * g.out_w + ow) * cout + o] = s as f32;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn rand_t(shape: &[usize], rng: &mut Rng) -> Tensor {
+        Tensor::rand_normal(shape, 0.0, 1.0, rng)
+    }
+
+    fn close(a: &[f32], b: &[f32], tol: f32) -> bool {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
+    }
+
+    #[test]
+    fn fast_conv_matches_reference_on_random_configs() {
+        let mut rng = Rng::new(11);
+        let mut pointwise_seen = 0;
+        for case in 0..120 {
+            let groups = [1, 1, 2, 3][rng.below(4)];
+            let cin_g = 1 + rng.below(3);
+            let cout_g = 1 + rng.below(3);
+            let (kh, kw) = (1 + rng.below(4), 1 + rng.below(4));
+            let strided = rng.below(2) == 0;
+            let (s, d) = if strided {
+                ((1 + rng.below(3), 1 + rng.below(3)), (1, 1))
+            } else {
+                ((1, 1), (1 + rng.below(3), 1 + rng.below(3)))
+            };
+            let padding = match rng.below(4) {
+                0 => Padding::Valid,
+                1 | 2 => Padding::Same,
+                _ => Padding::Explicit {
+                    top: rng.below(3),
+                    bottom: rng.below(3),
+                    left: rng.below(3),
+                    right: rng.below(3),
+                },
+            };
+            let (h, w) = (
+                (kh - 1) * d.0 + 1 + rng.below(6),
+                (kw - 1) * d.1 + 1 + rng.below(6),
+            );
+            let n = 1 + rng.below(3);
+            let c = cin_g * groups;
+            let cout = cout_g * groups;
+            let x = rand_t(&[n, h, w, c], &mut rng);
+            let k = rand_t(&[kh, kw, cin_g, cout], &mut rng);
+            let b = rand_t(&[cout], &mut rng);
+            let cfg = Conv2dConfig {
+                strides: s,
+                padding,
+                dilation: d,
+                groups,
+            };
+            let p = plan(x.shape(), k.shape(), Some(b.shape()), &cfg).unwrap();
+            pointwise_seen += p.pointwise as usize;
+            let got = x.conv2d(&k, Some(&b), cfg).unwrap();
+            let want = conv_reference(
+                &x.data(),
+                (n, h, w, c),
+                &k.data(),
+                (kh, kw, cin_g, cout),
+                Some(&b.data()),
+                &p.geo,
+                groups,
+            );
+            assert_eq!(got.shape(), &[n, p.geo.out_h, p.geo.out_w, cout]);
+            assert!(close(&got.data(), &want, 1e-4), "case {case}: {cfg:?}");
+        }
+        // the 1x1 fast path, with and without groups, explicitly
+        for groups in [1, 2] {
+            let x = rand_t(&[2, 3, 4, 2 * groups], &mut rng);
+            let k = rand_t(&[1, 1, 2, 3 * groups], &mut rng);
+            let cfg = Conv2dConfig::default().with_groups(groups);
+            let p = plan(x.shape(), k.shape(), None, &cfg).unwrap();
+            assert!(p.pointwise);
+            pointwise_seen += 1;
+            let want = conv_reference(
+                &x.data(),
+                (2, 3, 4, 2 * groups),
+                &k.data(),
+                (1, 1, 2, 3 * groups),
+                None,
+                &p.geo,
+                groups,
+            );
+            assert!(close(&x.conv2d(&k, None, cfg).unwrap().data(), &want, 1e-4));
+        }
+        assert!(pointwise_seen >= 2);
+    }
+
+    /// Backward against the reference's gradients, computed as finite-free loops:
+    /// dX and dW of `sum(conv(x, w) * dy)` by differentiating the reference by hand.
+    #[test]
+    fn backward_matches_reference_loops_on_random_configs() {
+        let mut rng = Rng::new(12);
+        for case in 0..40 {
+            let groups = [1, 2][rng.below(2)];
+            let (cin_g, cout_g) = (1 + rng.below(3), 1 + rng.below(3));
+            let (kh, kw) = (1 + rng.below(3), 1 + rng.below(3));
+            let s = (1 + rng.below(2), 1 + rng.below(3));
+            let padding = [Padding::Same, Padding::Valid, Padding::symmetric(1)][rng.below(3)];
+            let (h, w) = (kh + rng.below(5), kw + rng.below(5));
+            let (n, c, cout) = (1 + rng.below(2), cin_g * groups, cout_g * groups);
+            let x = rand_t(&[n, h, w, c], &mut rng).requires_grad_(true);
+            let k = rand_t(&[kh, kw, cin_g, cout], &mut rng).requires_grad_(true);
+            let cfg = Conv2dConfig::default()
+                .with_strides(s.0, s.1)
+                .with_padding(padding)
+                .with_groups(groups);
+            let y = x.conv2d(&k, None, cfg).unwrap();
+            let dy = rand_t(y.shape(), &mut rng);
+            y.mul(&dy).unwrap().sum_all().backward().unwrap();
+            let g = plan(x.shape(), k.shape(), None, &cfg).unwrap().geo;
+            let (xd, kd, dyd) = (x.to_vec(), k.to_vec(), dy.to_vec());
+            let mut dx = vec![0.0f64; xd.len()];
+            let mut dk = vec![0.0f64; kd.len()];
+            for b in 0..n {
+                for oh in 0..g.out_h {
+                    for ow in 0..g.out_w {
+                        for o in 0..cout {
+                            let gy = dyd[((b * g.out_h + oh) * g.out_w + ow) * cout + o] as f64;
+                            let gr = o / cout_g;
+                            for ki in 0..kh {
+                                for kj in 0..kw {
+                                    let (Some(ih), Some(iw)) = (g.in_row(oh, ki), g.in_col(ow, kj))
+                                    else {
+                                        continue;
+                                    };
+                                    for ci in 0..cin_g {
+                                        let xi = ((b * h + ih) * w + iw) * c + gr * cin_g + ci;
+                                        let wi = ((ki * kw + kj) * cin_g + ci) * cout + o;
+                                        dx[xi] += gy * kd[wi] as f64;
+                                        dk[wi] += gy * xd[xi] as f64;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            let f = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect::<Vec<_>>();
+            assert!(close(&x.grad().unwrap().to_vec(), &f(dx), 1e-4), "dx case {case}");
+            assert!(close(&k.grad().unwrap().to_vec(), &f(dk), 1e-4), "dk case {case}");
+        }
+    }
+
+    fn gradcheck_conv(xs: &[usize], ks: &[usize], cfg: Conv2dConfig, seed: u64) {
+        let mut rng = Rng::new(seed);
+        let x = rand_t(xs, &mut rng);
+        let k = rand_t(ks, &mut rng);
+        let b = rand_t(&[ks[3]], &mut rng);
+        check_gradients(&[x, k, b], |t| t[0].conv2d(&t[1], Some(&t[2]), cfg));
+    }
+
+    #[test]
+    fn gradients_valid_same_stride_even_kernel() {
+        let d = Conv2dConfig::default();
+        gradcheck_conv(&[2, 5, 4, 2], &[3, 3, 2, 3], d, 1);
+        gradcheck_conv(&[1, 5, 6, 2], &[3, 3, 2, 2], d.with_padding(Padding::Same), 2);
+        let s2 = d.with_strides(2, 2).with_padding(Padding::Same);
+        gradcheck_conv(&[1, 6, 5, 2], &[3, 3, 2, 2], s2, 3);
+        gradcheck_conv(&[1, 7, 5, 1], &[3, 2, 1, 2], d.with_strides(2, 1), 4);
+        gradcheck_conv(&[1, 5, 5, 2], &[4, 4, 2, 2], d.with_padding(Padding::Same), 5);
+        gradcheck_conv(&[1, 5, 4, 2], &[3, 3, 2, 2], d.with_padding(Padding::symmetric(1)), 6);
+    }
+
+    #[test]
+    fn gradients_dilation_groups_pointwise() {
+        let d = Conv2dConfig::default();
+        gradcheck_conv(&[1, 6, 6, 2], &[3, 2, 2, 2], d.with_dilation(2, 2), 7);
+        let ds = d.with_dilation(2, 1).with_padding(Padding::Same);
+        gradcheck_conv(&[1, 5, 5, 1], &[3, 3, 1, 2], ds, 8);
+        gradcheck_conv(&[1, 4, 5, 4], &[2, 2, 2, 4], d.with_groups(2), 9);
+        gradcheck_conv(&[2, 3, 3, 3], &[1, 1, 3, 2], d, 10);
+        gradcheck_conv(&[1, 3, 3, 4], &[1, 1, 2, 4], d.with_groups(2), 11);
+    }
+
+    #[test]
+    fn chunked_batches_match_one_pass_and_are_deterministic() {
+        let mut rng = Rng::new(21);
+        let x = rand_t(&[5, 9, 8, 6], &mut rng);
+        let k = rand_t(&[3, 3, 3, 4], &mut rng);
+        let cfg = Conv2dConfig::default()
+            .with_padding(Padding::Same)
+            .with_strides(2, 1)
+            .with_groups(2);
+        let mut p = plan(x.shape(), k.shape(), None, &cfg).unwrap();
+        assert_eq!(p.chunk, 5);
+        let one = forward(&x.data(), &k.data(), None, &p);
+        let dy: Vec<f32> = (0..one.len()).map(|_| rng.normal()).collect();
+        let (dx1, dw1) = backward(&x.data(), &k.data(), &dy, &p, true, true);
+        for chunk in [1, 2, 3] {
+            p.chunk = chunk;
+            let o = forward(&x.data(), &k.data(), None, &p);
+            assert!(close(&o, &one, 1e-5), "forward, chunk {chunk}");
+            let (dx, dw) = backward(&x.data(), &k.data(), &dy, &p, true, true);
+            assert!(close(&dx.unwrap(), dx1.as_ref().unwrap(), 1e-5), "dx, chunk {chunk}");
+            assert!(close(&dw.unwrap(), dw1.as_ref().unwrap(), 1e-5), "dw, chunk {chunk}");
+        }
+        // a large batch is split by the budget
+        let big = plan(&[64, 112, 112, 64], &[3, 3, 32, 64], None, &cfg).unwrap();
+        assert!(big.chunk < 64 && big.chunk * 56 * 112 * 576 * 4 <= COLS_BUDGET_BYTES);
+        // repeated runs are bitwise identical
+        p.chunk = 5;
+        assert_eq!(x.conv2d(&k, None, cfg).unwrap().to_vec(), one);
+        let (dx2, dw2) = backward(&x.data(), &k.data(), &dy, &p, true, true);
+        assert_eq!(dx2, dx1);
+        assert_eq!(dw2, dw1);
+    }
+
+    #[test]
+    fn errors_name_op_and_shapes() {
+        let x = Tensor::zeros(&[1, 5, 5, 4]);
+        let e = |r: Result<Tensor>| r.unwrap_err().to_string();
+        let m = e(x.conv2d(&Tensor::zeros(&[3, 3, 3, 2]), None, Conv2dConfig::default()));
+        assert!(m.contains("conv2d") && m.contains("(3, 3, 3, 2)") && m.contains("(1, 5, 5, 4)"), "{m}");
+        let m = e(x.conv2d(&Tensor::zeros(&[3, 3, 2, 3]), None, Conv2dConfig::default().with_groups(2)));
+        assert!(m.contains("divisible by groups 2"), "{m}");
+        let m = e(x.conv2d(&Tensor::zeros(&[3, 3, 4, 2]), Some(&Tensor::zeros(&[3])), Conv2dConfig::default()));
+        assert!(m.contains("bias (2,)") && m.contains("(3,)"), "{m}");
+        let m = e(x.conv2d(&Tensor::zeros(&[3, 3, 4, 2]), None, Conv2dConfig::default().with_strides(2, 2).with_dilation(2, 2)));
+        assert!(m.contains("dilation"), "{m}");
+        let m = e(x.conv2d(&Tensor::zeros(&[7, 3, 4, 2]), None, Conv2dConfig::default()));
+        assert!(m.contains("conv2d") && m.contains("(5, 5)"), "{m}");
+        assert!(Tensor::zeros(&[5, 5, 4]).conv2d(&Tensor::zeros(&[3, 3, 4, 2]), None, Conv2dConfig::default()).is_err());
+        assert!(x.conv2d(&Tensor::zeros(&[3, 3, 4]), None, Conv2dConfig::default()).is_err());
+        assert!(x.conv2d(&Tensor::zeros(&[3, 3, 4, 2]), None, Conv2dConfig::default().with_groups(0)).is_err());
+        assert!(x.conv2d(&Tensor::zeros(&[3, 3, 4, 2]), None, Conv2dConfig::default().with_strides(0, 1)).is_err());
+    }
+
+    /// Rough timing of a ResNet stage-2 3x3 convolution; run with `--ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn timing_resnet_3x3_64() {
+        let mut rng = Rng::new(1);
+        let x = rand_t(&[8, 56, 56, 64], &mut rng).requires_grad_(true);
+        let k = Tensor::rand_normal(&[3, 3, 64, 64], 0.0, 0.05, &mut rng).requires_grad_(true);
+        let cfg = Conv2dConfig::default().with_padding(Padding::Same);
+        for _ in 0..3 {
+            let t0 = std::time::Instant::now();
+            let y = x.conv2d(&k, None, cfg).unwrap();
+            let t1 = std::time::Instant::now();
+            y.sum_all().backward().unwrap();
+            let t2 = std::time::Instant::now();
+            println!(
+                "conv2d (8,56,56,64) * (3,3,64,64) same, {} threads: forward {:.1} ms, backward {:.1} ms",
+                crate::threads::num_threads(),
+                (t1 - t0).as_secs_f64() * 1e3,
+                (t2 - t1).as_secs_f64() * 1e3
+            );
+            x.zero_grad();
+            k.zero_grad();
+        }
+    }
+}
