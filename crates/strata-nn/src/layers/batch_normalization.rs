@@ -1,0 +1,173 @@
+//! BatchNormalization over the channel (last) axis with Keras defaults
+//! (momentum 0.99, epsilon 1e-3). Training mode normalises with the batch
+//! statistics and updates `moving = moving*momentum + batch*(1-momentum)`
+//! (biased variance); inference mode and a frozen layer use the moving ones.
+
+use serde_json::{Map, Value};
+use strata_core::{Rng, Tensor};
+
+use super::dense::not_built;
+use super::{expect_inputs, Ctx, Layer, LayerBase};
+use crate::error::{InLayer, NnError, Result};
+use crate::weight::Weight;
+
+pub struct BatchNormalization {
+    base: LayerBase,
+    pub momentum: f32,
+    pub epsilon: f32,
+    pub center: bool,
+    pub scale: bool,
+    gamma: Option<Weight>,
+    beta: Option<Weight>,
+    moving_mean: Option<Weight>,
+    moving_variance: Option<Weight>,
+}
+
+impl BatchNormalization {
+    pub fn new() -> Self {
+        BatchNormalization {
+            base: LayerBase::new(None),
+            momentum: 0.99,
+            epsilon: 1e-3,
+            center: true,
+            scale: true,
+            gamma: None,
+            beta: None,
+            moving_mean: None,
+            moving_variance: None,
+        }
+    }
+    pub fn epsilon(mut self, e: f32) -> Self {
+        self.epsilon = e;
+        self
+    }
+    pub fn momentum(mut self, m: f32) -> Self {
+        self.momentum = m;
+        self
+    }
+    pub fn named(mut self, name: &str) -> Self {
+        self.base.name = name.to_string();
+        self
+    }
+}
+
+impl Default for BatchNormalization {
+    fn default() -> Self {
+        BatchNormalization::new()
+    }
+}
+
+impl Layer for BatchNormalization {
+    fn base(&self) -> &LayerBase {
+        &self.base
+    }
+    fn base_mut(&mut self) -> &mut LayerBase {
+        &mut self.base
+    }
+    fn class_name(&self) -> &'static str {
+        "BatchNormalization"
+    }
+    fn build(&mut self, inputs: &[Vec<usize>], _rng: &mut Rng) -> Result<Vec<usize>> {
+        expect_inputs(self, inputs.len(), 1)?;
+        let s = &inputs[0];
+        let Some(&c) = s.last() else {
+            return Err(NnError::shape(&self.base.name, "BatchNormalization", "(None, ..., channels)", s));
+        };
+        if let Some(m) = &self.moving_mean {
+            if m.shape() != [c] {
+                return Err(NnError::shape(&self.base.name, "BatchNormalization", format!("(None, ..., {})", m.shape()[0]), s));
+            }
+            return Ok(s.clone());
+        }
+        let t = self.base.trainable;
+        if self.scale {
+            self.gamma = Some(Weight::new("gamma", Tensor::ones(&[c]), t));
+        }
+        if self.center {
+            self.beta = Some(Weight::new("beta", Tensor::zeros(&[c]), t));
+        }
+        self.moving_mean = Some(Weight::new("moving_mean", Tensor::zeros(&[c]), false));
+        self.moving_variance = Some(Weight::new("moving_variance", Tensor::ones(&[c]), false));
+        Ok(s.clone())
+    }
+    fn forward(&mut self, inputs: &[Tensor], ctx: &mut Ctx) -> Result<Tensor> {
+        expect_inputs(self, inputs.len(), 1)?;
+        let name = &self.base.name;
+        let (mm, mv) = match (&self.moving_mean, &self.moving_variance) {
+            (Some(a), Some(b)) => (a, b),
+            _ => return Err(not_built(name)),
+        };
+        let x = &inputs[0];
+        let c = mm.shape()[0];
+        if x.shape().last() != Some(&c) {
+            return Err(NnError::shape(name, "BatchNormalization", format!("(None, ..., {c})"), x.shape().get(1..).unwrap_or(&[])));
+        }
+        let gamma = self.gamma.as_ref().map(|w| &w.value);
+        let beta = self.beta.as_ref().map(|w| &w.value);
+        // a frozen BatchNormalization runs in inference mode (as in Keras)
+        if ctx.training && self.base.trainable {
+            let (y, mean, var) = x.batch_norm_train(gamma, beta, self.epsilon).in_layer(name)?;
+            let m = self.momentum;
+            strata_core::ops::batch_norm::update_moving(&mut mm.value.data_mut(), &mean, m);
+            strata_core::ops::batch_norm::update_moving(&mut mv.value.data_mut(), &var, m);
+            Ok(y)
+        } else {
+            let (mean, var) = (mm.value.to_vec(), mv.value.to_vec());
+            x.batch_norm_infer(&mean, &var, gamma, beta, self.epsilon).in_layer(name)
+        }
+    }
+    fn weights(&self) -> Vec<&Weight> {
+        self.gamma.iter().chain(self.beta.iter()).chain(self.moving_mean.iter()).chain(self.moving_variance.iter()).collect()
+    }
+    fn weights_mut(&mut self) -> Vec<&mut Weight> {
+        self.gamma
+            .iter_mut()
+            .chain(self.beta.iter_mut())
+            .chain(self.moving_mean.iter_mut())
+            .chain(self.moving_variance.iter_mut())
+            .collect()
+    }
+    fn config(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("momentum".into(), self.momentum.into());
+        m.insert("epsilon".into(), self.epsilon.into());
+        m.insert("center".into(), self.center.into());
+        m.insert("scale".into(), self.scale.into());
+        m
+    }
+    fn describe(&self, inputs: &[Vec<usize>], output: &[usize]) -> crate::explain::Description {
+        crate::explain::describe_batchnorm(self.epsilon, self.momentum, inputs, output)
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{build, check_layer_gradients, run};
+    use super::*;
+
+    #[test]
+    fn counts_and_modes() {
+        let mut b = BatchNormalization::new();
+        build(&mut b, &[&[4, 4, 3]]).unwrap();
+        assert_eq!(b.param_count(), 12);
+        assert_eq!(b.trainable_param_count(), 6);
+        let x = Tensor::rand_normal(&[2, 4, 4, 3], 1.0, 2.0, &mut Rng::new(1));
+        let y = run(&mut b, &[x.clone()], true).unwrap();
+        let m = y.mean(&[0, 1, 2], false).unwrap();
+        assert!(m.data().iter().all(|v| v.abs() < 1e-4));
+        // the moving mean moved 1% of the way towards the batch mean
+        let mm = b.weights()[2].value.to_vec();
+        let bm = x.mean(&[0, 1, 2], false).unwrap().to_vec();
+        for (a, b) in mm.iter().zip(bm) {
+            assert!((a - 0.01 * b).abs() < 1e-5);
+        }
+        check_layer_gradients(&mut b, &[x.clone()], false);
+        let mut b2 = BatchNormalization::new();
+        build(&mut b2, &[&[3]]).unwrap();
+        let x2 = Tensor::rand_normal(&[5, 3], 0.0, 1.0, &mut Rng::new(2));
+        check_layer_gradients(&mut b2, &[x2], true);
+    }
+}

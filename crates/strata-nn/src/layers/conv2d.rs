@@ -1,0 +1,260 @@
+//! Conv2D: `filters` kernels, each spanning every input channel of its group,
+//! stored as HWIO `(kh, kw, in_channels / groups, filters)`.
+
+use serde_json::{Map, Value};
+use strata_core::ops::{Conv2dConfig, Padding};
+use strata_core::{Rng, Tensor};
+
+use super::dense::not_built;
+use super::{expect_inputs, pair_json, Ctx, Layer, LayerBase};
+use crate::activations::Activation;
+use crate::error::{InLayer, NnError, Result};
+use crate::initializers::Initializer;
+use crate::weight::Weight;
+
+pub struct Conv2D {
+    base: LayerBase,
+    pub filters: usize,
+    pub kernel_size: (usize, usize),
+    pub strides: (usize, usize),
+    pub padding: Padding,
+    pub dilation_rate: (usize, usize),
+    pub groups: usize,
+    pub activation: Activation,
+    pub use_bias: bool,
+    pub kernel_initializer: Initializer,
+    pub bias_initializer: Initializer,
+    kernel: Option<Weight>,
+    bias: Option<Weight>,
+}
+
+/// Resolves a window op's output size, naming the layer in errors.
+pub(crate) fn window_output(
+    layer: &str,
+    class: &str,
+    input: &[usize],
+    kernel: (usize, usize),
+    strides: (usize, usize),
+    padding: Padding,
+    dilation: (usize, usize),
+) -> Result<(usize, usize)> {
+    if input.len() != 3 {
+        return Err(NnError::shape(layer, class, "(None, H, W, C)", input));
+    }
+    let g = padding
+        .resolve(class, (input[0], input[1]), kernel, strides, dilation)
+        .map_err(|e| NnError::Shape {
+            layer: layer.to_string(),
+            class: class.to_string(),
+            expected: format!(
+                "an input at least as large as the {}x{} window{}",
+                (kernel.0 - 1) * dilation.0.max(1) + 1,
+                (kernel.1 - 1) * dilation.1.max(1) + 1,
+                if padding == Padding::Valid { " (padding 'valid')" } else { "" }
+            ),
+            found: format!("{} ({e})", crate::error::batch_shape(input)),
+        })?;
+    Ok((g.out_h, g.out_w))
+}
+
+pub(crate) fn padding_json(p: Padding) -> Value {
+    match p {
+        Padding::Valid => "valid".into(),
+        Padding::Same => "same".into(),
+        Padding::Explicit { top, bottom, left, right } => Value::from(vec![vec![top, bottom], vec![left, right]]),
+    }
+}
+
+impl Conv2D {
+    pub fn new(filters: usize, kernel_size: (usize, usize)) -> Self {
+        Conv2D {
+            base: LayerBase::new(None),
+            filters,
+            kernel_size,
+            strides: (1, 1),
+            padding: Padding::Valid,
+            dilation_rate: (1, 1),
+            groups: 1,
+            activation: Activation::Linear,
+            use_bias: true,
+            kernel_initializer: Initializer::GlorotUniform,
+            bias_initializer: Initializer::Zeros,
+            kernel: None,
+            bias: None,
+        }
+    }
+    pub fn named(mut self, name: &str) -> Self {
+        self.base.name = name.to_string();
+        self
+    }
+    pub fn strides(mut self, s: usize) -> Self {
+        self.strides = (s, s);
+        self
+    }
+    pub fn padding(mut self, p: Padding) -> Self {
+        self.padding = p;
+        self
+    }
+    pub fn activation(mut self, a: Activation) -> Self {
+        self.activation = a;
+        self
+    }
+    pub fn use_bias(mut self, on: bool) -> Self {
+        self.use_bias = on;
+        self
+    }
+    pub fn dilation(mut self, d: usize) -> Self {
+        self.dilation_rate = (d, d);
+        self
+    }
+    pub fn groups(mut self, g: usize) -> Self {
+        self.groups = g;
+        self
+    }
+    pub fn kernel_initializer(mut self, i: Initializer) -> Self {
+        self.kernel_initializer = i;
+        self
+    }
+    /// The kernel, once built.
+    pub fn kernel(&self) -> Option<&Tensor> {
+        self.kernel.as_ref().map(|w| &w.value)
+    }
+    fn config_core(&self) -> Conv2dConfig {
+        Conv2dConfig {
+            strides: self.strides,
+            padding: self.padding,
+            dilation: self.dilation_rate,
+            groups: self.groups,
+        }
+    }
+    fn pre_activation(&self, x: &Tensor) -> Result<Tensor> {
+        let name = &self.base.name;
+        let k = self.kernel.as_ref().ok_or_else(|| not_built(name))?;
+        let cin = k.shape()[2] * self.groups;
+        if x.rank() != 4 || x.shape()[3] != cin {
+            return Err(NnError::shape(name, "Conv2D", format!("(None, H, W, {cin})"), x.shape().get(1..).unwrap_or(&[])));
+        }
+        x.conv2d(&k.value, self.bias.as_ref().map(|b| &b.value), self.config_core()).in_layer(name)
+    }
+}
+
+impl Layer for Conv2D {
+    fn base(&self) -> &LayerBase {
+        &self.base
+    }
+    fn base_mut(&mut self) -> &mut LayerBase {
+        &mut self.base
+    }
+    fn class_name(&self) -> &'static str {
+        "Conv2D"
+    }
+    fn build(&mut self, inputs: &[Vec<usize>], rng: &mut Rng) -> Result<Vec<usize>> {
+        expect_inputs(self, inputs.len(), 1)?;
+        let name = self.base.name.clone();
+        let s = &inputs[0];
+        if self.filters == 0 {
+            return Err(NnError::config(&name, "filters", "must be at least 1"));
+        }
+        if (self.strides.0 > 1 || self.strides.1 > 1) && (self.dilation_rate.0 > 1 || self.dilation_rate.1 > 1) {
+            return Err(NnError::config(&name, "dilation_rate", "dilation_rate > 1 cannot be combined with strides > 1 (as in Keras)"));
+        }
+        let (oh, ow) = window_output(&name, "Conv2D", s, self.kernel_size, self.strides, self.padding, self.dilation_rate)?;
+        let cin = s[2];
+        if self.groups == 0 || cin % self.groups != 0 || self.filters % self.groups != 0 {
+            return Err(NnError::config(
+                &name,
+                "groups",
+                format!("{} groups must divide both the {cin} input channels and the {} filters", self.groups, self.filters),
+            ));
+        }
+        let kshape = [self.kernel_size.0, self.kernel_size.1, cin / self.groups, self.filters];
+        match &self.kernel {
+            Some(k) if k.shape() != kshape => {
+                return Err(NnError::shape(&name, "Conv2D", format!("(None, H, W, {})", k.shape()[2] * self.groups), s));
+            }
+            Some(_) => {}
+            None => {
+                self.kernel = Some(Weight::new("kernel", self.kernel_initializer.init(&kshape, rng), self.base.trainable));
+                if self.use_bias {
+                    self.bias = Some(Weight::new("bias", self.bias_initializer.init(&[self.filters], rng), self.base.trainable));
+                }
+            }
+        }
+        Ok(vec![oh, ow, self.filters])
+    }
+    fn forward(&mut self, inputs: &[Tensor], _ctx: &mut Ctx) -> Result<Tensor> {
+        expect_inputs(self, inputs.len(), 1)?;
+        let z = self.pre_activation(&inputs[0])?;
+        self.activation.apply(&z).in_layer(&self.base.name)
+    }
+    fn forward_logits(&mut self, inputs: &[Tensor], _ctx: &mut Ctx) -> Option<Result<Tensor>> {
+        (self.activation == Activation::Softmax && inputs.len() == 1).then(|| self.pre_activation(&inputs[0]))
+    }
+    fn weights(&self) -> Vec<&Weight> {
+        self.kernel.iter().chain(self.bias.iter()).collect()
+    }
+    fn weights_mut(&mut self) -> Vec<&mut Weight> {
+        self.kernel.iter_mut().chain(self.bias.iter_mut()).collect()
+    }
+    fn config(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("filters".into(), self.filters.into());
+        m.insert("kernel_size".into(), pair_json(self.kernel_size));
+        m.insert("strides".into(), pair_json(self.strides));
+        m.insert("padding".into(), padding_json(self.padding));
+        m.insert("dilation_rate".into(), pair_json(self.dilation_rate));
+        m.insert("groups".into(), self.groups.into());
+        m.insert("activation".into(), self.activation.name().into());
+        m.insert("use_bias".into(), self.use_bias.into());
+        m.insert("kernel_initializer".into(), self.kernel_initializer.name().into());
+        m
+    }
+    fn describe(&self, inputs: &[Vec<usize>], output: &[usize]) -> crate::explain::Description {
+        crate::explain::describe_conv2d(self, inputs, output)
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{build, check_layer_gradients};
+    use super::*;
+
+    #[test]
+    fn seed_question_shapes() {
+        let mut a = Conv2D::new(8, (11, 11)).named("conv2d");
+        assert_eq!(build(&mut a, &[&[101, 101, 1]]).unwrap(), vec![91, 91, 8]);
+        assert_eq!(a.weights()[0].shape(), &[11, 11, 1, 8]);
+        assert_eq!(a.param_count(), 976);
+        let mut b = Conv2D::new(16, (7, 7)).named("conv2d_1");
+        assert_eq!(build(&mut b, &[&[91, 91, 8]]).unwrap(), vec![85, 85, 16]);
+        assert_eq!(b.weights()[0].shape(), &[7, 7, 8, 16]);
+        assert_eq!(b.param_count(), 6288);
+    }
+
+    #[test]
+    fn shape_errors_name_the_layer() {
+        let mut c = Conv2D::new(4, (5, 5)).named("small");
+        let e = build(&mut c, &[&[3, 3, 1]]).unwrap_err().to_string();
+        assert!(e.starts_with("layer 'small' (Conv2D): expected input an input at least as large as the 5x5 window"), "{e}");
+        assert!(e.contains("found (None, 3, 3, 1)"), "{e}");
+        let mut g = Conv2D::new(4, (3, 3)).groups(3);
+        assert!(build(&mut g, &[&[8, 8, 4]]).is_err());
+        let mut sd = Conv2D::new(4, (3, 3)).strides(2).dilation(2);
+        assert!(build(&mut sd, &[&[8, 8, 4]]).is_err());
+        let mut ok = Conv2D::new(4, (3, 3)).named("c");
+        build(&mut ok, &[&[8, 8, 2]]).unwrap();
+        let e = build(&mut ok, &[&[8, 8, 3]]).unwrap_err().to_string();
+        assert!(e.contains("expected input (None, H, W, 2)"), "{e}");
+    }
+
+    #[test]
+    fn gradient_check_same_stride2() {
+        let mut c = Conv2D::new(3, (3, 3)).strides(2).padding(Padding::Same).activation(Activation::Tanh);
+        build(&mut c, &[&[5, 6, 2]]).unwrap();
+        let x = Tensor::rand_normal(&[2, 5, 6, 2], 0.0, 1.0, &mut Rng::new(1));
+        check_layer_gradients(&mut c, &[x], true);
+    }
+}

@@ -1,0 +1,75 @@
+//! Dropout: in training, zero each value with probability `rate` and scale the
+//! rest by 1/(1 - rate) (seeded mask); the identity at inference.
+
+use serde_json::{Map, Value};
+use strata_core::{Rng, Tensor};
+
+use super::{expect_inputs, Ctx, Layer, LayerBase};
+use crate::error::{InLayer, NnError, Result};
+
+pub struct Dropout {
+    base: LayerBase,
+    pub rate: f32,
+}
+
+impl Dropout {
+    pub fn new(rate: f32) -> Self {
+        Dropout {
+            base: LayerBase::new(None),
+            rate,
+        }
+    }
+}
+
+impl Layer for Dropout {
+    fn base(&self) -> &LayerBase {
+        &self.base
+    }
+    fn base_mut(&mut self) -> &mut LayerBase {
+        &mut self.base
+    }
+    fn class_name(&self) -> &'static str {
+        "Dropout"
+    }
+    fn build(&mut self, inputs: &[Vec<usize>], _rng: &mut Rng) -> Result<Vec<usize>> {
+        expect_inputs(self, inputs.len(), 1)?;
+        if !(0.0..1.0).contains(&self.rate) {
+            return Err(NnError::config(&self.base.name, "rate", format!("must be in [0, 1), found {}", self.rate)));
+        }
+        Ok(inputs[0].clone())
+    }
+    fn forward(&mut self, inputs: &[Tensor], ctx: &mut Ctx) -> Result<Tensor> {
+        expect_inputs(self, inputs.len(), 1)?;
+        if !ctx.training {
+            return Ok(inputs[0].clone());
+        }
+        inputs[0].dropout(self.rate, ctx.rng).in_layer(&self.base.name)
+    }
+    fn config(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("rate".into(), self.rate.into());
+        m
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{build, run};
+    use super::*;
+
+    #[test]
+    fn identity_at_inference_scaled_in_training() {
+        let mut d = Dropout::new(0.5);
+        build(&mut d, &[&[1000]]).unwrap();
+        let x = Tensor::ones(&[1, 1000]);
+        assert_eq!(run(&mut d, &[x.clone()], false).unwrap().to_vec(), x.to_vec());
+        let y = run(&mut d, &[x], true).unwrap().to_vec();
+        assert!(y.iter().all(|&v| v == 0.0 || v == 2.0));
+        let kept = y.iter().filter(|&&v| v == 2.0).count();
+        assert!((400..600).contains(&kept), "{kept}");
+        assert!(build(&mut Dropout::new(1.0), &[&[3]]).is_err());
+    }
+}

@@ -1,0 +1,23 @@
+//! strata-nn: Keras-style layers, losses, metrics, optimizers and models
+//! (Sequential and functional graphs, summary, fit/evaluate/predict, weights files).
+
+pub mod activations;
+pub mod error;
+pub mod explain;
+pub mod initializers;
+pub mod layers;
+pub mod losses;
+pub mod metrics;
+pub mod model;
+pub mod optimizers;
+pub mod weight;
+
+pub use activations::Activation;
+pub use error::{NnError, Result};
+pub use initializers::Initializer;
+pub use layers::{Ctx, Layer};
+pub use losses::{Loss, Targets};
+pub use metrics::Metric;
+pub use model::{FitConfig, History, Model, Source, Verbosity};
+pub use optimizers::{LearningRateSchedule, Optimizer, Param};
+pub use weight::Weight;

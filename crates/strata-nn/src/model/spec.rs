@@ -1,0 +1,550 @@
+//! Model spec files (JSON, see CONTRACT.md): Sequential (`input_shape` +
+//! `layers`) or functional (`inputs` + `layers` with `inputs` + `outputs`).
+//! Every argument is checked: unknown ones, bad values, duplicate names,
+//! unknown inputs and cycles are errors naming the layer and the field.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use super::{Model, Source};
+use crate::activations::Activation;
+use crate::error::{NnError, Result};
+use crate::initializers::Initializer;
+use crate::layers::*;
+
+/// The arguments of one layer, consumed one by one so leftovers are reported.
+struct Args<'a> {
+    layer: String,
+    map: &'a Map<String, Value>,
+    used: HashSet<&'static str>,
+}
+
+impl<'a> Args<'a> {
+    fn err(&self, field: &str, message: impl Into<String>) -> NnError {
+        NnError::config(&self.layer, field, message)
+    }
+    fn get(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.used.insert(key);
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+    fn usize(&mut self, key: &'static str) -> Result<Option<usize>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .filter(|&n| n > 0)
+                .map(|n| Some(n as usize))
+                .ok_or_else(|| self.err(key, format!("expected a positive integer, found {v}"))),
+        }
+    }
+    fn required_usize(&mut self, key: &'static str) -> Result<usize> {
+        self.usize(key)?.ok_or_else(|| self.err(key, "is required"))
+    }
+    fn f32(&mut self, key: &'static str) -> Result<Option<f32>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .map(|f| Some(f as f32))
+                .ok_or_else(|| self.err(key, format!("expected a number, found {v}"))),
+        }
+    }
+    fn int(&mut self, key: &'static str) -> Result<Option<isize>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .map(|i| Some(i as isize))
+                .ok_or_else(|| self.err(key, format!("expected an integer, found {v}"))),
+        }
+    }
+    fn bool(&mut self, key: &'static str) -> Result<Option<bool>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| self.err(key, format!("expected true or false, found {v}"))),
+        }
+    }
+    fn str(&mut self, key: &'static str) -> Result<Option<&'a str>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_str()
+                .map(Some)
+                .ok_or_else(|| self.err(key, format!("expected a string, found {v}"))),
+        }
+    }
+    fn pair(&mut self, key: &'static str) -> Result<Option<(usize, usize)>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => pair_from(v)
+                .filter(|p| p.0 > 0 && p.1 > 0)
+                .map(Some)
+                .ok_or_else(|| self.err(key, format!("expected a positive int or [h, w], found {v}"))),
+        }
+    }
+    fn padding(&mut self) -> Result<Option<String>> {
+        match self.str("padding")? {
+            None => Ok(None),
+            Some(p) if p == "valid" || p == "same" => Ok(Some(p.to_string())),
+            Some(p) => Err(self.err("padding", format!("expected \"valid\" or \"same\", found \"{p}\""))),
+        }
+    }
+    fn activation(&mut self) -> Result<Option<Activation>> {
+        match self.str("activation")? {
+            None => Ok(None),
+            Some(a) => Activation::from_name(a).map(Some).map_err(|_| self.err("activation", format!("unknown activation '{a}'"))),
+        }
+    }
+    fn initializer(&mut self, key: &'static str) -> Result<Option<Initializer>> {
+        match self.str(key)? {
+            None => Ok(None),
+            Some(a) => Initializer::from_name(a).map(Some).map_err(|_| self.err(key, format!("unknown initializer '{a}'"))),
+        }
+    }
+    fn finish(self) -> Result<()> {
+        for k in self.map.keys() {
+            if !self.used.contains(k.as_str()) && !["type", "name", "inputs", "trainable"].contains(&k.as_str()) {
+                return Err(NnError::config(&self.layer, k, "unknown argument"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds one layer from its spec object (`type` plus Keras arguments).
+pub fn layer_from_spec(obj: &Map<String, Value>, position: usize) -> Result<Box<dyn Layer>> {
+    let ty = obj
+        .get("type")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| NnError::Spec(format!("layer {position}: missing \"type\"")))?;
+    let label = obj
+        .get("name")
+        .and_then(|v| v.as_str())
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| format!("#{position} ({ty})"));
+    let mut a = Args {
+        layer: label.clone(),
+        map: obj,
+        used: HashSet::new(),
+    };
+    let mut layer: Box<dyn Layer> = match ty {
+        "Dense" => {
+            let mut d = Dense::new(a.required_usize("units")?);
+            if let Some(x) = a.activation()? {
+                d.activation = x;
+            }
+            if let Some(x) = a.bool("use_bias")? {
+                d.use_bias = x;
+            }
+            if let Some(x) = a.initializer("kernel_initializer")? {
+                d.kernel_initializer = x;
+            }
+            if let Some(x) = a.initializer("bias_initializer")? {
+                d.bias_initializer = x;
+            }
+            Box::new(d)
+        }
+        "Conv2D" => {
+            let mut c = Conv2D::new(a.required_usize("filters")?, a.pair("kernel_size")?.ok_or_else(|| a.err("kernel_size", "is required"))?);
+            if let Some(x) = a.pair("strides")? {
+                c.strides = x;
+            }
+            if let Some(x) = a.padding()? {
+                c.padding = if x == "same" { strata_core::ops::Padding::Same } else { strata_core::ops::Padding::Valid };
+            }
+            if let Some(x) = a.pair("dilation_rate")? {
+                c.dilation_rate = x;
+            }
+            if let Some(x) = a.usize("groups")? {
+                c.groups = x;
+            }
+            if let Some(x) = a.activation()? {
+                c.activation = x;
+            }
+            if let Some(x) = a.bool("use_bias")? {
+                c.use_bias = x;
+            }
+            if let Some(x) = a.initializer("kernel_initializer")? {
+                c.kernel_initializer = x;
+            }
+            if let Some(x) = a.initializer("bias_initializer")? {
+                c.bias_initializer = x;
+            }
+            if (c.strides.0 > 1 || c.strides.1 > 1) && (c.dilation_rate.0 > 1 || c.dilation_rate.1 > 1) {
+                return Err(a.err("dilation_rate", "dilation_rate > 1 cannot be combined with strides > 1 (as in Keras)"));
+            }
+            Box::new(c)
+        }
+        "DepthwiseConv2D" => {
+            let mut c = DepthwiseConv2D::new(a.pair("kernel_size")?.ok_or_else(|| a.err("kernel_size", "is required"))?);
+            if let Some(x) = a.usize("depth_multiplier")? {
+                c.depth_multiplier = x;
+            }
+            if let Some(x) = a.pair("strides")? {
+                c.strides = x;
+            }
+            if let Some(x) = a.padding()? {
+                c.padding = if x == "same" { strata_core::ops::Padding::Same } else { strata_core::ops::Padding::Valid };
+            }
+            if let Some(x) = a.pair("dilation_rate")? {
+                c.dilation_rate = x;
+            }
+            if let Some(x) = a.activation()? {
+                c.activation = x;
+            }
+            if let Some(x) = a.bool("use_bias")? {
+                c.use_bias = x;
+            }
+            if (c.strides.0 > 1 || c.strides.1 > 1) && (c.dilation_rate.0 > 1 || c.dilation_rate.1 > 1) {
+                return Err(a.err("dilation_rate", "dilation_rate > 1 cannot be combined with strides > 1 (as in Keras)"));
+            }
+            Box::new(c)
+        }
+        "MaxPooling2D" | "AveragePooling2D" => {
+            let pool = a.pair("pool_size")?.unwrap_or((2, 2));
+            let strides = a.pair("strides")?;
+            let padding = a.padding()?.unwrap_or_else(|| "valid".into());
+            if ty == "MaxPooling2D" {
+                Box::new(MaxPooling2D::new(pool, strides, &padding))
+            } else {
+                Box::new(AveragePooling2D::new(pool, strides, &padding))
+            }
+        }
+        "GlobalAveragePooling2D" => Box::new(GlobalAveragePooling2D::new(a.bool("keepdims")?.unwrap_or(false))),
+        "GlobalMaxPooling2D" => Box::new(GlobalMaxPooling2D::new(a.bool("keepdims")?.unwrap_or(false))),
+        "BatchNormalization" => {
+            let mut b = BatchNormalization::new();
+            if let Some(x) = a.f32("momentum")? {
+                b.momentum = x;
+            }
+            if let Some(x) = a.f32("epsilon")? {
+                if x <= 0.0 {
+                    return Err(a.err("epsilon", "must be positive"));
+                }
+                b.epsilon = x;
+            }
+            if let Some(x) = a.int("axis")? {
+                if x != -1 {
+                    return Err(a.err("axis", "only the channel axis (-1) is supported"));
+                }
+            }
+            if let Some(x) = a.bool("center")? {
+                b.center = x;
+            }
+            if let Some(x) = a.bool("scale")? {
+                b.scale = x;
+            }
+            Box::new(b)
+        }
+        "Dropout" => {
+            let rate = a.f32("rate")?.ok_or_else(|| a.err("rate", "is required"))?;
+            if !(0.0..1.0).contains(&rate) {
+                return Err(a.err("rate", format!("must be in [0, 1), found {rate}")));
+            }
+            Box::new(Dropout::new(rate))
+        }
+        "Flatten" => Box::new(Flatten::new()),
+        "Reshape" => {
+            let v = a.get("target_shape").ok_or_else(|| a.err("target_shape", "is required"))?;
+            let shape: Option<Vec<isize>> = v.as_array().and_then(|arr| arr.iter().map(|x| x.as_i64().map(|i| i as isize)).collect());
+            Box::new(Reshape::new(&shape.ok_or_else(|| a.err("target_shape", format!("expected a list of integers, found {v}")))?))
+        }
+        "ZeroPadding2D" => {
+            let v = a.get("padding");
+            let p = match v {
+                None => ((1, 1), (1, 1)),
+                Some(v) => match pair_from(v) {
+                    Some((h, w)) => ((h, h), (w, w)),
+                    None => {
+                        let nested = v.as_array().filter(|x| x.len() == 2).and_then(|x| Some((pair_from(&x[0])?, pair_from(&x[1])?)));
+                        nested.ok_or_else(|| a.err("padding", format!("expected an int, [h, w] or [[top, bottom], [left, right]], found {v}")))?
+                    }
+                },
+            };
+            Box::new(ZeroPadding2D::new(p))
+        }
+        "Activation" => Box::new(ActivationLayer::new(a.activation()?.ok_or_else(|| a.err("activation", "is required"))?)),
+        "ReLU" => {
+            let mut r = ReLU::new();
+            r.max_value = a.f32("max_value")?;
+            r.negative_slope = a.f32("negative_slope")?.unwrap_or(0.0);
+            r.threshold = a.f32("threshold")?.unwrap_or(0.0);
+            Box::new(r)
+        }
+        "Softmax" => Box::new(Softmax::new(a.int("axis")?.unwrap_or(-1))),
+        "Concatenate" => Box::new(Concatenate::new(a.int("axis")?.unwrap_or(-1))),
+        "Add" => Box::new(Add::new()),
+        "Multiply" => Box::new(Multiply::new()),
+        "Blend" => Box::new(Blend::new()),
+        other => {
+            return Err(NnError::config(&label, "type", format!("unknown layer type '{other}'")));
+        }
+    };
+    let trainable = match obj.get("trainable") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(v) => return Err(NnError::config(&label, "trainable", format!("expected true or false, found {v}"))),
+    };
+    a.finish()?;
+    if let Some(n) = obj.get("name") {
+        let n = n.as_str().filter(|s| !s.is_empty()).ok_or_else(|| NnError::config(&label, "name", "expected a non-empty string"))?;
+        layer.set_name(n);
+    }
+    if !trainable {
+        layer.base_mut().trainable = false;
+    }
+    Ok(layer)
+}
+
+fn shape_list(v: &Value, what: &str) -> Result<Vec<usize>> {
+    let arr = v.as_array().ok_or_else(|| NnError::Spec(format!("{what}: expected a list of positive integers, found {v}")))?;
+    arr.iter()
+        .map(|x| x.as_u64().filter(|&n| n > 0).map(|n| n as usize))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| NnError::Spec(format!("{what}: expected a list of positive integers, found {v}")))
+}
+
+/// Builds a model from a parsed spec; `seed` drives weight initialisation.
+pub fn model_from_spec(spec: &Value, seed: u64) -> Result<Model> {
+    let obj = spec.as_object().ok_or_else(|| NnError::Spec("the spec must be a JSON object".into()))?;
+    for k in obj.keys() {
+        if !["name", "input_shape", "inputs", "layers", "outputs"].contains(&k.as_str()) {
+            return Err(NnError::Spec(format!("unknown top-level field '{k}'")));
+        }
+    }
+    let name = obj.get("name").and_then(|v| v.as_str()).unwrap_or("model");
+    let layers = obj
+        .get("layers")
+        .and_then(|v| v.as_array())
+        .ok_or_else(|| NnError::Spec("\"layers\" must be a list".into()))?;
+    let objs: Vec<&Map<String, Value>> = layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| l.as_object().ok_or_else(|| NnError::Spec(format!("layer {i}: expected an object"))))
+        .collect::<Result<_>>()?;
+    // explicit names are reserved first so default names skip them
+    let mut explicit = HashSet::new();
+    for (i, o) in objs.iter().enumerate() {
+        if let Some(n) = o.get("name").and_then(|v| v.as_str()) {
+            if !explicit.insert(n.to_string()) {
+                return Err(NnError::config(n, "name", format!("duplicate layer name (layer {i})")));
+            }
+        }
+    }
+    if let Some(shape) = obj.get("input_shape") {
+        if obj.contains_key("inputs") || obj.contains_key("outputs") {
+            return Err(NnError::Spec("use either input_shape (Sequential) or inputs/outputs (functional), not both".into()));
+        }
+        let shape = shape_list(shape, "input_shape")?;
+        let mut m = Model::sequential(name, &shape, seed);
+        for n in &explicit {
+            m.namer.reserve(n);
+        }
+        for (i, o) in objs.iter().enumerate() {
+            if o.contains_key("inputs") {
+                return Err(NnError::config(&label_of(o, i), "inputs", "a Sequential spec takes no per-layer inputs"));
+            }
+            let mut layer = layer_from_spec(o, i)?;
+            if layer.name().is_empty() {
+                let n = m.namer.default_name(layer.class_name());
+                layer.set_name(&n);
+            }
+            let trainable = layer.trainable();
+            m.layers.push(layer);
+            let prev = m.outputs[0];
+            let out = m.reuse(m.layers.len() - 1, &[prev])?;
+            m.outputs = vec![out];
+            if !trainable {
+                m.layers.last_mut().map(|l| l.set_trainable(false));
+            }
+        }
+        return Ok(m);
+    }
+    let inputs = obj
+        .get("inputs")
+        .and_then(|v| v.as_object())
+        .ok_or_else(|| NnError::Spec("a spec needs \"input_shape\" (Sequential) or \"inputs\" (functional)".into()))?;
+    let mut m = Model::functional(name, seed);
+    let mut sources: HashMap<String, Source> = HashMap::new();
+    for (n, s) in inputs {
+        if explicit.contains(n) {
+            return Err(NnError::config(n, "name", "a layer has the same name as an input"));
+        }
+        let src = m.input(n, &shape_list(s, &format!("input '{n}'"))?)?;
+        sources.insert(n.clone(), src);
+    }
+    for n in &explicit {
+        m.namer.reserve(n);
+    }
+    // layers may be listed in any order: place each once all its inputs exist
+    let mut pending: Vec<usize> = (0..objs.len()).collect();
+    while !pending.is_empty() {
+        let before = pending.len();
+        let mut rest = Vec::new();
+        for i in pending {
+            let o = objs[i];
+            let label = label_of(o, i);
+            let ins = o
+                .get("inputs")
+                .and_then(|v| v.as_array())
+                .ok_or_else(|| NnError::config(&label, "inputs", "a functional layer needs a list of input names"))?;
+            let names: Vec<&str> = ins
+                .iter()
+                .map(|v| v.as_str().ok_or_else(|| NnError::config(&label, "inputs", format!("expected names, found {v}"))))
+                .collect::<Result<_>>()?;
+            for n in &names {
+                if !sources.contains_key(*n) && !explicit.contains(*n) {
+                    return Err(NnError::config(&label, "inputs", format!("unknown input '{n}'")));
+                }
+            }
+            if names.iter().all(|n| sources.contains_key(*n)) {
+                let srcs: Vec<Source> = names.iter().map(|n| sources[*n]).collect();
+                let mut layer = layer_from_spec(o, i)?;
+                if layer.name().is_empty() {
+                    let n = m.namer.default_name(layer.class_name());
+                    layer.set_name(&n);
+                }
+                let trainable = layer.trainable();
+                let lname = layer.name().to_string();
+                m.layers.push(layer);
+                let out = m.reuse(m.layers.len() - 1, &srcs)?;
+                if !trainable {
+                    m.layers.last_mut().map(|l| l.set_trainable(false));
+                }
+                sources.insert(lname, out);
+            } else {
+                rest.push(i);
+            }
+        }
+        if rest.len() == before {
+            let names: Vec<String> = rest.iter().map(|&i| label_of(objs[i], i)).collect();
+            return Err(NnError::Spec(format!("the graph has a cycle through {}", names.join(", "))));
+        }
+        pending = rest;
+    }
+    let outs = obj
+        .get("outputs")
+        .and_then(|v| v.as_array())
+        .ok_or_else(|| NnError::Spec("a functional spec needs \"outputs\": a list of layer names".into()))?;
+    let outs: Vec<Source> = outs
+        .iter()
+        .map(|v| {
+            let n = v.as_str().unwrap_or_default();
+            sources.get(n).copied().ok_or_else(|| NnError::Spec(format!("outputs: unknown layer '{v}'")))
+        })
+        .collect::<Result<_>>()?;
+    m.set_outputs(&outs)?;
+    Ok(m)
+}
+
+fn label_of(o: &Map<String, Value>, i: usize) -> String {
+    o.get("name")
+        .and_then(|v| v.as_str())
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| format!("#{i} ({})", o.get("type").and_then(|v| v.as_str()).unwrap_or("?")))
+}
+
+/// Reads and builds a spec file.
+pub fn model_from_spec_file(path: impl AsRef<Path>, seed: u64) -> Result<Model> {
+    let path = path.as_ref();
+    let text = std::fs::read(path).map_err(|e| NnError::io(path, e))?;
+    let text = String::from_utf8(text).map_err(|_| NnError::Spec(format!("{}: not UTF-8 text", path.display())))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| NnError::Spec(format!("{}: invalid JSON: {e}", path.display())))?;
+    model_from_spec(&v, seed).map_err(|e| match e {
+        NnError::Spec(m) => NnError::Spec(format!("{}: {m}", path.display())),
+        other => other,
+    })
+}
+
+impl Model {
+    /// The model as spec JSON (what `model_from_spec` reads back).
+    pub fn to_spec(&self) -> Value {
+        let mut root = Map::new();
+        root.insert("name".into(), self.name().into());
+        let layer_json = |l: &dyn Layer| {
+            let mut o = Map::new();
+            o.insert("type".into(), l.class_name().into());
+            o.insert("name".into(), l.name().into());
+            o.extend(l.config());
+            if !l.trainable() {
+                o.insert("trainable".into(), false.into());
+            }
+            o
+        };
+        let src_name = |s: &Source| match s {
+            Source::Input(i) => self.inputs[*i].0.clone(),
+            Source::Node(i) => self.layers[self.nodes[*i].layer].name().to_string(),
+        };
+        if self.sequential {
+            root.insert("input_shape".into(), Value::from(self.inputs[0].1.clone()));
+            root.insert(
+                "layers".into(),
+                Value::Array(self.layers.iter().map(|l| Value::Object(layer_json(l.as_ref()))).collect()),
+            );
+        } else {
+            let mut ins = Map::new();
+            for (n, s) in &self.inputs {
+                ins.insert(n.clone(), Value::from(s.clone()));
+            }
+            root.insert("inputs".into(), Value::Object(ins));
+            let layers = self
+                .nodes
+                .iter()
+                .map(|n| {
+                    let mut o = layer_json(self.layers[n.layer].as_ref());
+                    o.insert("inputs".into(), Value::from(n.inputs.iter().map(src_name).collect::<Vec<_>>()));
+                    Value::Object(o)
+                })
+                .collect();
+            root.insert("layers".into(), Value::Array(layers));
+            root.insert("outputs".into(), Value::from(self.outputs.iter().map(src_name).collect::<Vec<_>>()));
+        }
+        Value::Object(root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn errors_name_the_layer_and_field() {
+        let bad = |spec: Value| model_from_spec(&spec, 0).unwrap_err().to_string();
+        let e = bad(json!({"input_shape": [4], "layers": [{"type": "Dense", "units": 3, "colour": 1}]}));
+        assert_eq!(e, "layer '#0 (Dense)': invalid colour: unknown argument");
+        let e = bad(json!({"input_shape": [4], "layers": [{"type": "Dense"}]}));
+        assert!(e.contains("invalid units: is required"), "{e}");
+        let e = bad(json!({"input_shape": [4], "layers": [{"type": "Nope"}]}));
+        assert!(e.contains("unknown layer type 'Nope'"), "{e}");
+        let e = bad(json!({"input_shape": [4], "layers": [{"type": "Dense", "units": 2, "name": "a"}, {"type": "Dense", "units": 2, "name": "a"}]}));
+        assert!(e.contains("duplicate layer name"), "{e}");
+        let e = bad(json!({"inputs": {"x": [3]}, "layers": [
+            {"name": "a", "type": "Dense", "units": 3, "inputs": ["b"]},
+            {"name": "b", "type": "Dense", "units": 3, "inputs": ["a"]}], "outputs": ["b"]}));
+        assert!(e.contains("cycle"), "{e}");
+        let e = bad(json!({"inputs": {"x": [3]}, "layers": [{"name": "a", "type": "Dense", "units": 3, "inputs": ["y"]}], "outputs": ["a"]}));
+        assert!(e.contains("unknown input 'y'"), "{e}");
+        let e = bad(json!({"input_shape": [4], "layers": [{"type": "Dense", "units": -2}]}));
+        assert!(e.contains("invalid units"), "{e}");
+    }
+
+    #[test]
+    fn default_names_skip_explicit_ones_and_round_trip() {
+        let spec = json!({"name": "s", "input_shape": [4], "layers": [
+            {"type": "Dense", "units": 3},
+            {"type": "Dense", "units": 3, "name": "dense_1"},
+            {"type": "Dense", "units": 2}]});
+        let m = model_from_spec(&spec, 0).unwrap();
+        let names: Vec<&str> = m.layers().iter().map(|l| l.name()).collect();
+        assert_eq!(names, vec!["dense", "dense_1", "dense_2"]);
+        let again = model_from_spec(&m.to_spec(), 0).unwrap();
+        assert_eq!(again.count_params(), m.count_params());
+        assert_eq!(again.to_spec(), m.to_spec());
+    }
+}
