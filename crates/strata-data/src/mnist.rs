@@ -65,12 +65,12 @@ impl Mnist {
             TEST_IMAGES_GZ,
             TEST_LABELS_GZ,
         ];
-        let arrays = decode_all(|i| {
+        let parts = decode_all(|i| {
             let name = format!("bundled data/mnist/{}.gz", MNIST_FILES[i]);
-            decode_idx(&name, blobs[i].to_vec(), Some((&sums, MNIST_FILES[i])))
-                .map(|a| (name, a))
+            let arr = decode_idx(&name, blobs[i].to_vec(), None)?;
+            verify_and_convert(i, name, arr, Some(&sums))
         })?;
-        Mnist::from_arrays(arrays)
+        Mnist::from_parts(parts)
     }
 
     /// Loads the four files from `dir`, each either raw or with a `.gz`
@@ -83,16 +83,17 @@ impl Mnist {
         } else {
             None
         };
-        let arrays = decode_all(|i| {
+        let parts = decode_all(|i| {
             let raw = dir.join(MNIST_FILES[i]);
             let path = if raw.is_file() {
                 raw
             } else {
                 dir.join(format!("{}.gz", MNIST_FILES[i]))
             };
-            read_idx(&path, sums.as_ref()).map(|a| (path.display().to_string(), a))
+            let arr = read_idx(&path, None)?;
+            verify_and_convert(i, path.display().to_string(), arr, sums.as_ref())
         })?;
-        Mnist::from_arrays(arrays)
+        Mnist::from_parts(parts)
     }
 
     /// The training set as a [`Dataset`] (cheap: the image tensor is shared).
@@ -105,20 +106,28 @@ impl Mnist {
         Dataset::new(self.test_images.clone(), self.test_labels.clone())
     }
 
-    fn from_arrays(arrays: Vec<(String, IdxArray)>) -> Result<Mnist> {
-        let mut it = arrays.into_iter();
-        let mut next = || {
-            it.next()
-                .ok_or_else(|| DataError::shape("MNIST", "four IDX files", "fewer"))
-        };
-        let (tin, ti) = next()?;
-        let (tln, tl) = next()?;
-        let (sin, si) = next()?;
-        let (sln, sl) = next()?;
-        let train_images = images_to_tensor(&tin, &ti)?;
-        let train_labels = labels_to_vec(&tln, &tl, train_images.shape()[0])?;
-        let test_images = images_to_tensor(&sin, &si)?;
-        let test_labels = labels_to_vec(&sln, &sl, test_images.shape()[0])?;
+    fn from_parts(parts: Vec<Part>) -> Result<Mnist> {
+        let mut it = parts.into_iter();
+        let (train_images, train_labels, test_images, test_labels) =
+            match (it.next(), it.next(), it.next(), it.next()) {
+                (
+                    Some(Part::Images(a)),
+                    Some(Part::Labels(an, b)),
+                    Some(Part::Images(c)),
+                    Some(Part::Labels(cn, d)),
+                ) => {
+                    check_count(&an, &b, &a)?;
+                    check_count(&cn, &d, &c)?;
+                    (a, b, c, d)
+                }
+                _ => {
+                    return Err(DataError::shape(
+                        "MNIST",
+                        "images, labels, images, labels",
+                        "other files",
+                    ))
+                }
+            };
         Ok(Mnist {
             train_images,
             train_labels,
@@ -128,13 +137,54 @@ impl Mnist {
     }
 }
 
+/// A decoded MNIST file: images, or (file name, labels).
+enum Part {
+    Images(Tensor),
+    Labels(String, Vec<usize>),
+}
+
+fn check_count(name: &str, labels: &[usize], images: &Tensor) -> Result<()> {
+    if labels.len() != images.shape()[0] {
+        return Err(DataError::shape(
+            format!("{name}: dimensions"),
+            format!("({},) to match the images", images.shape()[0]),
+            format!("[{}]", labels.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Hashes the uncompressed bytes on a second thread while converting them
+/// (file `i` of [`MNIST_FILES`]: even = images, odd = labels).
+fn verify_and_convert(
+    i: usize,
+    name: String,
+    arr: IdxArray,
+    sums: Option<&Sha256Sums>,
+) -> Result<Part> {
+    std::thread::scope(|s| {
+        let check = sums.map(|sums| s.spawn(|| sums.verify(MNIST_FILES[i], &name, arr.raw())));
+        let part = if i % 2 == 0 {
+            images_to_tensor(&name, &arr).map(Part::Images)
+        } else {
+            labels_to_vec(&name, &arr).map(|l| Part::Labels(name.clone(), l))
+        };
+        if let Some(h) = check {
+            h.join().unwrap_or_else(|_| {
+                Err(DataError::format(&name, "checksum", "hashing thread panicked"))
+            })?;
+        }
+        part
+    })
+}
+
 /// Runs `f(0..4)` on four threads and returns the results in order.
-fn decode_all<F>(f: F) -> Result<Vec<(String, IdxArray)>>
+fn decode_all<F>(f: F) -> Result<Vec<Part>>
 where
-    F: Fn(usize) -> Result<(String, IdxArray)> + Sync,
+    F: Fn(usize) -> Result<Part> + Sync,
 {
     let f = &f;
-    let results: Vec<Result<(String, IdxArray)>> = std::thread::scope(|s| {
+    let results: Vec<Result<Part>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..4).map(|i| s.spawn(move || f(i))).collect();
         handles
             .into_iter()
@@ -171,13 +221,13 @@ fn images_to_tensor(name: &str, a: &IdxArray) -> Result<Tensor> {
     Ok(Tensor::from_vec(data, &[dims[0], MNIST_SIDE, MNIST_SIDE, 1])?)
 }
 
-/// (N,) bytes → class ids, checked against the image count and the class range.
-fn labels_to_vec(name: &str, a: &IdxArray, n_images: usize) -> Result<Vec<usize>> {
+/// (N,) bytes → class ids in 0..10.
+fn labels_to_vec(name: &str, a: &IdxArray) -> Result<Vec<usize>> {
     let dims = a.dims();
-    if dims.len() != 1 || dims[0] != n_images {
+    if dims.len() != 1 {
         return Err(DataError::shape(
             format!("{name}: dimensions"),
-            format!("({n_images},) to match the images"),
+            "(N,)",
             format!("{dims:?}"),
         ));
     }
