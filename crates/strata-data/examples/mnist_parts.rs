@@ -1,6 +1,10 @@
 use std::time::Instant;
 fn main() {
-    let gzb = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/mnist/train-images-idx3-ubyte.gz")).unwrap();
+    let gzb = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../data/mnist/train-images-idx3-ubyte.gz"
+    ))
+    .unwrap();
     let t = Instant::now();
     let raw = strata_data::idx::gunzip_idx("x", &gzb, 1 << 30).unwrap();
     println!("gunzip {:.1} ms", t.elapsed().as_secs_f64() * 1e3);

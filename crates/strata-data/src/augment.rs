@@ -88,7 +88,10 @@ pub fn normalize(batch: &Tensor, mean: &[f32], std: &[f32]) -> Result<Tensor> {
             ));
         }
     }
-    if let Some(s) = std.iter().find(|s| !(**s > 0.0) || !s.is_finite()) {
+    if let Some(s) = std
+        .iter()
+        .find(|s| s.is_nan() || **s <= 0.0 || s.is_infinite())
+    {
         return Err(DataError::arg(what, "std", format!("{s} is not positive")));
     }
     let pick = |v: &[f32], ch: usize| if v.len() == 1 { v[0] } else { v[ch] };
@@ -187,7 +190,9 @@ mod tests {
             }
         }
         assert_eq!(
-            random_crop_with_padding(&x, 0, &mut Rng::new(0)).unwrap().to_vec(),
+            random_crop_with_padding(&x, 0, &mut Rng::new(0))
+                .unwrap()
+                .to_vec(),
             xv
         );
     }

@@ -22,9 +22,11 @@ pub(crate) fn fraction_f64(f: f32) -> f64 {
 }
 
 fn samples(inputs: &Tensor, what: &str) -> Result<usize> {
-    inputs.shape().first().copied().ok_or_else(|| {
-        DataError::shape(what, "inputs of rank >= 1 (N, ...)", "a scalar")
-    })
+    inputs
+        .shape()
+        .first()
+        .copied()
+        .ok_or_else(|| DataError::shape(what, "inputs of rank >= 1 (N, ...)", "a scalar"))
 }
 
 impl Dataset {

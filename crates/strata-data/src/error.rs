@@ -103,7 +103,10 @@ mod tests {
     #[test]
     fn messages_name_file_and_field() {
         let e = DataError::format("a.npy", "header.shape", "negative dimension");
-        assert_eq!(e.to_string(), "a.npy: invalid header.shape: negative dimension");
+        assert_eq!(
+            e.to_string(),
+            "a.npy: invalid header.shape: negative dimension"
+        );
         let e = DataError::io(
             "x/y.idx",
             std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),

@@ -112,9 +112,7 @@ fn parse_dims(name: &str, words: &[u8], max_bytes: usize) -> Result<(Vec<usize>,
         return Err(DataError::format(
             name,
             "dimensions",
-            format!(
-                "{dims:?} declares {total} bytes, over the limit of {max_bytes} bytes"
-            ),
+            format!("{dims:?} declares {total} bytes, over the limit of {max_bytes} bytes"),
         ));
     }
     Ok((dims, total))
@@ -347,7 +345,7 @@ pub(crate) mod tests {
     fn decompression_bomb_is_bounded() {
         // Header claims 16 bytes, the stream carries 50 MB of zeros.
         let mut raw = idx_bytes(&[16], &[]);
-        raw.extend(std::iter::repeat(0u8).take(50_000_000));
+        raw.extend(std::iter::repeat_n(0u8, 50_000_000));
         let mut e = GzEncoder::new(Vec::new(), flate2::Compression::best());
         e.write_all(&raw).unwrap();
         let compressed = e.finish().unwrap();
@@ -387,8 +385,8 @@ pub(crate) mod tests {
     #[test]
     fn checksum_verified_on_uncompressed_bytes() {
         let raw = idx_bytes(&[3], &[9, 8, 7]);
-        let sums = Sha256Sums::parse("SUMS", &format!("{}  lab-idx1-ubyte\n", sha256_hex(&raw)))
-            .unwrap();
+        let sums =
+            Sha256Sums::parse("SUMS", &format!("{}  lab-idx1-ubyte\n", sha256_hex(&raw))).unwrap();
         decode_idx("lab.gz", gz(&raw), Some((&sums, "lab-idx1-ubyte"))).unwrap();
         let other = idx_bytes(&[3], &[9, 8, 6]);
         let e = decode_idx("lab.gz", gz(&other), Some((&sums, "lab-idx1-ubyte"))).unwrap_err();

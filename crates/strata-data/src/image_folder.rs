@@ -354,9 +354,15 @@ mod tests {
         assert!(e.to_string().contains("broken.png"), "{e}");
         let e = ImageFolder::load(root.join("missing"), cfg.clone()).unwrap_err();
         assert!(matches!(e, DataError::Io { .. }), "{e}");
-        let bad = ImageFolderConfig { channels: 2, ..cfg.clone() };
+        let bad = ImageFolderConfig {
+            channels: 2,
+            ..cfg.clone()
+        };
         assert!(ImageFolder::load(&root, bad).is_err());
-        let bad = ImageFolderConfig { validation_split: Some(1.0), ..cfg };
+        let bad = ImageFolderConfig {
+            validation_split: Some(1.0),
+            ..cfg
+        };
         assert!(ImageFolder::load(&root, bad).is_err());
         std::fs::remove_dir_all(&root).ok();
     }

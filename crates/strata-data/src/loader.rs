@@ -243,7 +243,11 @@ impl Iterator for EpochIter {
             Err(_) => {
                 // The thread stopped before sending every batch: it panicked.
                 self.remaining = 0;
-                let panicked = self.handle.take().map(|h| h.join().is_err()).unwrap_or(true);
+                let panicked = self
+                    .handle
+                    .take()
+                    .map(|h| h.join().is_err())
+                    .unwrap_or(true);
                 Some(Err(DataError::arg(
                     "DataLoader",
                     "thread",
@@ -378,7 +382,10 @@ mod tests {
             })
         };
         let (a, b) = (make(), make());
-        let va: Vec<_> = collect(&a, 2).into_iter().map(|b| b.inputs.to_vec()).collect();
+        let va: Vec<_> = collect(&a, 2)
+            .into_iter()
+            .map(|b| b.inputs.to_vec())
+            .collect();
         // Consume b slowly so the producer runs ahead differently.
         let mut vb = Vec::new();
         for batch in b.epoch(2) {
@@ -402,7 +409,11 @@ mod tests {
             .with_augment(|_, _| panic!("augmentation bug"));
         let items: Vec<_> = l.epoch(0).collect();
         assert_eq!(items.len(), 1);
-        assert!(items[0].as_ref().unwrap_err().to_string().contains("panicked"));
+        assert!(items[0]
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("panicked"));
 
         // Dropping an iterator mid-epoch does not hang.
         let l = DataLoader::new(toy(1000), cfg(1, 0)).unwrap();
@@ -413,13 +424,16 @@ mod tests {
 
     #[test]
     fn with_augment_struct_and_targets() {
-        let x = Tensor::from_vec((0..2 * 2 * 2).map(|v| v as f32).collect(), &[2, 2, 2, 1]).unwrap();
+        let x =
+            Tensor::from_vec((0..2 * 2 * 2).map(|v| v as f32).collect(), &[2, 2, 2, 1]).unwrap();
         let t = Tensor::from_vec(vec![1.0, 2.0], &[2, 1]).unwrap();
         let d = Dataset::with_targets(x, t).unwrap();
-        let l = DataLoader::new(d, cfg(2, 0)).unwrap().with_augmentation(Augment {
-            normalize: Some((vec![1.0], vec![2.0])),
-            ..Default::default()
-        });
+        let l = DataLoader::new(d, cfg(2, 0))
+            .unwrap()
+            .with_augmentation(Augment {
+                normalize: Some((vec![1.0], vec![2.0])),
+                ..Default::default()
+            });
         let b = collect(&l, 0).remove(0);
         assert!(b.labels.is_empty());
         let t = b.targets.unwrap().to_vec();

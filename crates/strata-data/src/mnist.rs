@@ -16,7 +16,11 @@ use crate::idx::{decode_idx, read_idx, IdxArray};
 
 macro_rules! bundled {
     ($name:literal) => {
-        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/mnist/", $name))
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../data/mnist/",
+            $name
+        ))
     };
 }
 
@@ -164,14 +168,18 @@ fn verify_and_convert(
 ) -> Result<Part> {
     std::thread::scope(|s| {
         let check = sums.map(|sums| s.spawn(|| sums.verify(MNIST_FILES[i], &name, arr.raw())));
-        let part = if i % 2 == 0 {
+        let part = if i.is_multiple_of(2) {
             images_to_tensor(&name, &arr).map(Part::Images)
         } else {
             labels_to_vec(&name, &arr).map(|l| Part::Labels(name.clone(), l))
         };
         if let Some(h) = check {
             h.join().unwrap_or_else(|_| {
-                Err(DataError::format(&name, "checksum", "hashing thread panicked"))
+                Err(DataError::format(
+                    &name,
+                    "checksum",
+                    "hashing thread panicked",
+                ))
             })?;
         }
         part
@@ -218,7 +226,10 @@ fn images_to_tensor(name: &str, a: &IdxArray) -> Result<Tensor> {
         *v = i as f32 / 255.0;
     }
     let data: Vec<f32> = a.data().iter().map(|&b| lut[b as usize]).collect();
-    Ok(Tensor::from_vec(data, &[dims[0], MNIST_SIDE, MNIST_SIDE, 1])?)
+    Ok(Tensor::from_vec(
+        data,
+        &[dims[0], MNIST_SIDE, MNIST_SIDE, 1],
+    )?)
 }
 
 /// (N,) bytes → class ids in 0..10.
@@ -258,7 +269,7 @@ mod tests {
         assert_eq!(m.test_labels[0], 7);
         let d = m.train_images.data();
         assert!(d.iter().all(|v| (0.0..=1.0).contains(v)));
-        assert!(d.iter().any(|&v| v == 1.0));
+        assert!(d.contains(&1.0));
         // Every class appears.
         let mut counts = [0usize; 10];
         m.train_labels.iter().for_each(|&l| counts[l] += 1);

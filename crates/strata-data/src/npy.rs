@@ -225,10 +225,15 @@ pub fn read_npy_bytes(name: &str, bytes: &[u8]) -> Result<NpyArray> {
         .shape
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| err("shape", format!("{:?} overflows the element count", h.shape)))?;
-    let need = count.checked_mul(h.dtype.itemsize()).ok_or_else(|| {
-        err("shape", format!("{:?} overflows the byte count", h.shape))
-    })?;
+        .ok_or_else(|| {
+            err(
+                "shape",
+                format!("{:?} overflows the element count", h.shape),
+            )
+        })?;
+    let need = count
+        .checked_mul(h.dtype.itemsize())
+        .ok_or_else(|| err("shape", format!("{:?} overflows the byte count", h.shape)))?;
     if need != payload.len() {
         return Err(err(
             "shape",
@@ -621,7 +626,7 @@ fn encode(dtype: NpyDtype, shape: &[usize], payload: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&(header_len as u32).to_le_bytes());
     }
     out.extend_from_slice(dict.as_bytes());
-    out.extend(std::iter::repeat(b' ').take(pad));
+    out.extend(std::iter::repeat_n(b' ', pad));
     out.push(b'\n');
     out.extend_from_slice(payload);
     out
@@ -660,7 +665,13 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let file_name = path
         .file_name()
-        .ok_or_else(|| DataError::arg("write_npy", "path", format!("{} has no file name", path.display())))?
+        .ok_or_else(|| {
+            DataError::arg(
+                "write_npy",
+                "path",
+                format!("{} has no file name", path.display()),
+            )
+        })?
         .to_string_lossy()
         .into_owned();
     let dir = match path.parent() {
@@ -732,8 +743,8 @@ mod tests {
     #[test]
     fn roundtrip_f32_and_i64() {
         let dir = tmp_dir("rt");
-        let t = Tensor::from_vec((0..24).map(|v| v as f32 * 0.5 - 3.0).collect(), &[2, 3, 4])
-            .unwrap();
+        let t =
+            Tensor::from_vec((0..24).map(|v| v as f32 * 0.5 - 3.0).collect(), &[2, 3, 4]).unwrap();
         let p = dir.join("x.npy");
         write_npy_f32(&p, &t).unwrap();
         let bytes = std::fs::read(&p).unwrap();
@@ -776,18 +787,24 @@ mod tests {
         assert_eq!(a.shape(), &[2, 3]);
         // Double quotes, no trailing comma, other key order, 1-D tuple.
         let d = r#"{"shape": (4,), "fortran_order": False, "descr": "<i4"}"#;
-        let payload: Vec<u8> = [1i32, 2, 3, -4].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let payload: Vec<u8> = [1i32, 2, 3, -4]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         let a = read_npy_bytes("b", &npy(1, d, &payload)).unwrap();
         assert_eq!(a.to_i64().unwrap(), vec![1, 2, 3, -4]);
     }
 
     #[test]
     fn dtypes_and_versions() {
-        let f8: Vec<u8> = [1.5f64, -2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let f8: Vec<u8> = [1.5f64, -2.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         for major in [1, 2, 3] {
             let a = read_npy_bytes("f8", &npy(major, &dict("<f8", "False", "(2,)"), &f8)).unwrap();
             assert_eq!(a.to_f32(), vec![1.5, -2.0]);
-            assert_eq!(a.to_i64().unwrap_err().to_string().contains("whole"), true);
+            assert!(a.to_i64().unwrap_err().to_string().contains("whole"));
         }
         let a = read_npy_bytes("u1", &npy(1, &dict("|u1", "False", "(3,)"), &[0, 9, 255])).unwrap();
         assert_eq!(a.to_labels().unwrap(), vec![0, 9, 255]);
@@ -850,7 +867,11 @@ mod tests {
     #[test]
     fn hostile_sizes_and_encoding() {
         // 10^12 elements declared in a ~100-byte file.
-        let e = err_of(&npy(1, &dict("<f4", "False", "(1000000, 1000000)"), &[0; 16]));
+        let e = err_of(&npy(
+            1,
+            &dict("<f4", "False", "(1000000, 1000000)"),
+            &[0; 16],
+        ));
         assert!(e.contains("invalid shape"), "{e}");
         // Overflowing element count and byte count.
         let e = err_of(&npy(
@@ -859,7 +880,11 @@ mod tests {
             &[],
         ));
         assert!(e.contains("overflows"), "{e}");
-        let e = err_of(&npy(1, &dict("<f8", "False", "(4611686018427387904,)"), &[]));
+        let e = err_of(&npy(
+            1,
+            &dict("<f8", "False", "(4611686018427387904,)"),
+            &[],
+        ));
         assert!(e.contains("overflows"), "{e}");
         // Truncated data, and extra data.
         assert!(err_of(&npy(1, &dict("<f4", "False", "(3,)"), &[0; 11])).contains("shape"));
