@@ -94,7 +94,11 @@ mod tests {
     #[test]
     fn every_activation_has_a_correct_gradient() {
         let x = Tensor::rand_normal(&[3, 4], 0.0, 1.5, &mut Rng::new(3));
-        let x = Tensor::from_vec(x.to_vec().iter().map(|v| v + 0.05 * v.signum()).collect(), &[3, 4]).unwrap();
+        let x = Tensor::from_vec(
+            x.to_vec().iter().map(|v| v + 0.05 * v.signum()).collect(),
+            &[3, 4],
+        )
+        .unwrap();
         for a in [
             Activation::Linear,
             Activation::Relu,

@@ -38,7 +38,11 @@ pub fn tuple(shape: &[usize]) -> String {
 }
 
 fn ins(inputs: &[Vec<usize>]) -> String {
-    inputs.iter().map(|s| batch_shape(s)).collect::<Vec<_>>().join(", ")
+    inputs
+        .iter()
+        .map(|s| batch_shape(s))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Description {
@@ -72,7 +76,11 @@ pub(crate) fn describe_dense(d: &Dense, inputs: &[Vec<usize>], output: &[usize])
         crate::activations::Activation::Linear => format!("y = {z}"),
         a => format!("y = {}({z})", a.name()),
     };
-    let b = if d.use_bias { format!(" + b ({units},)") } else { String::new() };
+    let b = if d.use_bias {
+        format!(" + b ({units},)")
+    } else {
+        String::new()
+    };
     let shapes = format!(
         "x {} · W ({fin}, {units}){b} -> {}",
         batch_shape(&input),
@@ -86,7 +94,11 @@ pub(crate) fn describe_dense(d: &Dense, inputs: &[Vec<usize>], output: &[usize])
     };
     let mut notes = vec![format!(
         "each of the {units} outputs is a weighted sum of all {fin} input features{}",
-        if input.len() > 1 { ", applied independently at every position of the leading axes" } else { "" }
+        if input.len() > 1 {
+            ", applied independently at every position of the leading axes"
+        } else {
+            ""
+        }
     )];
     if act == crate::activations::Activation::Softmax {
         notes.push(format!(
@@ -117,12 +129,19 @@ pub(crate) fn describe_blend(b: &Blend, inputs: &[Vec<usize>], output: &[usize])
     }
 }
 
-pub(crate) fn describe_softmax(_name: &str, axis: isize, inputs: &[Vec<usize>], output: &[usize]) -> Description {
+pub(crate) fn describe_softmax(
+    _name: &str,
+    axis: isize,
+    inputs: &[Vec<usize>],
+    output: &[usize],
+) -> Description {
     Description {
         operation: format!("softmax over axis {axis}: y_i = exp(x_i) / sum_j exp(x_j)"),
         shapes: format!("{} -> {}", ins(inputs), batch_shape(output)),
         params: "0 (no weights)".into(),
-        notes: vec!["outputs lie in [0, 1] and sum to 1 along the axis: a probability distribution".into()],
+        notes: vec![
+            "outputs lie in [0, 1] and sum to 1 along the axis: a probability distribution".into(),
+        ],
     }
 }
 
@@ -138,13 +157,20 @@ mod tests {
         build(&mut d, &[&[2048]]).unwrap();
         let e = describe_dense(&d, &[vec![2048]], &[3]);
         assert_eq!(e.operation, "y = softmax(x · W + b)");
-        assert_eq!(e.shapes, "x (None, 2048) · W (2048, 3) + b (3,) -> (None, 3)");
+        assert_eq!(
+            e.shapes,
+            "x (None, 2048) · W (2048, 3) + b (3,) -> (None, 3)"
+        );
         assert_eq!(e.params, "2048*3 + 3 = 6,147");
         assert_eq!(thousands(23_567_299), "23,567,299");
     }
 }
 
-pub(crate) fn describe_conv2d(c: &crate::layers::Conv2D, inputs: &[Vec<usize>], output: &[usize]) -> Description {
+pub(crate) fn describe_conv2d(
+    c: &crate::layers::Conv2D,
+    inputs: &[Vec<usize>],
+    output: &[usize],
+) -> Description {
     let input = inputs.first().cloned().unwrap_or_default();
     let cin = input.get(2).copied().unwrap_or(0);
     let (kh, kw) = c.kernel_size;
@@ -165,7 +191,11 @@ pub(crate) fn describe_conv2d(c: &crate::layers::Conv2D, inputs: &[Vec<usize>], 
     let shapes = format!(
         "x {} * W ({kh}, {kw}, {cg}, {f}){} -> {}",
         batch_shape(&input),
-        if c.use_bias { format!(" + b ({f},)") } else { String::new() },
+        if c.use_bias {
+            format!(" + b ({f},)")
+        } else {
+            String::new()
+        },
         batch_shape(output)
     );
     let params = if c.use_bias {
@@ -173,9 +203,9 @@ pub(crate) fn describe_conv2d(c: &crate::layers::Conv2D, inputs: &[Vec<usize>], 
     } else {
         format!("{kh}*{kw}*{cg}*{f} = {}", thousands(total))
     };
-    let mut notes = vec![
-        format!("stored as ({kh}, {kw}, {cg}, {f}); each output value sees {kh}*{kw}*{cg} = {fan} inputs"),
-    ];
+    let mut notes = vec![format!(
+        "stored as ({kh}, {kw}, {cg}, {f}); each output value sees {kh}*{kw}*{cg} = {fan} inputs"
+    )];
     if kh == 1 && kw == 1 && g == 1 {
         notes.push(format!(
             "a 1x1 convolution is a Dense layer applied to the {cin}-channel vector of every pixel (cross-channel parametric pooling): the same ({cin}, {f}) matrix at each of the {} positions",
@@ -190,10 +220,19 @@ pub(crate) fn describe_conv2d(c: &crate::layers::Conv2D, inputs: &[Vec<usize>], 
             thousands(output[0] * output[1] * f * fan)
         ));
     }
-    Description { operation, shapes, params, notes }
+    Description {
+        operation,
+        shapes,
+        params,
+        notes,
+    }
 }
 
-pub(crate) fn describe_depthwise(d: &crate::layers::DepthwiseConv2D, inputs: &[Vec<usize>], output: &[usize]) -> Description {
+pub(crate) fn describe_depthwise(
+    d: &crate::layers::DepthwiseConv2D,
+    inputs: &[Vec<usize>],
+    output: &[usize],
+) -> Description {
     let input = inputs.first().cloned().unwrap_or_default();
     let c = input.get(2).copied().unwrap_or(0);
     let (kh, kw) = d.kernel_size;
@@ -211,26 +250,50 @@ pub(crate) fn describe_depthwise(d: &crate::layers::DepthwiseConv2D, inputs: &[V
     }
 }
 
-pub(crate) fn describe_pooling(class: &str, pool: (usize, usize), strides: (usize, usize), inputs: &[Vec<usize>], output: &[usize]) -> Description {
-    let what = if class.starts_with("Max") { "the largest value" } else { "the mean" };
+pub(crate) fn describe_pooling(
+    class: &str,
+    pool: (usize, usize),
+    strides: (usize, usize),
+    inputs: &[Vec<usize>],
+    output: &[usize],
+) -> Description {
+    let what = if class.starts_with("Max") {
+        "the largest value"
+    } else {
+        "the mean"
+    };
     Description::parameter_free(
-        format!("{what} of each {}x{} window, per channel, moving by {:?}", pool.0, pool.1, strides),
+        format!(
+            "{what} of each {}x{} window, per channel, moving by {:?}",
+            pool.0, pool.1, strides
+        ),
         format!("{} -> {}", ins(inputs), batch_shape(output)),
     )
 }
 
 pub(crate) fn describe_gap(inputs: &[Vec<usize>], output: &[usize]) -> Description {
     let input = inputs.first().cloned().unwrap_or_default();
-    let (h, w) = (input.first().copied().unwrap_or(0), input.get(1).copied().unwrap_or(0));
+    let (h, w) = (
+        input.first().copied().unwrap_or(0),
+        input.get(1).copied().unwrap_or(0),
+    );
     let mut d = Description::parameter_free(
         format!("the mean over height and width per channel: y_c = (1/({h}*{w})) * sum_ij x_ijc"),
         format!("{} -> {}", batch_shape(&input), batch_shape(output)),
     );
-    d.notes.push(format!("each of the {} channels becomes one number, whatever the image size", output.last().copied().unwrap_or(0)));
+    d.notes.push(format!(
+        "each of the {} channels becomes one number, whatever the image size",
+        output.last().copied().unwrap_or(0)
+    ));
     d
 }
 
-pub(crate) fn describe_batchnorm(epsilon: f32, momentum: f32, inputs: &[Vec<usize>], output: &[usize]) -> Description {
+pub(crate) fn describe_batchnorm(
+    epsilon: f32,
+    momentum: f32,
+    inputs: &[Vec<usize>],
+    output: &[usize],
+) -> Description {
     let c = inputs.first().and_then(|s| s.last().copied()).unwrap_or(0);
     Description {
         operation: format!("y = gamma * (x - mean) / sqrt(var + {epsilon}) + beta per channel; training uses the batch statistics and moves the moving ones by (1 - {momentum})"),

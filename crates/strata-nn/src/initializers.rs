@@ -46,9 +46,18 @@ impl Initializer {
             "he_normal" => Initializer::HeNormal,
             "lecun_uniform" => Initializer::LecunUniform,
             "lecun_normal" => Initializer::LecunNormal,
-            "random_uniform" => Initializer::RandomUniform { minval: -0.05, maxval: 0.05 },
-            "random_normal" => Initializer::RandomNormal { mean: 0.0, stddev: 0.05 },
-            "truncated_normal" => Initializer::TruncatedNormal { mean: 0.0, stddev: 0.05 },
+            "random_uniform" => Initializer::RandomUniform {
+                minval: -0.05,
+                maxval: 0.05,
+            },
+            "random_normal" => Initializer::RandomNormal {
+                mean: 0.0,
+                stddev: 0.05,
+            },
+            "truncated_normal" => Initializer::TruncatedNormal {
+                mean: 0.0,
+                stddev: 0.05,
+            },
             "zeros" => Initializer::Zeros,
             "ones" => Initializer::Ones,
             other => {
@@ -85,7 +94,8 @@ impl Initializer {
         let uniform = |limit: f32, rng: &mut Rng| Tensor::rand_uniform(shape, -limit, limit, rng);
         // Keras's variance-scaling "truncated_normal" divides by this constant
         // so the truncated distribution keeps the requested variance.
-        let truncated = |std: f32, rng: &mut Rng| truncated_normal(shape, 0.0, std / 0.879_625_7, rng);
+        let truncated =
+            |std: f32, rng: &mut Rng| truncated_normal(shape, 0.0, std / 0.879_625_7, rng);
         match *self {
             Initializer::GlorotUniform => uniform((6.0 / (fan_in + fan_out)).sqrt(), rng),
             Initializer::GlorotNormal => truncated((2.0 / (fan_in + fan_out)).sqrt(), rng),
@@ -93,9 +103,15 @@ impl Initializer {
             Initializer::HeNormal => truncated((2.0 / fan_in).sqrt(), rng),
             Initializer::LecunUniform => uniform((3.0 / fan_in).sqrt(), rng),
             Initializer::LecunNormal => truncated((1.0 / fan_in).sqrt(), rng),
-            Initializer::RandomUniform { minval, maxval } => Tensor::rand_uniform(shape, minval, maxval, rng),
-            Initializer::RandomNormal { mean, stddev } => Tensor::rand_normal(shape, mean, stddev, rng),
-            Initializer::TruncatedNormal { mean, stddev } => truncated_normal(shape, mean, stddev, rng),
+            Initializer::RandomUniform { minval, maxval } => {
+                Tensor::rand_uniform(shape, minval, maxval, rng)
+            }
+            Initializer::RandomNormal { mean, stddev } => {
+                Tensor::rand_normal(shape, mean, stddev, rng)
+            }
+            Initializer::TruncatedNormal { mean, stddev } => {
+                truncated_normal(shape, mean, stddev, rng)
+            }
             Initializer::Zeros => Tensor::zeros(shape),
             Initializer::Ones => Tensor::ones(shape),
             Initializer::Constant(v) => Tensor::full(shape, v),
@@ -142,7 +158,14 @@ mod tests {
         let v: f32 = t.data().iter().map(|x| x * x).sum::<f32>() / t.numel() as f32;
         assert!((v - 2.0 / 400.0).abs() < 0.1 * 2.0 / 400.0, "{v}");
         assert!(Initializer::from_name("nope").is_err());
-        for n in ["glorot_uniform", "he_normal", "lecun_uniform", "zeros", "ones", "truncated_normal"] {
+        for n in [
+            "glorot_uniform",
+            "he_normal",
+            "lecun_uniform",
+            "zeros",
+            "ones",
+            "truncated_normal",
+        ] {
             assert_eq!(Initializer::from_name(n).unwrap().name(), n);
         }
     }

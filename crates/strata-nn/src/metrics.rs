@@ -18,13 +18,21 @@ pub enum Metric {
 impl Metric {
     pub fn from_name(name: &str) -> Result<Metric> {
         Ok(match name {
-            "accuracy" | "acc" | "sparse_categorical_accuracy" | "categorical_accuracy" => Metric::Accuracy,
+            "accuracy" | "acc" | "sparse_categorical_accuracy" | "categorical_accuracy" => {
+                Metric::Accuracy
+            }
             "binary_accuracy" => Metric::BinaryAccuracy,
             n if n.starts_with("top_") && n.ends_with("_accuracy") => {
-                let k = n[4..n.len() - 9].parse().map_err(|_| NnError::Training(format!("unknown metric '{n}'")))?;
+                let k = n[4..n.len() - 9]
+                    .parse()
+                    .map_err(|_| NnError::Training(format!("unknown metric '{n}'")))?;
                 Metric::TopK(k)
             }
-            n => return Err(NnError::Training(format!("unknown metric '{n}' (accuracy, binary_accuracy, top_K_accuracy)"))),
+            n => {
+                return Err(NnError::Training(format!(
+                    "unknown metric '{n}' (accuracy, binary_accuracy, top_K_accuracy)"
+                )))
+            }
         })
     }
 
@@ -54,10 +62,16 @@ impl Metric {
         match self {
             Metric::BinaryAccuracy => {
                 let Targets::Dense(t) = targets else {
-                    return Err(NnError::Training("binary_accuracy needs dense targets".into()));
+                    return Err(NnError::Training(
+                        "binary_accuracy needs dense targets".into(),
+                    ));
                 };
                 let t = t.data();
-                let correct = p.iter().zip(t.iter()).filter(|(a, b)| (**a > 0.5) == (**b > 0.5)).count();
+                let correct = p
+                    .iter()
+                    .zip(t.iter())
+                    .filter(|(a, b)| (**a > 0.5) == (**b > 0.5))
+                    .count();
                 Ok((correct, p.len()))
             }
             Metric::Accuracy | Metric::TopK(_) => {
@@ -66,7 +80,9 @@ impl Metric {
                 for r in 0..rows {
                     let row = &p[r * classes..(r + 1) * classes];
                     let Some(c) = target_class(r) else {
-                        return Err(NnError::Training(format!("no target for prediction row {r}")));
+                        return Err(NnError::Training(format!(
+                            "no target for prediction row {r}"
+                        )));
                     };
                     if c >= classes {
                         continue;
@@ -102,7 +118,10 @@ mod tests {
         let t = Targets::Classes(vec![1, 1]);
         assert_eq!(Metric::Accuracy.count(&p, &t).unwrap(), (1, 2));
         assert_eq!(Metric::TopK(2).count(&p, &t).unwrap(), (2, 2));
-        assert_eq!(Metric::from_name("top_5_accuracy").unwrap(), Metric::TopK(5));
+        assert_eq!(
+            Metric::from_name("top_5_accuracy").unwrap(),
+            Metric::TopK(5)
+        );
         let oh = Targets::Dense(Tensor::from_vec(vec![0., 1., 0., 0., 0., 1.], &[2, 3]).unwrap());
         assert_eq!(Metric::Accuracy.count(&p, &oh).unwrap(), (1, 2));
     }

@@ -91,7 +91,11 @@ impl Layer for ReLU {
     fn build(&mut self, inputs: &[Vec<usize>], _rng: &mut Rng) -> Result<Vec<usize>> {
         expect_inputs(self, inputs.len(), 1)?;
         if self.negative_slope < 0.0 || self.max_value.is_some_and(|m| m < 0.0) {
-            return Err(NnError::config(&self.base.name, "negative_slope/max_value", "must not be negative"));
+            return Err(NnError::config(
+                &self.base.name,
+                "negative_slope/max_value",
+                "must not be negative",
+            ));
         }
         Ok(inputs[0].clone())
     }
@@ -101,9 +105,17 @@ impl Layer for ReLU {
         let x = inputs[0].add_scalar(-self.threshold);
         // Keras: x where x > threshold, else negative_slope * (x - threshold)
         let pos = x.relu();
-        let mut y = pos.add(&inputs[0].gt_scalar(self.threshold).mul_scalar(self.threshold)).in_layer(name)?;
+        let mut y = pos
+            .add(
+                &inputs[0]
+                    .gt_scalar(self.threshold)
+                    .mul_scalar(self.threshold),
+            )
+            .in_layer(name)?;
         if self.negative_slope != 0.0 {
-            y = y.sub(&x.neg().relu().mul_scalar(self.negative_slope)).in_layer(name)?;
+            y = y
+                .sub(&x.neg().relu().mul_scalar(self.negative_slope))
+                .in_layer(name)?;
         }
         if let Some(m) = self.max_value {
             y = y.clamp(f32::NEG_INFINITY, m);
@@ -160,7 +172,11 @@ impl Layer for Softmax {
             return Err(NnError::config(
                 &self.base.name,
                 "axis",
-                format!("{} is not a feature axis of {}", self.axis, crate::error::batch_shape(&inputs[0])),
+                format!(
+                    "{} is not a feature axis of {}",
+                    self.axis,
+                    crate::error::batch_shape(&inputs[0])
+                ),
             ));
         }
         Ok(inputs[0].clone())
@@ -170,7 +186,10 @@ impl Layer for Softmax {
         inputs[0].softmax(self.axis).in_layer(&self.base.name)
     }
     fn forward_logits(&mut self, inputs: &[Tensor], _ctx: &mut Ctx) -> Option<Result<Tensor>> {
-        let last = self.axis == -1 || inputs.first().is_some_and(|x| self.axis == x.rank() as isize - 1);
+        let last = self.axis == -1
+            || inputs
+                .first()
+                .is_some_and(|x| self.axis == x.rank() as isize - 1);
         (last && inputs.len() == 1).then(|| Ok(inputs[0].clone()))
     }
     fn config(&self) -> Map<String, Value> {

@@ -71,11 +71,21 @@ impl Layer for BatchNormalization {
         expect_inputs(self, inputs.len(), 1)?;
         let s = &inputs[0];
         let Some(&c) = s.last() else {
-            return Err(NnError::shape(&self.base.name, "BatchNormalization", "(None, ..., channels)", s));
+            return Err(NnError::shape(
+                &self.base.name,
+                "BatchNormalization",
+                "(None, ..., channels)",
+                s,
+            ));
         };
         if let Some(m) = &self.moving_mean {
             if m.shape() != [c] {
-                return Err(NnError::shape(&self.base.name, "BatchNormalization", format!("(None, ..., {})", m.shape()[0]), s));
+                return Err(NnError::shape(
+                    &self.base.name,
+                    "BatchNormalization",
+                    format!("(None, ..., {})", m.shape()[0]),
+                    s,
+                ));
             }
             return Ok(s.clone());
         }
@@ -100,24 +110,37 @@ impl Layer for BatchNormalization {
         let x = &inputs[0];
         let c = mm.shape()[0];
         if x.shape().last() != Some(&c) {
-            return Err(NnError::shape(name, "BatchNormalization", format!("(None, ..., {c})"), x.shape().get(1..).unwrap_or(&[])));
+            return Err(NnError::shape(
+                name,
+                "BatchNormalization",
+                format!("(None, ..., {c})"),
+                x.shape().get(1..).unwrap_or(&[]),
+            ));
         }
         let gamma = self.gamma.as_ref().map(|w| &w.value);
         let beta = self.beta.as_ref().map(|w| &w.value);
         // a frozen BatchNormalization runs in inference mode (as in Keras)
         if ctx.training && self.base.trainable {
-            let (y, mean, var) = x.batch_norm_train(gamma, beta, self.epsilon).in_layer(name)?;
+            let (y, mean, var) = x
+                .batch_norm_train(gamma, beta, self.epsilon)
+                .in_layer(name)?;
             let m = self.momentum;
             strata_core::ops::batch_norm::update_moving(&mut mm.value.data_mut(), &mean, m);
             strata_core::ops::batch_norm::update_moving(&mut mv.value.data_mut(), &var, m);
             Ok(y)
         } else {
             let (mean, var) = (mm.value.to_vec(), mv.value.to_vec());
-            x.batch_norm_infer(&mean, &var, gamma, beta, self.epsilon).in_layer(name)
+            x.batch_norm_infer(&mean, &var, gamma, beta, self.epsilon)
+                .in_layer(name)
         }
     }
     fn weights(&self) -> Vec<&Weight> {
-        self.gamma.iter().chain(self.beta.iter()).chain(self.moving_mean.iter()).chain(self.moving_variance.iter()).collect()
+        self.gamma
+            .iter()
+            .chain(self.beta.iter())
+            .chain(self.moving_mean.iter())
+            .chain(self.moving_variance.iter())
+            .collect()
     }
     fn weights_mut(&mut self) -> Vec<&mut Weight> {
         self.gamma

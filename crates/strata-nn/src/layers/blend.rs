@@ -55,12 +55,19 @@ impl Layer for Blend {
             return Err(NnError::shape(
                 &self.base.name,
                 "Blend",
-                format!("two inputs of the same shape as {}", crate::error::batch_shape(&inputs[0])),
+                format!(
+                    "two inputs of the same shape as {}",
+                    crate::error::batch_shape(&inputs[0])
+                ),
                 &inputs[1],
             ));
         }
         if self.alpha.is_none() {
-            self.alpha = Some(Weight::new("alpha", Tensor::scalar(0.0), self.base.trainable));
+            self.alpha = Some(Weight::new(
+                "alpha",
+                Tensor::scalar(0.0),
+                self.base.trainable,
+            ));
         }
         Ok(inputs[0].clone())
     }
@@ -72,7 +79,10 @@ impl Layer for Blend {
             return Err(NnError::shape(
                 name,
                 "Blend",
-                format!("two inputs of the same shape as {}", strata_core::fmt_shape(inputs[0].shape())),
+                format!(
+                    "two inputs of the same shape as {}",
+                    strata_core::fmt_shape(inputs[0].shape())
+                ),
                 inputs[1].shape().get(1..).unwrap_or(&[]),
             ));
         }
@@ -113,7 +123,10 @@ mod tests {
         assert_eq!(run(&mut l, &[a, b], false).unwrap().to_vec(), vec![3.0; 4]);
         assert_eq!(l.weights()[0].shape(), &[] as &[usize]);
         let e = build(&mut l, &[&[4], &[5]]).unwrap_err().to_string();
-        assert!(e.contains("'mix' (Blend)") && e.contains("found (None, 5)"), "{e}");
+        assert!(
+            e.contains("'mix' (Blend)") && e.contains("found (None, 5)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -50,7 +50,11 @@ pub(crate) fn window_output(
                 "an input at least as large as the {}x{} window{}",
                 (kernel.0 - 1) * dilation.0.max(1) + 1,
                 (kernel.1 - 1) * dilation.1.max(1) + 1,
-                if padding == Padding::Valid { " (padding 'valid')" } else { "" }
+                if padding == Padding::Valid {
+                    " (padding 'valid')"
+                } else {
+                    ""
+                }
             ),
             found: format!("{} ({e})", crate::error::batch_shape(input)),
         })?;
@@ -61,7 +65,12 @@ pub(crate) fn padding_json(p: Padding) -> Value {
     match p {
         Padding::Valid => "valid".into(),
         Padding::Same => "same".into(),
-        Padding::Explicit { top, bottom, left, right } => Value::from(vec![vec![top, bottom], vec![left, right]]),
+        Padding::Explicit {
+            top,
+            bottom,
+            left,
+            right,
+        } => Value::from(vec![vec![top, bottom], vec![left, right]]),
     }
 }
 
@@ -132,9 +141,19 @@ impl Conv2D {
         let k = self.kernel.as_ref().ok_or_else(|| not_built(name))?;
         let cin = k.shape()[2] * self.groups;
         if x.rank() != 4 || x.shape()[3] != cin {
-            return Err(NnError::shape(name, "Conv2D", format!("(None, H, W, {cin})"), x.shape().get(1..).unwrap_or(&[])));
+            return Err(NnError::shape(
+                name,
+                "Conv2D",
+                format!("(None, H, W, {cin})"),
+                x.shape().get(1..).unwrap_or(&[]),
+            ));
         }
-        x.conv2d(&k.value, self.bias.as_ref().map(|b| &b.value), self.config_core()).in_layer(name)
+        x.conv2d(
+            &k.value,
+            self.bias.as_ref().map(|b| &b.value),
+            self.config_core(),
+        )
+        .in_layer(name)
     }
 }
 
@@ -155,28 +174,63 @@ impl Layer for Conv2D {
         if self.filters == 0 {
             return Err(NnError::config(&name, "filters", "must be at least 1"));
         }
-        if (self.strides.0 > 1 || self.strides.1 > 1) && (self.dilation_rate.0 > 1 || self.dilation_rate.1 > 1) {
-            return Err(NnError::config(&name, "dilation_rate", "dilation_rate > 1 cannot be combined with strides > 1 (as in Keras)"));
+        if (self.strides.0 > 1 || self.strides.1 > 1)
+            && (self.dilation_rate.0 > 1 || self.dilation_rate.1 > 1)
+        {
+            return Err(NnError::config(
+                &name,
+                "dilation_rate",
+                "dilation_rate > 1 cannot be combined with strides > 1 (as in Keras)",
+            ));
         }
-        let (oh, ow) = window_output(&name, "Conv2D", s, self.kernel_size, self.strides, self.padding, self.dilation_rate)?;
+        let (oh, ow) = window_output(
+            &name,
+            "Conv2D",
+            s,
+            self.kernel_size,
+            self.strides,
+            self.padding,
+            self.dilation_rate,
+        )?;
         let cin = s[2];
         if self.groups == 0 || cin % self.groups != 0 || self.filters % self.groups != 0 {
             return Err(NnError::config(
                 &name,
                 "groups",
-                format!("{} groups must divide both the {cin} input channels and the {} filters", self.groups, self.filters),
+                format!(
+                    "{} groups must divide both the {cin} input channels and the {} filters",
+                    self.groups, self.filters
+                ),
             ));
         }
-        let kshape = [self.kernel_size.0, self.kernel_size.1, cin / self.groups, self.filters];
+        let kshape = [
+            self.kernel_size.0,
+            self.kernel_size.1,
+            cin / self.groups,
+            self.filters,
+        ];
         match &self.kernel {
             Some(k) if k.shape() != kshape => {
-                return Err(NnError::shape(&name, "Conv2D", format!("(None, H, W, {})", k.shape()[2] * self.groups), s));
+                return Err(NnError::shape(
+                    &name,
+                    "Conv2D",
+                    format!("(None, H, W, {})", k.shape()[2] * self.groups),
+                    s,
+                ));
             }
             Some(_) => {}
             None => {
-                self.kernel = Some(Weight::new("kernel", self.kernel_initializer.init(&kshape, rng), self.base.trainable));
+                self.kernel = Some(Weight::new(
+                    "kernel",
+                    self.kernel_initializer.init(&kshape, rng),
+                    self.base.trainable,
+                ));
                 if self.use_bias {
-                    self.bias = Some(Weight::new("bias", self.bias_initializer.init(&[self.filters], rng), self.base.trainable));
+                    self.bias = Some(Weight::new(
+                        "bias",
+                        self.bias_initializer.init(&[self.filters], rng),
+                        self.base.trainable,
+                    ));
                 }
             }
         }
@@ -188,7 +242,8 @@ impl Layer for Conv2D {
         self.activation.apply(&z).in_layer(&self.base.name)
     }
     fn forward_logits(&mut self, inputs: &[Tensor], _ctx: &mut Ctx) -> Option<Result<Tensor>> {
-        (self.activation == Activation::Softmax && inputs.len() == 1).then(|| self.pre_activation(&inputs[0]))
+        (self.activation == Activation::Softmax && inputs.len() == 1)
+            .then(|| self.pre_activation(&inputs[0]))
     }
     fn weights(&self) -> Vec<&Weight> {
         self.kernel.iter().chain(self.bias.iter()).collect()
@@ -206,7 +261,10 @@ impl Layer for Conv2D {
         m.insert("groups".into(), self.groups.into());
         m.insert("activation".into(), self.activation.name().into());
         m.insert("use_bias".into(), self.use_bias.into());
-        m.insert("kernel_initializer".into(), self.kernel_initializer.name().into());
+        m.insert(
+            "kernel_initializer".into(),
+            self.kernel_initializer.name().into(),
+        );
         m
     }
     fn describe(&self, inputs: &[Vec<usize>], output: &[usize]) -> crate::explain::Description {
@@ -252,7 +310,10 @@ mod tests {
 
     #[test]
     fn gradient_check_same_stride2() {
-        let mut c = Conv2D::new(3, (3, 3)).strides(2).padding(Padding::Same).activation(Activation::Tanh);
+        let mut c = Conv2D::new(3, (3, 3))
+            .strides(2)
+            .padding(Padding::Same)
+            .activation(Activation::Tanh);
         build(&mut c, &[&[5, 6, 2]]).unwrap();
         let x = Tensor::rand_normal(&[2, 5, 6, 2], 0.0, 1.0, &mut Rng::new(1));
         check_layer_gradients(&mut c, &[x], true);

@@ -90,10 +90,19 @@ impl Layer for Dense {
         expect_inputs(self, inputs.len(), 1)?;
         let s = &inputs[0];
         let Some(&in_features) = s.last() else {
-            return Err(NnError::shape(&self.base.name, "Dense", "(None, ..., features)", s));
+            return Err(NnError::shape(
+                &self.base.name,
+                "Dense",
+                "(None, ..., features)",
+                s,
+            ));
         };
         if self.units == 0 {
-            return Err(NnError::config(&self.base.name, "units", "must be at least 1"));
+            return Err(NnError::config(
+                &self.base.name,
+                "units",
+                "must be at least 1",
+            ));
         }
         match &self.kernel {
             Some(k) if k.shape()[0] != in_features => {
@@ -106,7 +115,9 @@ impl Layer for Dense {
             }
             Some(_) => {}
             None => {
-                let k = self.kernel_initializer.init(&[in_features, self.units], rng);
+                let k = self
+                    .kernel_initializer
+                    .init(&[in_features, self.units], rng);
                 self.kernel = Some(Weight::new("kernel", k, self.base.trainable));
                 if self.use_bias {
                     let b = self.bias_initializer.init(&[self.units], rng);
@@ -144,7 +155,10 @@ impl Layer for Dense {
         m.insert("units".into(), self.units.into());
         m.insert("activation".into(), self.activation.name().into());
         m.insert("use_bias".into(), self.use_bias.into());
-        m.insert("kernel_initializer".into(), self.kernel_initializer.name().into());
+        m.insert(
+            "kernel_initializer".into(),
+            self.kernel_initializer.name().into(),
+        );
         m
     }
 
@@ -177,9 +191,17 @@ mod tests {
         let mut d = Dense::new(3).named("head");
         build(&mut d, &[&[2048]]).unwrap();
         let e = build(&mut d, &[&[1000]]).unwrap_err().to_string();
-        assert_eq!(e, "layer 'head' (Dense): expected input (None, ..., 2048), found (None, 1000)");
-        let e = run(&mut d, &[Tensor::zeros(&[1, 7])], false).unwrap_err().to_string();
-        assert!(e.contains("expected input (None, ..., 2048), found (None, 7)"), "{e}");
+        assert_eq!(
+            e,
+            "layer 'head' (Dense): expected input (None, ..., 2048), found (None, 1000)"
+        );
+        let e = run(&mut d, &[Tensor::zeros(&[1, 7])], false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("expected input (None, ..., 2048), found (None, 7)"),
+            "{e}"
+        );
     }
 
     #[test]

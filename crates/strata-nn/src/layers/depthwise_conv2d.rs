@@ -68,23 +68,59 @@ impl Layer for DepthwiseConv2D {
         let name = self.base.name.clone();
         let s = &inputs[0];
         if self.depth_multiplier == 0 {
-            return Err(NnError::config(&name, "depth_multiplier", "must be at least 1"));
+            return Err(NnError::config(
+                &name,
+                "depth_multiplier",
+                "must be at least 1",
+            ));
         }
-        if (self.strides.0 > 1 || self.strides.1 > 1) && (self.dilation_rate.0 > 1 || self.dilation_rate.1 > 1) {
-            return Err(NnError::config(&name, "dilation_rate", "dilation_rate > 1 cannot be combined with strides > 1 (as in Keras)"));
+        if (self.strides.0 > 1 || self.strides.1 > 1)
+            && (self.dilation_rate.0 > 1 || self.dilation_rate.1 > 1)
+        {
+            return Err(NnError::config(
+                &name,
+                "dilation_rate",
+                "dilation_rate > 1 cannot be combined with strides > 1 (as in Keras)",
+            ));
         }
-        let (oh, ow) = window_output(&name, "DepthwiseConv2D", s, self.kernel_size, self.strides, self.padding, self.dilation_rate)?;
+        let (oh, ow) = window_output(
+            &name,
+            "DepthwiseConv2D",
+            s,
+            self.kernel_size,
+            self.strides,
+            self.padding,
+            self.dilation_rate,
+        )?;
         let c = s[2];
-        let kshape = [self.kernel_size.0, self.kernel_size.1, c, self.depth_multiplier];
+        let kshape = [
+            self.kernel_size.0,
+            self.kernel_size.1,
+            c,
+            self.depth_multiplier,
+        ];
         match &self.kernel {
             Some(k) if k.shape() != kshape => {
-                return Err(NnError::shape(&name, "DepthwiseConv2D", format!("(None, H, W, {})", k.shape()[2]), s));
+                return Err(NnError::shape(
+                    &name,
+                    "DepthwiseConv2D",
+                    format!("(None, H, W, {})", k.shape()[2]),
+                    s,
+                ));
             }
             Some(_) => {}
             None => {
-                self.kernel = Some(Weight::new("depthwise_kernel", self.kernel_initializer.init(&kshape, rng), self.base.trainable));
+                self.kernel = Some(Weight::new(
+                    "depthwise_kernel",
+                    self.kernel_initializer.init(&kshape, rng),
+                    self.base.trainable,
+                ));
                 if self.use_bias {
-                    self.bias = Some(Weight::new("bias", Tensor::zeros(&[c * self.depth_multiplier]), self.base.trainable));
+                    self.bias = Some(Weight::new(
+                        "bias",
+                        Tensor::zeros(&[c * self.depth_multiplier]),
+                        self.base.trainable,
+                    ));
                 }
             }
         }
@@ -96,10 +132,21 @@ impl Layer for DepthwiseConv2D {
         let k = self.kernel.as_ref().ok_or_else(|| not_built(name))?;
         let x = &inputs[0];
         if x.rank() != 4 || x.shape()[3] != k.shape()[2] {
-            return Err(NnError::shape(name, "DepthwiseConv2D", format!("(None, H, W, {})", k.shape()[2]), x.shape().get(1..).unwrap_or(&[])));
+            return Err(NnError::shape(
+                name,
+                "DepthwiseConv2D",
+                format!("(None, H, W, {})", k.shape()[2]),
+                x.shape().get(1..).unwrap_or(&[]),
+            ));
         }
         let z = x
-            .depthwise_conv2d(&k.value, self.bias.as_ref().map(|b| &b.value), self.strides, self.padding, self.dilation_rate)
+            .depthwise_conv2d(
+                &k.value,
+                self.bias.as_ref().map(|b| &b.value),
+                self.strides,
+                self.padding,
+                self.dilation_rate,
+            )
             .in_layer(name)?;
         self.activation.apply(&z).in_layer(name)
     }

@@ -34,7 +34,11 @@ impl Layer for Dropout {
     fn build(&mut self, inputs: &[Vec<usize>], _rng: &mut Rng) -> Result<Vec<usize>> {
         expect_inputs(self, inputs.len(), 1)?;
         if !(0.0..1.0).contains(&self.rate) {
-            return Err(NnError::config(&self.base.name, "rate", format!("must be in [0, 1), found {}", self.rate)));
+            return Err(NnError::config(
+                &self.base.name,
+                "rate",
+                format!("must be in [0, 1), found {}", self.rate),
+            ));
         }
         Ok(inputs[0].clone())
     }
@@ -43,7 +47,9 @@ impl Layer for Dropout {
         if !ctx.training {
             return Ok(inputs[0].clone());
         }
-        inputs[0].dropout(self.rate, ctx.rng).in_layer(&self.base.name)
+        inputs[0]
+            .dropout(self.rate, ctx.rng)
+            .in_layer(&self.base.name)
     }
     fn config(&self) -> Map<String, Value> {
         let mut m = Map::new();
@@ -65,7 +71,10 @@ mod tests {
         let mut d = Dropout::new(0.5);
         build(&mut d, &[&[1000]]).unwrap();
         let x = Tensor::ones(&[1, 1000]);
-        assert_eq!(run(&mut d, &[x.clone()], false).unwrap().to_vec(), x.to_vec());
+        assert_eq!(
+            run(&mut d, &[x.clone()], false).unwrap().to_vec(),
+            x.to_vec()
+        );
         let y = run(&mut d, &[x], true).unwrap().to_vec();
         assert!(y.iter().all(|&v| v == 0.0 || v == 2.0));
         let kept = y.iter().filter(|&&v| v == 2.0).count();

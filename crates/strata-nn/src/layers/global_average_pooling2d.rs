@@ -11,7 +11,11 @@ fn pooled_shape(layer: &str, class: &str, s: &[usize], keepdims: bool) -> Result
     if s.len() != 3 {
         return Err(NnError::shape(layer, class, "(None, H, W, C)", s));
     }
-    Ok(if keepdims { vec![1, 1, s[2]] } else { vec![s[2]] })
+    Ok(if keepdims {
+        vec![1, 1, s[2]]
+    } else {
+        vec![s[2]]
+    })
 }
 
 pub struct GlobalAveragePooling2D {
@@ -44,11 +48,18 @@ impl Layer for GlobalAveragePooling2D {
     }
     fn build(&mut self, inputs: &[Vec<usize>], _rng: &mut Rng) -> Result<Vec<usize>> {
         expect_inputs(self, inputs.len(), 1)?;
-        pooled_shape(&self.base.name, "GlobalAveragePooling2D", &inputs[0], self.keepdims)
+        pooled_shape(
+            &self.base.name,
+            "GlobalAveragePooling2D",
+            &inputs[0],
+            self.keepdims,
+        )
     }
     fn forward(&mut self, inputs: &[Tensor], _ctx: &mut Ctx) -> Result<Tensor> {
         expect_inputs(self, inputs.len(), 1)?;
-        inputs[0].global_avg_pool2d(self.keepdims).in_layer(&self.base.name)
+        inputs[0]
+            .global_avg_pool2d(self.keepdims)
+            .in_layer(&self.base.name)
     }
     fn config(&self) -> Map<String, Value> {
         let mut m = Map::new();
@@ -89,7 +100,12 @@ impl Layer for GlobalMaxPooling2D {
     }
     fn build(&mut self, inputs: &[Vec<usize>], _rng: &mut Rng) -> Result<Vec<usize>> {
         expect_inputs(self, inputs.len(), 1)?;
-        pooled_shape(&self.base.name, "GlobalMaxPooling2D", &inputs[0], self.keepdims)
+        pooled_shape(
+            &self.base.name,
+            "GlobalMaxPooling2D",
+            &inputs[0],
+            self.keepdims,
+        )
     }
     fn forward(&mut self, inputs: &[Tensor], _ctx: &mut Ctx) -> Result<Tensor> {
         expect_inputs(self, inputs.len(), 1)?;
@@ -97,9 +113,18 @@ impl Layer for GlobalMaxPooling2D {
         let name = &self.base.name;
         let s = x.shape().to_vec();
         if s.len() != 4 {
-            return Err(NnError::shape(name, "GlobalMaxPooling2D", "(None, H, W, C)", s.get(1..).unwrap_or(&[])));
+            return Err(NnError::shape(
+                name,
+                "GlobalMaxPooling2D",
+                "(None, H, W, C)",
+                s.get(1..).unwrap_or(&[]),
+            ));
         }
-        let y = x.reshape(&[s[0], s[1] * s[2], s[3]]).in_layer(name)?.max(1, false).in_layer(name)?;
+        let y = x
+            .reshape(&[s[0], s[1] * s[2], s[3]])
+            .in_layer(name)?
+            .max(1, false)
+            .in_layer(name)?;
         if self.keepdims {
             y.reshape(&[s[0], 1, 1, s[3]]).in_layer(name)
         } else {
@@ -125,10 +150,16 @@ mod tests {
     fn mean_over_height_and_width() {
         let mut g = GlobalAveragePooling2D::new(false);
         assert_eq!(build(&mut g, &[&[7, 7, 2048]]).unwrap(), vec![2048]);
-        assert_eq!(build(&mut GlobalAveragePooling2D::new(true), &[&[7, 7, 5]]).unwrap(), vec![1, 1, 5]);
+        assert_eq!(
+            build(&mut GlobalAveragePooling2D::new(true), &[&[7, 7, 5]]).unwrap(),
+            vec![1, 1, 5]
+        );
         assert!(build(&mut g, &[&[7, 2048]]).is_err());
         let x = Tensor::from_vec(vec![1., 10., 2., 20., 3., 30., 4., 40.], &[1, 2, 2, 2]).unwrap();
-        assert_eq!(run(&mut g, &[x.clone()], false).unwrap().to_vec(), vec![2.5, 25.0]);
+        assert_eq!(
+            run(&mut g, &[x.clone()], false).unwrap().to_vec(),
+            vec![2.5, 25.0]
+        );
         let mut m = GlobalMaxPooling2D::new(false);
         build(&mut m, &[&[2, 2, 2]]).unwrap();
         assert_eq!(run(&mut m, &[x], false).unwrap().to_vec(), vec![4.0, 40.0]);

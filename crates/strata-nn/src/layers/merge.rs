@@ -45,23 +45,39 @@ impl Layer for Concatenate {
     fn build(&mut self, inputs: &[Vec<usize>], _rng: &mut Rng) -> Result<Vec<usize>> {
         at_least_two(self, inputs.len())?;
         let rank = inputs[0].len() + 1;
-        let a = if self.axis < 0 { self.axis + rank as isize } else { self.axis };
+        let a = if self.axis < 0 {
+            self.axis + rank as isize
+        } else {
+            self.axis
+        };
         if a <= 0 || a >= rank as isize {
             return Err(NnError::config(
                 &self.base.name,
                 "axis",
-                format!("{} is not a feature axis of {}", self.axis, batch_shape(&inputs[0])),
+                format!(
+                    "{} is not a feature axis of {}",
+                    self.axis,
+                    batch_shape(&inputs[0])
+                ),
             ));
         }
         let a = a as usize - 1;
         let mut out = inputs[0].clone();
         for s in &inputs[1..] {
-            let fits = s.len() == out.len() && s.iter().zip(&inputs[0]).enumerate().all(|(i, (x, y))| i == a || x == y);
+            let fits = s.len() == out.len()
+                && s.iter()
+                    .zip(&inputs[0])
+                    .enumerate()
+                    .all(|(i, (x, y))| i == a || x == y);
             if !fits {
                 return Err(NnError::shape(
                     &self.base.name,
                     "Concatenate",
-                    format!("shapes equal to {} except on axis {}", batch_shape(&inputs[0]), self.axis),
+                    format!(
+                        "shapes equal to {} except on axis {}",
+                        batch_shape(&inputs[0]),
+                        self.axis
+                    ),
                     s,
                 ));
             }
@@ -143,8 +159,18 @@ macro_rules! elementwise_merge {
     };
 }
 
-elementwise_merge!(Add, "Add", add, "Element-wise sum of same-shape inputs (residual connections).");
-elementwise_merge!(Multiply, "Multiply", mul, "Element-wise product of same-shape inputs.");
+elementwise_merge!(
+    Add,
+    "Add",
+    add,
+    "Element-wise sum of same-shape inputs (residual connections)."
+);
+elementwise_merge!(
+    Multiply,
+    "Multiply",
+    mul,
+    "Element-wise product of same-shape inputs."
+);
 
 #[cfg(test)]
 mod tests {
@@ -154,7 +180,10 @@ mod tests {
     #[test]
     fn concatenate_channels() {
         let mut l = Concatenate::new(-1);
-        assert_eq!(build(&mut l, &[&[4, 4, 2], &[4, 4, 3]]).unwrap(), vec![4, 4, 5]);
+        assert_eq!(
+            build(&mut l, &[&[4, 4, 2], &[4, 4, 3]]).unwrap(),
+            vec![4, 4, 5]
+        );
         assert!(build(&mut l, &[&[4, 4, 2], &[4, 5, 3]]).is_err());
         assert!(build(&mut Concatenate::new(0), &[&[2], &[2]]).is_err());
         let mut r = Rng::new(1);
@@ -162,7 +191,10 @@ mod tests {
         let b = Tensor::rand_normal(&[2, 2], 0.0, 1.0, &mut r);
         let mut l = Concatenate::new(1);
         build(&mut l, &[&[3], &[2]]).unwrap();
-        assert_eq!(run(&mut l, &[a.clone(), b.clone()], false).unwrap().shape(), &[2, 5]);
+        assert_eq!(
+            run(&mut l, &[a.clone(), b.clone()], false).unwrap().shape(),
+            &[2, 5]
+        );
         check_layer_gradients(&mut l, &[a, b], false);
     }
 
@@ -175,7 +207,12 @@ mod tests {
         assert_eq!(y.to_vec(), vec![3.0, 6.0]);
         let mut mul = Multiply::new();
         build(&mut mul, &[&[2], &[2]]).unwrap();
-        assert_eq!(run(&mut mul, &[t.clone(), t.clone()], false).unwrap().to_vec(), vec![1.0, 4.0]);
+        assert_eq!(
+            run(&mut mul, &[t.clone(), t.clone()], false)
+                .unwrap()
+                .to_vec(),
+            vec![1.0, 4.0]
+        );
         assert!(build(&mut Add::new(), &[&[2]]).is_err());
         assert!(build(&mut Add::new(), &[&[2], &[3]]).is_err());
         let mut r = Rng::new(2);

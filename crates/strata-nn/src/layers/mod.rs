@@ -170,7 +170,10 @@ pub(crate) mod testing {
 
     pub fn run(layer: &mut dyn Layer, inputs: &[Tensor], training: bool) -> Result<Tensor> {
         let mut rng = Rng::new(0);
-        let mut ctx = Ctx { training, rng: &mut rng };
+        let mut ctx = Ctx {
+            training,
+            rng: &mut rng,
+        };
         layer.forward(inputs, &mut ctx)
     }
 

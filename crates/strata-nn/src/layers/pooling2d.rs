@@ -21,12 +21,20 @@ macro_rules! pooling_layer {
 
         impl $ty {
             /// `strides` default to `pool_size`; padding "valid" or "same".
-            pub fn new(pool_size: (usize, usize), strides: Option<(usize, usize)>, padding: &str) -> Self {
+            pub fn new(
+                pool_size: (usize, usize),
+                strides: Option<(usize, usize)>,
+                padding: &str,
+            ) -> Self {
                 $ty {
                     base: LayerBase::new(None),
                     pool_size,
                     strides: strides.unwrap_or(pool_size),
-                    padding: if padding == "same" { Padding::Same } else { Padding::Valid },
+                    padding: if padding == "same" {
+                        Padding::Same
+                    } else {
+                        Padding::Valid
+                    },
                 }
             }
             pub fn with_padding(mut self, p: Padding) -> Self {
@@ -51,15 +59,33 @@ macro_rules! pooling_layer {
             }
             fn build(&mut self, inputs: &[Vec<usize>], _rng: &mut Rng) -> Result<Vec<usize>> {
                 expect_inputs(self, inputs.len(), 1)?;
-                if self.pool_size.0 == 0 || self.pool_size.1 == 0 || self.strides.0 == 0 || self.strides.1 == 0 {
-                    return Err(NnError::config(&self.base.name, "pool_size/strides", "must be positive"));
+                if self.pool_size.0 == 0
+                    || self.pool_size.1 == 0
+                    || self.strides.0 == 0
+                    || self.strides.1 == 0
+                {
+                    return Err(NnError::config(
+                        &self.base.name,
+                        "pool_size/strides",
+                        "must be positive",
+                    ));
                 }
-                let (oh, ow) = window_output(&self.base.name, $class, &inputs[0], self.pool_size, self.strides, self.padding, (1, 1))?;
+                let (oh, ow) = window_output(
+                    &self.base.name,
+                    $class,
+                    &inputs[0],
+                    self.pool_size,
+                    self.strides,
+                    self.padding,
+                    (1, 1),
+                )?;
                 Ok(vec![oh, ow, inputs[0][2]])
             }
             fn forward(&mut self, inputs: &[Tensor], _ctx: &mut Ctx) -> Result<Tensor> {
                 expect_inputs(self, inputs.len(), 1)?;
-                inputs[0].$op(self.pool_size, self.strides, self.padding).in_layer(&self.base.name)
+                inputs[0]
+                    .$op(self.pool_size, self.strides, self.padding)
+                    .in_layer(&self.base.name)
             }
             fn config(&self) -> Map<String, Value> {
                 let mut m = Map::new();
@@ -68,8 +94,18 @@ macro_rules! pooling_layer {
                 m.insert("padding".into(), padding_json(self.padding));
                 m
             }
-            fn describe(&self, inputs: &[Vec<usize>], output: &[usize]) -> crate::explain::Description {
-                crate::explain::describe_pooling($class, self.pool_size, self.strides, inputs, output)
+            fn describe(
+                &self,
+                inputs: &[Vec<usize>],
+                output: &[usize],
+            ) -> crate::explain::Description {
+                crate::explain::describe_pooling(
+                    $class,
+                    self.pool_size,
+                    self.strides,
+                    inputs,
+                    output,
+                )
             }
             fn as_any(&self) -> &dyn std::any::Any {
                 self
@@ -78,8 +114,18 @@ macro_rules! pooling_layer {
     };
 }
 
-pooling_layer!(MaxPooling2D, "MaxPooling2D", max_pool2d, "The largest value of each window, per channel.");
-pooling_layer!(AveragePooling2D, "AveragePooling2D", avg_pool2d, "The mean of each window, per channel.");
+pooling_layer!(
+    MaxPooling2D,
+    "MaxPooling2D",
+    max_pool2d,
+    "The largest value of each window, per channel."
+);
+pooling_layer!(
+    AveragePooling2D,
+    "AveragePooling2D",
+    avg_pool2d,
+    "The mean of each window, per channel."
+);
 
 #[cfg(test)]
 mod tests {

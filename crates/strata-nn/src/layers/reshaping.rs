@@ -84,12 +84,20 @@ impl Layer for Reshape {
         let n: usize = inputs[0].iter().product();
         let unknown = self.target_shape.iter().filter(|&&d| d == -1).count();
         let bad = self.target_shape.iter().any(|&d| d == 0 || d < -1) || unknown > 1;
-        let known: usize = self.target_shape.iter().filter(|&&d| d > 0).map(|&d| d as usize).product();
+        let known: usize = self
+            .target_shape
+            .iter()
+            .filter(|&&d| d > 0)
+            .map(|&d| d as usize)
+            .product();
         let err = || {
             NnError::shape(
                 &self.base.name,
                 "Reshape",
-                format!("{} elements per sample to fit target_shape {:?}", known, self.target_shape),
+                format!(
+                    "{} elements per sample to fit target_shape {:?}",
+                    known, self.target_shape
+                ),
                 &inputs[0],
             )
         };
@@ -97,14 +105,20 @@ impl Layer for Reshape {
             return Err(NnError::config(
                 &self.base.name,
                 "target_shape",
-                format!("{:?}: sizes must be positive, with at most one -1", self.target_shape),
+                format!(
+                    "{:?}: sizes must be positive, with at most one -1",
+                    self.target_shape
+                ),
             ));
         }
         let resolved: Vec<usize> = if unknown == 1 {
             if known == 0 || n % known != 0 {
                 return Err(err());
             }
-            self.target_shape.iter().map(|&d| if d == -1 { n / known } else { d as usize }).collect()
+            self.target_shape
+                .iter()
+                .map(|&d| if d == -1 { n / known } else { d as usize })
+                .collect()
         } else {
             if known != n {
                 return Err(err());
@@ -123,14 +137,20 @@ impl Layer for Reshape {
             NnError::shape(
                 &self.base.name,
                 "Reshape",
-                format!("a sample of {} elements", self.resolved.iter().product::<usize>()),
+                format!(
+                    "a sample of {} elements",
+                    self.resolved.iter().product::<usize>()
+                ),
                 x.shape().get(1..).unwrap_or(&[]),
             )
         })
     }
     fn config(&self) -> Map<String, Value> {
         let mut m = Map::new();
-        m.insert("target_shape".into(), Value::from(self.target_shape.clone()));
+        m.insert(
+            "target_shape".into(),
+            Value::from(self.target_shape.clone()),
+        );
         m
     }
     fn as_any(&self) -> &dyn std::any::Any {
@@ -145,11 +165,25 @@ mod tests {
 
     #[test]
     fn shapes() {
-        assert_eq!(build(&mut Flatten::new(), &[&[5, 5, 64]]).unwrap(), vec![1600]);
-        assert_eq!(build(&mut Reshape::new(&[512]), &[&[512, 1]]).unwrap(), vec![512]);
-        assert_eq!(build(&mut Reshape::new(&[-1, 4]), &[&[2, 6]]).unwrap(), vec![3, 4]);
-        let e = build(&mut Reshape::new(&[5]), &[&[2, 3]]).unwrap_err().to_string();
-        assert!(e.contains("(Reshape)") && e.contains("found (None, 2, 3)"), "{e}");
+        assert_eq!(
+            build(&mut Flatten::new(), &[&[5, 5, 64]]).unwrap(),
+            vec![1600]
+        );
+        assert_eq!(
+            build(&mut Reshape::new(&[512]), &[&[512, 1]]).unwrap(),
+            vec![512]
+        );
+        assert_eq!(
+            build(&mut Reshape::new(&[-1, 4]), &[&[2, 6]]).unwrap(),
+            vec![3, 4]
+        );
+        let e = build(&mut Reshape::new(&[5]), &[&[2, 3]])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("(Reshape)") && e.contains("found (None, 2, 3)"),
+            "{e}"
+        );
         assert!(build(&mut Reshape::new(&[-1, -1]), &[&[4]]).is_err());
     }
 }

@@ -38,7 +38,12 @@ impl Layer for ZeroPadding2D {
         expect_inputs(self, inputs.len(), 1)?;
         let s = &inputs[0];
         if s.len() != 3 {
-            return Err(NnError::shape(&self.base.name, "ZeroPadding2D", "(None, H, W, C)", s));
+            return Err(NnError::shape(
+                &self.base.name,
+                "ZeroPadding2D",
+                "(None, H, W, C)",
+                s,
+            ));
         }
         let ((t, b), (l, r)) = self.padding;
         Ok(vec![s[0] + t + b, s[1] + l + r, s[2]])
@@ -72,7 +77,10 @@ mod tests {
         assert_eq!(build(&mut l, &[&[3, 3, 2]]).unwrap(), vec![6, 4, 2]);
         assert!(build(&mut l, &[&[3, 2]]).is_err());
         let x = Tensor::rand_normal(&[1, 2, 2, 1], 0.0, 1.0, &mut Rng::new(1));
-        assert_eq!(run(&mut l, &[x.clone()], false).unwrap().shape(), &[1, 5, 3, 1]);
+        assert_eq!(
+            run(&mut l, &[x.clone()], false).unwrap().shape(),
+            &[1, 5, 3, 1]
+        );
         check_layer_gradients(&mut l, &[x], false);
     }
 }

@@ -49,7 +49,8 @@ fn crossentropy_probs(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
 /// Per-sample `-log p[label]` with Keras's renormalisation and clipping.
 pub fn sparse_categorical_crossentropy(pred: &Tensor, labels: &[usize]) -> Result<Tensor> {
     let (rows, classes) = rows_classes(pred, "sparse_categorical_crossentropy")?;
-    let oh = one_hot(labels, rows, classes, "sparse_categorical_crossentropy")?.reshape(pred.shape())?;
+    let oh =
+        one_hot(labels, rows, classes, "sparse_categorical_crossentropy")?.reshape(pred.shape())?;
     crossentropy_probs(pred, &oh)
 }
 
@@ -89,13 +90,21 @@ pub fn softmax_cross_entropy_with_logits(logits: &Tensor, targets: &Targets) -> 
     drop(z);
     let mut shape = logits.shape().to_vec();
     shape.pop();
-    Ok(Tensor::custom_op(losses, &shape, "softmax_cross_entropy", &[logits], move |g| {
-        let mut dz = probs;
-        for (r, &gr) in g.iter().enumerate() {
-            dz[r * classes..(r + 1) * classes].iter_mut().for_each(|v| *v *= gr);
-        }
-        vec![Some(dz)]
-    })?)
+    Ok(Tensor::custom_op(
+        losses,
+        &shape,
+        "softmax_cross_entropy",
+        &[logits],
+        move |g| {
+            let mut dz = probs;
+            for (r, &gr) in g.iter().enumerate() {
+                dz[r * classes..(r + 1) * classes]
+                    .iter_mut()
+                    .for_each(|v| *v *= gr);
+            }
+            vec![Some(dz)]
+        },
+    )?)
 }
 
 #[cfg(test)]
@@ -108,7 +117,8 @@ mod tests {
     fn fused_equals_softmax_then_crossentropy() {
         let z = Tensor::rand_normal(&[4, 5], 0.0, 2.0, &mut Rng::new(1));
         let labels = vec![0, 3, 4, 1];
-        let fused = softmax_cross_entropy_with_logits(&z, &Targets::Classes(labels.clone())).unwrap();
+        let fused =
+            softmax_cross_entropy_with_logits(&z, &Targets::Classes(labels.clone())).unwrap();
         let plain = sparse_categorical_crossentropy(&z.softmax(-1).unwrap(), &labels).unwrap();
         assert!(fused.allclose(&plain, 1e-5, 1e-6), "{fused} vs {plain}");
         check_gradients(&[z.clone()], |t| {
@@ -124,7 +134,9 @@ mod tests {
     #[test]
     fn bad_labels_are_errors() {
         let p = Tensor::full(&[2, 3], 1.0 / 3.0);
-        let e = sparse_categorical_crossentropy(&p, &[0, 3]).unwrap_err().to_string();
+        let e = sparse_categorical_crossentropy(&p, &[0, 3])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("label 3 at sample 1"), "{e}");
         assert!(sparse_categorical_crossentropy(&p, &[0]).is_err());
         assert!(sparse_categorical_crossentropy(&Tensor::zeros(&[3]), &[0]).is_err());

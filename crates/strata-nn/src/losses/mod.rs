@@ -6,7 +6,9 @@ mod crossentropy;
 mod regression;
 
 pub use binary_crossentropy::binary_crossentropy;
-pub use crossentropy::{categorical_crossentropy, softmax_cross_entropy_with_logits, sparse_categorical_crossentropy};
+pub use crossentropy::{
+    categorical_crossentropy, softmax_cross_entropy_with_logits, sparse_categorical_crossentropy,
+};
 pub use regression::{mean_absolute_error, mean_squared_error};
 
 use strata_core::Tensor;
@@ -82,7 +84,8 @@ impl Loss {
     pub fn fuses_with_softmax(&self) -> bool {
         matches!(
             self,
-            Loss::SparseCategoricalCrossentropy { from_logits: false } | Loss::CategoricalCrossentropy { from_logits: false }
+            Loss::SparseCategoricalCrossentropy { from_logits: false }
+                | Loss::CategoricalCrossentropy { from_logits: false }
         )
     }
 
@@ -118,14 +121,24 @@ impl Loss {
     }
 
     /// The scalar loss: mean of per-sample losses, weighted if `weights` are given.
-    pub fn compute(&self, pred: &Tensor, targets: &Targets, weights: Option<&[f32]>) -> Result<Tensor> {
+    pub fn compute(
+        &self,
+        pred: &Tensor,
+        targets: &Targets,
+        weights: Option<&[f32]>,
+    ) -> Result<Tensor> {
         reduce(self.per_sample(pred, targets)?, weights)
     }
 
     /// The scalar loss computed from the logits before a final softmax, by the
     /// fused, stable softmax-crossentropy (same value and gradient as softmax
     /// followed by this loss, without clipping).
-    pub fn compute_from_logits(&self, logits: &Tensor, targets: &Targets, weights: Option<&[f32]>) -> Result<Tensor> {
+    pub fn compute_from_logits(
+        &self,
+        logits: &Tensor,
+        targets: &Targets,
+        weights: Option<&[f32]>,
+    ) -> Result<Tensor> {
         reduce(softmax_cross_entropy_with_logits(logits, targets)?, weights)
     }
 }
@@ -166,19 +179,29 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_mismatches_are_errors() {
-        for n in ["sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy", "mean_squared_error", "mean_absolute_error"] {
+        for n in [
+            "sparse_categorical_crossentropy",
+            "categorical_crossentropy",
+            "binary_crossentropy",
+            "mean_squared_error",
+            "mean_absolute_error",
+        ] {
             assert_eq!(Loss::from_name(n).unwrap().name(), n);
         }
         assert!(Loss::from_name("hinge").is_err());
         let p = Tensor::full(&[2, 3], 1.0 / 3.0);
-        assert!(Loss::MeanSquaredError.compute(&p, &Targets::Classes(vec![0, 1]), None).is_err());
+        assert!(Loss::MeanSquaredError
+            .compute(&p, &Targets::Classes(vec![0, 1]), None)
+            .is_err());
     }
 
     #[test]
     fn sample_weights_scale_each_loss() {
         let p = Tensor::from_vec(vec![1.0, 2.0], &[2, 1]).unwrap();
         let t = Targets::Dense(Tensor::zeros(&[2, 1]));
-        let l = Loss::MeanSquaredError.compute(&p, &t, Some(&[1.0, 0.5])).unwrap();
+        let l = Loss::MeanSquaredError
+            .compute(&p, &t, Some(&[1.0, 0.5]))
+            .unwrap();
         assert!((l.item().unwrap() - (1.0 + 0.5 * 4.0) / 2.0).abs() < 1e-6);
     }
 }

@@ -34,7 +34,8 @@ mod tests {
         let a = Tensor::rand_normal(&[3, 4], 0.0, 1.0, &mut r);
         let b = Tensor::rand_normal(&[3, 4], 0.0, 1.0, &mut r);
         check_gradients(&[a, b], |t| {
-            mean_squared_error(&t[0], &t[1]).map_err(|e| strata_core::CoreError::Autograd(e.to_string()))
+            mean_squared_error(&t[0], &t[1])
+                .map_err(|e| strata_core::CoreError::Autograd(e.to_string()))
         });
     }
 }

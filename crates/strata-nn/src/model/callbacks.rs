@@ -22,10 +22,21 @@ pub trait Callback {
     fn on_epoch_begin(&mut self, _epoch: usize, _model: &mut Model) -> Result<()> {
         Ok(())
     }
-    fn on_batch_end(&mut self, _step: u64, _logs: &BTreeMap<String, f32>, _model: &mut Model) -> Result<()> {
+    fn on_batch_end(
+        &mut self,
+        _step: u64,
+        _logs: &BTreeMap<String, f32>,
+        _model: &mut Model,
+    ) -> Result<()> {
         Ok(())
     }
-    fn on_epoch_end(&mut self, _epoch: usize, _logs: &BTreeMap<String, f32>, _model: &mut Model, _control: &mut TrainingControl) -> Result<()> {
+    fn on_epoch_end(
+        &mut self,
+        _epoch: usize,
+        _logs: &BTreeMap<String, f32>,
+        _model: &mut Model,
+        _control: &mut TrainingControl,
+    ) -> Result<()> {
         Ok(())
     }
     fn on_train_end(&mut self, _model: &mut Model) -> Result<()> {
@@ -83,7 +94,13 @@ impl EarlyStopping {
 }
 
 impl Callback for EarlyStopping {
-    fn on_epoch_end(&mut self, epoch: usize, logs: &BTreeMap<String, f32>, model: &mut Model, control: &mut TrainingControl) -> Result<()> {
+    fn on_epoch_end(
+        &mut self,
+        epoch: usize,
+        logs: &BTreeMap<String, f32>,
+        model: &mut Model,
+        control: &mut TrainingControl,
+    ) -> Result<()> {
         let v = monitored(logs, &self.monitor)?;
         if improved(v, self.best, self.min_delta, lower_is_better(&self.monitor)) {
             self.best = Some(v);
@@ -125,7 +142,13 @@ impl ModelCheckpoint {
 }
 
 impl Callback for ModelCheckpoint {
-    fn on_epoch_end(&mut self, _epoch: usize, logs: &BTreeMap<String, f32>, model: &mut Model, _c: &mut TrainingControl) -> Result<()> {
+    fn on_epoch_end(
+        &mut self,
+        _epoch: usize,
+        logs: &BTreeMap<String, f32>,
+        model: &mut Model,
+        _c: &mut TrainingControl,
+    ) -> Result<()> {
         if self.save_best_only {
             let v = monitored(logs, &self.monitor)?;
             if !improved(v, self.best, 0.0, lower_is_better(&self.monitor)) {
@@ -167,7 +190,13 @@ impl ReduceLROnPlateau {
 }
 
 impl Callback for ReduceLROnPlateau {
-    fn on_epoch_end(&mut self, _epoch: usize, logs: &BTreeMap<String, f32>, model: &mut Model, _c: &mut TrainingControl) -> Result<()> {
+    fn on_epoch_end(
+        &mut self,
+        _epoch: usize,
+        logs: &BTreeMap<String, f32>,
+        model: &mut Model,
+        _c: &mut TrainingControl,
+    ) -> Result<()> {
         let v = monitored(logs, &self.monitor)?;
         if self.cooldown_left > 0 {
             self.cooldown_left -= 1;

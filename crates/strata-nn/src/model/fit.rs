@@ -67,14 +67,23 @@ fn mix(a: u64, b: u64) -> u64 {
 }
 
 fn sample_count(inputs: &[Tensor], targets: &Targets) -> Result<usize> {
-    let n = inputs.first().and_then(|x| x.shape().first().copied()).ok_or_else(|| NnError::Training("no input data".into()))?;
+    let n = inputs
+        .first()
+        .and_then(|x| x.shape().first().copied())
+        .ok_or_else(|| NnError::Training("no input data".into()))?;
     for x in inputs {
         if x.shape().first() != Some(&n) {
-            return Err(NnError::Training(format!("inputs hold different sample counts ({} and {n})", strata_core::fmt_shape(x.shape()))));
+            return Err(NnError::Training(format!(
+                "inputs hold different sample counts ({} and {n})",
+                strata_core::fmt_shape(x.shape())
+            )));
         }
     }
     if targets.len() != n {
-        return Err(NnError::Training(format!("{n} input samples but {} targets", targets.len())));
+        return Err(NnError::Training(format!(
+            "{n} input samples but {} targets",
+            targets.len()
+        )));
     }
     Ok(n)
 }
@@ -82,20 +91,31 @@ fn sample_count(inputs: &[Tensor], targets: &Targets) -> Result<usize> {
 impl Model {
     fn compiled_or_err(&self) -> Result<()> {
         if self.compiled.is_none() {
-            return Err(NnError::Training("the model must be compiled (loss, optimizer) before training or evaluating".into()));
+            return Err(NnError::Training(
+                "the model must be compiled (loss, optimizer) before training or evaluating".into(),
+            ));
         }
         Ok(())
     }
 
     /// One optimizer step on one batch; returns the loss and the batch outputs
     /// (logits when the fused crossentropy was used: same arg-max).
-    pub fn train_step(&mut self, inputs: &[Tensor], targets: &Targets, sample_weights: Option<&[f32]>) -> Result<(f32, Tensor)> {
+    pub fn train_step(
+        &mut self,
+        inputs: &[Tensor],
+        targets: &Targets,
+        sample_weights: Option<&[f32]>,
+    ) -> Result<(f32, Tensor)> {
         self.compiled_or_err()?;
         let params = self.trainable_params();
         for p in &params {
             p.value.zero_grad();
         }
-        let loss_fn = self.compiled.as_ref().map(|c| c.loss).ok_or_else(|| NnError::Training("not compiled".into()))?;
+        let loss_fn = self
+            .compiled
+            .as_ref()
+            .map(|c| c.loss)
+            .ok_or_else(|| NnError::Training("not compiled".into()))?;
         let fused = loss_fn.fuses_with_softmax() && self.ends_in_softmax();
         let mut outs = self.run(inputs, true, fused)?;
         let out = outs.remove(0);
@@ -112,13 +132,24 @@ impl Model {
             return Ok((value, out.detach()));
         }
         if !loss.requires_grad() {
-            return Err(NnError::Training("no trainable weight affects the loss".into()));
+            return Err(NnError::Training(
+                "no trainable weight affects the loss".into(),
+            ));
         }
         loss.backward()?;
-        if let Some(bad) = params.iter().find(|p| p.value.with_grad(|g| g.is_some_and(|g| g.iter().any(|x| !x.is_finite())))) {
-            return Err(NnError::Training(format!("the gradient of {} became non-finite", bad.name)));
+        if let Some(bad) = params.iter().find(|p| {
+            p.value
+                .with_grad(|g| g.is_some_and(|g| g.iter().any(|x| !x.is_finite())))
+        }) {
+            return Err(NnError::Training(format!(
+                "the gradient of {} became non-finite",
+                bad.name
+            )));
         }
-        let c = self.compiled.as_mut().ok_or_else(|| NnError::Training("not compiled".into()))?;
+        let c = self
+            .compiled
+            .as_mut()
+            .ok_or_else(|| NnError::Training("not compiled".into()))?;
         c.optimizer.step(&params)?;
         Ok((value, out.detach()))
     }
@@ -136,32 +167,57 @@ impl Model {
                 }
             }
         };
-        Some((0..targets.len()).map(|i| cw.get(&class_of(i)).copied().unwrap_or(1.0)).collect())
+        Some(
+            (0..targets.len())
+                .map(|i| cw.get(&class_of(i)).copied().unwrap_or(1.0))
+                .collect(),
+        )
     }
 
     /// Trains with mini-batches; returns the per-epoch history.
-    pub fn fit(&mut self, inputs: &[Tensor], targets: &Targets, cfg: &FitConfig, callbacks: &mut [Box<dyn Callback>]) -> Result<History> {
+    pub fn fit(
+        &mut self,
+        inputs: &[Tensor],
+        targets: &Targets,
+        cfg: &FitConfig,
+        callbacks: &mut [Box<dyn Callback>],
+    ) -> Result<History> {
         self.compiled_or_err()?;
         if cfg.batch_size == 0 {
             return Err(NnError::Training("batch_size must be at least 1".into()));
         }
         if !(0.0..1.0).contains(&cfg.validation_split) {
-            return Err(NnError::Training(format!("validation_split must be in [0, 1), found {}", cfg.validation_split)));
+            return Err(NnError::Training(format!(
+                "validation_split must be in [0, 1), found {}",
+                cfg.validation_split
+            )));
         }
         let n_all = sample_count(inputs, targets)?;
         let n_val = (n_all as f64 * cfg.validation_split as f64).floor() as usize;
         let n = n_all - n_val;
         if n == 0 {
-            return Err(NnError::Training("no training samples (all held out for validation?)".into()));
+            return Err(NnError::Training(
+                "no training samples (all held out for validation?)".into(),
+            ));
         }
         let validation = if n_val > 0 {
             let idx: Vec<usize> = (n..n_all).collect();
-            Some((inputs.iter().map(|x| gather_rows(x, &idx)).collect::<Result<Vec<_>>>()?, targets.gather(&idx)?))
+            Some((
+                inputs
+                    .iter()
+                    .map(|x| gather_rows(x, &idx))
+                    .collect::<Result<Vec<_>>>()?,
+                targets.gather(&idx)?,
+            ))
         } else {
             cfg.validation_data.clone()
         };
         let weights = Self::sample_weights(cfg, targets);
-        let metrics = self.compiled.as_ref().map(|c| c.metrics.clone()).unwrap_or_default();
+        let metrics = self
+            .compiled
+            .as_ref()
+            .map(|c| c.metrics.clone())
+            .unwrap_or_default();
         let steps_per_epoch = n.div_ceil(cfg.batch_size) as u64;
         let mut history = History::default();
         let mut control = TrainingControl::default();
@@ -186,13 +242,25 @@ impl Model {
                     break;
                 }
                 self.rng = Rng::new(mix(cfg.seed ^ 0xD40F, global_step));
-                let xs: Vec<Tensor> = inputs.iter().map(|x| gather_rows(x, idx)).collect::<Result<_>>()?;
+                let xs: Vec<Tensor> = inputs
+                    .iter()
+                    .map(|x| gather_rows(x, idx))
+                    .collect::<Result<_>>()?;
                 let ys = targets.gather(idx)?;
-                let sw: Option<Vec<f32>> = weights.as_ref().map(|w| idx.iter().map(|&i| w[i]).collect());
-                let (loss, out) = self.train_step(&xs, &ys, sw.as_deref()).map_err(|e| match e {
-                    NnError::Training(m) => NnError::Training(format!("{m} at step {} (epoch {}, batch {})", global_step + 1, epoch + 1, b + 1)),
-                    other => other,
-                })?;
+                let sw: Option<Vec<f32>> = weights
+                    .as_ref()
+                    .map(|w| idx.iter().map(|&i| w[i]).collect());
+                let (loss, out) =
+                    self.train_step(&xs, &ys, sw.as_deref())
+                        .map_err(|e| match e {
+                            NnError::Training(m) => NnError::Training(format!(
+                                "{m} at step {} (epoch {}, batch {})",
+                                global_step + 1,
+                                epoch + 1,
+                                b + 1
+                            )),
+                            other => other,
+                        })?;
                 global_step += 1;
                 loss_sum += loss as f64 * idx.len() as f64;
                 seen += idx.len();
@@ -232,18 +300,29 @@ impl Model {
     }
 
     /// Loss and metrics over a dataset, in inference mode, without a graph.
-    pub fn evaluate(&mut self, inputs: &[Tensor], targets: &Targets, batch_size: usize) -> Result<BTreeMap<String, f32>> {
+    pub fn evaluate(
+        &mut self,
+        inputs: &[Tensor],
+        targets: &Targets,
+        batch_size: usize,
+    ) -> Result<BTreeMap<String, f32>> {
         self.compiled_or_err()?;
         let n = sample_count(inputs, targets)?;
         let (loss_fn, metrics) = {
-            let c = self.compiled.as_ref().ok_or_else(|| NnError::Training("not compiled".into()))?;
+            let c = self
+                .compiled
+                .as_ref()
+                .ok_or_else(|| NnError::Training("not compiled".into()))?;
             (c.loss, c.metrics.clone())
         };
         let bs = batch_size.max(1);
         let (mut loss_sum, mut correct) = (0.0f64, vec![(0usize, 0usize); metrics.len()]);
         let idx: Vec<usize> = (0..n).collect();
         for chunk in idx.chunks(bs) {
-            let xs: Vec<Tensor> = inputs.iter().map(|x| gather_rows(x, chunk)).collect::<Result<_>>()?;
+            let xs: Vec<Tensor> = inputs
+                .iter()
+                .map(|x| gather_rows(x, chunk))
+                .collect::<Result<_>>()?;
             let ys = targets.gather(chunk)?;
             let out = no_grad(|| self.run(&xs, false, false))?.remove(0);
             let l = no_grad(|| loss_fn.compute(&out, &ys, None))?.item()?;
@@ -264,11 +343,17 @@ impl Model {
 
     /// Outputs for every sample, in inference mode, batched, without a graph.
     pub fn predict(&mut self, inputs: &[Tensor], batch_size: usize) -> Result<Vec<Tensor>> {
-        let n = inputs.first().and_then(|x| x.shape().first().copied()).unwrap_or(0);
+        let n = inputs
+            .first()
+            .and_then(|x| x.shape().first().copied())
+            .unwrap_or(0);
         let idx: Vec<usize> = (0..n).collect();
         let mut parts: Vec<Vec<Tensor>> = Vec::new();
         for chunk in idx.chunks(batch_size.max(1)) {
-            let xs: Vec<Tensor> = inputs.iter().map(|x| gather_rows(x, chunk)).collect::<Result<_>>()?;
+            let xs: Vec<Tensor> = inputs
+                .iter()
+                .map(|x| gather_rows(x, chunk))
+                .collect::<Result<_>>()?;
             parts.push(no_grad(|| self.run(&xs, false, false))?);
         }
         let outputs = self.outputs.len();
@@ -306,12 +391,20 @@ impl Model {
         let epoch = meta
             .get("epoch")
             .and_then(|e| e.parse().ok())
-            .ok_or_else(|| NnError::Weights { path: path.display().to_string(), message: "not a checkpoint (no epoch in its metadata)".into() })?;
-        let (opt, weights): (Vec<_>, Vec<_>) = tensors.into_iter().partition(|(n, _, _)| n.starts_with("optimizer/"));
+            .ok_or_else(|| NnError::Weights {
+                path: path.display().to_string(),
+                message: "not a checkpoint (no epoch in its metadata)".into(),
+            })?;
+        let (opt, weights): (Vec<_>, Vec<_>) = tensors
+            .into_iter()
+            .partition(|(n, _, _)| n.starts_with("optimizer/"));
         self.set_weight_tensors(path, weights)?;
         let params = self.trainable_params();
         if let Some(c) = self.compiled.as_mut() {
-            let state: Vec<(String, Vec<f32>)> = opt.into_iter().map(|(n, _, v)| (n["optimizer/".len()..].to_string(), v)).collect();
+            let state: Vec<(String, Vec<f32>)> = opt
+                .into_iter()
+                .map(|(n, _, v)| (n["optimizer/".len()..].to_string(), v))
+                .collect();
             if !state.is_empty() {
                 c.optimizer.load_state(&params, &state)?;
             }

@@ -28,15 +28,20 @@ impl History {
     }
     /// Saved as JSON, atomically.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| NnError::Training(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(self).map_err(|e| NnError::Training(e.to_string()))?;
         super::weights_io::write_atomic(path.as_ref(), text.as_bytes())
     }
     pub fn load(path: impl AsRef<Path>) -> Result<History> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| NnError::io(path, e))?;
-        let h: History = serde_json::from_str(&text).map_err(|e| NnError::Spec(format!("{}: not a history file: {e}", path.display())))?;
+        let h: History = serde_json::from_str(&text)
+            .map_err(|e| NnError::Spec(format!("{}: not a history file: {e}", path.display())))?;
         if h.history.values().any(|v| v.len() != h.epoch.len()) {
-            return Err(NnError::Spec(format!("{}: every series must have one value per epoch", path.display())));
+            return Err(NnError::Spec(format!(
+                "{}: every series must have one value per epoch",
+                path.display()
+            )));
         }
         Ok(h)
     }

@@ -11,11 +11,14 @@ mod spec;
 mod summary;
 mod weights_io;
 
-pub use callbacks::{Callback, EarlyStopping, LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau, TrainingControl};
+pub use callbacks::{
+    Callback, EarlyStopping, LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau,
+    TrainingControl,
+};
 pub use fit::{FitConfig, Verbosity};
 pub use history::History;
 pub use naming::{snake_case, Namer};
-pub use spec::{layer_from_spec, model_from_spec, model_from_spec_file};
+pub use spec::{layer_from_keras_config, layer_from_spec, model_from_spec, model_from_spec_file};
 pub use summary::{LayerSummary, Summary, WeightSummary};
 pub use weights_io::{read_safetensors, write_safetensors_atomic};
 
@@ -30,7 +33,13 @@ use crate::weight::Weight;
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Model({:?}, {} layers, {} params)", self.name(), self.layers.len(), self.count_params())
+        write!(
+            f,
+            "Model({:?}, {} layers, {} params)",
+            self.name(),
+            self.layers.len(),
+            self.count_params()
+        )
     }
 }
 
@@ -78,7 +87,8 @@ impl Model {
     pub fn sequential(name: &str, input_shape: &[usize], seed: u64) -> Self {
         let mut m = Model::functional(name, seed);
         m.sequential = true;
-        m.inputs.push(("input_layer".to_string(), input_shape.to_vec()));
+        m.inputs
+            .push(("input_layer".to_string(), input_shape.to_vec()));
         m.outputs = vec![Source::Input(0)];
         m
     }
@@ -101,7 +111,11 @@ impl Model {
     /// Declares a named model input of per-sample shape `shape`.
     pub fn input(&mut self, name: &str, shape: &[usize]) -> Result<Source> {
         if shape.contains(&0) {
-            return Err(NnError::config(name, "shape", format!("input sizes must be positive, found {shape:?}")));
+            return Err(NnError::config(
+                name,
+                "shape",
+                format!("input sizes must be positive, found {shape:?}"),
+            ));
         }
         if !self.namer.reserve(name) {
             return Err(NnError::Spec(format!("duplicate name '{name}'")));
@@ -117,7 +131,9 @@ impl Model {
 
     pub fn add_boxed(&mut self, layer: Box<dyn Layer>) -> Result<Source> {
         if !self.sequential {
-            return Err(NnError::Spec("add() is for Sequential models; use apply() in a functional model".into()));
+            return Err(NnError::Spec(
+                "add() is for Sequential models; use apply() in a functional model".into(),
+            ));
         }
         let prev = *self.outputs.first().unwrap_or(&Source::Input(0));
         let out = self.apply_boxed(layer, &[prev])?;
@@ -135,7 +151,10 @@ impl Model {
             let n = self.namer.default_name(layer.class_name());
             layer.set_name(&n);
         } else if !self.namer.reserve(layer.name()) {
-            return Err(NnError::Spec(format!("duplicate layer name '{}'", layer.name())));
+            return Err(NnError::Spec(format!(
+                "duplicate layer name '{}'",
+                layer.name()
+            )));
         }
         self.layers.push(layer);
         let idx = self.layers.len() - 1;
@@ -200,7 +219,10 @@ impl Model {
     }
     /// Per-sample output shapes.
     pub fn output_shapes(&self) -> Vec<Vec<usize>> {
-        self.outputs.iter().filter_map(|o| self.shape_of(*o).ok()).collect()
+        self.outputs
+            .iter()
+            .filter_map(|o| self.shape_of(*o).ok())
+            .collect()
     }
     pub fn layers(&self) -> &[Box<dyn Layer>] {
         &self.layers
@@ -209,7 +231,10 @@ impl Model {
         &self.nodes
     }
     pub fn layer(&self, name: &str) -> Option<&dyn Layer> {
-        self.layers.iter().find(|l| l.name() == name).map(|l| l.as_ref())
+        self.layers
+            .iter()
+            .find(|l| l.name() == name)
+            .map(|l| l.as_ref())
     }
     pub fn layer_mut(&mut self, name: &str) -> Option<&mut Box<dyn Layer>> {
         self.layers.iter_mut().find(|l| l.name() == name)
@@ -230,7 +255,10 @@ impl Model {
 
     /// Every weight with its file name `<layer>.<weight>`, in layer order.
     pub fn named_weights(&self) -> Vec<(String, &Weight)> {
-        self.layers.iter().flat_map(|l| named_weights_of(l.as_ref())).collect()
+        self.layers
+            .iter()
+            .flat_map(|l| named_weights_of(l.as_ref()))
+            .collect()
     }
 
     /// The variables the optimizer updates (trainable weights of trainable layers).
@@ -296,7 +324,12 @@ impl Model {
 
     /// Runs the graph. With `logits`, an output layer that ends in a softmax
     /// returns its pre-softmax values instead (for the fused crossentropy).
-    pub(crate) fn run(&mut self, inputs: &[Tensor], training: bool, logits: bool) -> Result<Vec<Tensor>> {
+    pub(crate) fn run(
+        &mut self,
+        inputs: &[Tensor],
+        training: bool,
+        logits: bool,
+    ) -> Result<Vec<Tensor>> {
         self.check_inputs(inputs)?;
         // how many times each node's value is still needed, so it can be freed
         let mut uses = vec![0usize; self.nodes.len()];
@@ -403,7 +436,9 @@ pub fn gather_rows(t: &Tensor, idx: &[usize]) -> Result<Tensor> {
     let mut out = Vec::with_capacity(idx.len() * row);
     for &i in idx {
         if i >= n {
-            return Err(NnError::Training(format!("sample index {i} out of range for {n} samples")));
+            return Err(NnError::Training(format!(
+                "sample index {i} out of range for {n} samples"
+            )));
         }
         out.extend_from_slice(&d[i * row..(i + 1) * row]);
     }
@@ -435,24 +470,35 @@ impl Layer for Model {
             return Err(NnError::shape(
                 self.name(),
                 self.class_name(),
-                want.iter().map(|s| batch_shape(s)).collect::<Vec<_>>().join(", "),
+                want.iter()
+                    .map(|s| batch_shape(s))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 inputs.first().map(|v| v.as_slice()).unwrap_or(&[]),
             ));
         }
         if self.outputs.len() != 1 {
-            return Err(NnError::config(self.name(), "outputs", "a nested model must have exactly one output"));
+            return Err(NnError::config(
+                self.name(),
+                "outputs",
+                "a nested model must have exactly one output",
+            ));
         }
         self.shape_of(self.outputs[0])
     }
     fn forward(&mut self, inputs: &[Tensor], ctx: &mut Ctx) -> Result<Tensor> {
         let mut outs = self.run(inputs, ctx.training, false)?;
-        outs.pop().ok_or_else(|| NnError::config(self.name(), "outputs", "no output"))
+        outs.pop()
+            .ok_or_else(|| NnError::config(self.name(), "outputs", "no output"))
     }
     fn weights(&self) -> Vec<&Weight> {
         self.layers.iter().flat_map(|l| l.weights()).collect()
     }
     fn weights_mut(&mut self) -> Vec<&mut Weight> {
-        self.layers.iter_mut().flat_map(|l| l.weights_mut()).collect()
+        self.layers
+            .iter_mut()
+            .flat_map(|l| l.weights_mut())
+            .collect()
     }
     fn set_trainable(&mut self, on: bool) {
         self.base.trainable = on;
@@ -484,7 +530,10 @@ mod tests {
         assert_eq!(m.count_params(), 4 * 8 + 8 + 8 * 3 + 3);
         let y = m.forward(&[Tensor::zeros(&[5, 4])], false).unwrap();
         assert_eq!(y[0].shape(), &[5, 3]);
-        let e = m.forward(&[Tensor::zeros(&[5, 3])], false).unwrap_err().to_string();
+        let e = m
+            .forward(&[Tensor::zeros(&[5, 3])], false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("expected input (None, 4), found (5, 3)"), "{e}");
     }
 

@@ -9,7 +9,10 @@ pub fn snake_case(class: &str) -> String {
     // pass 1: "_" before an upper-case letter followed by lower-case ones
     let mut s1 = String::new();
     for i in 0..c.len() {
-        if i > 0 && c[i].is_ascii_uppercase() && c.get(i + 1).is_some_and(|n| n.is_ascii_lowercase()) {
+        if i > 0
+            && c[i].is_ascii_uppercase()
+            && c.get(i + 1).is_some_and(|n| n.is_ascii_lowercase())
+        {
             s1.push('_');
         }
         s1.push(c[i]);

@@ -84,31 +84,42 @@ impl<'a> Args<'a> {
             Some(v) => pair_from(v)
                 .filter(|p| p.0 > 0 && p.1 > 0)
                 .map(Some)
-                .ok_or_else(|| self.err(key, format!("expected a positive int or [h, w], found {v}"))),
+                .ok_or_else(|| {
+                    self.err(key, format!("expected a positive int or [h, w], found {v}"))
+                }),
         }
     }
     fn padding(&mut self) -> Result<Option<String>> {
         match self.str("padding")? {
             None => Ok(None),
             Some(p) if p == "valid" || p == "same" => Ok(Some(p.to_string())),
-            Some(p) => Err(self.err("padding", format!("expected \"valid\" or \"same\", found \"{p}\""))),
+            Some(p) => Err(self.err(
+                "padding",
+                format!("expected \"valid\" or \"same\", found \"{p}\""),
+            )),
         }
     }
     fn activation(&mut self) -> Result<Option<Activation>> {
         match self.str("activation")? {
             None => Ok(None),
-            Some(a) => Activation::from_name(a).map(Some).map_err(|_| self.err("activation", format!("unknown activation '{a}'"))),
+            Some(a) => Activation::from_name(a)
+                .map(Some)
+                .map_err(|_| self.err("activation", format!("unknown activation '{a}'"))),
         }
     }
     fn initializer(&mut self, key: &'static str) -> Result<Option<Initializer>> {
         match self.str(key)? {
             None => Ok(None),
-            Some(a) => Initializer::from_name(a).map(Some).map_err(|_| self.err(key, format!("unknown initializer '{a}'"))),
+            Some(a) => Initializer::from_name(a)
+                .map(Some)
+                .map_err(|_| self.err(key, format!("unknown initializer '{a}'"))),
         }
     }
     fn finish(self) -> Result<()> {
         for k in self.map.keys() {
-            if !self.used.contains(k.as_str()) && !["type", "name", "inputs", "trainable"].contains(&k.as_str()) {
+            if !self.used.contains(k.as_str())
+                && !["type", "name", "inputs", "trainable"].contains(&k.as_str())
+            {
                 return Err(NnError::config(&self.layer, k, "unknown argument"));
             }
         }
@@ -150,12 +161,20 @@ pub fn layer_from_spec(obj: &Map<String, Value>, position: usize) -> Result<Box<
             Box::new(d)
         }
         "Conv2D" => {
-            let mut c = Conv2D::new(a.required_usize("filters")?, a.pair("kernel_size")?.ok_or_else(|| a.err("kernel_size", "is required"))?);
+            let mut c = Conv2D::new(
+                a.required_usize("filters")?,
+                a.pair("kernel_size")?
+                    .ok_or_else(|| a.err("kernel_size", "is required"))?,
+            );
             if let Some(x) = a.pair("strides")? {
                 c.strides = x;
             }
             if let Some(x) = a.padding()? {
-                c.padding = if x == "same" { strata_core::ops::Padding::Same } else { strata_core::ops::Padding::Valid };
+                c.padding = if x == "same" {
+                    strata_core::ops::Padding::Same
+                } else {
+                    strata_core::ops::Padding::Valid
+                };
             }
             if let Some(x) = a.pair("dilation_rate")? {
                 c.dilation_rate = x;
@@ -175,13 +194,21 @@ pub fn layer_from_spec(obj: &Map<String, Value>, position: usize) -> Result<Box<
             if let Some(x) = a.initializer("bias_initializer")? {
                 c.bias_initializer = x;
             }
-            if (c.strides.0 > 1 || c.strides.1 > 1) && (c.dilation_rate.0 > 1 || c.dilation_rate.1 > 1) {
-                return Err(a.err("dilation_rate", "dilation_rate > 1 cannot be combined with strides > 1 (as in Keras)"));
+            if (c.strides.0 > 1 || c.strides.1 > 1)
+                && (c.dilation_rate.0 > 1 || c.dilation_rate.1 > 1)
+            {
+                return Err(a.err(
+                    "dilation_rate",
+                    "dilation_rate > 1 cannot be combined with strides > 1 (as in Keras)",
+                ));
             }
             Box::new(c)
         }
         "DepthwiseConv2D" => {
-            let mut c = DepthwiseConv2D::new(a.pair("kernel_size")?.ok_or_else(|| a.err("kernel_size", "is required"))?);
+            let mut c = DepthwiseConv2D::new(
+                a.pair("kernel_size")?
+                    .ok_or_else(|| a.err("kernel_size", "is required"))?,
+            );
             if let Some(x) = a.usize("depth_multiplier")? {
                 c.depth_multiplier = x;
             }
@@ -189,7 +216,11 @@ pub fn layer_from_spec(obj: &Map<String, Value>, position: usize) -> Result<Box<
                 c.strides = x;
             }
             if let Some(x) = a.padding()? {
-                c.padding = if x == "same" { strata_core::ops::Padding::Same } else { strata_core::ops::Padding::Valid };
+                c.padding = if x == "same" {
+                    strata_core::ops::Padding::Same
+                } else {
+                    strata_core::ops::Padding::Valid
+                };
             }
             if let Some(x) = a.pair("dilation_rate")? {
                 c.dilation_rate = x;
@@ -200,8 +231,13 @@ pub fn layer_from_spec(obj: &Map<String, Value>, position: usize) -> Result<Box<
             if let Some(x) = a.bool("use_bias")? {
                 c.use_bias = x;
             }
-            if (c.strides.0 > 1 || c.strides.1 > 1) && (c.dilation_rate.0 > 1 || c.dilation_rate.1 > 1) {
-                return Err(a.err("dilation_rate", "dilation_rate > 1 cannot be combined with strides > 1 (as in Keras)"));
+            if (c.strides.0 > 1 || c.strides.1 > 1)
+                && (c.dilation_rate.0 > 1 || c.dilation_rate.1 > 1)
+            {
+                return Err(a.err(
+                    "dilation_rate",
+                    "dilation_rate > 1 cannot be combined with strides > 1 (as in Keras)",
+                ));
             }
             Box::new(c)
         }
@@ -215,8 +251,12 @@ pub fn layer_from_spec(obj: &Map<String, Value>, position: usize) -> Result<Box<
                 Box::new(AveragePooling2D::new(pool, strides, &padding))
             }
         }
-        "GlobalAveragePooling2D" => Box::new(GlobalAveragePooling2D::new(a.bool("keepdims")?.unwrap_or(false))),
-        "GlobalMaxPooling2D" => Box::new(GlobalMaxPooling2D::new(a.bool("keepdims")?.unwrap_or(false))),
+        "GlobalAveragePooling2D" => Box::new(GlobalAveragePooling2D::new(
+            a.bool("keepdims")?.unwrap_or(false),
+        )),
+        "GlobalMaxPooling2D" => Box::new(GlobalMaxPooling2D::new(
+            a.bool("keepdims")?.unwrap_or(false),
+        )),
         "BatchNormalization" => {
             let mut b = BatchNormalization::new();
             if let Some(x) = a.f32("momentum")? {
@@ -250,9 +290,18 @@ pub fn layer_from_spec(obj: &Map<String, Value>, position: usize) -> Result<Box<
         }
         "Flatten" => Box::new(Flatten::new()),
         "Reshape" => {
-            let v = a.get("target_shape").ok_or_else(|| a.err("target_shape", "is required"))?;
-            let shape: Option<Vec<isize>> = v.as_array().and_then(|arr| arr.iter().map(|x| x.as_i64().map(|i| i as isize)).collect());
-            Box::new(Reshape::new(&shape.ok_or_else(|| a.err("target_shape", format!("expected a list of integers, found {v}")))?))
+            let v = a
+                .get("target_shape")
+                .ok_or_else(|| a.err("target_shape", "is required"))?;
+            let shape: Option<Vec<isize>> = v
+                .as_array()
+                .and_then(|arr| arr.iter().map(|x| x.as_i64().map(|i| i as isize)).collect());
+            Box::new(Reshape::new(&shape.ok_or_else(|| {
+                a.err(
+                    "target_shape",
+                    format!("expected a list of integers, found {v}"),
+                )
+            })?))
         }
         "ZeroPadding2D" => {
             let v = a.get("padding");
@@ -261,14 +310,20 @@ pub fn layer_from_spec(obj: &Map<String, Value>, position: usize) -> Result<Box<
                 Some(v) => match pair_from(v) {
                     Some((h, w)) => ((h, h), (w, w)),
                     None => {
-                        let nested = v.as_array().filter(|x| x.len() == 2).and_then(|x| Some((pair_from(&x[0])?, pair_from(&x[1])?)));
+                        let nested = v
+                            .as_array()
+                            .filter(|x| x.len() == 2)
+                            .and_then(|x| Some((pair_from(&x[0])?, pair_from(&x[1])?)));
                         nested.ok_or_else(|| a.err("padding", format!("expected an int, [h, w] or [[top, bottom], [left, right]], found {v}")))?
                     }
                 },
             };
             Box::new(ZeroPadding2D::new(p))
         }
-        "Activation" => Box::new(ActivationLayer::new(a.activation()?.ok_or_else(|| a.err("activation", "is required"))?)),
+        "Activation" => Box::new(ActivationLayer::new(
+            a.activation()?
+                .ok_or_else(|| a.err("activation", "is required"))?,
+        )),
         "ReLU" => {
             let mut r = ReLU::new();
             r.max_value = a.f32("max_value")?;
@@ -282,17 +337,30 @@ pub fn layer_from_spec(obj: &Map<String, Value>, position: usize) -> Result<Box<
         "Multiply" => Box::new(Multiply::new()),
         "Blend" => Box::new(Blend::new()),
         other => {
-            return Err(NnError::config(&label, "type", format!("unknown layer type '{other}'")));
+            return Err(NnError::config(
+                &label,
+                "type",
+                format!("unknown layer type '{other}'"),
+            ));
         }
     };
     let trainable = match obj.get("trainable") {
         None | Some(Value::Null) => true,
         Some(Value::Bool(b)) => *b,
-        Some(v) => return Err(NnError::config(&label, "trainable", format!("expected true or false, found {v}"))),
+        Some(v) => {
+            return Err(NnError::config(
+                &label,
+                "trainable",
+                format!("expected true or false, found {v}"),
+            ))
+        }
     };
     a.finish()?;
     if let Some(n) = obj.get("name") {
-        let n = n.as_str().filter(|s| !s.is_empty()).ok_or_else(|| NnError::config(&label, "name", "expected a non-empty string"))?;
+        let n = n
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| NnError::config(&label, "name", "expected a non-empty string"))?;
         layer.set_name(n);
     }
     if !trainable {
@@ -301,17 +369,52 @@ pub fn layer_from_spec(obj: &Map<String, Value>, position: usize) -> Result<Box<
     Ok(layer)
 }
 
+/// Builds a layer from a Keras `{"class_name": ..., "args"/"config": {...}}`
+/// object (as `layer.get_config()` gives it). Arguments strata has no use for
+/// (`dtype`, `data_format`, serialized initializer objects) are skipped.
+pub fn layer_from_keras_config(config: &Value) -> Result<Box<dyn Layer>> {
+    let class = config
+        .get("class_name")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| NnError::Spec("a Keras config needs \"class_name\"".into()))?;
+    let args = config
+        .get("args")
+        .or_else(|| config.get("config"))
+        .and_then(|v| v.as_object())
+        .cloned()
+        .unwrap_or_default();
+    let mut spec = Map::new();
+    spec.insert("type".into(), class.into());
+    for (k, v) in args {
+        let skip = v.is_object() || ["dtype", "data_format", "name"].contains(&k.as_str());
+        if !skip {
+            spec.insert(k, v);
+        }
+    }
+    layer_from_spec(&spec, 0)
+}
+
 fn shape_list(v: &Value, what: &str) -> Result<Vec<usize>> {
-    let arr = v.as_array().ok_or_else(|| NnError::Spec(format!("{what}: expected a list of positive integers, found {v}")))?;
+    let arr = v.as_array().ok_or_else(|| {
+        NnError::Spec(format!(
+            "{what}: expected a list of positive integers, found {v}"
+        ))
+    })?;
     arr.iter()
         .map(|x| x.as_u64().filter(|&n| n > 0).map(|n| n as usize))
         .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| NnError::Spec(format!("{what}: expected a list of positive integers, found {v}")))
+        .ok_or_else(|| {
+            NnError::Spec(format!(
+                "{what}: expected a list of positive integers, found {v}"
+            ))
+        })
 }
 
 /// Builds a model from a parsed spec; `seed` drives weight initialisation.
 pub fn model_from_spec(spec: &Value, seed: u64) -> Result<Model> {
-    let obj = spec.as_object().ok_or_else(|| NnError::Spec("the spec must be a JSON object".into()))?;
+    let obj = spec
+        .as_object()
+        .ok_or_else(|| NnError::Spec("the spec must be a JSON object".into()))?;
     for k in obj.keys() {
         if !["name", "input_shape", "inputs", "layers", "outputs"].contains(&k.as_str()) {
             return Err(NnError::Spec(format!("unknown top-level field '{k}'")));
@@ -325,20 +428,30 @@ pub fn model_from_spec(spec: &Value, seed: u64) -> Result<Model> {
     let objs: Vec<&Map<String, Value>> = layers
         .iter()
         .enumerate()
-        .map(|(i, l)| l.as_object().ok_or_else(|| NnError::Spec(format!("layer {i}: expected an object"))))
+        .map(|(i, l)| {
+            l.as_object()
+                .ok_or_else(|| NnError::Spec(format!("layer {i}: expected an object")))
+        })
         .collect::<Result<_>>()?;
     // explicit names are reserved first so default names skip them
     let mut explicit = HashSet::new();
     for (i, o) in objs.iter().enumerate() {
         if let Some(n) = o.get("name").and_then(|v| v.as_str()) {
             if !explicit.insert(n.to_string()) {
-                return Err(NnError::config(n, "name", format!("duplicate layer name (layer {i})")));
+                return Err(NnError::config(
+                    n,
+                    "name",
+                    format!("duplicate layer name (layer {i})"),
+                ));
             }
         }
     }
     if let Some(shape) = obj.get("input_shape") {
         if obj.contains_key("inputs") || obj.contains_key("outputs") {
-            return Err(NnError::Spec("use either input_shape (Sequential) or inputs/outputs (functional), not both".into()));
+            return Err(NnError::Spec(
+                "use either input_shape (Sequential) or inputs/outputs (functional), not both"
+                    .into(),
+            ));
         }
         let shape = shape_list(shape, "input_shape")?;
         let mut m = Model::sequential(name, &shape, seed);
@@ -347,7 +460,11 @@ pub fn model_from_spec(spec: &Value, seed: u64) -> Result<Model> {
         }
         for (i, o) in objs.iter().enumerate() {
             if o.contains_key("inputs") {
-                return Err(NnError::config(&label_of(o, i), "inputs", "a Sequential spec takes no per-layer inputs"));
+                return Err(NnError::config(
+                    &label_of(o, i),
+                    "inputs",
+                    "a Sequential spec takes no per-layer inputs",
+                ));
             }
             let mut layer = layer_from_spec(o, i)?;
             if layer.name().is_empty() {
@@ -368,12 +485,20 @@ pub fn model_from_spec(spec: &Value, seed: u64) -> Result<Model> {
     let inputs = obj
         .get("inputs")
         .and_then(|v| v.as_object())
-        .ok_or_else(|| NnError::Spec("a spec needs \"input_shape\" (Sequential) or \"inputs\" (functional)".into()))?;
+        .ok_or_else(|| {
+            NnError::Spec(
+                "a spec needs \"input_shape\" (Sequential) or \"inputs\" (functional)".into(),
+            )
+        })?;
     let mut m = Model::functional(name, seed);
     let mut sources: HashMap<String, Source> = HashMap::new();
     for (n, s) in inputs {
         if explicit.contains(n) {
-            return Err(NnError::config(n, "name", "a layer has the same name as an input"));
+            return Err(NnError::config(
+                n,
+                "name",
+                "a layer has the same name as an input",
+            ));
         }
         let src = m.input(n, &shape_list(s, &format!("input '{n}'"))?)?;
         sources.insert(n.clone(), src);
@@ -389,17 +514,28 @@ pub fn model_from_spec(spec: &Value, seed: u64) -> Result<Model> {
         for i in pending {
             let o = objs[i];
             let label = label_of(o, i);
-            let ins = o
-                .get("inputs")
-                .and_then(|v| v.as_array())
-                .ok_or_else(|| NnError::config(&label, "inputs", "a functional layer needs a list of input names"))?;
+            let ins = o.get("inputs").and_then(|v| v.as_array()).ok_or_else(|| {
+                NnError::config(
+                    &label,
+                    "inputs",
+                    "a functional layer needs a list of input names",
+                )
+            })?;
             let names: Vec<&str> = ins
                 .iter()
-                .map(|v| v.as_str().ok_or_else(|| NnError::config(&label, "inputs", format!("expected names, found {v}"))))
+                .map(|v| {
+                    v.as_str().ok_or_else(|| {
+                        NnError::config(&label, "inputs", format!("expected names, found {v}"))
+                    })
+                })
                 .collect::<Result<_>>()?;
             for n in &names {
                 if !sources.contains_key(*n) && !explicit.contains(*n) {
-                    return Err(NnError::config(&label, "inputs", format!("unknown input '{n}'")));
+                    return Err(NnError::config(
+                        &label,
+                        "inputs",
+                        format!("unknown input '{n}'"),
+                    ));
                 }
             }
             if names.iter().all(|n| sources.contains_key(*n)) {
@@ -423,19 +559,27 @@ pub fn model_from_spec(spec: &Value, seed: u64) -> Result<Model> {
         }
         if rest.len() == before {
             let names: Vec<String> = rest.iter().map(|&i| label_of(objs[i], i)).collect();
-            return Err(NnError::Spec(format!("the graph has a cycle through {}", names.join(", "))));
+            return Err(NnError::Spec(format!(
+                "the graph has a cycle through {}",
+                names.join(", ")
+            )));
         }
         pending = rest;
     }
     let outs = obj
         .get("outputs")
         .and_then(|v| v.as_array())
-        .ok_or_else(|| NnError::Spec("a functional spec needs \"outputs\": a list of layer names".into()))?;
+        .ok_or_else(|| {
+            NnError::Spec("a functional spec needs \"outputs\": a list of layer names".into())
+        })?;
     let outs: Vec<Source> = outs
         .iter()
         .map(|v| {
             let n = v.as_str().unwrap_or_default();
-            sources.get(n).copied().ok_or_else(|| NnError::Spec(format!("outputs: unknown layer '{v}'")))
+            sources
+                .get(n)
+                .copied()
+                .ok_or_else(|| NnError::Spec(format!("outputs: unknown layer '{v}'")))
         })
         .collect::<Result<_>>()?;
     m.set_outputs(&outs)?;
@@ -446,15 +590,22 @@ fn label_of(o: &Map<String, Value>, i: usize) -> String {
     o.get("name")
         .and_then(|v| v.as_str())
         .map(|s| s.to_string())
-        .unwrap_or_else(|| format!("#{i} ({})", o.get("type").and_then(|v| v.as_str()).unwrap_or("?")))
+        .unwrap_or_else(|| {
+            format!(
+                "#{i} ({})",
+                o.get("type").and_then(|v| v.as_str()).unwrap_or("?")
+            )
+        })
 }
 
 /// Reads and builds a spec file.
 pub fn model_from_spec_file(path: impl AsRef<Path>, seed: u64) -> Result<Model> {
     let path = path.as_ref();
     let text = std::fs::read(path).map_err(|e| NnError::io(path, e))?;
-    let text = String::from_utf8(text).map_err(|_| NnError::Spec(format!("{}: not UTF-8 text", path.display())))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| NnError::Spec(format!("{}: invalid JSON: {e}", path.display())))?;
+    let text = String::from_utf8(text)
+        .map_err(|_| NnError::Spec(format!("{}: not UTF-8 text", path.display())))?;
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| NnError::Spec(format!("{}: invalid JSON: {e}", path.display())))?;
     model_from_spec(&v, seed).map_err(|e| match e {
         NnError::Spec(m) => NnError::Spec(format!("{}: {m}", path.display())),
         other => other,
@@ -484,7 +635,12 @@ impl Model {
             root.insert("input_shape".into(), Value::from(self.inputs[0].1.clone()));
             root.insert(
                 "layers".into(),
-                Value::Array(self.layers.iter().map(|l| Value::Object(layer_json(l.as_ref()))).collect()),
+                Value::Array(
+                    self.layers
+                        .iter()
+                        .map(|l| Value::Object(layer_json(l.as_ref())))
+                        .collect(),
+                ),
             );
         } else {
             let mut ins = Map::new();
@@ -497,12 +653,18 @@ impl Model {
                 .iter()
                 .map(|n| {
                     let mut o = layer_json(self.layers[n.layer].as_ref());
-                    o.insert("inputs".into(), Value::from(n.inputs.iter().map(src_name).collect::<Vec<_>>()));
+                    o.insert(
+                        "inputs".into(),
+                        Value::from(n.inputs.iter().map(src_name).collect::<Vec<_>>()),
+                    );
                     Value::Object(o)
                 })
                 .collect();
             root.insert("layers".into(), Value::Array(layers));
-            root.insert("outputs".into(), Value::from(self.outputs.iter().map(src_name).collect::<Vec<_>>()));
+            root.insert(
+                "outputs".into(),
+                Value::from(self.outputs.iter().map(src_name).collect::<Vec<_>>()),
+            );
         }
         Value::Object(root)
     }
@@ -516,19 +678,25 @@ mod tests {
     #[test]
     fn errors_name_the_layer_and_field() {
         let bad = |spec: Value| model_from_spec(&spec, 0).unwrap_err().to_string();
-        let e = bad(json!({"input_shape": [4], "layers": [{"type": "Dense", "units": 3, "colour": 1}]}));
+        let e = bad(
+            json!({"input_shape": [4], "layers": [{"type": "Dense", "units": 3, "colour": 1}]}),
+        );
         assert_eq!(e, "layer '#0 (Dense)': invalid colour: unknown argument");
         let e = bad(json!({"input_shape": [4], "layers": [{"type": "Dense"}]}));
         assert!(e.contains("invalid units: is required"), "{e}");
         let e = bad(json!({"input_shape": [4], "layers": [{"type": "Nope"}]}));
         assert!(e.contains("unknown layer type 'Nope'"), "{e}");
-        let e = bad(json!({"input_shape": [4], "layers": [{"type": "Dense", "units": 2, "name": "a"}, {"type": "Dense", "units": 2, "name": "a"}]}));
+        let e = bad(
+            json!({"input_shape": [4], "layers": [{"type": "Dense", "units": 2, "name": "a"}, {"type": "Dense", "units": 2, "name": "a"}]}),
+        );
         assert!(e.contains("duplicate layer name"), "{e}");
         let e = bad(json!({"inputs": {"x": [3]}, "layers": [
             {"name": "a", "type": "Dense", "units": 3, "inputs": ["b"]},
             {"name": "b", "type": "Dense", "units": 3, "inputs": ["a"]}], "outputs": ["b"]}));
         assert!(e.contains("cycle"), "{e}");
-        let e = bad(json!({"inputs": {"x": [3]}, "layers": [{"name": "a", "type": "Dense", "units": 3, "inputs": ["y"]}], "outputs": ["a"]}));
+        let e = bad(
+            json!({"inputs": {"x": [3]}, "layers": [{"name": "a", "type": "Dense", "units": 3, "inputs": ["y"]}], "outputs": ["a"]}),
+        );
         assert!(e.contains("unknown input 'y'"), "{e}");
         let e = bad(json!({"input_shape": [4], "layers": [{"type": "Dense", "units": -2}]}));
         assert!(e.contains("invalid units"), "{e}");

@@ -79,7 +79,10 @@ impl Model {
                 let connected_to = if self.sequential {
                     Vec::new()
                 } else {
-                    nodes.iter().flat_map(|n| n.inputs.iter().map(src_name)).collect()
+                    nodes
+                        .iter()
+                        .flat_map(|n| n.inputs.iter().map(src_name))
+                        .collect()
                 };
                 let weights = super::named_weights_of(l.as_ref())
                     .into_iter()
@@ -120,30 +123,48 @@ impl Model {
         let mut rows: Vec<[String; 4]> = Vec::new();
         if graph {
             for (n, shape) in &self.inputs {
-                rows.push([format!("{n} (InputLayer)"), batch_shape(shape), "0".into(), "-".into()]);
+                rows.push([
+                    format!("{n} (InputLayer)"),
+                    batch_shape(shape),
+                    "0".into(),
+                    "-".into(),
+                ]);
             }
         }
         for l in &s.layers {
             let shape = match &l.output_shape {
-                Value::Array(v) if v.first().is_some_and(|x| x.is_array()) => v
-                    .iter()
-                    .map(json_shape_text)
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                Value::Array(v) if v.first().is_some_and(|x| x.is_array()) => {
+                    v.iter().map(json_shape_text).collect::<Vec<_>>().join(", ")
+                }
                 v => json_shape_text(v),
             };
-            let frozen = if l.trainable || l.params == 0 { "" } else { " [frozen]" };
+            let frozen = if l.trainable || l.params == 0 {
+                ""
+            } else {
+                " [frozen]"
+            };
             rows.push([
                 format!("{} ({}){frozen}", l.name, l.class),
                 shape,
                 thousands(l.params),
-                if l.connected_to.is_empty() { "-".into() } else { l.connected_to.join(", ") },
+                if l.connected_to.is_empty() {
+                    "-".into()
+                } else {
+                    l.connected_to.join(", ")
+                },
             ]);
         }
         let head = ["Layer (type)", "Output Shape", "Param #", "Connected to"];
         let cols = if graph { 4 } else { 3 };
         let width: Vec<usize> = (0..cols)
-            .map(|c| rows.iter().map(|r| r[c].chars().count()).chain([head[c].len()]).max().unwrap_or(0) + 2)
+            .map(|c| {
+                rows.iter()
+                    .map(|r| r[c].chars().count())
+                    .chain([head[c].len()])
+                    .max()
+                    .unwrap_or(0)
+                    + 2
+            })
             .collect();
         let line = |ch: &str| ch.repeat(width.iter().sum::<usize>());
         let fmt_row = |r: &[String]| {
@@ -169,7 +190,11 @@ impl Model {
         for (i, r) in rows.iter().enumerate() {
             out.push_str(&fmt_row(r));
             out.push('\n');
-            out.push_str(&if i + 1 == rows.len() { line("━") } else { line("─") });
+            out.push_str(&if i + 1 == rows.len() {
+                line("━")
+            } else {
+                line("─")
+            });
             out.push('\n');
         }
         let bytes = |n: usize| human_bytes(n * 4);
@@ -196,7 +221,11 @@ fn json_shape_text(v: &Value) -> String {
         Value::Array(a) => format!(
             "({})",
             a.iter()
-                .map(|x| if x.is_null() { "None".to_string() } else { x.to_string() })
+                .map(|x| if x.is_null() {
+                    "None".to_string()
+                } else {
+                    x.to_string()
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         ),

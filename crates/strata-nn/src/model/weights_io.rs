@@ -22,36 +22,63 @@ fn werr(path: &Path, message: impl Into<String>) -> NnError {
 
 /// Reads every tensor of a safetensors file (F32, or F64/F16/BF16 converted to
 /// F32) and its metadata. Sizes are validated by the parser before any copy.
-pub fn read_safetensors(path: impl AsRef<Path>) -> Result<(Vec<NamedTensor>, HashMap<String, String>)> {
+pub fn read_safetensors(
+    path: impl AsRef<Path>,
+) -> Result<(Vec<NamedTensor>, HashMap<String, String>)> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| NnError::io(path, e))?;
     parse_safetensors(path, &bytes)
 }
 
 /// [`read_safetensors`] on bytes in memory (`path` is only used in messages).
-pub fn parse_safetensors(path: &Path, bytes: &[u8]) -> Result<(Vec<NamedTensor>, HashMap<String, String>)> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| werr(path, format!("not a valid safetensors file: {e}")))?;
-    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| werr(path, format!("bad header: {e}")))?;
+pub fn parse_safetensors(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(Vec<NamedTensor>, HashMap<String, String>)> {
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| werr(path, format!("not a valid safetensors file: {e}")))?;
+    let (_, meta) =
+        SafeTensors::read_metadata(bytes).map_err(|e| werr(path, format!("bad header: {e}")))?;
     let metadata = meta.metadata().clone().unwrap_or_default();
     let mut out = Vec::new();
     let mut names: Vec<String> = st.names().into_iter().cloned().collect();
     names.sort();
     for name in names {
-        let view = st.tensor(&name).map_err(|e| werr(path, format!("{name}: {e}")))?;
+        let view = st
+            .tensor(&name)
+            .map_err(|e| werr(path, format!("{name}: {e}")))?;
         let data = view.data();
         let values: Vec<f32> = match view.dtype() {
-            Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            Dtype::F32 => data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
             Dtype::F64 => data
                 .chunks_exact(8)
-                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+                .map(|c| {
+                    f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+                })
                 .collect(),
-            Dtype::BF16 => data.chunks_exact(2).map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16)).collect(),
-            Dtype::F16 => data.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
+            Dtype::BF16 => data
+                .chunks_exact(2)
+                .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
+                .collect(),
+            Dtype::F16 => data
+                .chunks_exact(2)
+                .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
             Dtype::I64 => data
                 .chunks_exact(8)
-                .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+                .map(|c| {
+                    i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+                })
                 .collect(),
-            other => return Err(werr(path, format!("{name}: dtype {other:?} is not a float type"))),
+            other => {
+                return Err(werr(
+                    path,
+                    format!("{name}: dtype {other:?} is not a float type"),
+                ))
+            }
         };
         out.push((name, view.shape().to_vec(), values));
     }
@@ -82,16 +109,24 @@ fn f16_to_f32(h: u16) -> f32 {
 
 /// Writes float32 tensors (and string metadata) as safetensors, through a
 /// temporary file in the same folder that is renamed over `path`.
-pub fn write_safetensors_atomic(path: impl AsRef<Path>, tensors: &[(String, Vec<usize>, Vec<f32>)], metadata: Option<HashMap<String, String>>) -> Result<()> {
+pub fn write_safetensors_atomic(
+    path: impl AsRef<Path>,
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<()> {
     let path = path.as_ref();
-    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
     let views = tensors
         .iter()
         .zip(&bytes)
         .map(|((n, s, _), b)| TensorView::new(Dtype::F32, s.clone(), b).map(|v| (n.clone(), v)))
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| werr(path, format!("cannot encode: {e}")))?;
-    let data = safetensors::serialize(views, &metadata).map_err(|e| werr(path, format!("cannot encode: {e}")))?;
+    let data = safetensors::serialize(views, &metadata)
+        .map_err(|e| werr(path, format!("cannot encode: {e}")))?;
     write_atomic(path, &data)
 }
 
@@ -99,8 +134,14 @@ pub fn write_safetensors_atomic(path: impl AsRef<Path>, tensors: &[(String, Vec<
 /// leaves either the old file or the new one, never half of one.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let file_name = path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_else(|| "out".into());
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().to_string())
+        .unwrap_or_else(|| "out".into());
     let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -142,19 +183,30 @@ impl Model {
 
     /// Assigns named tensors to the weights, all or nothing. Returns warnings
     /// (non-finite values).
-    pub fn set_weight_tensors(&mut self, path: &Path, tensors: Vec<NamedTensor>) -> Result<Vec<String>> {
-        let mut by_name: HashMap<String, (Vec<usize>, Vec<f32>)> = tensors.into_iter().map(|(n, s, v)| (n, (s, v))).collect();
+    pub fn set_weight_tensors(
+        &mut self,
+        path: &Path,
+        tensors: Vec<NamedTensor>,
+    ) -> Result<Vec<String>> {
+        let mut by_name: HashMap<String, (Vec<usize>, Vec<f32>)> =
+            tensors.into_iter().map(|(n, s, v)| (n, (s, v))).collect();
         let mut problems = Vec::new();
         let mut warnings = Vec::new();
-        let expected: Vec<(String, Vec<usize>)> = self.named_weights().into_iter().map(|(n, w)| (n, w.shape().to_vec())).collect();
+        let expected: Vec<(String, Vec<usize>)> = self
+            .named_weights()
+            .into_iter()
+            .map(|(n, w)| (n, w.shape().to_vec()))
+            .collect();
         for (name, shape) in &expected {
             match by_name.get(name) {
                 None => problems.push(format!("missing {name} {}", strata_core::fmt_shape(shape))),
-                Some((s, v)) if s != shape || v.len() != shape.iter().product::<usize>() => problems.push(format!(
-                    "{name}: expected shape {}, found {}",
-                    strata_core::fmt_shape(shape),
-                    strata_core::fmt_shape(s)
-                )),
+                Some((s, v)) if s != shape || v.len() != shape.iter().product::<usize>() => {
+                    problems.push(format!(
+                        "{name}: expected shape {}, found {}",
+                        strata_core::fmt_shape(shape),
+                        strata_core::fmt_shape(s)
+                    ))
+                }
                 Some((_, v)) => {
                     let bad = v.iter().filter(|x| !x.is_finite()).count();
                     if bad > 0 {
@@ -170,7 +222,10 @@ impl Model {
             problems.push(format!("unexpected {n}"));
         }
         if !problems.is_empty() {
-            return Err(werr(path, format!("{} mismatch(es): {}", problems.len(), problems.join("; "))));
+            return Err(werr(
+                path,
+                format!("{} mismatch(es): {}", problems.len(), problems.join("; ")),
+            ));
         }
         let mut ws: Vec<(String, &strata_core::Tensor)> = Vec::new();
         for (name, w) in self.named_weights() {
@@ -210,13 +265,23 @@ mod tests {
         c.add(Dense::new(2).named("other")).unwrap();
         let e = c.load_weights(&p).unwrap_err().to_string();
         assert!(e.contains("4 mismatch(es)"), "{e}");
-        assert!(e.contains("missing other.kernel (4, 2)") && e.contains("unexpected dense.bias"), "{e}");
+        assert!(
+            e.contains("missing other.kernel (4, 2)") && e.contains("unexpected dense.bias"),
+            "{e}"
+        );
         let mut d = Model::sequential("m", &[4], 2);
         d.add(Dense::new(2)).unwrap();
         let e = d.load_weights(&p).unwrap_err().to_string();
-        assert!(e.contains("dense.kernel: expected shape (4, 2), found (3, 2)"), "{e}");
+        assert!(
+            e.contains("dense.kernel: expected shape (4, 2), found (3, 2)"),
+            "{e}"
+        );
         std::fs::write(&p, b"garbage").unwrap();
-        assert!(d.load_weights(&p).unwrap_err().to_string().contains("not a valid safetensors"));
+        assert!(d
+            .load_weights(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("not a valid safetensors"));
     }
 
     #[test]

@@ -170,7 +170,11 @@ impl Optimizer {
                 )));
             }
             if let Some(wd) = self.weight_decay {
-                if !self.exclude_from_weight_decay.iter().any(|n| p.name.contains(n.as_str())) {
+                if !self
+                    .exclude_from_weight_decay
+                    .iter()
+                    .any(|n| p.name.contains(n.as_str()))
+                {
                     w.iter_mut().for_each(|v| *v -= lr * wd * *v);
                 }
             }
@@ -182,7 +186,10 @@ impl Optimizer {
 
     fn clip(&self, grads: &mut [Option<Vec<f32>>]) {
         if let Some(v) = self.clipvalue {
-            grads.iter_mut().flatten().for_each(|g| g.iter_mut().for_each(|x| *x = x.clamp(-v, v)));
+            grads
+                .iter_mut()
+                .flatten()
+                .for_each(|g| g.iter_mut().for_each(|x| *x = x.clamp(-v, v)));
         }
         if let Some(c) = self.clipnorm {
             for g in grads.iter_mut().flatten() {
@@ -191,8 +198,16 @@ impl Optimizer {
             }
         }
         if let Some(c) = self.global_clipnorm {
-            let total = grads.iter().flatten().map(|g| norm(g).powi(2)).sum::<f32>().sqrt();
-            grads.iter_mut().flatten().for_each(|g| scale_to_norm(g, total, c));
+            let total = grads
+                .iter()
+                .flatten()
+                .map(|g| norm(g).powi(2))
+                .sum::<f32>()
+                .sqrt();
+            grads
+                .iter_mut()
+                .flatten()
+                .for_each(|g| scale_to_norm(g, total, c));
         }
     }
 
@@ -211,15 +226,16 @@ impl Optimizer {
     /// Restores what [`Optimizer::state`] saved.
     pub fn load_state(&mut self, params: &[Param], saved: &[(String, Vec<f32>)]) -> Result<()> {
         let get = |k: &str| saved.iter().find(|(n, _)| n == k).map(|(_, v)| v);
-        let it = get("iterations").and_then(|v| v.first()).ok_or_else(|| {
-            NnError::Training("optimizer state has no 'iterations' entry".into())
-        })?;
+        let it = get("iterations")
+            .and_then(|v| v.first())
+            .ok_or_else(|| NnError::Training("optimizer state has no 'iterations' entry".into()))?;
         let mut state = Vec::with_capacity(params.len());
         for p in params {
             let mut slots = Vec::new();
             for i in 0..self.rule.slots() {
                 let key = format!("{}/{i}", p.name);
-                let v = get(&key).ok_or_else(|| NnError::Training(format!("optimizer state lacks '{key}'")))?;
+                let v = get(&key)
+                    .ok_or_else(|| NnError::Training(format!("optimizer state lacks '{key}'")))?;
                 if v.len() != p.value.numel() {
                     return Err(NnError::Training(format!(
                         "optimizer state '{key}' has {} values, the variable {}",
@@ -253,9 +269,14 @@ mod tests {
     use super::*;
 
     fn param(values: &[f32], grad: &[f32]) -> Param {
-        let t = Tensor::from_vec(values.to_vec(), &[values.len()]).unwrap().requires_grad_(true);
+        let t = Tensor::from_vec(values.to_vec(), &[values.len()])
+            .unwrap()
+            .requires_grad_(true);
         t.set_grad(Some(grad.to_vec()));
-        Param { name: "dense.kernel".into(), value: t }
+        Param {
+            name: "dense.kernel".into(),
+            value: t,
+        }
     }
 
     #[test]
@@ -264,7 +285,11 @@ mod tests {
         let mut o = Optimizer::sgd(1.0, 0.0, false);
         o.clipnorm = Some(1.0);
         o.step(std::slice::from_ref(&p)).unwrap();
-        assert!(p.value.allclose(&Tensor::from_vec(vec![-0.6, -0.8], &[2]).unwrap(), 1e-6, 1e-6));
+        assert!(p.value.allclose(
+            &Tensor::from_vec(vec![-0.6, -0.8], &[2]).unwrap(),
+            1e-6,
+            1e-6
+        ));
         let p = param(&[0.0, 0.0], &[3.0, -4.0]);
         let mut o = Optimizer::sgd(1.0, 0.0, false);
         o.clipvalue = Some(0.5);

@@ -12,9 +12,16 @@ pub enum LearningRateSchedule {
         staircase: bool,
     },
     /// `initial * ((1 - alpha) * 0.5 * (1 + cos(pi * min(step, decay_steps) / decay_steps)) + alpha)`.
-    CosineDecay { initial: f32, decay_steps: u64, alpha: f32 },
+    CosineDecay {
+        initial: f32,
+        decay_steps: u64,
+        alpha: f32,
+    },
     /// `values[i]` for `boundaries[i-1] < step <= boundaries[i]`.
-    PiecewiseConstant { boundaries: Vec<u64>, values: Vec<f32> },
+    PiecewiseConstant {
+        boundaries: Vec<u64>,
+        values: Vec<f32>,
+    },
 }
 
 impl LearningRateSchedule {
@@ -44,7 +51,10 @@ impl LearningRateSchedule {
                 (*initial as f64 * ((1.0 - *alpha as f64) * cos + *alpha as f64)) as f32
             }
             LearningRateSchedule::PiecewiseConstant { boundaries, values } => {
-                let i = boundaries.iter().position(|&b| step <= b).unwrap_or(boundaries.len());
+                let i = boundaries
+                    .iter()
+                    .position(|&b| step <= b)
+                    .unwrap_or(boundaries.len());
                 values.get(i).or(values.last()).copied().unwrap_or(0.0)
             }
         }

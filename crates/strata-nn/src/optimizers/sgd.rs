@@ -24,7 +24,11 @@ impl UpdateRule for Sgd {
         let m = &mut slots[0];
         for i in 0..w.len() {
             m[i] = self.momentum * m[i] - lr * g[i];
-            w[i] += if self.nesterov { self.momentum * m[i] - lr * g[i] } else { m[i] };
+            w[i] += if self.nesterov {
+                self.momentum * m[i] - lr * g[i]
+            } else {
+                m[i]
+            };
         }
     }
 }
