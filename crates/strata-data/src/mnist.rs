@@ -342,6 +342,22 @@ mod tests {
     }
 
     #[test]
+    fn load_dir_count_mismatch_and_wrong_dims() {
+        let dir = tmp("count");
+        write_tiny(&dir, &[1, 2], false, None);
+        // Replace the training labels with three entries (and drop the sums).
+        std::fs::remove_file(dir.join("SHA256SUMS")).unwrap();
+        std::fs::write(dir.join(MNIST_FILES[1]), idx_bytes(&[3], &[1, 2, 3])).unwrap();
+        let e = Mnist::load_dir(&dir).unwrap_err();
+        assert!(e.to_string().contains("to match the images"), "{e}");
+        // Images that are not 28x28.
+        std::fs::write(dir.join(MNIST_FILES[0]), idx_bytes(&[1, 2, 2], &[0; 4])).unwrap();
+        let e = Mnist::load_dir(&dir).unwrap_err();
+        assert!(e.to_string().contains("(N, 28, 28)"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
     fn load_dir_bad_labels_and_missing() {
         let dir = tmp("lab");
         write_tiny(&dir, &[1, 12], false, None);
