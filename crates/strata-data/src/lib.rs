@@ -24,6 +24,6 @@ pub use dataset::Dataset;
 pub use error::{DataError, Result};
 pub use idx::{read_idx, IdxArray};
 pub use image_folder::{ImageFolder, ImageFolderConfig};
-pub use loader::{Batch, DataLoader, DataLoaderConfig};
+pub use loader::{AugmentFn, Batch, DataLoader, DataLoaderConfig, EpochIter};
 pub use mnist::Mnist;
 pub use npy::{read_npy, read_npy_bytes, write_npy_f32, write_npy_i64, NpyArray, NpyDtype};
