@@ -75,10 +75,7 @@ impl Padding {
             (kernel.0 - 1) * dilation.0 + 1,
             (kernel.1 - 1) * dilation.1 + 1,
         );
-        let padded = (
-            input.0 + pads_h.0 + pads_h.1,
-            input.1 + pads_w.0 + pads_w.1,
-        );
+        let padded = (input.0 + pads_h.0 + pads_h.1, input.1 + pads_w.0 + pads_w.1);
         let out = match *self {
             Padding::Same => (input.0.div_ceil(strides.0), input.1.div_ceil(strides.1)),
             _ => {
