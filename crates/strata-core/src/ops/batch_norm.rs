@@ -367,6 +367,25 @@ mod tests {
     }
 
     #[test]
+    fn parallel_runs_are_bitwise_identical() {
+        let run = || {
+            let x = Tensor::rand_normal(&[8, 32, 32, 16], 0.3, 2.0, &mut Rng::new(1))
+                .requires_grad_(true);
+            let g = Tensor::ones(&[16]).requires_grad_(true);
+            let (y, mean, var) = x.batch_norm_train(Some(&g), None, 1e-3).unwrap();
+            y.square().sum_all().backward().unwrap();
+            (
+                y.to_vec(),
+                mean,
+                var,
+                x.grad().unwrap().to_vec(),
+                g.grad().unwrap().to_vec(),
+            )
+        };
+        assert_eq!(run(), run());
+    }
+
+    #[test]
     fn moving_average_update_follows_keras() {
         let mut mm = vec![0.0, 1.0];
         update_moving(&mut mm, &[1.0, 3.0], 0.99);

@@ -257,6 +257,9 @@ fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, p: &ConvPlan) -> Vec<f32>
         out.chunks_mut(p.cout.max(1))
             .for_each(|r| r.copy_from_slice(b));
     }
+    if rows == 0 {
+        return out;
+    }
     let acc = bias.is_some();
     let w_block = |gr: usize| MatRef::strided(&w[gr * p.cout_g..], p.kg, p.cout_g, p.cout);
     if p.pointwise {
@@ -294,6 +297,9 @@ fn backward(
     let rows = p.n * p.out_pixels();
     let mut dx = want_dx.then(|| vec![0.0; p.n * p.geo.in_h * p.geo.in_w * p.c]);
     let mut dw = want_dw.then(|| vec![0.0; p.kg * p.cout]);
+    if rows == 0 {
+        return (dx, dw);
+    }
     let wt = want_dx.then(|| pack_wt(w, p));
     let dy_block = |gr: usize, r0: usize, nrows: usize| {
         MatRef::strided(&dy[r0 * p.cout + gr * p.cout_g..], nrows, p.cout_g, p.cout)
@@ -776,6 +782,22 @@ mod tests {
                 Conv2dConfig::default().with_strides(0, 1)
             )
             .is_err());
+    }
+
+    #[test]
+    fn empty_batches_give_empty_outputs_and_zero_gradients() {
+        for (xs, ks) in [([0, 4, 4, 4], [3, 3, 2, 4]), ([2, 0, 3, 4], [1, 1, 2, 2])] {
+            let x = Tensor::zeros(&xs).requires_grad_(true);
+            let k = Tensor::ones(&ks).requires_grad_(true);
+            let b = Tensor::ones(&[ks[3]]);
+            let cfg = Conv2dConfig::default()
+                .with_groups(2)
+                .with_padding(Padding::Same);
+            let y = x.conv2d(&k, Some(&b), cfg).unwrap();
+            assert_eq!(y.numel(), 0);
+            y.sum_all().backward().unwrap();
+            assert!(k.grad().unwrap().to_vec().iter().all(|&v| v == 0.0));
+        }
     }
 
     /// Rough timing of a ResNet stage-2 3x3 convolution; run with `--ignored --nocapture`.

@@ -305,6 +305,35 @@ mod tests {
     }
 
     #[test]
+    fn parallel_runs_are_bitwise_identical_and_empty_batches_work() {
+        let mut rng = Rng::new(33);
+        let run = || {
+            let x = Tensor::rand_normal(&[4, 32, 32, 16], 0.0, 1.0, &mut Rng::new(1))
+                .requires_grad_(true);
+            let k = Tensor::rand_normal(&[3, 3, 16, 2], 0.0, 1.0, &mut Rng::new(2))
+                .requires_grad_(true);
+            let y = x
+                .depthwise_conv2d(&k, None, (1, 1), Padding::Same, (1, 1))
+                .unwrap();
+            y.square().sum_all().backward().unwrap();
+            (
+                y.to_vec(),
+                x.grad().unwrap().to_vec(),
+                k.grad().unwrap().to_vec(),
+            )
+        };
+        assert_eq!(run(), run());
+        let x = Tensor::zeros(&[0, 5, 5, 2]).requires_grad_(true);
+        let k = Tensor::rand_normal(&[3, 3, 2, 2], 0.0, 1.0, &mut rng).requires_grad_(true);
+        let y = x
+            .depthwise_conv2d(&k, None, (2, 2), Padding::Same, (1, 1))
+            .unwrap();
+        assert_eq!(y.shape(), &[0, 3, 3, 4]);
+        y.sum_all().backward().unwrap();
+        assert_eq!(k.grad().unwrap().to_vec(), vec![0.0; 36]);
+    }
+
+    #[test]
     fn errors_name_op_and_shapes() {
         let x = Tensor::zeros(&[1, 5, 5, 3]);
         let m = x

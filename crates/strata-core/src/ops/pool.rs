@@ -387,5 +387,10 @@ mod tests {
             .max_pool2d((1, 1), (1, 1), Padding::Valid)
             .is_err());
         assert!(x.max_pool2d((2, 2), (0, 2), Padding::Valid).is_err());
+        let empty = Tensor::zeros(&[0, 4, 4, 2]).requires_grad_(true);
+        let y = empty.max_pool2d((2, 2), (2, 2), Padding::Same).unwrap();
+        assert_eq!(y.shape(), &[0, 2, 2, 2]);
+        let z = empty.avg_pool2d((2, 2), (2, 2), Padding::Same).unwrap();
+        y.sum_all().add(&z.sum_all()).unwrap().backward().unwrap();
     }
 }
