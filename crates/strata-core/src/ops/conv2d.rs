@@ -823,5 +823,15 @@ mod tests {
             x.zero_grad();
             k.zero_grad();
         }
+        let dy: Vec<f32> = (0..8 * 56 * 56 * 64).map(|_| rng.normal()).collect();
+        let p = plan(x.shape(), k.shape(), None, &cfg).unwrap();
+        for (want_dx, want_dw) in [(true, false), (false, true), (true, true)] {
+            let t0 = std::time::Instant::now();
+            let _ = backward(&x.data(), &k.data(), &dy, &p, want_dx, want_dw);
+            println!(
+                "  backward dx={want_dx} dw={want_dw}: {:.1} ms",
+                t0.elapsed().as_secs_f64() * 1e3
+            );
+        }
     }
 }
