@@ -54,7 +54,7 @@ pub fn gradcheck(
             .grad()
             .map(|g| g.to_vec())
             .unwrap_or(vec![0.0; leaf.numel()]);
-        for i in 0..leaf.numel() {
+        for (i, &a) in analytic.iter().enumerate() {
             let orig = leaf.data()[i];
             let eval = |v: f32| -> Result<f64> {
                 leaf.data_mut()[i] = v;
@@ -65,15 +65,13 @@ pub fn gradcheck(
             let minus = eval(orig - eps)?;
             leaf.data_mut()[i] = orig;
             let numeric = ((plus - minus) / (2.0 * eps as f64)) as f32;
-            let err = (analytic[i] - numeric).abs();
-            let tol = atol + rtol * numeric.abs().max(analytic[i].abs());
+            let err = (a - numeric).abs();
+            let tol = atol + rtol * numeric.abs().max(a.abs());
             report.max_abs_error = report.max_abs_error.max(err);
             if err / tol > report.worst_ratio {
                 report.worst_ratio = err / tol;
-                report.worst = format!(
-                    "input {k} element {i}: analytic {} vs numeric {numeric}",
-                    analytic[i]
-                );
+                report.worst =
+                    format!("input {k} element {i}: analytic {} vs numeric {numeric}", a);
             }
         }
     }

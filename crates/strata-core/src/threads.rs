@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 static REQUESTED: AtomicUsize = AtomicUsize::new(0);
-static POOLS: OnceLock<std::sync::Mutex<Vec<(usize, std::sync::Arc<rayon::ThreadPool>)>>> =
-    OnceLock::new();
+/// Thread pools built so far, one per requested thread count.
+type PoolCache = std::sync::Mutex<Vec<(usize, std::sync::Arc<rayon::ThreadPool>)>>;
+
+static POOLS: OnceLock<PoolCache> = OnceLock::new();
 
 /// Number of threads kernels use.
 pub fn num_threads() -> usize {

@@ -122,7 +122,10 @@ impl Tensor {
         let (m, c) = check(
             OP,
             self,
-            &[("gamma", gamma.map(|t| t.shape())), ("beta", beta.map(|t| t.shape()))],
+            &[
+                ("gamma", gamma.map(|t| t.shape())),
+                ("beta", beta.map(|t| t.shape())),
+            ],
         )?;
         check_epsilon(OP, epsilon)?;
         let x = self.data();
@@ -249,42 +252,48 @@ impl Tensor {
         let (has_g, has_b) = (gamma.is_some(), beta.is_some());
         let want_g = gamma.is_some_and(|t| t.requires_grad());
         let want_b = beta.is_some_and(|t| t.requires_grad());
-        Ok(Tensor::from_op(y, self.shape().to_vec(), OP, &inputs, move |dy| {
-            let dx = xt.requires_grad().then(|| {
-                // dx = dy * gamma * inv_std per channel
-                let mut dx = vec![0.0; dy.len()];
-                let rows = threads::chunk_len(m, 256);
-                parallel::for_each_chunk_mut(&mut dx, rows * c, |i, out| {
-                    let gs = &dy[i * rows * c..][..out.len()];
-                    for (o, gr) in out.chunks_mut(c).zip(gs.chunks(c)) {
-                        for ch in 0..c {
-                            o[ch] = gr[ch] * scale[ch];
+        Ok(Tensor::from_op(
+            y,
+            self.shape().to_vec(),
+            OP,
+            &inputs,
+            move |dy| {
+                let dx = xt.requires_grad().then(|| {
+                    // dx = dy * gamma * inv_std per channel
+                    let mut dx = vec![0.0; dy.len()];
+                    let rows = threads::chunk_len(m, 256);
+                    parallel::for_each_chunk_mut(&mut dx, rows * c, |i, out| {
+                        let gs = &dy[i * rows * c..][..out.len()];
+                        for (o, gr) in out.chunks_mut(c).zip(gs.chunks(c)) {
+                            for ch in 0..c {
+                                o[ch] = gr[ch] * scale[ch];
+                            }
                         }
-                    }
+                    });
+                    dx
                 });
-                dx
-            });
-            let mut grads = vec![dx];
-            if has_g || has_b {
-                let x = xt.data();
-                let s = channel_reduce(m, 2 * c, |r, acc| {
-                    let rows = x[r.start * c..r.end * c].chunks(c);
-                    for (xr, gr) in rows.zip(dy[r.start * c..r.end * c].chunks(c)) {
-                        for ch in 0..c {
-                            acc[ch] += gr[ch] as f64;
-                            acc[c + ch] += (gr[ch] * (xr[ch] - mean[ch]) * inv[ch]) as f64;
+                let mut grads = vec![dx];
+                if has_g || has_b {
+                    let x = xt.data();
+                    let s = channel_reduce(m, 2 * c, |r, acc| {
+                        let rows = x[r.start * c..r.end * c].chunks(c);
+                        for (xr, gr) in rows.zip(dy[r.start * c..r.end * c].chunks(c)) {
+                            for ch in 0..c {
+                                acc[ch] += gr[ch] as f64;
+                                acc[c + ch] += (gr[ch] * (xr[ch] - mean[ch]) * inv[ch]) as f64;
+                            }
                         }
+                    });
+                    if has_g {
+                        grads.push(want_g.then(|| s[c..].iter().map(|&v| v as f32).collect()));
                     }
-                });
-                if has_g {
-                    grads.push(want_g.then(|| s[c..].iter().map(|&v| v as f32).collect()));
+                    if has_b {
+                        grads.push(want_b.then(|| s[..c].iter().map(|&v| v as f32).collect()));
+                    }
                 }
-                if has_b {
-                    grads.push(want_b.then(|| s[..c].iter().map(|&v| v as f32).collect()));
-                }
-            }
-            grads
-        }))
+                grads
+            },
+        ))
     }
 }
 
@@ -358,6 +367,25 @@ mod tests {
     }
 
     #[test]
+    fn parallel_runs_are_bitwise_identical() {
+        let run = || {
+            let x = Tensor::rand_normal(&[8, 32, 32, 16], 0.3, 2.0, &mut Rng::new(1))
+                .requires_grad_(true);
+            let g = Tensor::ones(&[16]).requires_grad_(true);
+            let (y, mean, var) = x.batch_norm_train(Some(&g), None, 1e-3).unwrap();
+            y.square().sum_all().backward().unwrap();
+            (
+                y.to_vec(),
+                mean,
+                var,
+                x.grad().unwrap().to_vec(),
+                g.grad().unwrap().to_vec(),
+            )
+        };
+        assert_eq!(run(), run());
+    }
+
+    #[test]
     fn moving_average_update_follows_keras() {
         let mut mm = vec![0.0, 1.0];
         update_moving(&mut mm, &[1.0, 3.0], 0.99);
@@ -371,13 +399,21 @@ mod tests {
             .batch_norm_train(Some(&Tensor::ones(&[2])), None, 1e-3)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("batch_norm_train") && e.contains("gamma (3,)") && e.contains("(2,)"), "{e}");
-        assert!(Tensor::zeros(&[3]).batch_norm_train(None, None, 1e-3).is_err());
+        assert!(
+            e.contains("batch_norm_train") && e.contains("gamma (3,)") && e.contains("(2,)"),
+            "{e}"
+        );
+        assert!(Tensor::zeros(&[3])
+            .batch_norm_train(None, None, 1e-3)
+            .is_err());
         assert!(x.batch_norm_train(None, None, -1.0).is_err());
         let e = x
             .batch_norm_infer(&[0.0; 2], &[1.0; 3], None, None, 1e-3)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("batch_norm_infer") && e.contains("moving_mean"), "{e}");
+        assert!(
+            e.contains("batch_norm_infer") && e.contains("moving_mean"),
+            "{e}"
+        );
     }
 }

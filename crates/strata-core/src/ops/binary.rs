@@ -235,7 +235,7 @@ mod tests {
         check_gradients(&[pos.clone(), a.clone()], |t| {
             t[0].div(&t[1].abs().add_scalar(1.0))
         });
-        check_gradients(&[a.clone()], |t| {
+        check_gradients(std::slice::from_ref(&a), |t| {
             Ok(t[0].mul_scalar(3.0).add_scalar(1.0).rsub_scalar(2.0))
         });
     }

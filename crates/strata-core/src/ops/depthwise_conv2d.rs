@@ -47,7 +47,10 @@ fn plan(
     if kc != c || mult == 0 {
         return Err(CoreError::shape(
             OP,
-            format!("kernel (kh, kw, {c}, multiplier >= 1) for input {}", fmt_shape(x)),
+            format!(
+                "kernel (kh, kw, {c}, multiplier >= 1) for input {}",
+                fmt_shape(x)
+            ),
             format!("kernel {}", fmt_shape(k)),
         ));
     }
@@ -93,7 +96,8 @@ fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, p: &DwPlan) -> Vec<f32> {
                     let xs = &xi[(ih * g.in_w + iw) * p.c..][..p.c];
                     let ks = &k[(ki * g.kw + kj) * cm..][..cm];
                     for (c, &xv) in xs.iter().enumerate() {
-                        let (oc, kc) = (&mut o[c * p.mult..][..p.mult], &ks[c * p.mult..][..p.mult]);
+                        let (oc, kc) =
+                            (&mut o[c * p.mult..][..p.mult], &ks[c * p.mult..][..p.mult]);
                         oc.iter_mut().zip(kc).for_each(|(o, &kv)| *o += xv * kv);
                     }
                 }
@@ -110,16 +114,24 @@ fn grad_input(k: &[f32], dy: &[f32], p: &DwPlan) -> Vec<f32> {
     parallel::for_each_chunk_mut(&mut dx, (g.in_w * p.c).max(1), |idx, row| {
         let (n, ih) = (idx / g.in_h, idx % g.in_h);
         for ki in 0..g.kh {
-            let Some(oh) = g.out_row(ih, ki) else { continue };
+            let Some(oh) = g.out_row(ih, ki) else {
+                continue;
+            };
             for iw in 0..g.in_w {
                 let d = &mut row[iw * p.c..(iw + 1) * p.c];
                 for kj in 0..g.kw {
-                    let Some(ow) = g.out_col(iw, kj) else { continue };
+                    let Some(ow) = g.out_col(iw, kj) else {
+                        continue;
+                    };
                     let gs = &dy[((n * g.out_h + oh) * g.out_w + ow) * cm..][..cm];
                     let ks = &k[(ki * g.kw + kj) * cm..][..cm];
                     for (c, dc) in d.iter_mut().enumerate() {
                         let r = c * p.mult..(c + 1) * p.mult;
-                        *dc += gs[r.clone()].iter().zip(&ks[r]).map(|(a, b)| a * b).sum::<f32>();
+                        *dc += gs[r.clone()]
+                            .iter()
+                            .zip(&ks[r])
+                            .map(|(a, b)| a * b)
+                            .sum::<f32>();
                     }
                 }
             }
@@ -182,22 +194,33 @@ impl Tensor {
         )?;
         let data = {
             let bd = bias.map(|b| b.data());
-            forward(&self.data(), &kernel.data(), bd.as_deref().map(|v| &v[..]), &p)
+            forward(
+                &self.data(),
+                &kernel.data(),
+                bd.as_deref().map(|v| &v[..]),
+                &p,
+            )
         };
         let shape = vec![p.n, p.geo.out_h, p.geo.out_w, p.cm()];
         let mut inputs = vec![self, kernel];
         inputs.extend(bias);
         let (x, k, has_bias) = (self.clone(), kernel.clone(), bias.is_some());
         let b_grad = bias.is_some_and(|b| b.requires_grad());
-        Ok(Tensor::from_op(data, shape, "depthwise_conv2d", &inputs, move |g| {
-            let dx = x.requires_grad().then(|| grad_input(&k.data(), g, &p));
-            let dk = k.requires_grad().then(|| grad_kernel(&x.data(), g, &p));
-            let mut grads = vec![dx, dk];
-            if has_bias {
-                grads.push(b_grad.then(|| column_sums(g, p.cm())));
-            }
-            grads
-        }))
+        Ok(Tensor::from_op(
+            data,
+            shape,
+            "depthwise_conv2d",
+            &inputs,
+            move |g| {
+                let dx = x.requires_grad().then(|| grad_input(&k.data(), g, &p));
+                let dk = k.requires_grad().then(|| grad_kernel(&x.data(), g, &p));
+                let mut grads = vec![dx, dk];
+                if has_bias {
+                    grads.push(b_grad.then(|| column_sums(g, p.cm())));
+                }
+                grads
+            },
+        ))
     }
 }
 
@@ -222,10 +245,14 @@ mod tests {
                 ((1, 1), (1 + rng.below(2), 1 + rng.below(2)))
             };
             let padding = [Padding::Same, Padding::Valid, Padding::symmetric(1)][rng.below(3)];
-            let (h, w) = ((kh - 1) * d.0 + 1 + rng.below(4), (kw - 1) * d.1 + 1 + rng.below(4));
+            let (h, w) = (
+                (kh - 1) * d.0 + 1 + rng.below(4),
+                (kw - 1) * d.1 + 1 + rng.below(4),
+            );
             let n = 1 + rng.below(2);
             let x = Tensor::rand_normal(&[n, h, w, c], 0.0, 1.0, &mut rng).requires_grad_(true);
-            let k = Tensor::rand_normal(&[kh, kw, c, mult], 0.0, 1.0, &mut rng).requires_grad_(true);
+            let k =
+                Tensor::rand_normal(&[kh, kw, c, mult], 0.0, 1.0, &mut rng).requires_grad_(true);
             let b = Tensor::rand_normal(&[c * mult], 0.0, 1.0, &mut rng).requires_grad_(true);
             let y = x.depthwise_conv2d(&k, Some(&b), s, padding, d).unwrap();
             let k2 = k.reshape(&[kh, kw, 1, c * mult]).unwrap();
@@ -244,9 +271,18 @@ mod tests {
                 t.zero_grad();
             }
             y2.mul(&dy).unwrap().sum_all().backward().unwrap();
-            assert!(gx.allclose(&x.grad().unwrap(), 1e-4, 1e-5), "dx case {case}");
-            assert!(gk.allclose(&k.grad().unwrap(), 1e-4, 1e-5), "dk case {case}");
-            assert!(gb.allclose(&b.grad().unwrap(), 1e-4, 1e-5), "db case {case}");
+            assert!(
+                gx.allclose(&x.grad().unwrap(), 1e-4, 1e-5),
+                "dx case {case}"
+            );
+            assert!(
+                gk.allclose(&k.grad().unwrap(), 1e-4, 1e-5),
+                "dk case {case}"
+            );
+            assert!(
+                gb.allclose(&b.grad().unwrap(), 1e-4, 1e-5),
+                "db case {case}"
+            );
         }
     }
 
@@ -269,19 +305,67 @@ mod tests {
     }
 
     #[test]
+    fn parallel_runs_are_bitwise_identical_and_empty_batches_work() {
+        let mut rng = Rng::new(33);
+        let run = || {
+            let x = Tensor::rand_normal(&[4, 32, 32, 16], 0.0, 1.0, &mut Rng::new(1))
+                .requires_grad_(true);
+            let k = Tensor::rand_normal(&[3, 3, 16, 2], 0.0, 1.0, &mut Rng::new(2))
+                .requires_grad_(true);
+            let y = x
+                .depthwise_conv2d(&k, None, (1, 1), Padding::Same, (1, 1))
+                .unwrap();
+            y.square().sum_all().backward().unwrap();
+            (
+                y.to_vec(),
+                x.grad().unwrap().to_vec(),
+                k.grad().unwrap().to_vec(),
+            )
+        };
+        assert_eq!(run(), run());
+        let x = Tensor::zeros(&[0, 5, 5, 2]).requires_grad_(true);
+        let k = Tensor::rand_normal(&[3, 3, 2, 2], 0.0, 1.0, &mut rng).requires_grad_(true);
+        let y = x
+            .depthwise_conv2d(&k, None, (2, 2), Padding::Same, (1, 1))
+            .unwrap();
+        assert_eq!(y.shape(), &[0, 3, 3, 4]);
+        y.sum_all().backward().unwrap();
+        assert_eq!(k.grad().unwrap().to_vec(), vec![0.0; 36]);
+    }
+
+    #[test]
     fn errors_name_op_and_shapes() {
         let x = Tensor::zeros(&[1, 5, 5, 3]);
         let m = x
-            .depthwise_conv2d(&Tensor::zeros(&[3, 3, 2, 1]), None, (1, 1), Padding::Valid, (1, 1))
+            .depthwise_conv2d(
+                &Tensor::zeros(&[3, 3, 2, 1]),
+                None,
+                (1, 1),
+                Padding::Valid,
+                (1, 1),
+            )
             .unwrap_err()
             .to_string();
-        assert!(m.contains("depthwise_conv2d") && m.contains("(3, 3, 2, 1)"), "{m}");
+        assert!(
+            m.contains("depthwise_conv2d") && m.contains("(3, 3, 2, 1)"),
+            "{m}"
+        );
         let k = Tensor::zeros(&[3, 3, 3, 2]);
         assert!(x
-            .depthwise_conv2d(&k, Some(&Tensor::zeros(&[3])), (1, 1), Padding::Valid, (1, 1))
+            .depthwise_conv2d(
+                &k,
+                Some(&Tensor::zeros(&[3])),
+                (1, 1),
+                Padding::Valid,
+                (1, 1)
+            )
             .is_err());
-        assert!(x.depthwise_conv2d(&k, None, (2, 2), Padding::Valid, (2, 2)).is_err());
-        assert!(x.depthwise_conv2d(&k, None, (0, 1), Padding::Valid, (1, 1)).is_err());
+        assert!(x
+            .depthwise_conv2d(&k, None, (2, 2), Padding::Valid, (2, 2))
+            .is_err());
+        assert!(x
+            .depthwise_conv2d(&k, None, (0, 1), Padding::Valid, (1, 1))
+            .is_err());
         assert!(Tensor::zeros(&[5, 5, 3])
             .depthwise_conv2d(&k, None, (1, 1), Padding::Valid, (1, 1))
             .is_err());

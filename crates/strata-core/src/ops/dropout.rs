@@ -24,7 +24,13 @@ impl Tensor {
         }
         let scale = 1.0 / (1.0 - rate);
         let mask: Vec<f32> = (0..self.numel())
-            .map(|_| if rng.uniform(0.0, 1.0) < rate { 0.0 } else { scale })
+            .map(|_| {
+                if rng.uniform(0.0, 1.0) < rate {
+                    0.0
+                } else {
+                    scale
+                }
+            })
             .collect();
         let y = parallel::zip_map(&self.data(), &mask, |x, m| x * m);
         Ok(Tensor::from_op(

@@ -58,6 +58,15 @@ impl Padding {
                 ));
             }
         }
+        let span = |k: usize, d: usize| (k - 1).checked_mul(d).and_then(|v| v.checked_add(1));
+        let (Some(eff_h), Some(eff_w)) = (span(kernel.0, dilation.0), span(kernel.1, dilation.1))
+        else {
+            return Err(CoreError::arg(
+                op,
+                "dilation",
+                format!("dilated kernel {kernel:?} x {dilation:?} overflows"),
+            ));
+        };
         let (pads_h, pads_w) = match *self {
             Padding::Valid => ((0, 0), (0, 0)),
             Padding::Same => (
@@ -71,14 +80,8 @@ impl Padding {
                 right,
             } => ((top, bottom), (left, right)),
         };
-        let eff = (
-            (kernel.0 - 1) * dilation.0 + 1,
-            (kernel.1 - 1) * dilation.1 + 1,
-        );
-        let padded = (
-            input.0 + pads_h.0 + pads_h.1,
-            input.1 + pads_w.0 + pads_w.1,
-        );
+        let eff = (eff_h, eff_w);
+        let padded = (input.0 + pads_h.0 + pads_h.1, input.1 + pads_w.0 + pads_w.1);
         let out = match *self {
             Padding::Same => (input.0.div_ceil(strides.0), input.1.div_ceil(strides.1)),
             _ => {
@@ -124,7 +127,9 @@ impl Padding {
 
 fn same_pads(input: usize, k: usize, stride: usize, dilation: usize) -> (usize, usize) {
     let out = input.div_ceil(stride);
-    let need = (out.max(1) - 1) * stride + (k - 1) * dilation + 1;
+    let need = ((out.max(1) - 1) * stride)
+        .saturating_add((k - 1).saturating_mul(dilation))
+        .saturating_add(1);
     let total = need.saturating_sub(input);
     (total / 2, total - total / 2)
 }
@@ -230,6 +235,9 @@ mod tests {
         assert!(e.contains("conv2d") && e.contains("(2, 5)"), "{e}");
         assert!(Padding::Valid
             .resolve("t", (4, 4), (0, 1), (1, 1), (1, 1))
+            .is_err());
+        assert!(Padding::Same
+            .resolve("t", (4, 4), (3, 3), (1, 1), (usize::MAX, 1))
             .is_err());
     }
 

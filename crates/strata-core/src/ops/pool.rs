@@ -161,11 +161,15 @@ impl Tensor {
             parallel::for_each_chunk_mut(&mut dx, (g.in_w * c).max(1), |idx, row| {
                 let (b, ih) = (idx / g.in_h, idx % g.in_h);
                 for ki in 0..g.kh {
-                    let Some(oh) = g.out_row(ih, ki) else { continue };
+                    let Some(oh) = g.out_row(ih, ki) else {
+                        continue;
+                    };
                     for iw in 0..g.in_w {
                         let d = &mut row[iw * c..(iw + 1) * c];
                         for kj in 0..g.kw {
-                            let Some(ow) = g.out_col(iw, kj) else { continue };
+                            let Some(ow) = g.out_col(iw, kj) else {
+                                continue;
+                            };
                             let inv = 1.0 / window_count(&g, oh, ow).max(1) as f32;
                             let gs = &gr[((b * g.out_h + oh) * g.out_w + ow) * c..][..c];
                             d.iter_mut().zip(gs).for_each(|(d, gv)| *d += gv * inv);
@@ -249,7 +253,9 @@ mod tests {
                                 let ih = (oh * g.sh + ki) as isize - g.pad_top as isize;
                                 let iw = (ow * g.sw + kj) as isize - g.pad_left as isize;
                                 if ih >= 0 && iw >= 0 && (ih as usize) < h && (iw as usize) < w {
-                                    vals.push(d[((b * h + ih as usize) * w + iw as usize) * c + ch]);
+                                    vals.push(
+                                        d[((b * h + ih as usize) * w + iw as usize) * c + ch],
+                                    );
                                 }
                             }
                         }
@@ -281,7 +287,12 @@ mod tests {
                     right: rng.below(k.1),
                 },
             };
-            let shape = [1 + rng.below(2), k.0 + rng.below(5), k.1 + rng.below(5), 1 + rng.below(3)];
+            let shape = [
+                1 + rng.below(2),
+                k.0 + rng.below(5),
+                k.1 + rng.below(5),
+                1 + rng.below(3),
+            ];
             let x = Tensor::rand_normal(&shape, 0.0, 1.0, &mut rng);
             let (_, _, g) = pool_geometry("t", &shape, k, s, padding).unwrap();
             let mp = x.max_pool2d(k, s, padding).unwrap();
@@ -289,7 +300,11 @@ mod tests {
             assert_eq!(mp.to_vec(), pool_reference(&x, &g, true), "max case {case}");
             let ap = x.avg_pool2d(k, s, padding).unwrap();
             assert!(
-                ap.allclose(&Tensor::from_vec(pool_reference(&x, &g, false), ap.shape()).unwrap(), 1e-5, 1e-6),
+                ap.allclose(
+                    &Tensor::from_vec(pool_reference(&x, &g, false), ap.shape()).unwrap(),
+                    1e-5,
+                    1e-6
+                ),
                 "avg case {case}"
             );
         }
@@ -300,11 +315,16 @@ mod tests {
         let x = Tensor::from_vec(vec![-5.0, -6.0, -7.0, -8.0], &[1, 2, 2, 1]).unwrap();
         // 3x3 'same' stride 1: every window sees padding; max stays a real value
         assert_eq!(
-            x.max_pool2d((3, 3), (1, 1), Padding::Same).unwrap().to_vec(),
+            x.max_pool2d((3, 3), (1, 1), Padding::Same)
+                .unwrap()
+                .to_vec(),
             vec![-5.0; 4]
         );
         // 2x2 'same' stride 1 on 2x2: bottom-right window holds one real cell
-        let a = x.avg_pool2d((2, 2), (1, 1), Padding::Same).unwrap().to_vec();
+        let a = x
+            .avg_pool2d((2, 2), (1, 1), Padding::Same)
+            .unwrap()
+            .to_vec();
         assert_eq!(a, vec![-6.5, -7.0, -7.5, -8.0]);
     }
 
@@ -363,7 +383,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("avg_pool2d") && e.contains("(2, 2)"), "{e}");
-        assert!(Tensor::zeros(&[2, 2, 1]).max_pool2d((1, 1), (1, 1), Padding::Valid).is_err());
+        assert!(Tensor::zeros(&[2, 2, 1])
+            .max_pool2d((1, 1), (1, 1), Padding::Valid)
+            .is_err());
         assert!(x.max_pool2d((2, 2), (0, 2), Padding::Valid).is_err());
+        let empty = Tensor::zeros(&[0, 4, 4, 2]).requires_grad_(true);
+        let y = empty.max_pool2d((2, 2), (2, 2), Padding::Same).unwrap();
+        assert_eq!(y.shape(), &[0, 2, 2, 2]);
+        let z = empty.avg_pool2d((2, 2), (2, 2), Padding::Same).unwrap();
+        y.sum_all().add(&z.sum_all()).unwrap().backward().unwrap();
     }
 }

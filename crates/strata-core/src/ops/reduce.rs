@@ -169,9 +169,9 @@ mod tests {
     #[test]
     fn gradients() {
         let x = Tensor::rand_normal(&[2, 3, 4], 0.0, 1.0, &mut Rng::new(9));
-        check_gradients(&[x.clone()], |t| t[0].sum(&[0, 2], false));
-        check_gradients(&[x.clone()], |t| t[0].mean(&[1], true));
-        check_gradients(&[x.clone()], |t| t[0].max(2, false));
-        check_gradients(&[x.clone()], |t| Ok(t[0].mean_all()));
+        check_gradients(std::slice::from_ref(&x), |t| t[0].sum(&[0, 2], false));
+        check_gradients(std::slice::from_ref(&x), |t| t[0].mean(&[1], true));
+        check_gradients(std::slice::from_ref(&x), |t| t[0].max(2, false));
+        check_gradients(std::slice::from_ref(&x), |t| Ok(t[0].mean_all()));
     }
 }

@@ -170,18 +170,18 @@ mod tests {
     fn gradients_of_every_unary_op() {
         let x = away_from_zero(&[3, 5], 1);
         let pos = Tensor::rand_uniform(&[3, 5], 0.5, 2.0, &mut Rng::new(2));
-        check_gradients(&[x.clone()], |t| Ok(t[0].neg()));
-        check_gradients(&[x.clone()], |t| Ok(t[0].exp()));
-        check_gradients(&[pos.clone()], |t| Ok(t[0].log()));
-        check_gradients(&[pos.clone()], |t| Ok(t[0].sqrt()));
-        check_gradients(&[pos.clone()], |t| Ok(t[0].pow(2.5)));
-        check_gradients(&[x.clone()], |t| Ok(t[0].square()));
-        check_gradients(&[x.clone()], |t| Ok(t[0].abs()));
-        check_gradients(&[x.clone()], |t| Ok(t[0].clamp(-0.55, 0.65)));
-        check_gradients(&[x.clone()], |t| Ok(t[0].relu()));
-        check_gradients(&[x.clone()], |t| Ok(t[0].sigmoid()));
-        check_gradients(&[x.clone()], |t| Ok(t[0].tanh()));
-        check_gradients(&[x.clone()], |t| Ok(t[0].gelu()));
+        check_gradients(std::slice::from_ref(&x), |t| Ok(t[0].neg()));
+        check_gradients(std::slice::from_ref(&x), |t| Ok(t[0].exp()));
+        check_gradients(std::slice::from_ref(&pos), |t| Ok(t[0].log()));
+        check_gradients(std::slice::from_ref(&pos), |t| Ok(t[0].sqrt()));
+        check_gradients(std::slice::from_ref(&pos), |t| Ok(t[0].pow(2.5)));
+        check_gradients(std::slice::from_ref(&x), |t| Ok(t[0].square()));
+        check_gradients(std::slice::from_ref(&x), |t| Ok(t[0].abs()));
+        check_gradients(std::slice::from_ref(&x), |t| Ok(t[0].clamp(-0.55, 0.65)));
+        check_gradients(std::slice::from_ref(&x), |t| Ok(t[0].relu()));
+        check_gradients(std::slice::from_ref(&x), |t| Ok(t[0].sigmoid()));
+        check_gradients(std::slice::from_ref(&x), |t| Ok(t[0].tanh()));
+        check_gradients(std::slice::from_ref(&x), |t| Ok(t[0].gelu()));
     }
 
     #[test]
