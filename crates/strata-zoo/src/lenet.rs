@@ -22,7 +22,11 @@ pub fn lenet5(input_shape: [usize; 3], classes: usize, seed: u64) -> Result<Mode
         return Err(ZooError::config("lenet5", "classes", "must be at least 1"));
     }
     let mut m = Model::sequential("lenet5", &input_shape, seed);
-    m.add(Conv2D::new(6, (5, 5)).padding(Padding::Same).activation(Activation::Tanh))?;
+    m.add(
+        Conv2D::new(6, (5, 5))
+            .padding(Padding::Same)
+            .activation(Activation::Tanh),
+    )?;
     m.add(AveragePooling2D::new((2, 2), None, "valid"))?;
     m.add(Conv2D::new(16, (5, 5)).activation(Activation::Tanh))?;
     m.add(AveragePooling2D::new((2, 2), None, "valid"))?;

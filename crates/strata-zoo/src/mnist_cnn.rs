@@ -16,7 +16,11 @@ pub const MNIST_INPUT_SHAPE: [usize; 3] = [28, 28, 1];
 /// Builds the MNIST CNN for `input_shape` (H, W, C) and `classes` outputs.
 pub fn mnist_cnn(input_shape: [usize; 3], classes: usize, seed: u64) -> Result<Model> {
     if classes == 0 {
-        return Err(ZooError::config("mnist-cnn", "classes", "must be at least 1"));
+        return Err(ZooError::config(
+            "mnist-cnn",
+            "classes",
+            "must be at least 1",
+        ));
     }
     let mut m = Model::sequential("mnist_cnn", &input_shape, seed);
     m.add(Conv2D::new(32, (3, 3)).activation(Activation::Relu))?;
@@ -42,7 +46,15 @@ mod tests {
         let names: Vec<&str> = m.layers().iter().map(|l| l.name()).collect();
         assert_eq!(
             names,
-            ["conv2d", "max_pooling2d", "conv2d_1", "max_pooling2d_1", "flatten", "dropout", "dense"]
+            [
+                "conv2d",
+                "max_pooling2d",
+                "conv2d_1",
+                "max_pooling2d_1",
+                "flatten",
+                "dropout",
+                "dense"
+            ]
         );
         assert_eq!(m.output_shapes(), vec![vec![10]]);
         assert!(m.ends_in_softmax());

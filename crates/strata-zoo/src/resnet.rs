@@ -31,7 +31,10 @@
 //! 9,600 moving statistics).
 
 use strata_core::ops::Padding;
-use strata_nn::layers::{ActivationLayer, Add, BatchNormalization, Conv2D, Dense, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D};
+use strata_nn::layers::{
+    ActivationLayer, Add, BatchNormalization, Conv2D, Dense, GlobalAveragePooling2D,
+    GlobalMaxPooling2D, MaxPooling2D,
+};
 use strata_nn::{Activation, Initializer, Layer, Model, Source};
 
 use crate::error::{Result, ZooError};
@@ -139,14 +142,21 @@ fn architecture(depth: usize) -> Option<(Block, [usize; 4])> {
 fn conv(name: &str, filters: usize, k: usize, stride: usize, pad: usize) -> Conv2D {
     Conv2D::new(filters, (k, k))
         .strides(stride)
-        .padding(if pad == 0 { Padding::Valid } else { Padding::symmetric(pad) })
+        .padding(if pad == 0 {
+            Padding::Valid
+        } else {
+            Padding::symmetric(pad)
+        })
         .use_bias(false)
         .kernel_initializer(Initializer::HeNormal)
         .named(name)
 }
 
 fn bn(name: &str) -> BatchNormalization {
-    BatchNormalization::new().epsilon(1e-5).momentum(0.9).named(name)
+    BatchNormalization::new()
+        .epsilon(1e-5)
+        .momentum(0.9)
+        .named(name)
 }
 
 fn named<L: Layer>(mut layer: L, name: &str) -> L {
@@ -159,7 +169,14 @@ fn relu(name: &str) -> ActivationLayer {
 }
 
 /// Appends one residual block `prefix` (e.g. `layer2.0`) and returns its output.
-fn block(m: &mut Model, kind: Block, prefix: &str, x: Source, planes: usize, stride: usize) -> Result<Source> {
+fn block(
+    m: &mut Model,
+    kind: Block,
+    prefix: &str,
+    x: Source,
+    planes: usize,
+    stride: usize,
+) -> Result<Source> {
     let in_channels = m.shape_of(x)?.last().copied().unwrap_or(0);
     let out_channels = planes * kind.expansion();
     let p = |s: &str| format!("{prefix}.{s}");
@@ -221,16 +238,35 @@ pub fn resnet(cfg: &ResNetConfig) -> Result<Model> {
         let planes = 64 << stage;
         for b in 0..blocks {
             let stride = if stage > 0 && b == 0 { 2 } else { 1 };
-            x = block(&mut m, kind, &format!("layer{}.{b}", stage + 1), x, planes, stride)?;
+            x = block(
+                &mut m,
+                kind,
+                &format!("layer{}.{b}", stage + 1),
+                x,
+                planes,
+                stride,
+            )?;
         }
     }
     if cfg.include_top {
         x = m.apply(GlobalAveragePooling2D::new(false).named("avgpool"), &[x])?;
-        x = m.apply(Dense::new(cfg.classes).activation(Activation::Softmax).named("fc"), &[x])?;
+        x = m.apply(
+            Dense::new(cfg.classes)
+                .activation(Activation::Softmax)
+                .named("fc"),
+            &[x],
+        )?;
     } else {
         match cfg.pooling {
-            Some(Pooling::Avg) => x = m.apply(GlobalAveragePooling2D::new(false).named("avgpool"), &[x])?,
-            Some(Pooling::Max) => x = m.apply(named(GlobalMaxPooling2D::new(false), "maxpool_global"), &[x])?,
+            Some(Pooling::Avg) => {
+                x = m.apply(GlobalAveragePooling2D::new(false).named("avgpool"), &[x])?
+            }
+            Some(Pooling::Max) => {
+                x = m.apply(
+                    named(GlobalMaxPooling2D::new(false), "maxpool_global"),
+                    &[x],
+                )?
+            }
             None => {}
         }
     }
@@ -247,7 +283,12 @@ pub fn freeze_backbone(model: &mut Model) -> Result<Vec<String>> {
         .last()
         .map(|n| n.layer)
         .filter(|&i| model.layers()[i].as_any().is::<Dense>());
-    let names: Vec<(usize, String)> = model.layers().iter().enumerate().map(|(i, l)| (i, l.name().to_string())).collect();
+    let names: Vec<(usize, String)> = model
+        .layers()
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i, l.name().to_string()))
+        .collect();
     let mut kept = Vec::new();
     for (i, name) in names {
         let keep = Some(i) == head;
@@ -281,7 +322,14 @@ mod tests {
         assert_eq!(node.output_shape, vec![2048]);
         assert_eq!(m.output_shapes(), vec![vec![3]]);
         // torchvision's module paths
-        for n in ["conv1", "bn1", "maxpool", "layer1.0.downsample.0", "layer4.2.conv3", "layer3.5.bn3"] {
+        for n in [
+            "conv1",
+            "bn1",
+            "maxpool",
+            "layer1.0.downsample.0",
+            "layer4.2.conv3",
+            "layer3.5.bn3",
+        ] {
             assert!(m.layer(n).is_some(), "{n}");
         }
         assert!(m.layer("layer3.6.conv1").is_none());
@@ -302,7 +350,12 @@ mod tests {
     #[test]
     fn every_depth_matches_torchvision_trainable_counts() {
         // torchvision parameter counts with the 1000-class fc
-        for (depth, params) in [(34, 21_797_672), (50, 25_557_032), (101, 44_549_160), (152, 60_192_808)] {
+        for (depth, params) in [
+            (34, 21_797_672),
+            (50, 25_557_032),
+            (101, 44_549_160),
+            (152, 60_192_808),
+        ] {
             let m = resnet(&ResNetConfig::new(depth).input_shape([32, 32, 3])).unwrap();
             assert_eq!(m.count_trainable_params(), params, "resnet{depth}");
         }
@@ -310,20 +363,38 @@ mod tests {
 
     #[test]
     fn without_top_and_pooling() {
-        let m = resnet(&ResNetConfig::new(18).input_shape([64, 64, 3]).without_top(None)).unwrap();
+        let m = resnet(
+            &ResNetConfig::new(18)
+                .input_shape([64, 64, 3])
+                .without_top(None),
+        )
+        .unwrap();
         assert_eq!(m.output_shapes(), vec![vec![2, 2, 512]]);
         assert!(m.layer("fc").is_none());
-        let m = resnet(&ResNetConfig::new(50).input_shape([64, 64, 3]).without_top(Some(Pooling::Avg))).unwrap();
+        let m = resnet(
+            &ResNetConfig::new(50)
+                .input_shape([64, 64, 3])
+                .without_top(Some(Pooling::Avg)),
+        )
+        .unwrap();
         assert_eq!(m.output_shapes(), vec![vec![2048]]);
         assert_eq!(m.count_trainable_params(), 25_557_032 - 2_049_000);
-        let m = resnet(&ResNetConfig::new(18).input_shape([64, 64, 3]).without_top(Some(Pooling::Max))).unwrap();
+        let m = resnet(
+            &ResNetConfig::new(18)
+                .input_shape([64, 64, 3])
+                .without_top(Some(Pooling::Max)),
+        )
+        .unwrap();
         assert_eq!(m.output_shapes(), vec![vec![512]]);
     }
 
     #[test]
     fn bad_configs_are_errors_not_panics() {
         let e = resnet(&ResNetConfig::new(20)).unwrap_err().to_string();
-        assert!(e.contains("depth") && e.contains("[18, 34, 50, 101, 152]"), "{e}");
+        assert!(
+            e.contains("depth") && e.contains("[18, 34, 50, 101, 152]"),
+            "{e}"
+        );
         assert!(resnet(&ResNetConfig::new(18).classes(0)).is_err());
         // like torchvision, the padded stem and stages accept any size >= 1
         let tiny = resnet(&ResNetConfig::new(18).classes(2).input_shape([1, 1, 3])).unwrap();
@@ -333,11 +404,16 @@ mod tests {
 
     #[test]
     fn resnet18_forward_and_frozen_backbone() {
-        let cfg = ResNetConfig::new(18).classes(10).input_shape([64, 64, 3]).seed(7);
+        let cfg = ResNetConfig::new(18)
+            .classes(10)
+            .input_shape([64, 64, 3])
+            .seed(7);
         let mut m = resnet(&cfg).unwrap();
         let mut rng = strata_core::Rng::new(1);
         let x: Vec<f32> = (0..64 * 64 * 3).map(|_| rng.normal()).collect();
-        let y = m.forward(&[Tensor::from_vec(x, &[1, 64, 64, 3]).unwrap()], false).unwrap();
+        let y = m
+            .forward(&[Tensor::from_vec(x, &[1, 64, 64, 3]).unwrap()], false)
+            .unwrap();
         assert_eq!(y[0].shape(), &[1, 10]);
         let p = y[0].to_vec();
         assert!(p.iter().all(|v| v.is_finite() && *v >= 0.0));

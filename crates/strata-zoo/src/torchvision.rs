@@ -133,24 +133,39 @@ fn permute(values: &[f32], shape: &[usize], perm: &[usize]) -> (Vec<usize>, Vec<
 
 /// OIHW -> HWIO.
 pub fn oihw_to_hwio(values: &[f32], shape: &[usize]) -> Option<(Vec<usize>, Vec<f32>)> {
-    (shape.len() == 4 && values.len() == shape.iter().product::<usize>()).then(|| permute(values, shape, &[2, 3, 1, 0]))
+    (shape.len() == 4 && values.len() == shape.iter().product::<usize>())
+        .then(|| permute(values, shape, &[2, 3, 1, 0]))
 }
 
 /// HWIO -> OIHW.
 pub fn hwio_to_oihw(values: &[f32], shape: &[usize]) -> Option<(Vec<usize>, Vec<f32>)> {
-    (shape.len() == 4 && values.len() == shape.iter().product::<usize>()).then(|| permute(values, shape, &[3, 2, 0, 1]))
+    (shape.len() == 4 && values.len() == shape.iter().product::<usize>())
+        .then(|| permute(values, shape, &[3, 2, 0, 1]))
 }
 
 /// A matrix transposed: (r, c) -> (c, r).
 pub fn transpose2(values: &[f32], shape: &[usize]) -> Option<(Vec<usize>, Vec<f32>)> {
-    (shape.len() == 2 && values.len() == shape.iter().product::<usize>()).then(|| permute(values, shape, &[1, 0]))
+    (shape.len() == 2 && values.len() == shape.iter().product::<usize>())
+        .then(|| permute(values, shape, &[1, 0]))
 }
 
 /// Whether tensor names look like a torchvision `state_dict` rather than a
 /// strata weights file (`<layer>.kernel`, `.gamma`, `.moving_mean`, ...).
 pub fn is_torchvision_naming<'a>(names: impl IntoIterator<Item = &'a str>) -> bool {
-    let strata = [".kernel", ".gamma", ".beta", ".moving_mean", ".moving_variance", ".depthwise_kernel"];
-    let torch = [".weight", ".running_mean", ".running_var", ".num_batches_tracked"];
+    let strata = [
+        ".kernel",
+        ".gamma",
+        ".beta",
+        ".moving_mean",
+        ".moving_variance",
+        ".depthwise_kernel",
+    ];
+    let torch = [
+        ".weight",
+        ".running_mean",
+        ".running_var",
+        ".num_batches_tracked",
+    ];
     let (mut s, mut t) = (0usize, 0usize);
     for n in names {
         if strata.iter().any(|e| n.ends_with(e)) {
@@ -166,14 +181,21 @@ pub fn is_torchvision_naming<'a>(names: impl IntoIterator<Item = &'a str>) -> bo
 /// Maps torchvision-named tensors onto the model's strata weight names and
 /// layouts. Every problem (missing, unexpected, wrong shape) is listed in one
 /// error, in torchvision's names and shapes; `path` only names the source.
-pub fn torchvision_to_strata(model: &Model, path: &Path, tensors: Vec<NamedTensor>) -> Result<Vec<NamedTensor>> {
+pub fn torchvision_to_strata(
+    model: &Model,
+    path: &Path,
+    tensors: Vec<NamedTensor>,
+) -> Result<Vec<NamedTensor>> {
     let expected = targets(model);
     let by_torch: HashMap<&str, &Target> = expected.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let given: HashSet<String> = tensors.iter().map(|(n, _, _)| n.clone()).collect();
     let mut problems = Vec::new();
     for (name, t) in &expected {
         if !given.contains(name) {
-            problems.push(format!("missing {name} {}", strata_core::fmt_shape(&torch_shape(&t.shape, t.layout))));
+            problems.push(format!(
+                "missing {name} {}",
+                strata_core::fmt_shape(&torch_shape(&t.shape, t.layout))
+            ));
         }
     }
     let mut out = Vec::with_capacity(tensors.len());
@@ -183,7 +205,10 @@ pub fn torchvision_to_strata(model: &Model, path: &Path, tensors: Vec<NamedTenso
             continue;
         }
         let Some(t) = by_torch.get(name.as_str()) else {
-            unexpected.push(format!("unexpected {name} {}", strata_core::fmt_shape(&shape)));
+            unexpected.push(format!(
+                "unexpected {name} {}",
+                strata_core::fmt_shape(&shape)
+            ));
             continue;
         };
         let want = torch_shape(&t.shape, t.layout);
@@ -202,7 +227,10 @@ pub fn torchvision_to_strata(model: &Model, path: &Path, tensors: Vec<NamedTenso
         };
         match converted {
             Some((s, v)) => out.push((t.strata.clone(), s, v)),
-            None => problems.push(format!("{name}: cannot convert to the {:?} layout", t.layout)),
+            None => problems.push(format!(
+                "{name}: cannot convert to the {:?} layout",
+                t.layout
+            )),
         }
     }
     unexpected.sort();
@@ -210,7 +238,11 @@ pub fn torchvision_to_strata(model: &Model, path: &Path, tensors: Vec<NamedTenso
     if !problems.is_empty() {
         return Err(NnError::Weights {
             path: path.display().to_string(),
-            message: format!("torchvision weights: {} mismatch(es): {}", problems.len(), problems.join("; ")),
+            message: format!(
+                "torchvision weights: {} mismatch(es): {}",
+                problems.len(),
+                problems.join("; ")
+            ),
         }
         .into());
     }
@@ -240,7 +272,11 @@ pub fn strata_to_torchvision(model: &Model) -> Vec<NamedTensor> {
             out.push((torch, shape, values));
         }
         if is_bn {
-            out.push((format!("{}.num_batches_tracked", layer.name()), vec![], vec![0.0]));
+            out.push((
+                format!("{}.num_batches_tracked", layer.name()),
+                vec![],
+                vec![0.0],
+            ));
         }
     }
     out
@@ -253,11 +289,12 @@ pub fn load_weights_auto(model: &mut Model, path: impl AsRef<Path>) -> Result<Ve
     let path = path.as_ref();
     let (tensors, meta) = read_safetensors(path)?;
     let strata_format = meta.get("format").is_some_and(|f| f == "strata");
-    let tensors = if !strata_format && is_torchvision_naming(tensors.iter().map(|(n, _, _)| n.as_str())) {
-        torchvision_to_strata(model, path, tensors)?
-    } else {
-        tensors
-    };
+    let tensors =
+        if !strata_format && is_torchvision_naming(tensors.iter().map(|(n, _, _)| n.as_str())) {
+            torchvision_to_strata(model, path, tensors)?
+        } else {
+            tensors
+        };
     Ok(model.set_weight_tensors(path, tensors)?)
 }
 
@@ -274,7 +311,13 @@ mod tests {
     }
 
     fn small_resnet18(seed: u64) -> Model {
-        resnet(&ResNetConfig::new(18).classes(5).input_shape([32, 32, 3]).seed(seed)).unwrap()
+        resnet(
+            &ResNetConfig::new(18)
+                .classes(5)
+                .input_shape([32, 32, 3])
+                .seed(seed),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -291,8 +334,9 @@ mod tests {
         }
         let (s, hwio) = oihw_to_hwio(&v, &shape).unwrap();
         assert_eq!(s, vec![1, 2, 3, 2]);
-        // HWIO index (h=0, w=1, i=2, o=1)
-        assert_eq!(hwio[((1) * 3 + 2) * 2 + 1], 1201.0);
+        // HWIO (h, w, i, o) = (0, 1, 2, 1) sits at ((h * 2 + w) * 3 + i) * 2 + o
+        let (h, w, i, o) = (0, 1, 2, 1);
+        assert_eq!(hwio[((h * 2 + w) * 3 + i) * 2 + o], 1201.0);
         let (s2, back) = hwio_to_oihw(&hwio, &s).unwrap();
         assert_eq!((s2.as_slice(), back), (&shape[..], v));
         let (s, t) = transpose2(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]).unwrap();
@@ -302,19 +346,35 @@ mod tests {
 
     #[test]
     fn detects_naming() {
-        assert!(is_torchvision_naming(["conv1.weight", "bn1.running_mean", "fc.bias"]));
-        assert!(!is_torchvision_naming(["conv1.kernel", "bn1.moving_mean", "fc.bias"]));
+        assert!(is_torchvision_naming([
+            "conv1.weight",
+            "bn1.running_mean",
+            "fc.bias"
+        ]));
+        assert!(!is_torchvision_naming([
+            "conv1.kernel",
+            "bn1.moving_mean",
+            "fc.bias"
+        ]));
     }
 
     #[test]
     fn loads_a_torchvision_file_into_resnet18() {
         let source = small_resnet18(11);
         let torch = strata_to_torchvision(&source);
-        let conv = torch.iter().find(|(n, _, _)| n == "layer2.0.conv1.weight").unwrap();
+        let conv = torch
+            .iter()
+            .find(|(n, _, _)| n == "layer2.0.conv1.weight")
+            .unwrap();
         assert_eq!(conv.1, vec![128, 64, 3, 3]);
-        assert_eq!(torch.iter().find(|(n, _, _)| n == "fc.weight").unwrap().1, vec![5, 512]);
+        assert_eq!(
+            torch.iter().find(|(n, _, _)| n == "fc.weight").unwrap().1,
+            vec![5, 512]
+        );
         assert!(torch.iter().any(|(n, _, _)| n == "bn1.num_batches_tracked"));
-        assert!(torch.iter().any(|(n, _, _)| n == "layer1.0.bn2.running_var"));
+        assert!(torch
+            .iter()
+            .any(|(n, _, _)| n == "layer1.0.bn2.running_var"));
         let p = tmp("tv");
         write_safetensors_atomic(&p, &torch, None).unwrap();
 
@@ -334,32 +394,63 @@ mod tests {
 
     #[test]
     fn mismatches_are_listed_in_one_error() {
-        let source = small_resnet18(1);
-        let mut torch = strata_to_torchvision(&source);
+        let mut model = small_resnet18(1);
+        let mut torch = strata_to_torchvision(&model);
         torch.retain(|(n, _, _)| n != "layer3.1.bn2.running_mean");
         for t in torch.iter_mut() {
             if t.0 == "layer1.0.conv2.weight" {
-                *t = (t.0.clone(), vec![64, 64, 1, 9], t.2.clone());
+                t.1 = vec![64, 64, 1, 9];
             }
         }
         torch.push(("extra.weight".into(), vec![2], vec![0.0, 1.0]));
-        let p = tmp("bad");
-        write_safetensors_atomic(&p, &torch, None).unwrap();
-        let mut target = small_resnet18(2);
-        let before = target.weight_tensors();
-        let e = load_weights_auto(&mut target, &p).unwrap_err().to_string();
-        assert!(e.contains("3 mismatch(es)"), "{e}");
-        assert!(e.contains("missing layer3.1.bn2.running_mean (256,)"), "{e}");
-        assert!(e.contains("layer1.0.conv2.weight: expected shape (64, 64, 3, 3), found (64, 64, 1, 9)"), "{e}");
-        assert!(e.contains("unexpected extra.weight"), "{e}");
-        assert_eq!(before, target.weight_tensors());
+        let e = torchvision_to_strata(&model, Path::new("bad.safetensors"), torch)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("weights bad.safetensors: torchvision weights: 3 mismatch(es)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("missing layer3.1.bn2.running_mean (256,)"),
+            "{e}"
+        );
+        assert!(
+            e.contains(
+                "layer1.0.conv2.weight: expected shape (64, 64, 3, 3), found (64, 64, 1, 9)"
+            ),
+            "{e}"
+        );
+        assert!(e.contains("unexpected extra.weight (2,)"), "{e}");
 
-        // an ImageNet head into a 5-class model: the fc shapes are named
-        let mut imagenet = strata_to_torchvision(&resnet(&ResNetConfig::new(18).input_shape([32, 32, 3])).unwrap());
-        imagenet.retain(|(n, _, _)| n.starts_with("fc.") || n == "conv1.weight");
+        // an ImageNet head into a 5-class model, through a file: every
+        // problem named, nothing changed
+        let before = model.weight_tensors();
+        let imagenet: Vec<NamedTensor> = vec![
+            (
+                "conv1.weight".into(),
+                vec![64, 3, 7, 7],
+                vec![0.5; 64 * 3 * 49],
+            ),
+            ("fc.weight".into(), vec![1000, 512], vec![0.0; 512_000]),
+            ("fc.bias".into(), vec![1000], vec![0.0; 1000]),
+            ("bn1.running_var".into(), vec![64], vec![1.0; 64]),
+        ];
+        let p = tmp("bad");
         write_safetensors_atomic(&p, &imagenet, None).unwrap();
-        let e = load_weights_auto(&mut target, &p).unwrap_err().to_string();
-        assert!(e.contains("fc.weight: expected shape (5, 512), found (1000, 512)"), "{e}");
-        assert!(e.contains("fc.bias: expected shape (5,), found (1000,)"), "{e}");
+        let e = load_weights_auto(&mut model, &p).unwrap_err().to_string();
+        assert!(
+            e.contains("fc.weight: expected shape (5, 512), found (1000, 512)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("fc.bias: expected shape (5,), found (1000,)"),
+            "{e}"
+        );
+        assert!(e.contains("missing layer4.1.bn2.weight (512,)"), "{e}");
+        assert!(
+            !e.contains("conv1.weight:") && !e.contains("missing bn1.running_var"),
+            "{e}"
+        );
+        assert_eq!(before, model.weight_tensors());
     }
 }
