@@ -1,0 +1,57 @@
+//! `gemm`: `strata_core::kernels::gemm::gemm` on square matrices and on the
+//! ResNet-50 convolutions seen as GEMMs at batch 8 (M = batch*H_out*W_out,
+//! K = C_in*kh*kw, N = C_out), row-major, no transposes.
+
+use crate::record::{kernel_record, print_row, time_runs, Record};
+use crate::Opts;
+use strata_core::kernels::gemm::{gemm, MatRef};
+use strata_core::{set_num_threads, Rng};
+
+/// (label, M, K, N); bench/torch_bench.py holds the same list.
+pub const SHAPES: &[(&str, usize, usize, usize)] = &[
+    ("square", 1024, 1024, 1024),
+    ("square", 2048, 2048, 2048),
+    ("r50.conv1 7x7/2", 8 * 112 * 112, 147, 64),
+    ("r50.layer1 1x1", 8 * 56 * 56, 64, 64),
+    ("r50.layer1 1x1", 8 * 56 * 56, 64, 256),
+    ("r50.layer1 1x1", 8 * 56 * 56, 256, 64),
+    ("r50.layer1 3x3", 8 * 56 * 56, 576, 64),
+    ("r50.layer2 3x3", 8 * 28 * 28, 1152, 128),
+    ("r50.layer2 1x1", 8 * 28 * 28, 128, 512),
+    ("r50.layer2 1x1", 8 * 28 * 28, 512, 128),
+    ("r50.layer3 3x3", 8 * 14 * 14, 2304, 256),
+    ("r50.layer3 1x1", 8 * 14 * 14, 256, 1024),
+    ("r50.layer3 1x1", 8 * 14 * 14, 1024, 256),
+    ("r50.layer4 3x3", 8 * 7 * 7, 4608, 512),
+    ("r50.layer4 1x1", 8 * 7 * 7, 512, 2048),
+    ("r50.layer4 1x1", 8 * 7 * 7, 2048, 512),
+];
+
+pub fn key(label: &str, m: usize, k: usize, n: usize) -> String {
+    format!("gemm {label} {m}x{k}x{n}")
+}
+
+fn random(len: usize, rng: &mut Rng) -> Vec<f32> {
+    (0..len).map(|_| rng.normal()).collect()
+}
+
+pub fn run(opts: &Opts, threads: &[usize], out: &mut Vec<Record>) {
+    let mut rng = Rng::new(1);
+    for &(label, m, k, n) in SHAPES {
+        let a = random(m * k, &mut rng);
+        let b = random(k * n, &mut rng);
+        let mut c = vec![0f32; m * n];
+        let flops = 2.0 * (m * k * n) as f64;
+        for &t in threads {
+            set_num_threads(t);
+            let times = time_runs(opts.warmup, opts.runs, || {}, || {
+                gemm(MatRef::new(&a, m, k), MatRef::new(&b, k, n), &mut c, n, false);
+                std::hint::black_box(&c);
+            });
+            let r = kernel_record("gemm", key(label, m, k, n), t, opts.runs, times, flops, opts.peak(t));
+            print_row(&r);
+            out.push(r);
+        }
+    }
+    set_num_threads(0);
+}

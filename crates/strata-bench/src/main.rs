@@ -1,0 +1,261 @@
+//! strata-bench: throughput of strata's GEMM, convolutions and zoo models,
+//! printed as a table and optionally written as JSON for bench/compare.py,
+//! which runs bench/torch_bench.py on the same workloads in the same run.
+//!
+//! ```text
+//! strata-bench [gemm] [conv] [conv-all] [resnet50-infer] [resnet50-train]
+//!              [resnet50-frozen] [mnist-epoch] [peak] [all]
+//!              [--runs N] [--warmup N] [--mnist-runs N] [--threads 1,2]
+//!              [--peak GFLOPS_PER_THREAD] [--json PATH]
+//! ```
+//!
+//! Nothing here is a test: no timing is asserted anywhere.
+
+mod conv_bench;
+mod gemm_bench;
+mod models;
+mod peak;
+mod record;
+
+use record::{print_header, Record};
+use std::process::ExitCode;
+
+const COMMANDS: &[&str] = &[
+    "gemm",
+    "conv",
+    "conv-all",
+    "resnet50-infer",
+    "resnet50-train",
+    "resnet50-frozen",
+    "mnist-epoch",
+    "peak",
+];
+
+const USAGE: &str = "usage: strata-bench <command>... [options]
+commands:
+  gemm             GEMM GFLOP/s: square 1024/2048 and ResNet-50 convs as GEMMs (batch 8)
+  conv             conv2d fwd and fwd+bwd: ResNet-50's 7x7/2, 3x3 and 1x1 (56x56) at batch 8
+  conv-all         conv2d fwd and fwd+bwd for all 23 distinct ResNet-50 convolutions, plus totals
+  resnet50-infer   ResNet-50 forward, batch 1 and 8, 224x224
+  resnet50-train   ResNet-50 forward+backward+SGD momentum step, batch 8
+  resnet50-frozen  frozen ResNet-50 backbone + 3-class head training step, batch 16
+  mnist-epoch      MNIST CNN, one epoch of 60k images, batch 128, Adam
+  peak             measured FMA peak only
+  all              gemm conv-all and every model row
+options:
+  --runs N         timed runs per row, median reported (default 5)
+  --warmup N       untimed runs before (default 1)
+  --mnist-runs N   timed MNIST epochs (default 3)
+  --threads LIST   comma-separated thread counts (default: 1,2 for gemm, 2 otherwise;
+                   'max' = all cores)
+  --peak G         FMA peak per thread in GFLOP/s for '% of peak' (default: the nominal
+                   258.5, i.e. 517 on 2 threads); 'measured' uses the best 1-thread FMA loop
+  --json PATH      write the results as JSON";
+
+/// Options shared by all benchmarks.
+pub struct Opts {
+    pub runs: usize,
+    pub warmup: usize,
+    pub mnist_runs: usize,
+    /// Measured single-thread FMA peak (GFLOP/s), best of several trials.
+    pub measured_1t: Option<f64>,
+    /// `--peak`: the single-thread peak given on the command line.
+    pub peak_per_thread: Option<f64>,
+    /// `--peak measured`: use `measured_1t` instead of the nominal peak.
+    pub use_measured: bool,
+}
+
+impl Opts {
+    /// FMA peak for `t` threads in GFLOP/s: `t` times the single-thread peak
+    /// (a hardware ceiling; a 2-thread measurement on a shared machine would
+    /// report the neighbours' load instead).
+    pub fn peak(&self, t: usize) -> f64 {
+        let measured = self.measured_1t.filter(|_| self.use_measured);
+        let one = self
+            .peak_per_thread
+            .or(measured)
+            .unwrap_or(peak::NOMINAL_PEAK_1T);
+        one * t as f64
+    }
+    fn peak_source(&self) -> &'static str {
+        match (self.peak_per_thread, self.measured_1t.filter(|_| self.use_measured)) {
+            (Some(_), _) => "given with --peak",
+            (None, Some(_)) => "measured on 1 thread, times the thread count",
+            (None, None) => "nominal 258.5 GFLOP/s per thread",
+        }
+    }
+}
+
+struct Args {
+    commands: Vec<String>,
+    threads: Option<Vec<usize>>,
+    json: Option<String>,
+    opts: Opts,
+}
+
+fn parse_usize(flag: &str, v: Option<String>) -> Result<usize, String> {
+    let v = v.ok_or_else(|| format!("{flag} needs a value"))?;
+    v.parse().map_err(|_| format!("{flag}: '{v}' is not a count"))
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut it = std::env::args().skip(1);
+    let mut a = Args {
+        commands: Vec::new(),
+        threads: None,
+        json: None,
+        opts: Opts {
+            runs: 5,
+            warmup: 1,
+            mnist_runs: 3,
+            measured_1t: None,
+            use_measured: false,
+            peak_per_thread: None,
+        },
+    };
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Err(String::new()),
+            "--runs" => a.opts.runs = parse_usize("--runs", it.next())?.max(1),
+            "--warmup" => a.opts.warmup = parse_usize("--warmup", it.next())?,
+            "--mnist-runs" => a.opts.mnist_runs = parse_usize("--mnist-runs", it.next())?.max(1),
+            "--json" => a.json = Some(it.next().ok_or("--json needs a path")?),
+            "--peak" => {
+                let v = it.next().ok_or("--peak needs a value")?;
+                if v == "measured" {
+                    a.opts.use_measured = true;
+                } else {
+                    a.opts.peak_per_thread = Some(v.parse().map_err(|_| format!("--peak: '{v}' is not a number"))?);
+                }
+            }
+            "--threads" => {
+                let v = it.next().ok_or("--threads needs a list")?;
+                let max = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let list = v
+                    .split(',')
+                    .map(|s| match s.trim() {
+                        "max" => Ok(max),
+                        s => s.parse::<usize>().ok().filter(|&n| n > 0).ok_or(format!("--threads: '{s}' is not a thread count")),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                a.threads = Some(list);
+            }
+            "all" => a.commands.extend(["gemm", "conv-all", "resnet50-infer", "resnet50-train", "resnet50-frozen", "mnist-epoch"].map(String::from)),
+            c if COMMANDS.contains(&c) => a.commands.push(c.to_string()),
+            other => return Err(format!("unknown argument '{other}'")),
+        }
+    }
+    if a.commands.is_empty() {
+        return Err("no command given".into());
+    }
+    // `conv-all` includes `conv`'s rows
+    if a.commands.iter().any(|c| c == "conv-all") {
+        a.commands.retain(|c| c != "conv");
+    }
+    let mut seen = Vec::new();
+    a.commands.retain(|c| {
+        let new = !seen.contains(c);
+        seen.push(c.clone());
+        new
+    });
+    Ok(a)
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn main() -> ExitCode {
+    let mut args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("strata-bench: {e}");
+            }
+            eprintln!("{USAGE}");
+            return if e.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) };
+        }
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut all_threads: Vec<usize> = args.threads.clone().unwrap_or_else(|| vec![1, 2]);
+    all_threads.push(1);
+    all_threads.push(cores.min(2));
+    all_threads.sort_unstable();
+    all_threads.dedup();
+    args.opts.measured_1t = peak::measure(1, 15);
+    // for information only: what all threads reach together right now
+    let measured_all = peak::measure(cores, 3);
+    println!("# strata-bench on {} ({} cores)", cpu_model(), cores);
+    for &t in &all_threads {
+        println!("# FMA peak {t} thread(s): {:.1} GFLOP/s ({})", args.opts.peak(t), args.opts.peak_source());
+    }
+    if let Some(m) = args.opts.measured_1t {
+        println!("# FMA loop on 1 thread measured {m:.1} GFLOP/s (best of 15)");
+    }
+    if let Some(m) = measured_all {
+        println!("# FMA loop on all {cores} threads at once measured {m:.1} GFLOP/s now (shared machine)");
+    }
+    println!("# median of {} runs after {} warm-up", args.opts.runs, args.opts.warmup);
+    print_header();
+    let mut out: Vec<Record> = Vec::new();
+    let mut failures = Vec::new();
+    for cmd in &args.commands {
+        let threads = args.threads.clone().unwrap_or_else(|| if cmd == "gemm" { vec![1, 2] } else { vec![2] });
+        let res: Result<(), Box<dyn std::error::Error>> = match cmd.as_str() {
+            "gemm" => {
+                gemm_bench::run(&args.opts, &threads, &mut out);
+                Ok(())
+            }
+            "conv" | "conv-all" => {
+                conv_bench::run(&args.opts, &threads, cmd == "conv-all", &mut out);
+                Ok(())
+            }
+            "peak" => Ok(()),
+            model => threads.iter().try_for_each(|&t| match model {
+                "resnet50-infer" => models::resnet50_infer(&args.opts, t, &mut out),
+                "resnet50-train" => models::resnet50_train(&args.opts, t, &mut out),
+                "resnet50-frozen" => models::resnet50_frozen(&args.opts, t, &mut out),
+                "mnist-epoch" => models::mnist_epoch(&args.opts, t, &mut out),
+                _ => unreachable!("commands are checked in parse_args"),
+            }),
+        };
+        if let Err(e) = res {
+            eprintln!("strata-bench: {cmd} failed: {e}");
+            failures.push(format!("{cmd}: {e}"));
+        }
+    }
+    if let Some(path) = &args.json {
+        let doc = serde_json::json!({
+            "engine": "strata",
+            "cpu": cpu_model(),
+            "cores": cores,
+            "peak_gflops": all_threads.iter().map(|&t| (t.to_string(), args.opts.peak(t))).collect::<std::collections::BTreeMap<_, _>>(),
+            "peak_source": args.opts.peak_source(),
+            "peak_measured_1t": args.opts.measured_1t,
+            "peak_measured_all_threads_now": measured_all,
+            "runs": args.opts.runs,
+            "warmup": args.opts.warmup,
+            "failures": failures,
+            "results": out,
+        });
+        let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("strata-bench: cannot write {path}: {e}");
+            return ExitCode::FAILURE;
+        }
+        println!("# wrote {path}");
+    }
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

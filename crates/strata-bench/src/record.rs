@@ -1,0 +1,112 @@
+//! One measured row, the timing helper and the table printer.
+
+use serde::Serialize;
+use std::time::Instant;
+
+/// One benchmark result. `throughput` is higher-is-better, in `unit`
+/// (GFLOP/s for kernels, images/s for models); `key` names the workload the
+/// same way bench/torch_bench.py does, so bench/compare.py can pair rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    pub group: String,
+    pub key: String,
+    pub threads: usize,
+    pub median_s: f64,
+    pub min_s: f64,
+    pub runs: usize,
+    pub throughput: f64,
+    pub unit: String,
+    /// FLOPs of one run (kernels only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flops: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gflops: Option<f64>,
+    /// Percent of the FMA peak for `threads` threads (kernels only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pct_peak: Option<f64>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+/// Times `f` after `warmup` untimed calls: returns (median, min) of `runs`
+/// timed calls in seconds. `setup` runs before every call, untimed.
+pub fn time_runs<S: FnMut(), F: FnMut()>(warmup: usize, runs: usize, mut setup: S, mut f: F) -> (f64, f64) {
+    for _ in 0..warmup {
+        setup();
+        f();
+    }
+    let mut ts: Vec<f64> = (0..runs.max(1))
+        .map(|_| {
+            setup();
+            let t0 = Instant::now();
+            f();
+            t0.elapsed().as_secs_f64()
+        })
+        .collect();
+    ts.sort_by(|a, b| a.total_cmp(b));
+    let n = ts.len();
+    let median = if n % 2 == 1 { ts[n / 2] } else { 0.5 * (ts[n / 2 - 1] + ts[n / 2]) };
+    (median, ts[0])
+}
+
+/// A kernel row: throughput in GFLOP/s and percent of `peak` (GFLOP/s).
+pub fn kernel_record(group: &str, key: String, threads: usize, runs: usize, (median_s, min_s): (f64, f64), flops: f64, peak: f64) -> Record {
+    let gflops = flops / median_s / 1e9;
+    Record {
+        group: group.into(),
+        key,
+        threads,
+        median_s,
+        min_s,
+        runs,
+        throughput: gflops,
+        unit: "GFLOP/s".into(),
+        flops: Some(flops),
+        gflops: Some(gflops),
+        pct_peak: Some(100.0 * gflops / peak),
+        note: String::new(),
+    }
+}
+
+/// A model row: throughput in images/s.
+pub fn model_record(group: &str, key: String, threads: usize, runs: usize, (median_s, min_s): (f64, f64), images: usize) -> Record {
+    Record {
+        group: group.into(),
+        key,
+        threads,
+        median_s,
+        min_s,
+        runs,
+        throughput: images as f64 / median_s,
+        unit: "images/s".into(),
+        flops: None,
+        gflops: None,
+        pct_peak: None,
+        note: String::new(),
+    }
+}
+
+/// Prints one row as soon as it is measured (results stream on long runs).
+pub fn print_row(r: &Record) {
+    let extra = match (r.gflops, r.pct_peak) {
+        (Some(_), Some(p)) => format!("{p:6.1}% peak"),
+        _ => String::new(),
+    };
+    println!(
+        "{:<8} {:<44} {:>2}t {:>11.3} ms {:>10.2} {:<9} {}",
+        r.group,
+        r.key,
+        r.threads,
+        r.median_s * 1e3,
+        r.throughput,
+        r.unit,
+        extra
+    );
+}
+
+pub fn print_header() {
+    println!(
+        "{:<8} {:<44} {:>3} {:>14} {:>10} {:<9} {}",
+        "group", "workload", "thr", "median", "throughput", "unit", "of peak"
+    );
+}
