@@ -302,3 +302,49 @@ pub(crate) fn describe_batchnorm(
         notes: Vec::new(),
     }
 }
+
+/// The explanation of one layer of a model.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LayerExplanation {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub class: String,
+    #[serde(flatten)]
+    pub description: Description,
+}
+
+impl crate::model::Model {
+    /// Every layer's explanation with the shapes of its first application.
+    pub fn explain(&self) -> Vec<LayerExplanation> {
+        self.layers()
+            .iter()
+            .enumerate()
+            .filter_map(|(li, l)| {
+                let node = self.nodes().iter().find(|n| n.layer == li)?;
+                let inputs: Vec<Vec<usize>> = node
+                    .inputs
+                    .iter()
+                    .filter_map(|s| self.shape_of(*s).ok())
+                    .collect();
+                Some(LayerExplanation {
+                    name: l.name().to_string(),
+                    class: l.class_name().to_string(),
+                    description: l.describe(&inputs, &node.output_shape),
+                })
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Display for LayerExplanation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{} ({})", self.name, self.class)?;
+        writeln!(f, "  what:   {}", self.description.operation)?;
+        writeln!(f, "  shapes: {}", self.description.shapes)?;
+        writeln!(f, "  params: {}", self.description.params)?;
+        for n in &self.description.notes {
+            writeln!(f, "  note:   {n}")?;
+        }
+        Ok(())
+    }
+}

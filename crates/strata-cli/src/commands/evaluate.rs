@@ -1,0 +1,76 @@
+//! `strata evaluate MODEL --weights W --data DATA [--labels Y.npy]`: loss and accuracy.
+
+use std::path::PathBuf;
+
+use strata_nn::{Loss, Metric, Optimizer, Targets};
+
+use crate::data_arg::{self, DataRequest};
+use crate::model_arg::{load_weights, CliResult, ModelArgs};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long)]
+    weights: PathBuf,
+    /// `mnist` (its test set), a folder of class sub-folders, or inputs .npy.
+    #[arg(long, default_value = "mnist")]
+    data: String,
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long)]
+    loss: Option<String>,
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: Args) -> CliResult<()> {
+    let hint = if a.model.is_zoo() {
+        data_arg::class_count_of_folder(&a.data)
+    } else {
+        None
+    };
+    let mut model = a.model.build(hint)?;
+    load_weights(&mut model, &a.weights)?;
+    let input_shape = model
+        .inputs()
+        .first()
+        .and_then(|(_, s)| <[usize; 3]>::try_from(s.as_slice()).ok());
+    let data = data_arg::load(&DataRequest {
+        data: &a.data,
+        labels: a.labels.as_deref(),
+        data_dir: a.data_dir.as_deref(),
+        input_shape,
+        validation_split: None,
+        seed: a.model.seed,
+    })?;
+    let (x, y) = match (a.data.as_str(), data.test) {
+        ("mnist", Some(t)) => t,
+        _ => (data.inputs, data.targets),
+    };
+    let loss = match &a.loss {
+        Some(l) => Loss::from_name(l)?,
+        None => match y {
+            Targets::Classes(_) => Loss::SparseCategoricalCrossentropy { from_logits: false },
+            Targets::Dense(_) => Loss::CategoricalCrossentropy { from_logits: false },
+        },
+    };
+    let metrics = if matches!(loss, Loss::MeanSquaredError | Loss::MeanAbsoluteError) {
+        vec![]
+    } else {
+        vec![Metric::Accuracy]
+    };
+    model.compile(loss, Optimizer::sgd(0.0, 0.0, false), &metrics);
+    let r = model.evaluate(std::slice::from_ref(&x), &y, a.batch_size.max(1))?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        let parts: Vec<String> = r.iter().map(|(k, v)| format!("{k}: {v:.4}")).collect();
+        println!("{} samples - {}", y.len(), parts.join(" - "));
+    }
+    Ok(())
+}

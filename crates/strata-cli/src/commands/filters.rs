@@ -1,0 +1,59 @@
+//! `strata filters MODEL [--weights W] [--layer NAME] --output F.png`: the
+//! kernels of a convolution layer as a grid (one tile per filter and input channel).
+
+use std::path::PathBuf;
+
+use crate::model_arg::{load_weights, CliResult, ModelArgs};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// The Conv2D layer (default: the first one).
+    #[arg(long)]
+    layer: Option<String>,
+    #[arg(long)]
+    output: PathBuf,
+    /// Pixels per kernel weight.
+    #[arg(long, default_value_t = 8)]
+    scale: u32,
+}
+
+pub fn run(a: Args) -> CliResult<()> {
+    let mut m = a.model.build(None)?;
+    if let Some(w) = &a.weights {
+        load_weights(&mut m, w)?;
+    }
+    let (w, h, name) = write_filters(&m, a.layer.as_deref(), &a.output, a.scale)?;
+    eprintln!("wrote {} ({w}x{h}) from layer {name}", a.output.display());
+    Ok(())
+}
+
+/// Writes the kernel grid of `layer` (or the first Conv2D); returns its size and the layer name.
+pub fn write_filters(
+    m: &strata_nn::Model,
+    layer: Option<&str>,
+    out: &std::path::Path,
+    scale: u32,
+) -> CliResult<(u32, u32, String)> {
+    let conv = m
+        .layers()
+        .iter()
+        .find(|l| match layer {
+            Some(n) => l.name() == n,
+            None => l.class_name() == "Conv2D",
+        })
+        .ok_or_else(|| match layer {
+            Some(n) => format!("no layer named '{n}'"),
+            None => "the model has no Conv2D layer".to_string(),
+        })?;
+    let k = conv
+        .weights()
+        .into_iter()
+        .find(|w| w.name == "kernel" || w.name == "depthwise_kernel")
+        .ok_or_else(|| format!("layer '{}' has no convolution kernel", conv.name()))?;
+    let (w, h) = crate::png::filter_grid(out, &k.value.to_vec(), k.shape(), scale.clamp(1, 64))?;
+    Ok((w, h, conv.name().to_string()))
+}

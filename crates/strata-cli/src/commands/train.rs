@@ -1,0 +1,333 @@
+//! `strata train MODEL --data DATA ...` (CONTRACT.md), plus the main job:
+//! `strata train mnist-cnn` trains on the bundled MNIST with a recipe that
+//! reaches 99% test accuracy, then saves weights, spec, history, curves and
+//! the first layer's filters.
+
+use std::path::{Path, PathBuf};
+
+use strata_nn::model::{Callback, TrainingControl};
+use strata_nn::optimizers::{Adam, RMSprop};
+use strata_nn::{
+    FitConfig, LearningRateSchedule, Loss, Metric, Model, Optimizer, Targets, Verbosity,
+};
+
+use crate::data_arg::{self, DataRequest};
+use crate::model_arg::{load_weights, CliResult, ModelArgs};
+
+/// Epochs of the mnist-cnn recipe (Adam 2e-3 with cosine decay, batch 128).
+pub const MNIST_CNN_EPOCHS: usize = 5;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Initial weights (strata or torchvision-named safetensors).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// `mnist` (bundled), a folder of class sub-folders of images, or inputs .npy.
+    #[arg(long, default_value = "mnist")]
+    data: String,
+    /// Labels .npy for --data X.npy (int class ids, or float targets).
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Read MNIST's IDX files from this folder instead of the bundled copy.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Epochs (default: 5 for mnist-cnn's recipe, 10 otherwise).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Stop after this many optimizer steps in total.
+    #[arg(long)]
+    steps: Option<u64>,
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// sgd, adam, adamw, rmsprop or adagrad.
+    #[arg(long, default_value = "adam")]
+    optimizer: String,
+    /// Learning rate (default: the recipe's for mnist-cnn, Keras's otherwise).
+    #[arg(long)]
+    lr: Option<f32>,
+    /// constant, cosine or exponential (default: cosine for mnist-cnn's recipe, constant otherwise).
+    #[arg(long)]
+    lr_schedule: Option<String>,
+    #[arg(long)]
+    momentum: Option<f32>,
+    #[arg(long)]
+    nesterov: bool,
+    #[arg(long = "beta-1")]
+    beta_1: Option<f32>,
+    #[arg(long = "beta-2")]
+    beta_2: Option<f32>,
+    #[arg(long)]
+    epsilon: Option<f32>,
+    #[arg(long)]
+    weight_decay: Option<f32>,
+    #[arg(long)]
+    rho: Option<f32>,
+    /// A Keras loss name (default: sparse_categorical_crossentropy for class ids).
+    #[arg(long)]
+    loss: Option<String>,
+    #[arg(long)]
+    no_shuffle: bool,
+    /// Fraction of the training data held out for validation (an image folder's split).
+    #[arg(long)]
+    validation_split: Option<f32>,
+    /// Train only the classifier head of a zoo ResNet.
+    #[arg(long)]
+    freeze_backbone: bool,
+    /// Where to write the weights (also X.spec.json, X.history.json, X.curves.png, X.filters.png).
+    #[arg(long)]
+    save: Option<PathBuf>,
+    /// Write a checkpoint (weights, optimizer state, epoch) here after every epoch.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Resume from a checkpoint written by --checkpoint.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// No progress output.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Writes a checkpoint at the end of every epoch.
+struct EpochCheckpoint(PathBuf);
+
+impl Callback for EpochCheckpoint {
+    fn on_epoch_end(
+        &mut self,
+        epoch: usize,
+        _logs: &std::collections::BTreeMap<String, f32>,
+        model: &mut Model,
+        _c: &mut TrainingControl,
+    ) -> strata_nn::Result<()> {
+        model.save_checkpoint(&self.0, epoch + 1)
+    }
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "model".into());
+    path.with_file_name(format!("{stem}{suffix}"))
+}
+
+fn build_optimizer(a: &Args, recipe: bool, steps_total: u64) -> CliResult<Optimizer> {
+    let lr = a.lr.or(recipe.then_some(2e-3));
+    let mut opt = Optimizer::from_name(&a.optimizer, lr)?;
+    let base_lr = opt.current_learning_rate();
+    if a.momentum.is_some() {
+        if a.optimizer != "sgd" && a.optimizer != "rmsprop" {
+            return Err(
+                format!("--momentum applies to sgd and rmsprop, not {}", a.optimizer).into(),
+            );
+        }
+    }
+    if a.optimizer == "sgd" {
+        opt = Optimizer::sgd(base_lr, a.momentum.unwrap_or(0.0), a.nesterov);
+    }
+    if let Some(r) = opt.rule_mut::<Adam>() {
+        if let Some(b) = a.beta_1 {
+            r.beta_1 = b;
+        }
+        if let Some(b) = a.beta_2 {
+            r.beta_2 = b;
+        }
+        if let Some(e) = a.epsilon {
+            r.epsilon = e;
+        }
+    }
+    if let Some(r) = opt.rule_mut::<RMSprop>() {
+        if let Some(x) = a.rho {
+            r.rho = x;
+        }
+        if let Some(e) = a.epsilon {
+            r.epsilon = e;
+        }
+        if let Some(m) = a.momentum {
+            r.momentum = m;
+        }
+    }
+    if let Some(wd) = a.weight_decay {
+        opt.weight_decay = Some(wd);
+    }
+    let schedule = a.lr_schedule.clone().unwrap_or_else(|| {
+        if recipe {
+            "cosine".into()
+        } else {
+            "constant".into()
+        }
+    });
+    opt.learning_rate = match schedule.as_str() {
+        "constant" => LearningRateSchedule::Constant(base_lr),
+        "cosine" => LearningRateSchedule::CosineDecay {
+            initial: base_lr,
+            decay_steps: steps_total.max(1),
+            alpha: 0.0,
+        },
+        "exponential" => LearningRateSchedule::ExponentialDecay {
+            initial: base_lr,
+            decay_steps: (steps_total / 10).max(1),
+            decay_rate: 0.5,
+            staircase: false,
+        },
+        other => {
+            return Err(format!(
+                "--lr-schedule '{other}': expected constant, cosine or exponential"
+            )
+            .into())
+        }
+    };
+    Ok(opt)
+}
+
+pub fn run(a: Args) -> CliResult<()> {
+    if a.batch_size == 0 {
+        return Err("--batch-size must be at least 1".into());
+    }
+    if let Some(v) = a.validation_split {
+        if !(0.0..1.0).contains(&v) {
+            return Err(format!("--validation-split must be in [0, 1), found {v}").into());
+        }
+    }
+    let recipe = a.model.is_zoo() && a.model.model == "mnist-cnn" && a.data == "mnist";
+    let hint = if a.model.is_zoo() {
+        data_arg::class_count_of_folder(&a.data)
+    } else {
+        None
+    };
+    let mut model = a.model.build(hint)?;
+    if let Some(w) = &a.weights {
+        load_weights(&mut model, w)?;
+    }
+    if a.freeze_backbone {
+        let left = strata_zoo::freeze_backbone(&mut model)?;
+        eprintln!("frozen backbone; training {}", left.join(", "));
+    }
+    let input_shape = model
+        .inputs()
+        .first()
+        .and_then(|(_, s)| <[usize; 3]>::try_from(s.as_slice()).ok());
+    let data = data_arg::load(&DataRequest {
+        data: &a.data,
+        labels: a.labels.as_deref(),
+        data_dir: a.data_dir.as_deref(),
+        input_shape,
+        validation_split: a.validation_split,
+        seed: a.model.seed,
+    })?;
+    if a.data != "mnist" && !data.class_names.is_empty() {
+        eprintln!("classes: {}", data.class_names.join(", "));
+    }
+    let loss = match &a.loss {
+        Some(l) => Loss::from_name(l)?,
+        None => match data.targets {
+            Targets::Classes(_) => Loss::SparseCategoricalCrossentropy { from_logits: false },
+            Targets::Dense(_) if model.ends_in_softmax() => {
+                Loss::CategoricalCrossentropy { from_logits: false }
+            }
+            Targets::Dense(_) => Loss::MeanSquaredError,
+        },
+    };
+    let metrics = if matches!(loss, Loss::MeanSquaredError | Loss::MeanAbsoluteError) {
+        vec![]
+    } else if matches!(loss, Loss::BinaryCrossentropy) {
+        vec![Metric::BinaryAccuracy]
+    } else {
+        vec![Metric::Accuracy]
+    };
+    let epochs = a
+        .epochs
+        .unwrap_or(if recipe { MNIST_CNN_EPOCHS } else { 10 });
+    let n = data.inputs.shape().first().copied().unwrap_or(0);
+    let steps_total = a
+        .steps
+        .unwrap_or(epochs as u64 * n.div_ceil(a.batch_size) as u64);
+    model.compile(loss, build_optimizer(&a, recipe, steps_total)?, &metrics);
+    let mut initial_epoch = 0;
+    if let Some(r) = &a.resume {
+        initial_epoch = model.load_checkpoint(r)?;
+        eprintln!(
+            "resuming from {} at epoch {}",
+            r.display(),
+            initial_epoch + 1
+        );
+    }
+    let cfg = FitConfig {
+        epochs,
+        batch_size: a.batch_size,
+        shuffle: !a.no_shuffle,
+        seed: a.model.seed,
+        validation_data: data
+            .test
+            .clone()
+            .filter(|_| data.test_name == "validation")
+            .map(|(x, y)| (vec![x], y)),
+        verbose: if a.quiet {
+            Verbosity::Silent
+        } else {
+            Verbosity::Auto
+        },
+        max_steps: a.steps,
+        initial_epoch,
+        ..FitConfig::default()
+    };
+    let mut callbacks: Vec<Box<dyn Callback>> = Vec::new();
+    if let Some(c) = &a.checkpoint {
+        callbacks.push(Box::new(EpochCheckpoint(c.clone())));
+    }
+    let start = std::time::Instant::now();
+    let history = model.fit(
+        std::slice::from_ref(&data.inputs),
+        &data.targets,
+        &cfg,
+        &mut callbacks,
+    )?;
+    let secs = start.elapsed().as_secs_f64();
+    println!("trained {} epoch(s) in {secs:.1}s", history.epoch.len());
+    if let Some((x, y)) = &data.test {
+        let r = model.evaluate(std::slice::from_ref(x), y, 512)?;
+        let acc = r.get("accuracy").copied();
+        match acc {
+            Some(acc) => println!(
+                "{} accuracy: {:.2}% (loss {:.4}) on {} samples",
+                data.test_name,
+                acc * 100.0,
+                r["loss"],
+                y.len()
+            ),
+            None => println!(
+                "{} loss: {:.4} on {} samples",
+                data.test_name,
+                r["loss"],
+                y.len()
+            ),
+        }
+    }
+    let save = a
+        .save
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}.safetensors", a.model.stem())));
+    if let Some(dir) = save.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    model.save_weights(&save)?;
+    strata_nn::model::write_atomic(
+        &sibling(&save, ".spec.json"),
+        serde_json::to_string_pretty(&model.to_spec())?.as_bytes(),
+    )?;
+    history.save(sibling(&save, ".history.json"))?;
+    let mut wrote = vec![save.display().to_string()];
+    if !history.epoch.is_empty() {
+        let curves = sibling(&save, ".curves.png");
+        super::plot::write_plot(&history, &curves)?;
+        wrote.push(curves.display().to_string());
+    }
+    if model.layers().iter().any(|l| l.class_name() == "Conv2D") {
+        let f = sibling(&save, ".filters.png");
+        super::filters::write_filters(&model, None, &f, 8)?;
+        wrote.push(f.display().to_string());
+    }
+    println!("saved {}", wrote.join(", "));
+    Ok(())
+}

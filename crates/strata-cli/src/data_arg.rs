@@ -1,0 +1,124 @@
+//! Resolves the DATA argument: `mnist` (bundled), a folder of class
+//! sub-folders of images, or an .npy of inputs with `--labels`.
+
+use std::path::{Path, PathBuf};
+
+use strata_core::Tensor;
+use strata_data::{read_npy, ImageFolder, ImageFolderConfig, Mnist, NpyDtype};
+use strata_nn::Targets;
+
+use crate::model_arg::CliResult;
+
+/// A loaded dataset: training part, optional held-out part, class names.
+pub struct Data {
+    pub inputs: Tensor,
+    pub targets: Targets,
+    /// The MNIST test set or an image folder's validation split.
+    pub test: Option<(Tensor, Targets)>,
+    pub test_name: &'static str,
+    pub class_names: Vec<String>,
+}
+
+/// What the data needs from the model to load (image folders resize to it).
+pub struct DataRequest<'a> {
+    pub data: &'a str,
+    pub labels: Option<&'a Path>,
+    pub data_dir: Option<&'a Path>,
+    pub input_shape: Option<[usize; 3]>,
+    pub validation_split: Option<f32>,
+    pub seed: u64,
+}
+
+/// Class ids from an integer array, or dense targets from a float one.
+pub fn targets_from_npy(path: &Path) -> CliResult<Targets> {
+    let a = read_npy(path)?;
+    if a.dtype().is_float() && a.shape().len() >= 2 {
+        return Ok(Targets::Dense(a.into_tensor()?));
+    }
+    if a.dtype().is_float() {
+        let v = a.to_f32();
+        if v.iter().any(|x| *x < 0.0 || x.fract() != 0.0) {
+            return Err(format!(
+                "{}: 1-d float labels must be non-negative whole numbers (class ids)",
+                path.display()
+            )
+            .into());
+        }
+        return Ok(Targets::Classes(v.iter().map(|&x| x as usize).collect()));
+    }
+    let _ = NpyDtype::I64;
+    Ok(Targets::Classes(a.to_labels()?))
+}
+
+pub fn load(req: &DataRequest) -> CliResult<Data> {
+    if req.data == "mnist" {
+        let m = match req.data_dir {
+            Some(d) => Mnist::load_dir(d)?,
+            None => Mnist::load_bundled()?,
+        };
+        return Ok(Data {
+            inputs: m.train_images,
+            targets: Targets::Classes(m.train_labels),
+            test: Some((m.test_images, Targets::Classes(m.test_labels))),
+            test_name: "test",
+            class_names: (0..10).map(|d| d.to_string()).collect(),
+        });
+    }
+    let path = PathBuf::from(req.data);
+    if path.is_dir() {
+        let [h, w, c] = req
+            .input_shape
+            .ok_or("an image folder needs the model's input shape")?;
+        let f = ImageFolder::load(
+            &path,
+            ImageFolderConfig {
+                height: h,
+                width: w,
+                channels: c,
+                validation_split: req.validation_split.filter(|v| *v > 0.0),
+                seed: req.seed,
+            },
+        )?;
+        let test = f
+            .validation
+            .map(|v| (v.inputs().clone(), Targets::Classes(v.labels().to_vec())));
+        return Ok(Data {
+            inputs: f.train.inputs().clone(),
+            targets: Targets::Classes(f.train.labels().to_vec()),
+            test,
+            test_name: "validation",
+            class_names: f.class_names,
+        });
+    }
+    if req.data.ends_with(".npy") {
+        let labels = req.labels.ok_or("--data X.npy needs --labels Y.npy")?;
+        let inputs = read_npy(&path)?.into_tensor()?;
+        let targets = targets_from_npy(labels)?;
+        return Ok(Data {
+            inputs,
+            targets,
+            test: None,
+            test_name: "test",
+            class_names: Vec::new(),
+        });
+    }
+    Err(format!(
+        "--data '{}': expected 'mnist', a folder of class sub-folders, or an .npy file",
+        req.data
+    )
+    .into())
+}
+
+/// Number of classes the data holds (for a zoo model's head).
+pub fn class_count_of_folder(data: &str) -> Option<usize> {
+    let p = Path::new(data);
+    if !p.is_dir() {
+        return None;
+    }
+    let n = std::fs::read_dir(p)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .count();
+    (n > 0).then_some(n)
+}

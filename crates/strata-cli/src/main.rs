@@ -1,0 +1,97 @@
+//! The `strata` command line (see CONTRACT.md): every subcommand prints one
+//! `error: ...` line and exits non-zero on bad input; it never panics on it.
+
+mod commands;
+mod data_arg;
+mod model_arg;
+mod png;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "Convolutional networks you can see into: train, inspect and explain them"
+)]
+struct Cli {
+    /// Worker threads for the kernels (default: STRATA_NUM_THREADS or all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Keras-style table of layers, output shapes and parameter counts.
+    Summary(commands::summary::Args),
+    /// Train a model (MNIST, an image folder, or .npy arrays).
+    Train(Box<commands::train::Args>),
+    /// Loss and accuracy of trained weights on a dataset.
+    Evaluate(commands::evaluate::Args),
+    /// Run a model on .npy inputs and write its outputs as .npy.
+    Predict(commands::predict::Args),
+    /// What every layer computes, with the model's real shapes and parameter counts.
+    Explain(commands::explain::Args),
+    /// Write a PNG grid of a convolution layer's kernels.
+    Filters(commands::filters::Args),
+    /// Write PNG loss/accuracy curves from a training history.
+    Plot(commands::plot::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::SUCCESS
+                };
+            }
+            let msg = e.to_string();
+            let first = msg
+                .lines()
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ");
+            eprintln!("error: {first}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(n) = cli.threads {
+        if n == 0 {
+            eprintln!("error: --threads must be at least 1");
+            return ExitCode::from(2);
+        }
+        strata_core::set_num_threads(n);
+    }
+    let result = match cli.command {
+        Command::Summary(a) => commands::summary::run(a),
+        Command::Train(a) => commands::train::run(*a),
+        Command::Evaluate(a) => commands::evaluate::run(a),
+        Command::Predict(a) => commands::predict::run(a),
+        Command::Explain(a) => commands::explain::run(a),
+        Command::Filters(a) => commands::filters::run(a),
+        Command::Plot(a) => commands::plot::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = e.to_string().replace('\n', " ");
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
