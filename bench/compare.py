@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""Runs strata-bench and bench/torch_bench.py on the same workloads in one
+invocation and prints them side by side with the throughput ratio
+strata/peer (> 1: strata is faster).
+
+Each command runs strata then PyTorch back to back, so the two columns of a
+row share the machine's load of that moment (the CPUs may be shared).
+
+    bench/compare.py                        # gemm conv-all and every model row
+    bench/compare.py gemm conv --runs 5 --markdown /tmp/table.md --json /tmp/all.json
+
+Python: the venv of bench/setup.sh (STRATA_BENCH_VENV, default
+~/.cache/strata-bench-venv) runs torch_bench.py; this script itself needs
+only the standard library.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+ALL = ["gemm", "conv-all", "resnet50-infer", "resnet50-train", "resnet50-frozen", "mnist-epoch"]
+
+
+def venv_python():
+    venv = os.environ.get("STRATA_BENCH_VENV", os.path.expanduser("~/.cache/strata-bench-venv"))
+    py = os.path.join(venv, "bin", "python")
+    if not os.path.exists(py):
+        sys.exit(f"no venv at {venv}: run bench/setup.sh first")
+    return py
+
+
+def run(cmd):
+    print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
+    p = subprocess.run(cmd, cwd=REPO)
+    if p.returncode != 0:
+        print(f"(exit status {p.returncode}; keeping the rows it wrote)", file=sys.stderr)
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {"results": []}
+
+
+def lscpu_model():
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def fmt(v, nd=1):
+    return "-" if v is None else f"{v:.{nd}f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("commands", nargs="*", default=["all"])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--mnist-runs", type=int, default=3)
+    ap.add_argument("--threads", default=None, help="comma-separated thread counts for every row")
+    ap.add_argument("--json", default=None, help="write both engines' results here")
+    ap.add_argument("--markdown", default=None, help="write the side-by-side table as Markdown here")
+    args = ap.parse_args()
+    cmds = []
+    for c in args.commands:
+        for c2 in (ALL if c == "all" else [c]):
+            if c2 not in cmds:
+                cmds.append(c2)
+    py = venv_python()
+    common = ["--runs", str(args.runs), "--mnist-runs", str(args.mnist_runs)]
+    if args.threads:
+        common += ["--threads", args.threads]
+    run(["cargo", "build", "--release", "-q", "-p", "strata-bench"])
+    strata, torch = {"results": []}, {"results": []}
+    with tempfile.TemporaryDirectory() as d:
+        for c in cmds:
+            sj, tj = os.path.join(d, f"s-{c}.json"), os.path.join(d, f"t-{c}.json")
+            run(["cargo", "run", "--release", "-q", "-p", "strata-bench", "--", c, *common, "--json", sj])
+            run([py, os.path.join(HERE, "torch_bench.py"), c, *common, "--json", tj])
+            s, t = load(sj), load(tj)
+            strata["results"] += s.get("results", [])
+            torch["results"] += t.get("results", [])
+            for k in ("cpu", "cores", "peak_gflops", "peak_source", "peak_measured_1t"):
+                if k in s:
+                    strata[k] = s[k]
+            if "versions" in t:
+                torch["versions"] = t["versions"]
+    peaks = {int(k): v for k, v in strata.get("peak_gflops", {}).items()}
+    peer = {}
+    for r in torch["results"]:
+        peer[(r.get("engine", "torch"), r["key"], r["threads"])] = r
+    rows = []
+    for r in strata["results"]:
+        k = (r["key"], r["threads"])
+        tr = peer.get(("torch",) + k)
+        orr = peer.get(("onnxruntime",) + k)
+        peak = peaks.get(r["threads"])
+        pct = lambda x: (100 * x["throughput"] / peak) if (x and peak and x.get("unit") == "GFLOP/s") else None
+        rows.append(dict(
+            key=r["key"], threads=r["threads"], unit=r["unit"],
+            strata=r["throughput"], strata_pct=pct(r),
+            torch=tr and tr["throughput"], torch_pct=pct(tr),
+            ratio_torch=(r["throughput"] / tr["throughput"]) if tr else None,
+            ort=orr and orr["throughput"],
+            ratio_ort=(r["throughput"] / orr["throughput"]) if orr else None,
+        ))
+    head = ["workload", "thr", "unit", "strata", "% peak", "torch", "% peak", "strata/torch", "onnxrt", "strata/onnxrt"]
+    table = [[x["key"], str(x["threads"]), x["unit"], fmt(x["strata"]), fmt(x["strata_pct"]),
+              fmt(x["torch"]), fmt(x["torch_pct"]), fmt(x["ratio_torch"], 2), fmt(x["ort"]),
+              fmt(x["ratio_ort"], 2)] for x in rows]
+    widths = [max(len(h), *(len(t[i]) for t in table)) if table else len(h) for i, h in enumerate(head)]
+    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    peak_line = ", ".join(f"{v:.1f} GFLOP/s on {k} thread(s)" for k, v in sorted(peaks.items()))
+    header = [f"date: {now}",
+              f"machine: {lscpu_model()}, {os.cpu_count()} cores",
+              f"peak for % of peak: {peak_line} ({strata.get('peak_source', '?')}); "
+              f"best 1-thread FMA loop measured in this run: {fmt(strata.get('peak_measured_1t'))} GFLOP/s",
+              f"peer versions: {json.dumps(torch.get('versions', {}))}",
+              f"median of {args.runs} runs per row (MNIST: {args.mnist_runs} epochs); throughput: higher is better; "
+              "ratio > 1: strata faster"]
+    print()
+    for h in header:
+        print("# " + h)
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths)))
+    for t in table:
+        print("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(t, widths))))
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            for h in header:
+                f.write(f"- {h}\n")
+            f.write("\n| " + " | ".join(head) + " |\n|" + "|".join("---" if i < 3 else "---:" for i in range(len(head))) + "|\n")
+            for t in table:
+                f.write("| " + " | ".join(t) + " |\n")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"date": now, "strata": strata, "peer": torch, "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
