@@ -111,7 +111,7 @@ mod tests {
             Activation::Softplus,
         ] {
             assert_eq!(Activation::from_name(a.name()).unwrap(), a);
-            check_gradients(&[x.clone()], |t| a.apply(&t[0]));
+            check_gradients(std::slice::from_ref(&x), |t| a.apply(&t[0]));
         }
     }
 

@@ -102,7 +102,7 @@ fn every_layer_case_matches_keras() {
             training,
             rng: &mut rng,
         };
-        let y = layer.forward(&[x.clone()], &mut ctx).unwrap();
+        let y = layer.forward(std::slice::from_ref(&x), &mut ctx).unwrap();
         close(&name, "y", &y, &c.tensors["y"]);
         y.mul(&c.tensors["dy"])
             .unwrap()

@@ -116,12 +116,8 @@ fn build_optimizer(a: &Args, recipe: bool, steps_total: u64) -> CliResult<Optimi
     let lr = a.lr.or(recipe.then_some(2e-3));
     let mut opt = Optimizer::from_name(&a.optimizer, lr)?;
     let base_lr = opt.current_learning_rate();
-    if a.momentum.is_some() {
-        if a.optimizer != "sgd" && a.optimizer != "rmsprop" {
-            return Err(
-                format!("--momentum applies to sgd and rmsprop, not {}", a.optimizer).into(),
-            );
-        }
+    if a.momentum.is_some() && a.optimizer != "sgd" && a.optimizer != "rmsprop" {
+        return Err(format!("--momentum applies to sgd and rmsprop, not {}", a.optimizer).into());
     }
     if a.optimizer == "sgd" {
         opt = Optimizer::sgd(base_lr, a.momentum.unwrap_or(0.0), a.nesterov);

@@ -215,7 +215,7 @@ mod tests {
         let mut l = Softmax::new(1);
         build(&mut l, &[&[3, 2]]).unwrap();
         let x = Tensor::rand_normal(&[2, 3, 2], 0.0, 2.0, &mut Rng::new(1));
-        let y = run(&mut l, &[x.clone()], false).unwrap();
+        let y = run(&mut l, std::slice::from_ref(&x), false).unwrap();
         let s = y.sum(&[1], false).unwrap();
         assert!(s.data().iter().all(|v| (v - 1.0).abs() < 1e-6));
         check_layer_gradients(&mut l, &[x], false);

@@ -178,7 +178,7 @@ mod tests {
         assert_eq!(b.param_count(), 12);
         assert_eq!(b.trainable_param_count(), 6);
         let x = Tensor::rand_normal(&[2, 4, 4, 3], 1.0, 2.0, &mut Rng::new(1));
-        let y = run(&mut b, &[x.clone()], true).unwrap();
+        let y = run(&mut b, std::slice::from_ref(&x), true).unwrap();
         let m = y.mean(&[0, 1, 2], false).unwrap();
         assert!(m.data().iter().all(|v| v.abs() < 1e-4));
         // the moving mean moved 1% of the way towards the batch mean
@@ -187,7 +187,7 @@ mod tests {
         for (a, b) in mm.iter().zip(bm) {
             assert!((a - 0.01 * b).abs() < 1e-5);
         }
-        check_layer_gradients(&mut b, &[x.clone()], false);
+        check_layer_gradients(&mut b, std::slice::from_ref(&x), false);
         let mut b2 = BatchNormalization::new();
         build(&mut b2, &[&[3]]).unwrap();
         let x2 = Tensor::rand_normal(&[5, 3], 0.0, 1.0, &mut Rng::new(2));

@@ -193,7 +193,10 @@ impl Layer for Conv2D {
             self.dilation_rate,
         )?;
         let cin = s[2];
-        if self.groups == 0 || cin % self.groups != 0 || self.filters % self.groups != 0 {
+        if self.groups == 0
+            || !cin.is_multiple_of(self.groups)
+            || !self.filters.is_multiple_of(self.groups)
+        {
             return Err(NnError::config(
                 &name,
                 "groups",

@@ -72,7 +72,9 @@ mod tests {
         build(&mut d, &[&[1000]]).unwrap();
         let x = Tensor::ones(&[1, 1000]);
         assert_eq!(
-            run(&mut d, &[x.clone()], false).unwrap().to_vec(),
+            run(&mut d, std::slice::from_ref(&x), false)
+                .unwrap()
+                .to_vec(),
             x.to_vec()
         );
         let y = run(&mut d, &[x], true).unwrap().to_vec();

@@ -157,14 +157,16 @@ mod tests {
         assert!(build(&mut g, &[&[7, 2048]]).is_err());
         let x = Tensor::from_vec(vec![1., 10., 2., 20., 3., 30., 4., 40.], &[1, 2, 2, 2]).unwrap();
         assert_eq!(
-            run(&mut g, &[x.clone()], false).unwrap().to_vec(),
+            run(&mut g, std::slice::from_ref(&x), false)
+                .unwrap()
+                .to_vec(),
             vec![2.5, 25.0]
         );
         let mut m = GlobalMaxPooling2D::new(false);
         build(&mut m, &[&[2, 2, 2]]).unwrap();
         assert_eq!(run(&mut m, &[x], false).unwrap().to_vec(), vec![4.0, 40.0]);
         let r = Tensor::rand_normal(&[2, 3, 2, 2], 0.0, 1.0, &mut Rng::new(1));
-        check_layer_gradients(&mut g, &[r.clone()], false);
+        check_layer_gradients(&mut g, std::slice::from_ref(&r), false);
         check_layer_gradients(&mut m, &[r], false);
     }
 }

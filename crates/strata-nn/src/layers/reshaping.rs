@@ -112,7 +112,7 @@ impl Layer for Reshape {
             ));
         }
         let resolved: Vec<usize> = if unknown == 1 {
-            if known == 0 || n % known != 0 {
+            if known == 0 || !n.is_multiple_of(known) {
                 return Err(err());
             }
             self.target_shape

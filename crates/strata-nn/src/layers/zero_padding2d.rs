@@ -78,7 +78,9 @@ mod tests {
         assert!(build(&mut l, &[&[3, 2]]).is_err());
         let x = Tensor::rand_normal(&[1, 2, 2, 1], 0.0, 1.0, &mut Rng::new(1));
         assert_eq!(
-            run(&mut l, &[x.clone()], false).unwrap().shape(),
+            run(&mut l, std::slice::from_ref(&x), false)
+                .unwrap()
+                .shape(),
             &[1, 5, 3, 1]
         );
         check_layer_gradients(&mut l, &[x], false);

@@ -121,7 +121,7 @@ mod tests {
             softmax_cross_entropy_with_logits(&z, &Targets::Classes(labels.clone())).unwrap();
         let plain = sparse_categorical_crossentropy(&z.softmax(-1).unwrap(), &labels).unwrap();
         assert!(fused.allclose(&plain, 1e-5, 1e-6), "{fused} vs {plain}");
-        check_gradients(&[z.clone()], |t| {
+        check_gradients(std::slice::from_ref(&z), |t| {
             softmax_cross_entropy_with_logits(&t[0], &Targets::Classes(labels.clone()))
                 .map_err(|e| strata_core::CoreError::Autograd(e.to_string()))
         });

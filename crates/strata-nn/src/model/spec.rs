@@ -477,7 +477,9 @@ pub fn model_from_spec(spec: &Value, seed: u64) -> Result<Model> {
             let out = m.reuse(m.layers.len() - 1, &[prev])?;
             m.outputs = vec![out];
             if !trainable {
-                m.layers.last_mut().map(|l| l.set_trainable(false));
+                if let Some(l) = m.layers.last_mut() {
+                    l.set_trainable(false)
+                }
             }
         }
         return Ok(m);
@@ -550,7 +552,9 @@ pub fn model_from_spec(spec: &Value, seed: u64) -> Result<Model> {
                 m.layers.push(layer);
                 let out = m.reuse(m.layers.len() - 1, &srcs)?;
                 if !trainable {
-                    m.layers.last_mut().map(|l| l.set_trainable(false));
+                    if let Some(l) = m.layers.last_mut() {
+                        l.set_trainable(false)
+                    }
                 }
                 sources.insert(lname, out);
             } else {
