@@ -26,8 +26,29 @@ pub struct ConvShape {
     pub headline: bool,
 }
 
-const fn c(label: &'static str, hw: usize, cin: usize, cout: usize, k: usize, stride: usize, count: usize, headline: bool) -> ConvShape {
-    ConvShape { label, hw, cin, cout, k, stride, pad: k / 2, count, headline }
+// a table-row constructor: one argument per column
+#[allow(clippy::too_many_arguments)]
+const fn c(
+    label: &'static str,
+    hw: usize,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    count: usize,
+    headline: bool,
+) -> ConvShape {
+    ConvShape {
+        label,
+        hw,
+        cin,
+        cout,
+        k,
+        stride,
+        pad: k / 2,
+        count,
+        headline,
+    }
 }
 
 /// The 23 distinct convolutions of ResNet-50 (53 in all); bench/torch_bench.py
@@ -91,10 +112,15 @@ pub fn run(opts: &Opts, threads: &[usize], all: bool, out: &mut Vec<Record>) {
                 groups: 1,
             };
             let f = s.forward_flops();
-            let fwd = time_runs(opts.warmup, opts.runs, || {}, || {
-                let y = no_grad(|| x.conv2d(&w, Some(&b), cfg)).expect("conv2d forward");
-                std::hint::black_box(y);
-            });
+            let fwd = time_runs(
+                opts.warmup,
+                opts.runs,
+                || {},
+                || {
+                    let y = no_grad(|| x.conv2d(&w, Some(&b), cfg)).expect("conv2d forward");
+                    std::hint::black_box(y);
+                },
+            );
             let r = kernel_record("conv", s.key("fwd"), t, opts.runs, fwd, f, opts.peak(t));
             print_row(&r);
             out.push(r);
@@ -115,7 +141,15 @@ pub fn run(opts: &Opts, threads: &[usize], all: bool, out: &mut Vec<Record>) {
                     y.sum_all().backward().expect("conv2d backward");
                 },
             );
-            let r = kernel_record("conv", s.key("fwd+bwd"), t, opts.runs, fb, 3.0 * f, opts.peak(t));
+            let r = kernel_record(
+                "conv",
+                s.key("fwd+bwd"),
+                t,
+                opts.runs,
+                fb,
+                3.0 * f,
+                opts.peak(t),
+            );
             print_row(&r);
             out.push(r);
             tot_fwd += s.count as f64 * fwd.0;

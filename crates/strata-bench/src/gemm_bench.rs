@@ -44,11 +44,30 @@ pub fn run(opts: &Opts, threads: &[usize], out: &mut Vec<Record>) {
         let flops = 2.0 * (m * k * n) as f64;
         for &t in threads {
             set_num_threads(t);
-            let times = time_runs(opts.warmup, opts.runs, || {}, || {
-                gemm(MatRef::new(&a, m, k), MatRef::new(&b, k, n), &mut c, n, false);
-                std::hint::black_box(&c);
-            });
-            let r = kernel_record("gemm", key(label, m, k, n), t, opts.runs, times, flops, opts.peak(t));
+            let times = time_runs(
+                opts.warmup,
+                opts.runs,
+                || {},
+                || {
+                    gemm(
+                        MatRef::new(&a, m, k),
+                        MatRef::new(&b, k, n),
+                        &mut c,
+                        n,
+                        false,
+                    );
+                    std::hint::black_box(&c);
+                },
+            );
+            let r = kernel_record(
+                "gemm",
+                key(label, m, k, n),
+                t,
+                opts.runs,
+                times,
+                flops,
+                opts.peak(t),
+            );
             print_row(&r);
             out.push(r);
         }

@@ -78,7 +78,10 @@ impl Opts {
         one * t as f64
     }
     fn peak_source(&self) -> &'static str {
-        match (self.peak_per_thread, self.measured_1t.filter(|_| self.use_measured)) {
+        match (
+            self.peak_per_thread,
+            self.measured_1t.filter(|_| self.use_measured),
+        ) {
             (Some(_), _) => "given with --peak",
             (None, Some(_)) => "measured on 1 thread, times the thread count",
             (None, None) => "nominal 258.5 GFLOP/s per thread",
@@ -95,7 +98,8 @@ struct Args {
 
 fn parse_usize(flag: &str, v: Option<String>) -> Result<usize, String> {
     let v = v.ok_or_else(|| format!("{flag} needs a value"))?;
-    v.parse().map_err(|_| format!("{flag}: '{v}' is not a count"))
+    v.parse()
+        .map_err(|_| format!("{flag}: '{v}' is not a count"))
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -125,7 +129,10 @@ fn parse_args() -> Result<Args, String> {
                 if v == "measured" {
                     a.opts.use_measured = true;
                 } else {
-                    a.opts.peak_per_thread = Some(v.parse().map_err(|_| format!("--peak: '{v}' is not a number"))?);
+                    a.opts.peak_per_thread = Some(
+                        v.parse()
+                            .map_err(|_| format!("--peak: '{v}' is not a number"))?,
+                    );
                 }
             }
             "--threads" => {
@@ -135,12 +142,26 @@ fn parse_args() -> Result<Args, String> {
                     .split(',')
                     .map(|s| match s.trim() {
                         "max" => Ok(max),
-                        s => s.parse::<usize>().ok().filter(|&n| n > 0).ok_or(format!("--threads: '{s}' is not a thread count")),
+                        s => s
+                            .parse::<usize>()
+                            .ok()
+                            .filter(|&n| n > 0)
+                            .ok_or(format!("--threads: '{s}' is not a thread count")),
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 a.threads = Some(list);
             }
-            "all" => a.commands.extend(["gemm", "conv-all", "resnet50-infer", "resnet50-train", "resnet50-frozen", "mnist-epoch"].map(String::from)),
+            "all" => a.commands.extend(
+                [
+                    "gemm",
+                    "conv-all",
+                    "resnet50-infer",
+                    "resnet50-train",
+                    "resnet50-frozen",
+                    "mnist-epoch",
+                ]
+                .map(String::from),
+            ),
             c if COMMANDS.contains(&c) => a.commands.push(c.to_string()),
             other => return Err(format!("unknown argument '{other}'")),
         }
@@ -181,7 +202,11 @@ fn main() -> ExitCode {
                 eprintln!("strata-bench: {e}");
             }
             eprintln!("{USAGE}");
-            return if e.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) };
+            return if e.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            };
         }
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -195,7 +220,11 @@ fn main() -> ExitCode {
     let measured_all = peak::measure(cores, 3);
     println!("# strata-bench on {} ({} cores)", cpu_model(), cores);
     for &t in &all_threads {
-        println!("# FMA peak {t} thread(s): {:.1} GFLOP/s ({})", args.opts.peak(t), args.opts.peak_source());
+        println!(
+            "# FMA peak {t} thread(s): {:.1} GFLOP/s ({})",
+            args.opts.peak(t),
+            args.opts.peak_source()
+        );
     }
     if let Some(m) = args.opts.measured_1t {
         println!("# FMA loop on 1 thread measured {m:.1} GFLOP/s (best of 15)");
@@ -203,12 +232,18 @@ fn main() -> ExitCode {
     if let Some(m) = measured_all {
         println!("# FMA loop on all {cores} threads at once measured {m:.1} GFLOP/s now (shared machine)");
     }
-    println!("# median of {} runs after {} warm-up", args.opts.runs, args.opts.warmup);
+    println!(
+        "# median of {} runs after {} warm-up",
+        args.opts.runs, args.opts.warmup
+    );
     print_header();
     let mut out: Vec<Record> = Vec::new();
     let mut failures = Vec::new();
     for cmd in &args.commands {
-        let threads = args.threads.clone().unwrap_or_else(|| if cmd == "gemm" { vec![1, 2] } else { vec![2] });
+        let threads =
+            args.threads
+                .clone()
+                .unwrap_or_else(|| if cmd == "gemm" { vec![1, 2] } else { vec![2] });
         let res: Result<(), Box<dyn std::error::Error>> = match cmd.as_str() {
             "gemm" => {
                 gemm_bench::run(&args.opts, &threads, &mut out);

@@ -45,26 +45,51 @@ pub fn resnet50_infer(opts: &Opts, t: usize, out: &mut Vec<Record>) -> Result<()
     for batch in [1, 8] {
         let x = images(batch, &mut rng);
         let mut err = None;
-        let times = time_runs(opts.warmup, opts.runs, || {}, || {
-            if let Err(e) = no_grad(|| model.forward(std::slice::from_ref(&x), false)) {
-                err = Some(e);
-            }
-        });
+        let times = time_runs(
+            opts.warmup,
+            opts.runs,
+            || {},
+            || {
+                if let Err(e) = no_grad(|| model.forward(std::slice::from_ref(&x), false)) {
+                    err = Some(e);
+                }
+            },
+        );
         if let Some(e) = err {
             return Err(e.into());
         }
-        push(out, model_record("model", format!("resnet50-infer b{batch}"), t, opts.runs, times, batch));
+        push(
+            out,
+            model_record(
+                "model",
+                format!("resnet50-infer b{batch}"),
+                t,
+                opts.runs,
+                times,
+                batch,
+            ),
+        );
     }
     Ok(())
 }
 
-fn train_steps(model: &mut Model, x: &Tensor, y: &Targets, opts: &Opts) -> Result<(f64, f64), BoxError> {
+fn train_steps(
+    model: &mut Model,
+    x: &Tensor,
+    y: &Targets,
+    opts: &Opts,
+) -> Result<(f64, f64), BoxError> {
     let mut err = None;
-    let times = time_runs(opts.warmup, opts.runs, || {}, || {
-        if let Err(e) = model.train_step(std::slice::from_ref(x), y, None) {
-            err = Some(e);
-        }
-    });
+    let times = time_runs(
+        opts.warmup,
+        opts.runs,
+        || {},
+        || {
+            if let Err(e) = model.train_step(std::slice::from_ref(x), y, None) {
+                err = Some(e);
+            }
+        },
+    );
     match err {
         Some(e) => Err(e.into()),
         None => Ok(times),
@@ -79,7 +104,10 @@ pub fn resnet50_train(opts: &Opts, t: usize, out: &mut Vec<Record>) -> Result<()
     let mut rng = Rng::new(4);
     let (x, y) = (images(8, &mut rng), labels(8, 1000, &mut rng));
     let times = train_steps(&mut model, &x, &y, opts)?;
-    push(out, model_record("model", "resnet50-train b8".into(), t, opts.runs, times, 8));
+    push(
+        out,
+        model_record("model", "resnet50-train b8".into(), t, opts.runs, times, 8),
+    );
     Ok(())
 }
 
@@ -93,7 +121,17 @@ pub fn resnet50_frozen(opts: &Opts, t: usize, out: &mut Vec<Record>) -> Result<(
     let mut rng = Rng::new(5);
     let (x, y) = (images(16, &mut rng), labels(16, 3, &mut rng));
     let times = train_steps(&mut model, &x, &y, opts)?;
-    push(out, model_record("model", "resnet50-frozen b16".into(), t, opts.runs, times, 16));
+    push(
+        out,
+        model_record(
+            "model",
+            "resnet50-frozen b16".into(),
+            t,
+            opts.runs,
+            times,
+            16,
+        ),
+    );
     Ok(())
 }
 
@@ -130,6 +168,16 @@ pub fn mnist_epoch(opts: &Opts, t: usize, out: &mut Vec<Record>) -> Result<(), B
     if let Some(e) = err {
         return Err(e.into());
     }
-    push(out, model_record("model", "mnist-cnn-epoch b128".into(), t, opts.mnist_runs, times, n));
+    push(
+        out,
+        model_record(
+            "model",
+            "mnist-cnn-epoch b128".into(),
+            t,
+            opts.mnist_runs,
+            times,
+            n,
+        ),
+    );
     Ok(())
 }

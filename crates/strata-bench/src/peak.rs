@@ -58,7 +58,8 @@ fn fma_loop(iters: u64) -> u64 {
             std::hint::black_box(s);
             return f;
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
             // SAFETY: the CPU supports AVX2 and FMA (checked just above).
             let (s, f) = unsafe { fma_loop_avx2(iters) };
             std::hint::black_box(s);
@@ -77,7 +78,9 @@ pub fn measure(threads: usize, trials: usize) -> Option<f64> {
     for _ in 0..trials.max(1) {
         let t0 = Instant::now();
         let flops: u64 = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..threads.max(1)).map(|_| s.spawn(|| fma_loop(iters))).collect();
+            let hs: Vec<_> = (0..threads.max(1))
+                .map(|_| s.spawn(|| fma_loop(iters)))
+                .collect();
             hs.into_iter().map(|h| h.join().unwrap_or(0)).sum()
         });
         let dt = t0.elapsed().as_secs_f64();

@@ -30,7 +30,12 @@ pub struct Record {
 
 /// Times `f` after `warmup` untimed calls: returns (median, min) of `runs`
 /// timed calls in seconds. `setup` runs before every call, untimed.
-pub fn time_runs<S: FnMut(), F: FnMut()>(warmup: usize, runs: usize, mut setup: S, mut f: F) -> (f64, f64) {
+pub fn time_runs<S: FnMut(), F: FnMut()>(
+    warmup: usize,
+    runs: usize,
+    mut setup: S,
+    mut f: F,
+) -> (f64, f64) {
     for _ in 0..warmup {
         setup();
         f();
@@ -45,12 +50,24 @@ pub fn time_runs<S: FnMut(), F: FnMut()>(warmup: usize, runs: usize, mut setup: 
         .collect();
     ts.sort_by(|a, b| a.total_cmp(b));
     let n = ts.len();
-    let median = if n % 2 == 1 { ts[n / 2] } else { 0.5 * (ts[n / 2 - 1] + ts[n / 2]) };
+    let median = if n % 2 == 1 {
+        ts[n / 2]
+    } else {
+        0.5 * (ts[n / 2 - 1] + ts[n / 2])
+    };
     (median, ts[0])
 }
 
 /// A kernel row: throughput in GFLOP/s and percent of `peak` (GFLOP/s).
-pub fn kernel_record(group: &str, key: String, threads: usize, runs: usize, (median_s, min_s): (f64, f64), flops: f64, peak: f64) -> Record {
+pub fn kernel_record(
+    group: &str,
+    key: String,
+    threads: usize,
+    runs: usize,
+    (median_s, min_s): (f64, f64),
+    flops: f64,
+    peak: f64,
+) -> Record {
     let gflops = flops / median_s / 1e9;
     Record {
         group: group.into(),
@@ -69,7 +86,14 @@ pub fn kernel_record(group: &str, key: String, threads: usize, runs: usize, (med
 }
 
 /// A model row: throughput in images/s.
-pub fn model_record(group: &str, key: String, threads: usize, runs: usize, (median_s, min_s): (f64, f64), images: usize) -> Record {
+pub fn model_record(
+    group: &str,
+    key: String,
+    threads: usize,
+    runs: usize,
+    (median_s, min_s): (f64, f64),
+    images: usize,
+) -> Record {
     Record {
         group: group.into(),
         key,
@@ -106,7 +130,7 @@ pub fn print_row(r: &Record) {
 
 pub fn print_header() {
     println!(
-        "{:<8} {:<44} {:>3} {:>14} {:>10} {:<9} {}",
-        "group", "workload", "thr", "median", "throughput", "unit", "of peak"
+        "{:<8} {:<44} {:>3} {:>14} {:>10} {:<9} of peak",
+        "group", "workload", "thr", "median", "throughput", "unit"
     );
 }
