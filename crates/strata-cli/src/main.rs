@@ -4,7 +4,6 @@
 mod commands;
 mod data_arg;
 mod model_arg;
-mod png;
 
 use std::process::ExitCode;
 

@@ -6,6 +6,7 @@
 //! - [`Dataset`]: in-memory inputs (N, ...) with class ids or dense targets.
 //! - [`ImageFolder`]: one sub-folder per class of PNG/JPEG images.
 //! - [`augment`]: seeded flips, padded crops, normalisation of NHWC batches.
+//! - [`pictures`]: PNG grids of convolution kernels and training curves.
 //! - [`DataLoader`]: seeded, shuffled batches prepared on a background thread.
 
 pub mod augment;
@@ -17,6 +18,7 @@ pub mod image_folder;
 pub mod loader;
 pub mod mnist;
 pub mod npy;
+pub mod pictures;
 
 pub use augment::Augment;
 pub use checksum::{sha256_hex, Sha256Sums};

@@ -54,6 +54,7 @@ pub fn write_filters(
         .into_iter()
         .find(|w| w.name == "kernel" || w.name == "depthwise_kernel")
         .ok_or_else(|| format!("layer '{}' has no convolution kernel", conv.name()))?;
-    let (w, h) = crate::png::filter_grid(out, &k.value.to_vec(), k.shape(), scale.clamp(1, 64))?;
+    let (w, h) =
+        strata_data::pictures::filter_grid(out, &k.value.to_vec(), k.shape(), scale.clamp(1, 64))?;
     Ok((w, h, conv.name().to_string()))
 }

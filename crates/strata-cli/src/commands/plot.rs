@@ -38,5 +38,5 @@ pub fn write_plot(h: &History, out: &Path) -> CliResult<(u32, u32)> {
     if panels.is_empty() {
         return Err("the history has neither loss nor accuracy".into());
     }
-    crate::png::curves(out, &panels)
+    Ok(strata_data::pictures::curves(out, &panels)?)
 }

@@ -1,38 +1,45 @@
-//! Small PNG pictures: a grid of convolution kernels and loss/accuracy curves.
-//! Files are written to a temporary name and renamed.
+//! Small PNG pictures that make a network visible: a grid of convolution
+//! kernels and loss/accuracy curves. Files are written to a temporary name and renamed.
 
 use std::path::Path;
 
 use image::{GrayImage, Luma, Rgb, RgbImage};
 
-use crate::model_arg::CliResult;
+use crate::error::{DataError, Result};
 
-fn save_atomic(path: &Path, write: impl FnOnce(&Path) -> image::ImageResult<()>) -> CliResult<()> {
+fn image_err(path: &Path, e: impl std::fmt::Display) -> DataError {
+    DataError::Image {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn save_atomic(path: &Path, write: impl FnOnce(&Path) -> image::ImageResult<()>) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| image_err(dir, e))?;
     let name = path
         .file_name()
         .map(|f| f.to_string_lossy().to_string())
         .unwrap_or_else(|| "out.png".into());
     let tmp = dir.join(format!(".{name}.tmp{}.png", std::process::id()));
-    write(&tmp).map_err(|e| format!("{}: {e}", path.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(())
+    if let Err(e) = write(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(image_err(path, e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| image_err(path, e))
 }
 
 /// One tile per (filter, input channel) of an HWIO kernel, each scaled to its
 /// own min..max, `scale` pixels per weight, 1-pixel gaps. Returns (width, height).
-pub fn filter_grid(
-    path: &Path,
-    kernel: &[f32],
-    shape: &[usize],
-    scale: u32,
-) -> CliResult<(u32, u32)> {
+pub fn filter_grid(path: &Path, kernel: &[f32], shape: &[usize], scale: u32) -> Result<(u32, u32)> {
     let [kh, kw, cin, f] = shape else {
-        return Err(format!("expected a 4-d convolution kernel, found shape {shape:?}").into());
+        return Err(image_err(
+            path,
+            format!("expected a 4-d convolution kernel, found shape {shape:?}"),
+        ));
     };
     let (kh, kw, cin, f) = (*kh, *kw, *cin, *f);
     let cols = (f as f64).sqrt().ceil() as usize;
@@ -81,7 +88,7 @@ const COLOURS: [[u8; 3]; 4] = [[31, 119, 180], [255, 127, 14], [44, 160, 44], [2
 
 /// Panels side by side (e.g. loss, accuracy), each with its series drawn as
 /// lines over the epochs; colour i is series i (train, then validation).
-pub fn curves(path: &Path, panels: &[(String, Vec<Vec<f32>>)]) -> CliResult<(u32, u32)> {
+pub fn curves(path: &Path, panels: &[(String, Vec<Vec<f32>>)]) -> Result<(u32, u32)> {
     let (pw, ph, margin) = (360u32, 260u32, 30u32);
     let width = pw * panels.len().max(1) as u32;
     let mut img = RgbImage::from_pixel(width, ph, Rgb([255, 255, 255]));
