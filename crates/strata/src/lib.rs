@@ -9,6 +9,8 @@ pub use strata_data as data;
 pub use strata_nn as nn;
 pub use strata_zoo as zoo;
 
+pub mod demos;
+
 /// The names most programs need.
 pub mod prelude {
     pub use strata_core::ops::{Conv2dConfig, Padding};
