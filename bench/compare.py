@@ -18,6 +18,7 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,6 +62,27 @@ def lscpu_model():
     return platform.processor()
 
 
+def merge_rounds(rows):
+    """One row per (engine, key, threads): the median over rounds of the
+    per-round median times, with `round_medians_s` listing them all."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r.get("engine", "strata"), r["key"], r["threads"]), []).append(r)
+    out = []
+    for rs in groups.values():
+        med = statistics.median(r["median_s"] for r in rs)
+        row = dict(rs[0])
+        row["throughput"] = rs[0]["throughput"] * rs[0]["median_s"] / med
+        if "gflops" in row:
+            row["gflops"] = row["throughput"]
+        if row.get("pct_peak") is not None:
+            row["pct_peak"] = rs[0]["pct_peak"] * rs[0]["median_s"] / med
+        row["median_s"] = med
+        row["round_medians_s"] = [r["median_s"] for r in rs]
+        out.append(row)
+    return out
+
+
 def fmt(v, nd=1):
     return "-" if v is None else f"{v:.{nd}f}"
 
@@ -71,6 +93,9 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--mnist-runs", type=int, default=3)
     ap.add_argument("--threads", default=None, help="comma-separated thread counts for every row")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="repeat the strata/torch alternation this many times and report, per row, "
+                         "the median of the rounds' medians (evens out bursts of load on a shared machine)")
     ap.add_argument("--json", default=None, help="write both engines' results here")
     ap.add_argument("--markdown", default=None, help="write the side-by-side table as Markdown here")
     args = ap.parse_args()
@@ -85,19 +110,23 @@ def main():
         common += ["--threads", args.threads]
     run(["cargo", "build", "--release", "-q", "-p", "strata-bench"])
     strata, torch = {"results": []}, {"results": []}
+    rounds = max(1, args.rounds)
     with tempfile.TemporaryDirectory() as d:
-        for c in cmds:
-            sj, tj = os.path.join(d, f"s-{c}.json"), os.path.join(d, f"t-{c}.json")
-            run(["cargo", "run", "--release", "-q", "-p", "strata-bench", "--", c, *common, "--json", sj])
-            run([py, os.path.join(HERE, "torch_bench.py"), c, *common, "--json", tj])
-            s, t = load(sj), load(tj)
-            strata["results"] += s.get("results", [])
-            torch["results"] += t.get("results", [])
-            for k in ("cpu", "cores", "peak_gflops", "peak_source", "peak_measured_1t"):
-                if k in s:
-                    strata[k] = s[k]
-            if "versions" in t:
-                torch["versions"] = t["versions"]
+        for rnd in range(rounds):
+            for c in cmds:
+                sj, tj = os.path.join(d, f"s-{c}-{rnd}.json"), os.path.join(d, f"t-{c}-{rnd}.json")
+                run(["cargo", "run", "--release", "-q", "-p", "strata-bench", "--", c, *common, "--json", sj])
+                run([py, os.path.join(HERE, "torch_bench.py"), c, *common, "--json", tj])
+                s, t = load(sj), load(tj)
+                strata["results"] += s.get("results", [])
+                torch["results"] += t.get("results", [])
+                for k in ("cpu", "cores", "peak_gflops", "peak_source", "peak_measured_1t"):
+                    if k in s:
+                        strata[k] = s[k]
+                if "versions" in t:
+                    torch["versions"] = t["versions"]
+    strata["results"] = merge_rounds(strata["results"])
+    torch["results"] = merge_rounds(torch["results"])
     peaks = {int(k): v for k, v in strata.get("peak_gflops", {}).items()}
     peer = {}
     for r in torch["results"]:
@@ -129,7 +158,8 @@ def main():
               f"peak for % of peak: {peak_line} ({strata.get('peak_source', '?')}); "
               f"best 1-thread FMA loop measured in this run: {fmt(strata.get('peak_measured_1t'))} GFLOP/s",
               f"peer versions: {json.dumps(torch.get('versions', {}))}",
-              f"median of {args.runs} runs per row (MNIST: {args.mnist_runs} epochs); throughput: higher is better; "
+              f"median of {args.runs} runs per row (MNIST: {args.mnist_runs} epochs), "
+              f"median over {rounds} round(s) of strata-then-torch; throughput: higher is better; "
               "ratio > 1: strata faster"]
     print()
     for h in header:
