@@ -20,7 +20,9 @@ pub use history::History;
 pub use naming::{snake_case, Namer};
 pub use spec::{layer_from_keras_config, layer_from_spec, model_from_spec, model_from_spec_file};
 pub use summary::{LayerSummary, Summary, WeightSummary};
-pub use weights_io::{read_safetensors, write_atomic, write_safetensors_atomic, NamedTensor};
+pub use weights_io::{
+    parse_safetensors, read_safetensors, write_atomic, write_safetensors_atomic, NamedTensor,
+};
 
 use strata_core::{Rng, Tensor};
 
