@@ -14,6 +14,77 @@ use crate::error::{NnError, Result};
 use crate::initializers::Initializer;
 use crate::layers::*;
 
+/// The largest size a spec may give one argument or input dimension (2^24):
+/// sums and products of a few sizes then stay far from overflowing.
+const MAX_SIZE: u64 = 1 << 24;
+/// The most elements one input sample may have (2^31).
+const MAX_INPUT_ELEMENTS: u128 = 1 << 31;
+/// The most weight values a spec may ask for in all (2^28 floats, 1 GiB),
+/// checked before a layer allocates: a model file cannot exhaust memory.
+pub const MAX_SPEC_WEIGHTS: u128 = 1 << 28;
+
+fn within_limit(p: &(usize, usize)) -> bool {
+    p.0 as u64 <= MAX_SIZE && p.1 as u64 <= MAX_SIZE
+}
+
+/// The weight values `layer` will allocate for these input shapes, and the
+/// arguments that decide it (for the error message).
+fn planned_weights(layer: &dyn Layer, inputs: &[Vec<usize>]) -> (u128, &'static str) {
+    let any = layer.as_any();
+    let last = inputs.first().and_then(|s| s.last()).copied().unwrap_or(0) as u128;
+    let prod = |xs: &[u128]| xs.iter().fold(1u128, |a, &x| a.saturating_mul(x));
+    if let Some(d) = any.downcast_ref::<Dense>() {
+        let u = d.units as u128;
+        (prod(&[last, u]).saturating_add(u), "units")
+    } else if let Some(c) = any.downcast_ref::<Conv2D>() {
+        let (kh, kw) = (c.kernel_size.0 as u128, c.kernel_size.1 as u128);
+        let per_group = last / (c.groups.max(1) as u128);
+        let f = c.filters as u128;
+        (
+            prod(&[kh, kw, per_group, f]).saturating_add(f),
+            "kernel_size/filters",
+        )
+    } else if let Some(c) = any.downcast_ref::<DepthwiseConv2D>() {
+        let (kh, kw) = (c.kernel_size.0 as u128, c.kernel_size.1 as u128);
+        let out = prod(&[last, c.depth_multiplier as u128]);
+        (
+            prod(&[kh, kw, out]).saturating_add(out),
+            "kernel_size/depth_multiplier",
+        )
+    } else if any.is::<BatchNormalization>() {
+        (prod(&[last, 4]), "input channels")
+    } else {
+        (0, "")
+    }
+}
+
+/// Adds the weights `layer` will allocate to `total`; an error naming the
+/// layer when the model would go over [`MAX_SPEC_WEIGHTS`].
+fn check_weight_budget(
+    m: &Model,
+    layer: &dyn Layer,
+    inputs: &[Source],
+    total: &mut u128,
+) -> Result<()> {
+    let shapes = inputs
+        .iter()
+        .map(|s| m.shape_of(*s))
+        .collect::<Result<Vec<_>>>()?;
+    let (n, field) = planned_weights(layer, &shapes);
+    *total = total.saturating_add(n);
+    if *total > MAX_SPEC_WEIGHTS {
+        return Err(NnError::config(
+            layer.name(),
+            field,
+            format!(
+                "the weights would hold {n} values ({} in the model so far), over the limit of {MAX_SPEC_WEIGHTS}",
+                *total
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The arguments of one layer, consumed one by one so leftovers are reported.
 struct Args<'a> {
     layer: String,
@@ -34,9 +105,14 @@ impl<'a> Args<'a> {
             None => Ok(None),
             Some(v) => v
                 .as_u64()
-                .filter(|&n| n > 0)
+                .filter(|&n| n > 0 && n <= MAX_SIZE)
                 .map(|n| Some(n as usize))
-                .ok_or_else(|| self.err(key, format!("expected a positive integer, found {v}"))),
+                .ok_or_else(|| {
+                    self.err(
+                        key,
+                        format!("expected a positive integer up to {MAX_SIZE}, found {v}"),
+                    )
+                }),
         }
     }
     fn required_usize(&mut self, key: &'static str) -> Result<usize> {
@@ -82,10 +158,13 @@ impl<'a> Args<'a> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => pair_from(v)
-                .filter(|p| p.0 > 0 && p.1 > 0)
+                .filter(|p| p.0 > 0 && p.1 > 0 && within_limit(p))
                 .map(Some)
                 .ok_or_else(|| {
-                    self.err(key, format!("expected a positive int or [h, w], found {v}"))
+                    self.err(
+                        key,
+                        format!("expected a positive int or [h, w] up to {MAX_SIZE}, found {v}"),
+                    )
                 }),
         }
     }
@@ -293,13 +372,19 @@ pub fn layer_from_spec(obj: &Map<String, Value>, position: usize) -> Result<Box<
             let v = a
                 .get("target_shape")
                 .ok_or_else(|| a.err("target_shape", "is required"))?;
-            let shape: Option<Vec<isize>> = v
-                .as_array()
-                .and_then(|arr| arr.iter().map(|x| x.as_i64().map(|i| i as isize)).collect());
+            let shape: Option<Vec<isize>> = v.as_array().and_then(|arr| {
+                arr.iter()
+                    .map(|x| {
+                        x.as_i64()
+                            .filter(|i| i.unsigned_abs() <= MAX_SIZE)
+                            .map(|i| i as isize)
+                    })
+                    .collect()
+            });
             Box::new(Reshape::new(&shape.ok_or_else(|| {
                 a.err(
                     "target_shape",
-                    format!("expected a list of integers, found {v}"),
+                    format!("expected a list of integers up to {MAX_SIZE}, found {v}"),
                 )
             })?))
         }
@@ -318,6 +403,9 @@ pub fn layer_from_spec(obj: &Map<String, Value>, position: usize) -> Result<Box<
                     }
                 },
             };
+            if !within_limit(&p.0) || !within_limit(&p.1) {
+                return Err(a.err("padding", format!("sizes over the limit of {MAX_SIZE}")));
+            }
             Box::new(ZeroPadding2D::new(p))
         }
         "Activation" => Box::new(ActivationLayer::new(
@@ -400,14 +488,26 @@ fn shape_list(v: &Value, what: &str) -> Result<Vec<usize>> {
             "{what}: expected a list of positive integers, found {v}"
         ))
     })?;
-    arr.iter()
-        .map(|x| x.as_u64().filter(|&n| n > 0).map(|n| n as usize))
+    let dims = arr
+        .iter()
+        .map(|x| {
+            x.as_u64()
+                .filter(|&n| n > 0 && n <= MAX_SIZE)
+                .map(|n| n as usize)
+        })
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| {
             NnError::Spec(format!(
-                "{what}: expected a list of positive integers, found {v}"
+                "{what}: expected a list of positive integers up to {MAX_SIZE}, found {v}"
             ))
-        })
+        })?;
+    let n = dims.iter().fold(1u128, |a, &d| a.saturating_mul(d as u128));
+    if n > MAX_INPUT_ELEMENTS {
+        return Err(NnError::Spec(format!(
+            "{what}: {v} has {n} elements per sample, over the limit of {MAX_INPUT_ELEMENTS}"
+        )));
+    }
+    Ok(dims)
 }
 
 /// Builds a model from a parsed spec; `seed` drives weight initialisation.
@@ -433,6 +533,8 @@ pub fn model_from_spec(spec: &Value, seed: u64) -> Result<Model> {
                 .ok_or_else(|| NnError::Spec(format!("layer {i}: expected an object")))
         })
         .collect::<Result<_>>()?;
+    // weight values planned so far (checked against MAX_SPEC_WEIGHTS)
+    let mut weights: u128 = 0;
     // explicit names are reserved first so default names skip them
     let mut explicit = HashSet::new();
     for (i, o) in objs.iter().enumerate() {
@@ -472,8 +574,9 @@ pub fn model_from_spec(spec: &Value, seed: u64) -> Result<Model> {
                 layer.set_name(&n);
             }
             let trainable = layer.trainable();
-            m.layers.push(layer);
             let prev = m.outputs[0];
+            check_weight_budget(&m, layer.as_ref(), &[prev], &mut weights)?;
+            m.layers.push(layer);
             let out = m.reuse(m.layers.len() - 1, &[prev])?;
             m.outputs = vec![out];
             if !trainable {
@@ -549,6 +652,7 @@ pub fn model_from_spec(spec: &Value, seed: u64) -> Result<Model> {
                 }
                 let trainable = layer.trainable();
                 let lname = layer.name().to_string();
+                check_weight_budget(&m, layer.as_ref(), &srcs, &mut weights)?;
                 m.layers.push(layer);
                 let out = m.reuse(m.layers.len() - 1, &srcs)?;
                 if !trainable {
@@ -704,6 +808,38 @@ mod tests {
         assert!(e.contains("unknown input 'y'"), "{e}");
         let e = bad(json!({"input_shape": [4], "layers": [{"type": "Dense", "units": -2}]}));
         assert!(e.contains("invalid units"), "{e}");
+    }
+
+    #[test]
+    fn sizes_that_cannot_be_served_are_refused_before_allocating() {
+        let bad = |spec: Value| model_from_spec(&spec, 0).unwrap_err().to_string();
+        let e = bad(
+            json!({"input_shape": [1000000], "layers": [{"type": "Dense", "name": "wide", "units": 1000000}]}),
+        );
+        assert!(
+            e.contains("layer 'wide': invalid units") && e.contains("over the limit"),
+            "{e}"
+        );
+        let e = bad(json!({"input_shape": [5, 5, 256], "layers": [
+            {"type": "DepthwiseConv2D", "name": "dw", "kernel_size": 127, "depth_multiplier": 255, "padding": "same"}]}));
+        assert!(
+            e.contains("layer 'dw': invalid kernel_size/depth_multiplier"),
+            "{e}"
+        );
+        let e = bad(json!({"input_shape": [65536, 65536, 3], "layers": []}));
+        assert!(
+            e.contains("input_shape") && e.contains("elements per sample"),
+            "{e}"
+        );
+        let e =
+            bad(json!({"input_shape": [4], "layers": [{"type": "Dense", "units": 4294967296u64}]}));
+        assert!(
+            e.contains("invalid units") && e.contains("up to 16777216"),
+            "{e}"
+        );
+        let e = bad(json!({"input_shape": [4, 4, 1], "layers": [
+            {"type": "ZeroPadding2D", "name": "zp", "padding": [[1, 1], [1, 9007199254740993u64]]}]}));
+        assert!(e.contains("layer 'zp': invalid padding"), "{e}");
     }
 
     #[test]
