@@ -4,6 +4,8 @@
 //! the first layer's filters.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use strata_nn::model::{Callback, TrainingControl};
 use strata_nn::optimizers::{Adam, RMSprop};
@@ -100,7 +102,34 @@ impl Callback for EpochCheckpoint {
         model: &mut Model,
         _c: &mut TrainingControl,
     ) -> strata_nn::Result<()> {
-        model.save_checkpoint(&self.0, epoch + 1)
+        model.save_checkpoint(&self.0, epoch + 1, 0)
+    }
+}
+
+/// On Ctrl-C: lets the current step finish, writes a checkpoint, stops.
+struct InterruptCheckpoint {
+    flag: Arc<AtomicBool>,
+    path: PathBuf,
+    stopped_at: Arc<std::sync::Mutex<Option<(usize, usize)>>>,
+}
+
+impl Callback for InterruptCheckpoint {
+    fn on_batch_end(
+        &mut self,
+        epoch: usize,
+        batch: usize,
+        _logs: &std::collections::BTreeMap<String, f32>,
+        model: &mut Model,
+        control: &mut TrainingControl,
+    ) -> strata_nn::Result<()> {
+        if self.flag.load(Ordering::SeqCst) {
+            model.save_checkpoint(&self.path, epoch, batch + 1)?;
+            if let Ok(mut at) = self.stopped_at.lock() {
+                *at = Some((epoch, batch + 1));
+            }
+            control.stop_training = true;
+        }
+        Ok(())
     }
 }
 
@@ -240,11 +269,11 @@ pub fn run(a: Args) -> CliResult<()> {
         .steps
         .unwrap_or(epochs as u64 * n.div_ceil(a.batch_size) as u64);
     model.compile(loss, build_optimizer(&a, recipe, steps_total)?, &metrics);
-    let mut initial_epoch = 0;
+    let (mut initial_epoch, mut initial_step) = (0, 0);
     if let Some(r) = &a.resume {
-        initial_epoch = model.load_checkpoint(r)?;
+        (initial_epoch, initial_step) = model.load_checkpoint(r)?;
         eprintln!(
-            "resuming from {} at epoch {}",
+            "resuming from {} at epoch {}, step {initial_step}",
             r.display(),
             initial_epoch + 1
         );
@@ -266,12 +295,40 @@ pub fn run(a: Args) -> CliResult<()> {
         },
         max_steps: a.steps,
         initial_epoch,
+        initial_step,
         ..FitConfig::default()
     };
+    let save = a
+        .save
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}.safetensors", a.model.stem())));
+    if let Some(dir) = save.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let ckpt = a
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| sibling(&save, ".ckpt.safetensors"));
+    let flag = Arc::new(AtomicBool::new(false));
+    {
+        let flag = flag.clone();
+        // a second Ctrl-C exits at once
+        let _ = ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+    }
+    let stopped_at = Arc::new(std::sync::Mutex::new(None));
     let mut callbacks: Vec<Box<dyn Callback>> = Vec::new();
     if let Some(c) = &a.checkpoint {
         callbacks.push(Box::new(EpochCheckpoint(c.clone())));
     }
+    callbacks.push(Box::new(InterruptCheckpoint {
+        flag,
+        path: ckpt.clone(),
+        stopped_at: stopped_at.clone(),
+    }));
     let start = std::time::Instant::now();
     let history = model.fit(
         std::slice::from_ref(&data.inputs),
@@ -279,6 +336,16 @@ pub fn run(a: Args) -> CliResult<()> {
         &cfg,
         &mut callbacks,
     )?;
+    let stopped = stopped_at.lock().ok().and_then(|g| *g);
+    if let Some((e, st)) = stopped {
+        return Err(format!(
+            "interrupted: checkpoint written to {} at epoch {}, step {st}; resume with the same command plus --resume {}",
+            ckpt.display(),
+            e + 1,
+            ckpt.display()
+        )
+        .into());
+    }
     let secs = start.elapsed().as_secs_f64();
     println!("trained {} epoch(s) in {secs:.1}s", history.epoch.len());
     if let Some((x, y)) = &data.test {
@@ -299,13 +366,6 @@ pub fn run(a: Args) -> CliResult<()> {
                 y.len()
             ),
         }
-    }
-    let save = a
-        .save
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}.safetensors", a.model.stem())));
-    if let Some(dir) = save.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     model.save_weights(&save)?;
     strata_nn::model::write_atomic(

@@ -22,11 +22,15 @@ pub trait Callback {
     fn on_epoch_begin(&mut self, _epoch: usize, _model: &mut Model) -> Result<()> {
         Ok(())
     }
+    /// After each optimizer step: `batch` is the 0-based batch of `epoch` just
+    /// done. Setting `control.stop_training` here stops at once (mid-epoch).
     fn on_batch_end(
         &mut self,
-        _step: u64,
+        _epoch: usize,
+        _batch: usize,
         _logs: &BTreeMap<String, f32>,
         _model: &mut Model,
+        _control: &mut TrainingControl,
     ) -> Result<()> {
         Ok(())
     }

@@ -39,6 +39,8 @@ pub struct FitConfig {
     pub max_steps: Option<u64>,
     /// First epoch to run (for resuming).
     pub initial_epoch: usize,
+    /// Batches of `initial_epoch` already done (resuming mid-epoch).
+    pub initial_step: usize,
 }
 
 impl Default for FitConfig {
@@ -54,6 +56,7 @@ impl Default for FitConfig {
             verbose: Verbosity::Auto,
             max_steps: None,
             initial_epoch: 0,
+            initial_step: 0,
         }
     }
 }
@@ -224,7 +227,7 @@ impl Model {
         for cb in callbacks.iter_mut() {
             cb.on_train_begin(self)?;
         }
-        let mut global_step = cfg.initial_epoch as u64 * steps_per_epoch;
+        let mut global_step = cfg.initial_epoch as u64 * steps_per_epoch + cfg.initial_step as u64;
         'epochs: for epoch in cfg.initial_epoch..cfg.epochs {
             for cb in callbacks.iter_mut() {
                 cb.on_epoch_begin(epoch, self)?;
@@ -237,7 +240,12 @@ impl Model {
             let (mut loss_sum, mut seen) = (0.0f64, 0usize);
             let mut correct = vec![(0usize, 0usize); metrics.len()];
             let mut logs = BTreeMap::new();
-            for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
+            let skip = if epoch == cfg.initial_epoch {
+                cfg.initial_step
+            } else {
+                0
+            };
+            for (b, idx) in order.chunks(cfg.batch_size).enumerate().skip(skip) {
                 if cfg.max_steps.is_some_and(|m| global_step >= m) {
                     break;
                 }
@@ -273,7 +281,11 @@ impl Model {
                 }
                 progress.step(idx.len(), &logs);
                 for cb in callbacks.iter_mut() {
-                    cb.on_batch_end(global_step, &logs, self)?;
+                    cb.on_batch_end(epoch, b, &logs, self, &mut control)?;
+                }
+                if control.stop_training {
+                    progress.finish(&logs);
+                    break 'epochs;
                 }
             }
             if let Some((vx, vy)) = &validation {
@@ -368,8 +380,9 @@ impl Model {
             .collect()
     }
 
-    /// Saves weights, optimizer state and the next epoch to resume from.
-    pub fn save_checkpoint(&self, path: impl AsRef<Path>, next_epoch: usize) -> Result<()> {
+    /// Saves weights, optimizer state and where to resume: `epoch`, after
+    /// `step` of its batches (0 at an epoch boundary).
+    pub fn save_checkpoint(&self, path: impl AsRef<Path>, epoch: usize, step: usize) -> Result<()> {
         let mut tensors = self.weight_tensors();
         if let Some(c) = &self.compiled {
             for (k, v) in c.optimizer.state(&self.trainable_params()) {
@@ -379,13 +392,15 @@ impl Model {
         }
         let mut meta = HashMap::new();
         meta.insert("format".to_string(), "strata-checkpoint".to_string());
-        meta.insert("epoch".to_string(), next_epoch.to_string());
+        meta.insert("epoch".to_string(), epoch.to_string());
+        meta.insert("step".to_string(), step.to_string());
         meta.insert("spec".to_string(), self.to_spec().to_string());
         super::weights_io::write_safetensors_atomic(path, &tensors, Some(meta))
     }
 
-    /// Restores a checkpoint; returns the epoch to resume from.
-    pub fn load_checkpoint(&mut self, path: impl AsRef<Path>) -> Result<usize> {
+    /// Restores a checkpoint; returns (epoch, step) to resume from, for
+    /// `FitConfig::initial_epoch` and `initial_step`.
+    pub fn load_checkpoint(&mut self, path: impl AsRef<Path>) -> Result<(usize, usize)> {
         let path = path.as_ref();
         let (tensors, meta) = super::weights_io::read_safetensors(path)?;
         let epoch = meta
@@ -395,6 +410,7 @@ impl Model {
                 path: path.display().to_string(),
                 message: "not a checkpoint (no epoch in its metadata)".into(),
             })?;
+        let step = meta.get("step").and_then(|e| e.parse().ok()).unwrap_or(0);
         let (opt, weights): (Vec<_>, Vec<_>) = tensors
             .into_iter()
             .partition(|(n, _, _)| n.starts_with("optimizer/"));
@@ -409,6 +425,6 @@ impl Model {
                 c.optimizer.load_state(&params, &state)?;
             }
         }
-        Ok(epoch)
+        Ok((epoch, step))
     }
 }
