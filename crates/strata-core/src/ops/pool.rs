@@ -5,7 +5,7 @@
 //! `Padding::Explicit` gives torchvision's `MaxPool2d(3, 2, padding=1)`.
 
 use crate::error::{fmt_shape, CoreError, Result};
-use crate::kernels::parallel;
+use crate::kernels::{buffers, parallel};
 use crate::ops::padding::{nhwc, Geometry2d, Padding};
 use crate::tensor::Tensor;
 
@@ -46,6 +46,57 @@ fn window_count(g: &Geometry2d, oh: usize, ow: usize) -> usize {
     rows * cols
 }
 
+/// Max pooling without padding: every window lies inside the input, so each output
+/// pixel starts from its first tap and the other taps compare-and-select over the
+/// channels without branches (vectorised). Same result and tie rule (first maximum,
+/// strict `>`) as the general loop. `out`/`arg` are overwritten entirely.
+fn max_pool_unpadded(x: &[f32], g: &Geometry2d, c: usize, out: &mut [f32], arg: &mut [u32]) {
+    let img = g.in_h * g.in_w * c;
+    let row_len = (g.out_w * c).max(1);
+    let work = |idx: usize, o: &mut [f32], a: &mut [u32]| {
+        let (b, oh) = (idx / g.out_h, idx % g.out_h);
+        let xi = &x[b * img..(b + 1) * img];
+        for ((o, a), ow) in o.chunks_exact_mut(c).zip(a.chunks_exact_mut(c)).zip(0..) {
+            let at = |ki: usize, kj: usize| ((oh * g.sh + ki) * g.in_w + ow * g.sw + kj) * c;
+            let b0 = at(0, 0);
+            o.copy_from_slice(&xi[b0..b0 + c]);
+            a.iter_mut().zip(b0 as u32..).for_each(|(a, i)| *a = i);
+            for ki in 0..g.kh {
+                for kj in 0..g.kw {
+                    if ki == 0 && kj == 0 {
+                        continue;
+                    }
+                    let base = at(ki, kj);
+                    let xs = &xi[base..base + c];
+                    for ((o, a), (&v, i)) in o
+                        .iter_mut()
+                        .zip(a.iter_mut())
+                        .zip(xs.iter().zip(base as u32..))
+                    {
+                        let gt = v > *o;
+                        *o = if gt { v } else { *o };
+                        *a = if gt { i } else { *a };
+                    }
+                }
+            }
+        }
+    };
+    if out.len() >= parallel::PAR_THRESHOLD && crate::threads::num_threads() > 1 {
+        use rayon::prelude::*;
+        crate::threads::install(|| {
+            out.par_chunks_mut(row_len)
+                .zip(arg.par_chunks_mut(row_len))
+                .enumerate()
+                .for_each(|(i, (o, a))| work(i, o, a))
+        });
+    } else {
+        out.chunks_mut(row_len)
+            .zip(arg.chunks_mut(row_len))
+            .enumerate()
+            .for_each(|(i, (o, a))| work(i, o, a));
+    }
+}
+
 impl Tensor {
     /// Keras `MaxPooling2D` on NHWC input: the largest value of each window.
     pub fn max_pool2d(
@@ -65,10 +116,16 @@ impl Tensor {
             ));
         }
         let olen = n * g.out_h * g.out_w * c;
-        let mut out = vec![0.0; olen];
         // index of the winner inside its image, per output element
-        let mut arg = vec![0u32; olen];
-        {
+        let (mut out, mut arg) = if g.unpadded() {
+            // the fast path below writes every element
+            (buffers::dirty(olen), buffers::dirty_u32(olen))
+        } else {
+            (vec![0.0; olen], vec![0u32; olen])
+        };
+        if g.unpadded() && c > 0 {
+            max_pool_unpadded(&self.data(), &g, c, &mut out, &mut arg);
+        } else {
             let x = self.data();
             let row_len = (g.out_w * c).max(1);
             let mut pairs: Vec<(&mut [f32], &mut [u32])> = out
@@ -113,13 +170,14 @@ impl Tensor {
         let shape = vec![n, g.out_h, g.out_w, c];
         let per_out_img = g.out_h * g.out_w * c;
         Ok(Tensor::from_op(out, shape, OP, &[self], move |gr| {
-            let mut dx = vec![0.0; n * img];
+            let mut dx = buffers::zeroed(n * img);
             parallel::for_each_chunk_mut(&mut dx, img.max(1), |b, d| {
                 let r = b * per_out_img..(b + 1) * per_out_img;
                 for (&i, &gv) in arg[r.clone()].iter().zip(&gr[r]) {
                     d[i as usize] += gv;
                 }
             });
+            buffers::recycle_u32(arg);
             vec![Some(dx)]
         }))
     }
