@@ -193,7 +193,7 @@ fn im2col(x: &[f32], p: &ConvPlan, n0: usize, cols: &mut [f32]) {
                         match g.in_row(oh, ki) {
                             Some(ih) => {
                                 let s0 = (ih * g.in_w + c0) * p.c;
-                                d.copy_from_slice(&xi[s0..s0 + krow]);
+                                copy_run(d, &xi[s0..s0 + krow]);
                             }
                             None => d.fill(0.0),
                         }
@@ -225,6 +225,42 @@ fn im2col(x: &[f32], p: &ConvPlan, n0: usize, cols: &mut [f32]) {
             }
         }
     });
+}
+
+/// Fills `out` (a whole number of rows) with copies of `row`, doubling the filled
+/// prefix each time: a few large copies instead of one small copy per row.
+fn fill_rows(out: &mut [f32], row: &[f32]) {
+    if row.is_empty() || out.is_empty() {
+        return;
+    }
+    out[..row.len()].copy_from_slice(row);
+    let mut filled = row.len();
+    while filled < out.len() {
+        let n = filled.min(out.len() - filled);
+        out.copy_within(0..n, filled);
+        filled += n;
+    }
+}
+
+/// `d = s` for equal-length slices; short runs (a kernel row of a conv over few
+/// channels) are fixed-size moves instead of a `memcpy` call each.
+#[inline(always)]
+fn copy_run(d: &mut [f32], s: &[f32]) {
+    macro_rules! fixed {
+        ($($n:literal)*) => {
+            match d.len() {
+                $($n => {
+                    if let (Ok(d), Ok(s)) = (<&mut [f32; $n]>::try_from(&mut *d), <&[f32; $n]>::try_from(s)) {
+                        *d = *s;
+                        return;
+                    }
+                })*
+                _ => {}
+            }
+        };
+    }
+    fixed!(1 2 3 4 5 6 7 8);
+    d.copy_from_slice(s);
 }
 
 /// Gather-form col2im: `dx` (images `n0..`, NHWC) gets, for every input pixel, the
@@ -292,12 +328,11 @@ fn forward_keep(
     let rows = p.n * p.out_pixels();
     // every element is written below: by the bias copy, or by a non-accumulating GEMM
     let mut out = buffers::dirty(rows * p.cout);
-    if let Some(b) = bias {
-        out.chunks_mut(p.cout.max(1))
-            .for_each(|r| r.copy_from_slice(b));
-    }
     if rows == 0 {
         return (out, None);
+    }
+    if let Some(b) = bias {
+        fill_rows(&mut out, b);
     }
     let acc = bias.is_some();
     let w_block = |gr: usize| MatRef::strided(&w[gr * p.cout_g..], p.kg, p.cout_g, p.cout);
