@@ -115,6 +115,7 @@ pub(crate) fn backward(root: &Tensor) -> Result<()> {
                     backward,
                 } = node;
                 let input_grads = backward(&g);
+                crate::kernels::buffers::recycle(g);
                 debug_assert_eq!(input_grads.len(), inputs.len(), "{op}");
                 for (inp, gi) in inputs.iter().zip(input_grads) {
                     let Some(gi) = gi else { continue };
@@ -123,7 +124,10 @@ pub(crate) fn backward(root: &Tensor) -> Result<()> {
                     }
                     debug_assert_eq!(gi.len(), inp.numel(), "gradient length of {op}");
                     match grads.get_mut(&inp.id()) {
-                        Some(acc) => acc.iter_mut().zip(&gi).for_each(|(a, b)| *a += b),
+                        Some(acc) => {
+                            acc.iter_mut().zip(&gi).for_each(|(a, b)| *a += b);
+                            crate::kernels::buffers::recycle(gi);
+                        }
                         None => {
                             grads.insert(inp.id(), gi);
                         }

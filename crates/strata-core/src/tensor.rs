@@ -21,6 +21,18 @@ pub(crate) struct TensorInner {
     pub(crate) node: Mutex<Option<Node>>,
 }
 
+impl Drop for TensorInner {
+    /// Large data and gradient buffers go back to the pool for the next step.
+    fn drop(&mut self) {
+        let data = self.data.get_mut().unwrap_or_else(|e| e.into_inner());
+        crate::kernels::buffers::recycle(std::mem::take(data));
+        let grad = self.grad.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(g) = grad.take() {
+            crate::kernels::buffers::recycle(g);
+        }
+    }
+}
+
 /// A float32 tensor in row-major order. Images and feature maps are NHWC.
 #[derive(Clone)]
 pub struct Tensor(pub(crate) Arc<TensorInner>);
@@ -97,16 +109,22 @@ impl Tensor {
             ));
         }
         let sizes: Vec<usize> = inputs.iter().map(|t| t.numel()).collect();
-        Ok(Tensor::from_op(data, shape.to_vec(), op, inputs, move |g| {
-            let grads = backward(g);
-            // a custom backward that returns wrong lengths drops those gradients
-            // rather than corrupting the accumulation
-            grads
-                .into_iter()
-                .zip(sizes.iter().chain(std::iter::repeat(&0)))
-                .map(|(g, &n)| g.filter(|g| g.len() == n))
-                .collect()
-        }))
+        Ok(Tensor::from_op(
+            data,
+            shape.to_vec(),
+            op,
+            inputs,
+            move |g| {
+                let grads = backward(g);
+                // a custom backward that returns wrong lengths drops those gradients
+                // rather than corrupting the accumulation
+                grads
+                    .into_iter()
+                    .zip(sizes.iter().chain(std::iter::repeat(&0)))
+                    .map(|(g, &n)| g.filter(|g| g.len() == n))
+                    .collect()
+            },
+        ))
     }
 
     pub fn scalar(v: f32) -> Tensor {
@@ -167,7 +185,7 @@ impl Tensor {
     }
     /// A copy of the data.
     pub fn to_vec(&self) -> Vec<f32> {
-        self.data().clone()
+        crate::kernels::buffers::copy_of(&self.data())
     }
     /// The single value of a one-element tensor.
     pub fn item(&self) -> Result<f32> {
@@ -240,12 +258,18 @@ impl Tensor {
     }
     /// Clears the accumulated gradient.
     pub fn zero_grad(&self) {
-        *self.0.grad.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let old = self.0.grad.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(g) = old {
+            crate::kernels::buffers::recycle(g);
+        }
     }
     pub(crate) fn accumulate_grad(&self, g: Vec<f32>) {
         let mut slot = self.0.grad.lock().unwrap_or_else(|e| e.into_inner());
         match slot.as_mut() {
-            Some(acc) => acc.iter_mut().zip(&g).for_each(|(a, b)| *a += b),
+            Some(acc) => {
+                acc.iter_mut().zip(&g).for_each(|(a, b)| *a += b);
+                crate::kernels::buffers::recycle(g);
+            }
             None => *slot = Some(g),
         }
     }

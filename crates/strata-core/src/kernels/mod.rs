@@ -1,4 +1,5 @@
 //! Fast CPU kernels behind the ops. Each has a plain reference in its tests.
 
+pub mod buffers;
 pub mod gemm;
 pub mod parallel;

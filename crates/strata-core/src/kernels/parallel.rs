@@ -13,7 +13,7 @@ pub fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync + Send) -> Vec<f32> {
     if x.len() < PAR_THRESHOLD {
         return x.iter().map(|&v| f(v)).collect();
     }
-    let mut out = vec![0.0; x.len()];
+    let mut out = super::buffers::dirty(x.len());
     let chunk = threads::chunk_len(x.len(), 4096);
     threads::install(|| {
         out.par_chunks_mut(chunk)
@@ -29,7 +29,7 @@ pub fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync + Send) 
     if a.len() < PAR_THRESHOLD {
         return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
     }
-    let mut out = vec![0.0; a.len()];
+    let mut out = super::buffers::dirty(a.len());
     let chunk = threads::chunk_len(a.len(), 4096);
     threads::install(|| {
         out.par_chunks_mut(chunk)

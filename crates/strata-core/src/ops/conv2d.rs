@@ -6,11 +6,13 @@
 //! block that multiplies the kernel reshaped to `(kh*kw*in_g, filters)`. A 1x1,
 //! stride-1, unpadded convolution skips im2col: the input already is that matrix.
 //! The batch is processed in chunks of images so `cols` stays under [`COLS_BUDGET_BYTES`].
-//! Backward recomputes `cols` per chunk (nothing large is saved): `dW = colsᵀ·dY`,
+//! Backward reuses the forward's `cols` when the whole batch's matrix is under
+//! [`SAVED_COLS_BUDGET_BYTES`] (else recomputes it per chunk): `dW = colsᵀ·dY`,
 //! `dCols = dY·Wᵀ` then a gather-form col2im (every input pixel sums the entries that
 //! read it, in a fixed order), `db` = column sums of `dY`.
 
 use crate::error::{fmt_shape, CoreError, Result};
+use crate::kernels::buffers;
 use crate::kernels::gemm::{gemm, MatRef};
 use crate::kernels::parallel;
 use crate::ops::padding::{nhwc, Geometry2d, Padding};
@@ -21,6 +23,10 @@ use crate::tensor::Tensor;
 /// still warm (one 64 MiB buffer per call cost 2-3x in page faults and cache misses
 /// on ResNet-sized layers), big enough that each GEMM has thousands of rows.
 pub const COLS_BUDGET_BYTES: usize = 8 << 20;
+
+/// Largest whole-batch im2col matrix (bytes) that a training forward keeps for the
+/// backward's `dW = colsᵀ·dY` instead of rebuilding it (built in one pass then).
+pub const SAVED_COLS_BUDGET_BYTES: usize = 32 << 20;
 
 /// Options of [`Tensor::conv2d`], named after Keras' `Conv2D` arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,11 +177,30 @@ fn im2col(x: &[f32], p: &ConvPlan, n0: usize, cols: &mut [f32]) {
     let g = &p.geo;
     let (kt, row_len) = (p.kt(), g.out_w * p.kt());
     let img = g.in_h * g.in_w * p.c;
+    let contiguous = p.groups == 1 && g.dw == 1 && g.kw > 0 && p.c > 0;
+    let krow = g.kw * p.c;
     parallel::for_each_chunk_mut(cols, row_len.max(1), |idx, row| {
         let (n, oh) = (n0 + idx / g.out_h, idx % g.out_h);
         let xi = &x[n * img..(n + 1) * img];
         for ow in 0..g.out_w {
             let dst = &mut row[ow * kt..(ow + 1) * kt];
+            // Fast path: one group, undilated columns, the window's columns all inside
+            // the input: each kernel row is one contiguous run of kw*c values.
+            let iw0 = (ow * g.sw).checked_sub(g.pad_left);
+            if let (true, Some(c0)) = (contiguous, iw0) {
+                if c0 + g.kw <= g.in_w {
+                    for (ki, d) in dst.chunks_exact_mut(krow).enumerate() {
+                        match g.in_row(oh, ki) {
+                            Some(ih) => {
+                                let s0 = (ih * g.in_w + c0) * p.c;
+                                copy_run(d, &xi[s0..s0 + krow]);
+                            }
+                            None => d.fill(0.0),
+                        }
+                    }
+                    continue;
+                }
+            }
             for ki in 0..g.kh {
                 let ih = g.in_row(oh, ki);
                 for kj in 0..g.kw {
@@ -200,6 +225,42 @@ fn im2col(x: &[f32], p: &ConvPlan, n0: usize, cols: &mut [f32]) {
             }
         }
     });
+}
+
+/// Fills `out` (a whole number of rows) with copies of `row`, doubling the filled
+/// prefix each time: a few large copies instead of one small copy per row.
+fn fill_rows(out: &mut [f32], row: &[f32]) {
+    if row.is_empty() || out.is_empty() {
+        return;
+    }
+    out[..row.len()].copy_from_slice(row);
+    let mut filled = row.len();
+    while filled < out.len() {
+        let n = filled.min(out.len() - filled);
+        out.copy_within(0..n, filled);
+        filled += n;
+    }
+}
+
+/// `d = s` for equal-length slices; short runs (a kernel row of a conv over few
+/// channels) are fixed-size moves instead of a `memcpy` call each.
+#[inline(always)]
+fn copy_run(d: &mut [f32], s: &[f32]) {
+    macro_rules! fixed {
+        ($($n:literal)*) => {
+            match d.len() {
+                $($n => {
+                    if let (Ok(d), Ok(s)) = (<&mut [f32; $n]>::try_from(&mut *d), <&[f32; $n]>::try_from(s)) {
+                        *d = *s;
+                        return;
+                    }
+                })*
+                _ => {}
+            }
+        };
+    }
+    fixed!(1 2 3 4 5 6 7 8);
+    d.copy_from_slice(s);
 }
 
 /// Gather-form col2im: `dx` (images `n0..`, NHWC) gets, for every input pixel, the
@@ -250,15 +311,28 @@ fn pack_wt(w: &[f32], p: &ConvPlan) -> Vec<f32> {
     wt
 }
 
+#[cfg(test)]
 fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, p: &ConvPlan) -> Vec<f32> {
+    forward_keep(x, w, bias, p, false).0
+}
+
+/// [`forward`], also returning the im2col matrix of the whole batch when `keep_cols`
+/// and the plan builds it in one chunk (so the backward can reuse it for `dW`).
+fn forward_keep(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    p: &ConvPlan,
+    keep_cols: bool,
+) -> (Vec<f32>, Option<Vec<f32>>) {
     let rows = p.n * p.out_pixels();
-    let mut out = vec![0.0; rows * p.cout];
-    if let Some(b) = bias {
-        out.chunks_mut(p.cout.max(1))
-            .for_each(|r| r.copy_from_slice(b));
-    }
+    // every element is written below: by the bias copy, or by a non-accumulating GEMM
+    let mut out = buffers::dirty(rows * p.cout);
     if rows == 0 {
-        return out;
+        return (out, None);
+    }
+    if let Some(b) = bias {
+        fill_rows(&mut out, b);
     }
     let acc = bias.is_some();
     let w_block = |gr: usize| MatRef::strided(&w[gr * p.cout_g..], p.kg, p.cout_g, p.cout);
@@ -267,11 +341,12 @@ fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, p: &ConvPlan) -> Vec<f32>
             let a = MatRef::strided(&x[gr * p.cin_g..], rows, p.cin_g, p.c);
             gemm(a, w_block(gr), &mut out[gr * p.cout_g..], p.cout, acc);
         }
-        return out;
+        return (out, None);
     }
     let per = p.chunk;
     let kt = p.kt();
-    let mut cols = vec![0.0; per * p.out_pixels() * kt];
+    // im2col writes every element of its rows
+    let mut cols = buffers::dirty(per * p.out_pixels() * kt);
     for n0 in (0..p.n).step_by(per) {
         let rows_c = (p.n - n0).min(per) * p.out_pixels();
         let cols = &mut cols[..rows_c * kt];
@@ -282,10 +357,16 @@ fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, p: &ConvPlan) -> Vec<f32>
             gemm(a, w_block(gr), &mut out_c[gr * p.cout_g..], p.cout, acc);
         }
     }
-    out
+    if keep_cols && per >= p.n {
+        (out, Some(cols))
+    } else {
+        buffers::recycle(cols);
+        (out, None)
+    }
 }
 
 /// Gradients of the input and the kernel (each only when asked for).
+#[cfg(test)]
 fn backward(
     x: &[f32],
     w: &[f32],
@@ -294,8 +375,24 @@ fn backward(
     want_dx: bool,
     want_dw: bool,
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    backward_with(x, w, dy, p, want_dx, want_dw, None)
+}
+
+/// [`backward`], given the forward's im2col matrix of the whole batch when it was
+/// kept (`saved`, which requires `p.chunk >= p.n`): `dW` then skips rebuilding it.
+fn backward_with(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    p: &ConvPlan,
+    want_dx: bool,
+    want_dw: bool,
+    saved: Option<&[f32]>,
+) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    debug_assert!(saved.is_none() || p.chunk >= p.n);
     let rows = p.n * p.out_pixels();
-    let mut dx = want_dx.then(|| vec![0.0; p.n * p.geo.in_h * p.geo.in_w * p.c]);
+    // col2im accumulates into dx; the pointwise path overwrites it with a GEMM
+    let mut dx = want_dx.then(|| buffers::zeroed(p.n * p.geo.in_h * p.geo.in_w * p.c));
     let mut dw = want_dw.then(|| vec![0.0; p.kg * p.cout]);
     if rows == 0 {
         return (dx, dw);
@@ -330,13 +427,15 @@ fn backward(
     }
     let per = p.chunk;
     let kt = p.kt();
-    let mut cols = if want_dw {
-        vec![0.0; per * p.out_pixels() * kt]
+    // both fully overwritten per chunk: by im2col, and by one non-accumulating GEMM
+    // per group (the groups' column blocks tile each row)
+    let mut cols = if want_dw && saved.is_none() {
+        buffers::dirty(per * p.out_pixels() * kt)
     } else {
         Vec::new()
     };
     let mut dcols = if want_dx {
-        vec![0.0; per * p.out_pixels() * kt]
+        buffers::dirty(per * p.out_pixels() * kt)
     } else {
         Vec::new()
     };
@@ -346,8 +445,14 @@ fn backward(
         let rows_c = n_img * p.out_pixels();
         let r0 = n0 * p.out_pixels();
         if let Some(dw) = dw.as_mut() {
-            let cols = &mut cols[..rows_c * kt];
-            im2col(x, p, n0, cols);
+            let cols: &[f32] = match saved {
+                Some(s) => &s[r0 * kt..(r0 + rows_c) * kt],
+                None => {
+                    let cols = &mut cols[..rows_c * kt];
+                    im2col(x, p, n0, cols);
+                    cols
+                }
+            };
             for gr in 0..p.groups {
                 let a = MatRef::strided(&cols[gr * p.kg..], rows_c, p.kg, kt).t();
                 gemm(
@@ -373,6 +478,8 @@ fn backward(
             col2im(dcols, p, &mut dx[n0 * img..(n0 + n_img) * img]);
         }
     }
+    buffers::recycle(cols);
+    buffers::recycle(dcols);
     (dx, dw)
 }
 
@@ -399,19 +506,28 @@ impl Tensor {
         bias: Option<&Tensor>,
         config: Conv2dConfig,
     ) -> Result<Tensor> {
-        let p = plan(
+        let mut p = plan(
             self.shape(),
             kernel.shape(),
             bias.map(|b| b.shape()),
             &config,
         )?;
-        let data = {
+        // Keep the whole batch's im2col matrix for dW when it is small enough.
+        let keep_cols = !p.pointwise
+            && kernel.requires_grad()
+            && crate::autograd::should_record(&[self, kernel])
+            && p.n * p.out_pixels() * p.kt() * 4 <= SAVED_COLS_BUDGET_BYTES;
+        if keep_cols {
+            p.chunk = p.n.max(1);
+        }
+        let (data, saved) = {
             let bd = bias.map(|b| b.data());
-            forward(
+            forward_keep(
                 &self.data(),
                 &kernel.data(),
                 bd.as_deref().map(|v| &v[..]),
                 &p,
+                keep_cols,
             )
         };
         let out_shape = vec![p.n, p.geo.out_h, p.geo.out_w, p.cout];
@@ -425,14 +541,18 @@ impl Tensor {
             "conv2d",
             &inputs,
             move |g| {
-                let (dx, dw) = backward(
+                let (dx, dw) = backward_with(
                     &x.data(),
                     &w.data(),
                     g,
                     &p,
                     x.requires_grad(),
                     w.requires_grad(),
+                    saved.as_deref(),
                 );
+                if let Some(s) = saved {
+                    buffers::recycle(s);
+                }
                 let mut grads = vec![dx, dw];
                 if has_bias {
                     grads.push(b_grad.then(|| column_sums(g, p.cout)));

@@ -5,7 +5,7 @@
 //! `Padding::Explicit` gives torchvision's `MaxPool2d(3, 2, padding=1)`.
 
 use crate::error::{fmt_shape, CoreError, Result};
-use crate::kernels::parallel;
+use crate::kernels::{buffers, parallel};
 use crate::ops::padding::{nhwc, Geometry2d, Padding};
 use crate::tensor::Tensor;
 
@@ -46,6 +46,89 @@ fn window_count(g: &Geometry2d, oh: usize, ow: usize) -> usize {
     rows * cols
 }
 
+/// Max pooling without padding: every window lies inside the input, so each output
+/// pixel starts from its first tap and the other taps compare-and-select over the
+/// channels without branches (vectorised). Same result and tie rule (first maximum,
+/// strict `>`) as the general loop. `out`/`arg` are overwritten entirely.
+fn max_pool_unpadded(x: &[f32], g: &Geometry2d, c: usize, out: &mut [f32], arg: &mut [u32]) {
+    let img = g.in_h * g.in_w * c;
+    let row_len = (g.out_w * c).max(1);
+    let work = |idx: usize, o: &mut [f32], a: &mut [u32]| {
+        let (b, oh) = (idx / g.out_h, idx % g.out_h);
+        let xi = &x[b * img..(b + 1) * img];
+        for ((o, a), ow) in o.chunks_exact_mut(c).zip(a.chunks_exact_mut(c)).zip(0..) {
+            let at = |ki: usize, kj: usize| ((oh * g.sh + ki) * g.in_w + ow * g.sw + kj) * c;
+            let b0 = at(0, 0);
+            o.copy_from_slice(&xi[b0..b0 + c]);
+            a.iter_mut().zip(b0 as u32..).for_each(|(a, i)| *a = i);
+            for ki in 0..g.kh {
+                for kj in 0..g.kw {
+                    if ki == 0 && kj == 0 {
+                        continue;
+                    }
+                    let base = at(ki, kj);
+                    let xs = &xi[base..base + c];
+                    for ((o, a), (&v, i)) in o
+                        .iter_mut()
+                        .zip(a.iter_mut())
+                        .zip(xs.iter().zip(base as u32..))
+                    {
+                        // bitwise select (all-ones mask where `v > o`), so it vectorises
+                        let m = 0u32.wrapping_sub((v > *o) as u32);
+                        *a = (*a & !m) | (i & m);
+                        *o = f32::from_bits((o.to_bits() & !m) | (v.to_bits() & m));
+                    }
+                }
+            }
+        }
+    };
+    if out.len() >= parallel::PAR_THRESHOLD && crate::threads::num_threads() > 1 {
+        use rayon::prelude::*;
+        crate::threads::install(|| {
+            out.par_chunks_mut(row_len)
+                .zip(arg.par_chunks_mut(row_len))
+                .enumerate()
+                .for_each(|(i, (o, a))| work(i, o, a))
+        });
+    } else {
+        out.chunks_mut(row_len)
+            .zip(arg.chunks_mut(row_len))
+            .enumerate()
+            .for_each(|(i, (o, a))| work(i, o, a));
+    }
+}
+
+/// Max-pool gradient of one image when windows tile the input (unpadded, stride =
+/// pool size): each input cell lies in at most one window, so `d` is written in one
+/// pass, `0.0 + g` at the window's winner and `0.0` elsewhere (exactly what a
+/// scatter-add into zeros gives), and cells outside every window are zeroed.
+fn max_pool_tiled_backward(g: &Geometry2d, c: usize, arg: &[u32], gr: &[f32], d: &mut [f32]) {
+    let row = g.in_w * c;
+    let (cov_h, cov_w) = (g.out_h * g.kh, g.out_w * g.kw);
+    for (ih, drow) in d.chunks_exact_mut(row.max(1)).enumerate() {
+        if ih >= cov_h || c == 0 {
+            drow.fill(0.0);
+            continue;
+        }
+        let (oh, _) = (ih / g.kh, ih % g.kh);
+        drow[cov_w * c..].fill(0.0);
+        for ow in 0..g.out_w {
+            let o0 = (oh * g.out_w + ow) * c;
+            let (a, gs) = (&arg[o0..o0 + c], &gr[o0..o0 + c]);
+            for kj in 0..g.kw {
+                let iw = ow * g.kw + kj;
+                let base = ih * row + iw * c;
+                let dst = &mut drow[iw * c..(iw + 1) * c];
+                for ((dv, (&ai, &gv)), i) in dst.iter_mut().zip(a.iter().zip(gs)).zip(base as u32..)
+                {
+                    let m = 0u32.wrapping_sub((ai == i) as u32);
+                    *dv = 0.0 + f32::from_bits(gv.to_bits() & m);
+                }
+            }
+        }
+    }
+}
+
 impl Tensor {
     /// Keras `MaxPooling2D` on NHWC input: the largest value of each window.
     pub fn max_pool2d(
@@ -65,10 +148,16 @@ impl Tensor {
             ));
         }
         let olen = n * g.out_h * g.out_w * c;
-        let mut out = vec![0.0; olen];
         // index of the winner inside its image, per output element
-        let mut arg = vec![0u32; olen];
-        {
+        let (mut out, mut arg) = if g.unpadded() {
+            // the fast path below writes every element
+            (buffers::dirty(olen), buffers::dirty_u32(olen))
+        } else {
+            (vec![0.0; olen], vec![0u32; olen])
+        };
+        if g.unpadded() && c > 0 {
+            max_pool_unpadded(&self.data(), &g, c, &mut out, &mut arg);
+        } else {
             let x = self.data();
             let row_len = (g.out_w * c).max(1);
             let mut pairs: Vec<(&mut [f32], &mut [u32])> = out
@@ -112,14 +201,26 @@ impl Tensor {
         }
         let shape = vec![n, g.out_h, g.out_w, c];
         let per_out_img = g.out_h * g.out_w * c;
+        let tiled = g.unpadded() && g.sh == g.kh && g.sw == g.kw;
         Ok(Tensor::from_op(out, shape, OP, &[self], move |gr| {
-            let mut dx = vec![0.0; n * img];
+            if tiled {
+                // every element is written by `max_pool_tiled_backward`
+                let mut dx = buffers::dirty(n * img);
+                parallel::for_each_chunk_mut(&mut dx, img.max(1), |b, d| {
+                    let r = b * per_out_img..(b + 1) * per_out_img;
+                    max_pool_tiled_backward(&g, c, &arg[r.clone()], &gr[r], d);
+                });
+                buffers::recycle_u32(arg);
+                return vec![Some(dx)];
+            }
+            let mut dx = buffers::zeroed(n * img);
             parallel::for_each_chunk_mut(&mut dx, img.max(1), |b, d| {
                 let r = b * per_out_img..(b + 1) * per_out_img;
                 for (&i, &gv) in arg[r.clone()].iter().zip(&gr[r]) {
                     d[i as usize] += gv;
                 }
             });
+            buffers::recycle_u32(arg);
             vec![Some(dx)]
         }))
     }
@@ -307,6 +408,60 @@ mod tests {
                 ),
                 "avg case {case}"
             );
+        }
+    }
+
+    /// The max-pool gradient (fast tiled and general paths) against a loop oracle:
+    /// each window's first maximum gets the window's output gradient. Small integer
+    /// inputs make ties common.
+    #[test]
+    fn max_gradient_matches_oracle_with_ties() {
+        let mut rng = Rng::new(77);
+        for case in 0..40 {
+            let k = (1 + rng.below(3), 1 + rng.below(3));
+            let s = if case % 2 == 0 {
+                k
+            } else {
+                (1 + rng.below(3), 1 + rng.below(3))
+            };
+            let shape = [
+                1 + rng.below(3),
+                k.0 + rng.below(6),
+                k.1 + rng.below(6),
+                1 + rng.below(9),
+            ];
+            let n: usize = shape.iter().product();
+            let v: Vec<f32> = (0..n).map(|_| rng.below(4) as f32).collect();
+            let x = Tensor::from_vec(v.clone(), &shape)
+                .unwrap()
+                .requires_grad_(true);
+            let y = x.max_pool2d(k, s, Padding::Valid).unwrap();
+            let dy: Vec<f32> = (0..y.numel()).map(|_| rng.normal()).collect();
+            let dyt = Tensor::from_vec(dy.clone(), y.shape()).unwrap();
+            y.mul(&dyt).unwrap().sum_all().backward().unwrap();
+            let (_, _, g) = pool_geometry("t", &shape, k, s, Padding::Valid).unwrap();
+            let (h, w, c) = (shape[1], shape[2], shape[3]);
+            let mut want = vec![0.0f32; n];
+            for b in 0..shape[0] {
+                for oh in 0..g.out_h {
+                    for ow in 0..g.out_w {
+                        for ch in 0..c {
+                            let mut best: Option<(usize, f32)> = None;
+                            for ki in 0..k.0 {
+                                for kj in 0..k.1 {
+                                    let i = ((b * h + oh * s.0 + ki) * w + ow * s.1 + kj) * c + ch;
+                                    if best.is_none_or(|(_, bv)| v[i] > bv) {
+                                        best = Some((i, v[i]));
+                                    }
+                                }
+                            }
+                            let o = ((b * g.out_h + oh) * g.out_w + ow) * c + ch;
+                            want[best.unwrap().0] += dy[o];
+                        }
+                    }
+                }
+            }
+            assert_eq!(x.grad().unwrap().to_vec(), want, "case {case}");
         }
     }
 

@@ -35,59 +35,74 @@ const INV_SQRT2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 const INV_SQRT_2PI: f32 = 0.398_942_3;
 
 impl Tensor {
-    /// Applies `f` and records `df(x, y) * g` as the backward.
+    /// Applies `f` and records `df(x, y) * g` as the backward. Every `df` here
+    /// reads only `x` or only `y`: `uses_y` says which, and the backward calls
+    /// `df(v, v)` with that one value (so only `y` ops keep a copy of the output).
     fn unary(
         &self,
         op: &'static str,
         f: impl Fn(f32) -> f32 + Sync + Send,
         df: impl Fn(f32, f32) -> f32 + Sync + Send + 'static,
+        uses_y: bool,
     ) -> Tensor {
         let y = parallel::map(&self.data(), f);
         let x = self.clone();
-        let saved = if crate::autograd::should_record(&[self]) {
-            Some(y.clone())
-        } else {
-            None
-        };
+        let saved = (uses_y && crate::autograd::should_record(&[self]))
+            .then(|| crate::kernels::buffers::copy_of(&y));
         Tensor::from_op(y, self.shape().to_vec(), op, &[self], move |g| {
-            let xd = x.data();
-            let yd = saved.unwrap_or_default();
-            let d: Vec<f32> = xd.iter().zip(&yd).map(|(&x, &y)| df(x, y)).collect();
-            vec![Some(parallel::zip_map(g, &d, |g, d| g * d))]
+            let d = match saved {
+                Some(yd) => {
+                    let d = parallel::zip_map(g, &yd, |g, v| g * df(v, v));
+                    crate::kernels::buffers::recycle(yd);
+                    d
+                }
+                None => parallel::zip_map(g, &x.data(), |g, v| g * df(v, v)),
+            };
+            vec![Some(d)]
         })
     }
 
     pub fn neg(&self) -> Tensor {
-        self.unary("neg", |x| -x, |_, _| -1.0)
+        self.unary("neg", |x| -x, |_, _| -1.0, false)
     }
     pub fn exp(&self) -> Tensor {
-        self.unary("exp", f32::exp, |_, y| y)
+        self.unary("exp", f32::exp, |_, y| y, true)
     }
     /// Natural logarithm (−inf at 0, NaN below).
     pub fn log(&self) -> Tensor {
-        self.unary("log", f32::ln, |x, _| 1.0 / x)
+        self.unary("log", f32::ln, |x, _| 1.0 / x, false)
     }
     pub fn sqrt(&self) -> Tensor {
-        self.unary("sqrt", f32::sqrt, |_, y| 0.5 / y)
+        self.unary("sqrt", f32::sqrt, |_, y| 0.5 / y, true)
     }
     /// `self^p` for a constant exponent.
     pub fn pow(&self, p: f32) -> Tensor {
-        self.unary("pow", move |x| x.powf(p), move |x, _| p * x.powf(p - 1.0))
+        self.unary(
+            "pow",
+            move |x| x.powf(p),
+            move |x, _| p * x.powf(p - 1.0),
+            false,
+        )
     }
     pub fn square(&self) -> Tensor {
-        self.unary("square", |x| x * x, |x, _| 2.0 * x)
+        self.unary("square", |x| x * x, |x, _| 2.0 * x, false)
     }
     /// |x|, with gradient sign(x) (0 at 0).
     pub fn abs(&self) -> Tensor {
-        self.unary("abs", f32::abs, |x, _| {
-            if x > 0.0 {
-                1.0
-            } else if x < 0.0 {
-                -1.0
-            } else {
-                0.0
-            }
-        })
+        self.unary(
+            "abs",
+            f32::abs,
+            |x, _| {
+                if x > 0.0 {
+                    1.0
+                } else if x < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                }
+            },
+            false,
+        )
     }
     /// Limits values to `[min, max]`; the gradient passes only inside.
     pub fn clamp(&self, min: f32, max: f32) -> Tensor {
@@ -95,6 +110,7 @@ impl Tensor {
             "clamp",
             move |x| x.max(min).min(max),
             move |x, _| if x >= min && x <= max { 1.0 } else { 0.0 },
+            false,
         )
     }
     pub fn relu(&self) -> Tensor {
@@ -102,14 +118,15 @@ impl Tensor {
             "relu",
             |x| x.max(0.0),
             |x, _| if x > 0.0 { 1.0 } else { 0.0 },
+            false,
         )
     }
     /// Logistic sigmoid, computed without overflow for large |x|.
     pub fn sigmoid(&self) -> Tensor {
-        self.unary("sigmoid", sigmoid, |_, y| y * (1.0 - y))
+        self.unary("sigmoid", sigmoid, |_, y| y * (1.0 - y), true)
     }
     pub fn tanh(&self) -> Tensor {
-        self.unary("tanh", f32::tanh, |_, y| 1.0 - y * y)
+        self.unary("tanh", f32::tanh, |_, y| 1.0 - y * y, true)
     }
     /// Exact GELU, `x * Φ(x)` (Keras's default, `approximate=False`).
     pub fn gelu(&self) -> Tensor {
@@ -117,6 +134,7 @@ impl Tensor {
             "gelu",
             |x| 0.5 * x * (1.0 + erf(x * INV_SQRT2)),
             |x, _| 0.5 * (1.0 + erf(x * INV_SQRT2)) + x * INV_SQRT_2PI * (-0.5 * x * x).exp(),
+            false,
         )
     }
     /// Comparison `self > c` as 0/1 values (no gradient).
