@@ -123,8 +123,12 @@ impl<'a> Args<'a> {
             None => Ok(None),
             Some(v) => v
                 .as_f64()
-                .map(|f| Some(f as f32))
-                .ok_or_else(|| self.err(key, format!("expected a number, found {v}"))),
+                .map(|f| f as f32)
+                .filter(|f| f.is_finite())
+                .map(Some)
+                .ok_or_else(|| {
+                    self.err(key, format!("expected a finite float32 number, found {v}"))
+                }),
         }
     }
     fn int(&mut self, key: &'static str) -> Result<Option<isize>> {
@@ -840,6 +844,14 @@ mod tests {
         let e = bad(json!({"input_shape": [4, 4, 1], "layers": [
             {"type": "ZeroPadding2D", "name": "zp", "padding": [[1, 1], [1, 9007199254740993u64]]}]}));
         assert!(e.contains("layer 'zp': invalid padding"), "{e}");
+        // 1e308 is a fine f64 but infinite as the f32 a layer keeps
+        let e = bad(serde_json::from_str(
+            r#"{"input_shape": [4], "layers": [{"type": "BatchNormalization", "name": "bn", "epsilon": 1e308}]}"#,
+        ).unwrap());
+        assert!(
+            e.contains("layer 'bn': invalid epsilon: expected a finite"),
+            "{e}"
+        );
     }
 
     #[test]
