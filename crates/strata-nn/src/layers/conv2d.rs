@@ -48,8 +48,16 @@ pub(crate) fn window_output(
             class: class.to_string(),
             expected: format!(
                 "an input at least as large as the {}x{} window{}",
-                (kernel.0 - 1) * dilation.0.max(1) + 1,
-                (kernel.1 - 1) * dilation.1.max(1) + 1,
+                kernel
+                    .0
+                    .saturating_sub(1)
+                    .saturating_mul(dilation.0.max(1))
+                    .saturating_add(1),
+                kernel
+                    .1
+                    .saturating_sub(1)
+                    .saturating_mul(dilation.1.max(1))
+                    .saturating_add(1),
                 if padding == Padding::Valid {
                     " (padding 'valid')"
                 } else {
