@@ -269,8 +269,35 @@ fn col2im(dcols: &[f32], p: &ConvPlan, dx: &mut [f32]) {
     let g = &p.geo;
     let kt = p.kt();
     let row_len = g.in_w * p.c;
+    // stride 1, undilated: the output row/column of a tap is a plain subtraction
+    let unit = g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1;
     parallel::for_each_chunk_mut(dx, row_len.max(1), |idx, row| {
         let (n, ih) = (idx / g.in_h, idx % g.in_h);
+        if unit {
+            // same (ki, iw, kj, group) order as the general loop below
+            for ki in 0..g.kh {
+                let Some(oh) = (ih + g.pad_top).checked_sub(ki).filter(|&o| o < g.out_h) else {
+                    continue;
+                };
+                let rbase = (n * g.out_h + oh) * g.out_w;
+                for (iw, dst) in row.chunks_exact_mut(p.c.max(1)).enumerate() {
+                    let kj_lo = (iw + g.pad_left + 1).saturating_sub(g.out_w);
+                    let kj_hi = (iw + g.pad_left + 1).min(g.kw);
+                    for kj in kj_lo..kj_hi {
+                        let ow = iw + g.pad_left - kj;
+                        let tap = (ki * g.kw + kj) * p.cin_g;
+                        for gr in 0..p.groups {
+                            let s0 = (rbase + ow) * kt + gr * p.kg + tap;
+                            dst[gr * p.cin_g..(gr + 1) * p.cin_g]
+                                .iter_mut()
+                                .zip(&dcols[s0..s0 + p.cin_g])
+                                .for_each(|(d, s)| *d += s);
+                        }
+                    }
+                }
+            }
+            return;
+        }
         for ki in 0..g.kh {
             let Some(oh) = g.out_row(ih, ki) else {
                 continue;
