@@ -268,7 +268,7 @@ fn contract_training_command_gives_kerass_sgd_step_then_predict() {
 fn strata_nn_read(
     p: &Path,
 ) -> (
-    Vec<(String, Vec<usize>, Vec<f32>)>,
+    Vec<strata_nn::model::NamedTensor>,
     std::collections::HashMap<String, String>,
 ) {
     strata_nn::model::read_safetensors(p).unwrap()
