@@ -12,7 +12,9 @@ pub use error::{Result, ZooError};
 pub use lenet::lenet5;
 pub use mnist_cnn::mnist_cnn;
 pub use resnet::{freeze_backbone, resnet, Pooling, ResNetConfig, RESNET_DEPTHS};
-pub use torchvision::{load_weights_auto, strata_to_torchvision, torchvision_to_strata};
+pub use torchvision::{
+    load_matching_weights, load_weights_auto, strata_to_torchvision, torchvision_to_strata,
+};
 
 use strata_nn::Model;
 

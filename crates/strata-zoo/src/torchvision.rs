@@ -298,6 +298,55 @@ pub fn load_weights_auto(model: &mut Model, path: impl AsRef<Path>) -> Result<Ve
     Ok(model.set_weight_tensors(path, tensors)?)
 }
 
+/// Like [`load_weights_auto`], but loads only the tensors that fit the model
+/// (Keras's `skip_mismatch`): ImageNet weights into a ResNet with a new
+/// 3-class head load the backbone and keep the head's initial values. What
+/// was skipped comes back as warnings.
+pub fn load_matching_weights(model: &mut Model, path: impl AsRef<Path>) -> Result<Vec<String>> {
+    let path = path.as_ref();
+    let (tensors, meta) = read_safetensors(path)?;
+    let strata_format = meta.get("format").is_some_and(|f| f == "strata");
+    let mut warnings = Vec::new();
+    let tensors =
+        if !strata_format && is_torchvision_naming(tensors.iter().map(|(n, _, _)| n.as_str())) {
+            let expected = targets(model);
+            let fits: HashMap<String, Vec<usize>> = expected
+                .iter()
+                .map(|(n, t)| (n.clone(), torch_shape(&t.shape, t.layout)))
+                .collect();
+            let (keep, drop): (Vec<_>, Vec<_>) = tensors
+                .into_iter()
+                .filter(|(n, _, _)| !n.ends_with(".num_batches_tracked"))
+                .partition(|(n, s, _)| fits.get(n) == Some(s));
+            warnings.extend(drop.iter().map(|(n, s, _)| {
+                format!(
+                    "skipped {n} {}: it does not fit the model",
+                    strata_core::fmt_shape(s)
+                )
+            }));
+            // convert only what fits; what is missing keeps its initial values
+            let mut out = Vec::new();
+            for (name, shape, values) in keep {
+                let Some(t) = expected.iter().find(|(n, _)| *n == name).map(|(_, t)| t) else {
+                    continue;
+                };
+                let converted = match t.layout {
+                    Layout::Same => Some((shape, values)),
+                    Layout::ConvKernel => oihw_to_hwio(&values, &shape),
+                    Layout::DenseKernel => transpose2(&values, &shape),
+                };
+                if let Some((s, v)) = converted {
+                    out.push((t.strata.clone(), s, v));
+                }
+            }
+            out
+        } else {
+            tensors
+        };
+    warnings.extend(model.set_matching_weight_tensors(path, tensors)?);
+    Ok(warnings)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -74,6 +74,10 @@ pub struct Args {
     /// Fraction of the training data held out for validation (an image folder's split).
     #[arg(long)]
     validation_split: Option<f32>,
+    /// Load only the --weights tensors that fit the model (e.g. an ImageNet
+    /// backbone under a new head); the rest keep their initial values.
+    #[arg(long)]
+    skip_mismatch: bool,
     /// Train only the classifier head of a zoo ResNet.
     #[arg(long)]
     freeze_backbone: bool,
@@ -223,7 +227,13 @@ pub fn run(a: Args) -> CliResult<()> {
     };
     let mut model = a.model.build(hint)?;
     if let Some(w) = &a.weights {
-        load_weights(&mut model, w)?;
+        if a.skip_mismatch {
+            for warning in strata_zoo::load_matching_weights(&mut model, w)? {
+                eprintln!("warning: {}: {warning}", w.display());
+            }
+        } else {
+            load_weights(&mut model, w)?;
+        }
     }
     if a.freeze_backbone {
         let left = strata_zoo::freeze_backbone(&mut model)?;

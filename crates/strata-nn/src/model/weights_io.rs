@@ -181,6 +181,44 @@ impl Model {
         self.set_weight_tensors(path, tensors)
     }
 
+    /// Keras's `skip_mismatch`: assigns every tensor whose name and shape match
+    /// a weight; the others (missing, wrongly shaped, unexpected) keep or are
+    /// ignored and come back as warnings. Fails only when nothing matches.
+    pub fn set_matching_weight_tensors(
+        &mut self,
+        path: &Path,
+        tensors: Vec<NamedTensor>,
+    ) -> Result<Vec<String>> {
+        let mut by_name: HashMap<String, (Vec<usize>, Vec<f32>)> =
+            tensors.into_iter().map(|(n, s, v)| (n, (s, v))).collect();
+        let mut warnings = Vec::new();
+        let mut loaded = 0;
+        for (name, w) in self.named_weights() {
+            match by_name.remove(&name) {
+                Some((s, v)) if s == w.shape() && v.len() == w.numel() => {
+                    w.value.assign(&v)?;
+                    loaded += 1;
+                }
+                Some((s, _)) => warnings.push(format!(
+                    "skipped {name}: the file has shape {}, the model {}; it keeps its initial values",
+                    strata_core::fmt_shape(&s),
+                    strata_core::fmt_shape(w.shape())
+                )),
+                None => warnings.push(format!("{name} is not in the file; it keeps its initial values")),
+            }
+        }
+        let mut rest: Vec<String> = by_name.into_keys().collect();
+        rest.sort();
+        warnings.extend(
+            rest.into_iter()
+                .map(|n| format!("ignored {n}: no such weight in the model")),
+        );
+        if loaded == 0 {
+            return Err(werr(path, "no tensor matches a weight of the model"));
+        }
+        Ok(warnings)
+    }
+
     /// Assigns named tensors to the weights, all or nothing. Returns warnings
     /// (non-finite values).
     pub fn set_weight_tensors(
