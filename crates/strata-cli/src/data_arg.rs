@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use strata_core::Tensor;
-use strata_data::{read_npy, ImageFolder, ImageFolderConfig, Mnist, NpyDtype};
-use strata_nn::Targets;
+use strata_data::{read_npy, ImageFolder, ImageFolderConfig, Mnist};
+use strata_nn::{Loss, Metric, Targets};
 
 use crate::model_arg::CliResult;
 
@@ -46,7 +46,6 @@ pub fn targets_from_npy(path: &Path) -> CliResult<Targets> {
         }
         return Ok(Targets::Classes(v.iter().map(|&x| x as usize).collect()));
     }
-    let _ = NpyDtype::I64;
     Ok(Targets::Classes(a.to_labels()?))
 }
 
@@ -121,4 +120,25 @@ pub fn class_count_of_folder(data: &str) -> Option<usize> {
         .filter(|e| e.path().is_dir())
         .count();
     (n > 0).then_some(n)
+}
+
+/// The loss when `--loss` is not given: sparse crossentropy for class ids,
+/// categorical crossentropy for dense targets after a softmax, else MSE.
+pub fn default_loss(targets: &Targets, ends_in_softmax: bool) -> Loss {
+    match targets {
+        Targets::Classes(_) => Loss::SparseCategoricalCrossentropy { from_logits: false },
+        Targets::Dense(_) if ends_in_softmax => {
+            Loss::CategoricalCrossentropy { from_logits: false }
+        }
+        Targets::Dense(_) => Loss::MeanSquaredError,
+    }
+}
+
+/// The metrics reported with a loss (none for regression).
+pub fn metrics_for(loss: Loss) -> Vec<Metric> {
+    match loss {
+        Loss::MeanSquaredError | Loss::MeanAbsoluteError => vec![],
+        Loss::BinaryCrossentropy => vec![Metric::BinaryAccuracy],
+        _ => vec![Metric::Accuracy],
+    }
 }

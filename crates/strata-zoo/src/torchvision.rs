@@ -180,6 +180,19 @@ pub fn is_torchvision_naming<'a>(names: impl IntoIterator<Item = &'a str>) -> bo
 
 /// Maps torchvision-named tensors onto the model's strata weight names and
 /// layouts. Every problem (missing, unexpected, wrong shape) is listed in one
+/// One torchvision tensor in strata's layout (HWIO kernels, (in, out) Dense).
+fn to_strata_layout(
+    layout: Layout,
+    shape: Vec<usize>,
+    values: Vec<f32>,
+) -> Option<(Vec<usize>, Vec<f32>)> {
+    match layout {
+        Layout::Same => Some((shape, values)),
+        Layout::ConvKernel => oihw_to_hwio(&values, &shape),
+        Layout::DenseKernel => transpose2(&values, &shape),
+    }
+}
+
 /// error, in torchvision's names and shapes; `path` only names the source.
 pub fn torchvision_to_strata(
     model: &Model,
@@ -220,11 +233,7 @@ pub fn torchvision_to_strata(
             ));
             continue;
         }
-        let converted = match t.layout {
-            Layout::Same => Some((shape, values)),
-            Layout::ConvKernel => oihw_to_hwio(&values, &shape),
-            Layout::DenseKernel => transpose2(&values, &shape),
-        };
+        let converted = to_strata_layout(t.layout, shape, values);
         match converted {
             Some((s, v)) => out.push((t.strata.clone(), s, v)),
             None => problems.push(format!(
@@ -330,11 +339,7 @@ pub fn load_matching_weights(model: &mut Model, path: impl AsRef<Path>) -> Resul
                 let Some(t) = expected.iter().find(|(n, _)| *n == name).map(|(_, t)| t) else {
                     continue;
                 };
-                let converted = match t.layout {
-                    Layout::Same => Some((shape, values)),
-                    Layout::ConvKernel => oihw_to_hwio(&values, &shape),
-                    Layout::DenseKernel => transpose2(&values, &shape),
-                };
+                let converted = to_strata_layout(t.layout, shape, values);
                 if let Some((s, v)) = converted {
                     out.push((t.strata.clone(), s, v));
                 }

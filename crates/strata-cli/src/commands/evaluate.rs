@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use strata_nn::{Loss, Metric, Optimizer, Targets};
+use strata_nn::{Loss, Optimizer};
 
 use crate::data_arg::{self, DataRequest};
 use crate::model_arg::{load_weights, CliResult, ModelArgs};
@@ -54,16 +54,9 @@ pub fn run(a: Args) -> CliResult<()> {
     };
     let loss = match &a.loss {
         Some(l) => Loss::from_name(l)?,
-        None => match y {
-            Targets::Classes(_) => Loss::SparseCategoricalCrossentropy { from_logits: false },
-            Targets::Dense(_) => Loss::CategoricalCrossentropy { from_logits: false },
-        },
+        None => data_arg::default_loss(&y, model.ends_in_softmax()),
     };
-    let metrics = if matches!(loss, Loss::MeanSquaredError | Loss::MeanAbsoluteError) {
-        vec![]
-    } else {
-        vec![Metric::Accuracy]
-    };
+    let metrics = data_arg::metrics_for(loss);
     model.compile(loss, Optimizer::sgd(0.0, 0.0, false), &metrics);
     let r = model.evaluate(std::slice::from_ref(&x), &y, a.batch_size.max(1))?;
     if a.json {

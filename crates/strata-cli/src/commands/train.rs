@@ -9,9 +9,7 @@ use std::sync::Arc;
 
 use strata_nn::model::{Callback, TrainingControl};
 use strata_nn::optimizers::{Adam, RMSprop};
-use strata_nn::{
-    FitConfig, LearningRateSchedule, Loss, Metric, Model, Optimizer, Targets, Verbosity,
-};
+use strata_nn::{FitConfig, LearningRateSchedule, Loss, Model, Optimizer, Verbosity};
 
 use crate::data_arg::{self, DataRequest};
 use crate::model_arg::{load_weights, CliResult, ModelArgs};
@@ -256,21 +254,9 @@ pub fn run(a: Args) -> CliResult<()> {
     }
     let loss = match &a.loss {
         Some(l) => Loss::from_name(l)?,
-        None => match data.targets {
-            Targets::Classes(_) => Loss::SparseCategoricalCrossentropy { from_logits: false },
-            Targets::Dense(_) if model.ends_in_softmax() => {
-                Loss::CategoricalCrossentropy { from_logits: false }
-            }
-            Targets::Dense(_) => Loss::MeanSquaredError,
-        },
+        None => data_arg::default_loss(&data.targets, model.ends_in_softmax()),
     };
-    let metrics = if matches!(loss, Loss::MeanSquaredError | Loss::MeanAbsoluteError) {
-        vec![]
-    } else if matches!(loss, Loss::BinaryCrossentropy) {
-        vec![Metric::BinaryAccuracy]
-    } else {
-        vec![Metric::Accuracy]
-    };
+    let metrics = data_arg::metrics_for(loss);
     let epochs = a
         .epochs
         .unwrap_or(if recipe { MNIST_CNN_EPOCHS } else { 10 });
