@@ -142,3 +142,11 @@ pub fn metrics_for(loss: Loss) -> Vec<Metric> {
         _ => vec![Metric::Accuracy],
     }
 }
+
+/// The (H, W, C) input of a one-image-input model, which image folders resize to.
+pub fn image_input_shape(model: &strata_nn::Model) -> Option<[usize; 3]> {
+    model
+        .inputs()
+        .first()
+        .and_then(|(_, s)| <[usize; 3]>::try_from(s.as_slice()).ok())
+}

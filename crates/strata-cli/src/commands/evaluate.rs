@@ -29,17 +29,10 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CliResult<()> {
-    let hint = if a.model.is_zoo() {
-        data_arg::class_count_of_folder(&a.data)
-    } else {
-        None
-    };
-    let mut model = a.model.build(hint)?;
+    // a zoo model's head follows the number of class folders (spec files ignore it)
+    let mut model = a.model.build(data_arg::class_count_of_folder(&a.data))?;
     load_weights(&mut model, &a.weights)?;
-    let input_shape = model
-        .inputs()
-        .first()
-        .and_then(|(_, s)| <[usize; 3]>::try_from(s.as_slice()).ok());
+    let input_shape = data_arg::image_input_shape(&model);
     let data = data_arg::load(&DataRequest {
         data: &a.data,
         labels: a.labels.as_deref(),

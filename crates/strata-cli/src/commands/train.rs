@@ -218,12 +218,8 @@ pub fn run(a: Args) -> CliResult<()> {
         }
     }
     let recipe = a.model.is_zoo() && a.model.model == "mnist-cnn" && a.data == "mnist";
-    let hint = if a.model.is_zoo() {
-        data_arg::class_count_of_folder(&a.data)
-    } else {
-        None
-    };
-    let mut model = a.model.build(hint)?;
+    // a zoo model's head follows the number of class folders (spec files ignore it)
+    let mut model = a.model.build(data_arg::class_count_of_folder(&a.data))?;
     if let Some(w) = &a.weights {
         if a.skip_mismatch {
             for warning in strata_zoo::load_matching_weights(&mut model, w)? {
@@ -237,10 +233,7 @@ pub fn run(a: Args) -> CliResult<()> {
         let left = strata_zoo::freeze_backbone(&mut model)?;
         eprintln!("frozen backbone; training {}", left.join(", "));
     }
-    let input_shape = model
-        .inputs()
-        .first()
-        .and_then(|(_, s)| <[usize; 3]>::try_from(s.as_slice()).ok());
+    let input_shape = data_arg::image_input_shape(&model);
     let data = data_arg::load(&DataRequest {
         data: &a.data,
         labels: a.labels.as_deref(),

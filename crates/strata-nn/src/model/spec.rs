@@ -277,14 +277,6 @@ pub fn layer_from_spec(obj: &Map<String, Value>, position: usize) -> Result<Box<
             if let Some(x) = a.initializer("bias_initializer")? {
                 c.bias_initializer = x;
             }
-            if (c.strides.0 > 1 || c.strides.1 > 1)
-                && (c.dilation_rate.0 > 1 || c.dilation_rate.1 > 1)
-            {
-                return Err(a.err(
-                    "dilation_rate",
-                    "dilation_rate > 1 cannot be combined with strides > 1 (as in Keras)",
-                ));
-            }
             Box::new(c)
         }
         "DepthwiseConv2D" => {
@@ -313,14 +305,6 @@ pub fn layer_from_spec(obj: &Map<String, Value>, position: usize) -> Result<Box<
             }
             if let Some(x) = a.bool("use_bias")? {
                 c.use_bias = x;
-            }
-            if (c.strides.0 > 1 || c.strides.1 > 1)
-                && (c.dilation_rate.0 > 1 || c.dilation_rate.1 > 1)
-            {
-                return Err(a.err(
-                    "dilation_rate",
-                    "dilation_rate > 1 cannot be combined with strides > 1 (as in Keras)",
-                ));
             }
             Box::new(c)
         }
