@@ -13,7 +13,7 @@ pub mod threads;
 
 pub use autograd::{is_grad_enabled, no_grad, no_grad_guard};
 pub use error::{fmt_shape, CoreError, Result};
-pub use ops::{Conv2dConfig, Padding};
+pub use ops::{Conv2dConfig, Epilogue, Padding};
 pub use rng::Rng;
 pub use tensor::Tensor;
 pub use threads::{num_threads, set_num_threads};

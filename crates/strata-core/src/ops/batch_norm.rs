@@ -12,7 +12,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use crate::error::{fmt_shape, CoreError, Result};
-use crate::kernels::parallel;
+use crate::kernels::{buffers, parallel};
 use crate::tensor::Tensor;
 use crate::threads;
 
@@ -86,22 +86,84 @@ fn check_epsilon(op: &str, epsilon: f32) -> Result<()> {
     Ok(())
 }
 
-/// `y = (x - mean) * inv_std * gamma + beta` per channel, rows in parallel.
-fn normalise(x: &[f32], c: usize, mean: &[f32], scale: &[f32], shift: &[f32]) -> Vec<f32> {
-    // folded: y = x * a + b with a = inv_std * gamma, b = beta - mean * a
-    let a: Vec<f32> = scale.to_vec();
-    let b: Vec<f32> = (0..c).map(|ch| shift[ch] - mean[ch] * a[ch]).collect();
-    let mut y = vec![0.0; x.len()];
+/// The per-channel affine map `y = x * a + b` that batch normalisation with fixed
+/// statistics is: `a = gamma / sqrt(var + eps)`, `b = beta - mean * a`. Inference
+/// uses it directly, and a convolution followed by an inference-mode BatchNorm can
+/// apply it in its epilogue with bitwise the same result.
+pub fn affine_of(
+    mean: &[f32],
+    variance: &[f32],
+    gamma: Option<&[f32]>,
+    beta: Option<&[f32]>,
+    epsilon: f32,
+) -> (Vec<f32>, Vec<f32>) {
+    let a: Vec<f32> = variance
+        .iter()
+        .enumerate()
+        .map(|(ch, &v)| {
+            let inv = (1.0 / (v as f64 + epsilon as f64).sqrt()) as f32;
+            inv * gamma.map_or(1.0, |g| g[ch])
+        })
+        .collect();
+    let b = shift_of(mean, &a, beta);
+    (a, b)
+}
+
+/// `b = beta - mean * a` per channel.
+fn shift_of(mean: &[f32], a: &[f32], beta: Option<&[f32]>) -> Vec<f32> {
+    (0..a.len())
+        .map(|ch| beta.map_or(0.0, |b| b[ch]) - mean[ch] * a[ch])
+        .collect()
+}
+
+/// `y = x * a + b` per channel (the last axis), rows in parallel.
+fn normalise(x: &[f32], a: &[f32], b: &[f32]) -> Vec<f32> {
+    let c = a.len();
+    let mut y = buffers::dirty(x.len());
     let rows = threads::chunk_len(x.len() / c, 256);
     parallel::for_each_chunk_mut(&mut y, rows * c, |i, out| {
         let xs = &x[i * rows * c..][..out.len()];
-        for (o, xr) in out.chunks_mut(c).zip(xs.chunks(c)) {
-            for ch in 0..c {
-                o[ch] = xr[ch] * a[ch] + b[ch];
+        for (o, xr) in out.chunks_exact_mut(c).zip(xs.chunks_exact(c)) {
+            // zipped slices of equal length: no bounds checks, so this vectorises
+            for (((o, &x), &a), &b) in o.iter_mut().zip(xr).zip(a).zip(b) {
+                *o = x * a + b;
             }
         }
     });
     y
+}
+
+/// Per-channel `[sum(x - k) | sum((x - k)^2)]` in f64 over rows `r`, with `k` a
+/// per-channel shift (one row of `x`) that keeps the one-pass variance exact
+/// enough even when |mean| >> std.
+fn shifted_moments(x: &[f32], c: usize, k: &[f32], r: Range<usize>, acc: &mut [f64]) {
+    let (s1, s2) = acc.split_at_mut(c);
+    for row in x[r.start * c..r.end * c].chunks_exact(c) {
+        for (((s1, s2), &v), &k) in s1.iter_mut().zip(s2.iter_mut()).zip(row).zip(k) {
+            let d = (v - k) as f64;
+            *s1 += d;
+            *s2 += d * d;
+        }
+    }
+}
+
+/// Per-channel `[sum dy | sum dy * xhat]` with `xhat = (x - mean) * inv`, f64 sums.
+fn sum_dy_and_dy_xhat(x: &[f32], dy: &[f32], mean: &[f32], inv: &[f32], acc: &mut [f64]) {
+    let c = mean.len();
+    let (sg, sgx) = acc.split_at_mut(c);
+    for (xr, gr) in x.chunks_exact(c).zip(dy.chunks_exact(c)) {
+        let per_ch = sg
+            .iter_mut()
+            .zip(sgx.iter_mut())
+            .zip(xr)
+            .zip(gr)
+            .zip(mean)
+            .zip(inv);
+        for (((((sg, sgx), &x), &g), &mu), &inv) in per_ch {
+            *sg += g as f64;
+            *sgx += (g * ((x - mu) * inv)) as f64;
+        }
+    }
 }
 
 fn values_or(t: Option<&Tensor>, c: usize, v: f32) -> Vec<f32> {
@@ -129,29 +191,25 @@ impl Tensor {
         )?;
         check_epsilon(OP, epsilon)?;
         let x = self.data();
-        let sums = channel_reduce(m, c, |r, acc| {
-            for row in x[r.start * c..r.end * c].chunks(c) {
-                acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v as f64);
-            }
-        });
-        let mean64: Vec<f64> = sums.iter().map(|s| s / m as f64).collect();
-        let sq = channel_reduce(m, c, |r, acc| {
-            for row in x[r.start * c..r.end * c].chunks(c) {
-                for ch in 0..c {
-                    let d = row[ch] as f64 - mean64[ch];
-                    acc[ch] += d * d;
-                }
-            }
-        });
-        let var: Vec<f32> = sq.iter().map(|s| (s / m as f64) as f32).collect();
+        let k = &x[..c];
+        let moments = channel_reduce(m, 2 * c, |r, acc| shifted_moments(&x, c, k, r, acc));
+        let (s1, s2) = moments.split_at(c);
+        let mf = m as f64;
+        let mean64: Vec<f64> = (0..c).map(|ch| k[ch] as f64 + s1[ch] / mf).collect();
+        // biased variance: E[(x-k)^2] - (E[x-k])^2, clamped at 0 against rounding
+        let var64: Vec<f64> = (0..c)
+            .map(|ch| (s2[ch] / mf - (s1[ch] / mf) * (s1[ch] / mf)).max(0.0))
+            .collect();
+        let var: Vec<f32> = var64.iter().map(|&v| v as f32).collect();
         let mean: Vec<f32> = mean64.iter().map(|&v| v as f32).collect();
-        let inv_std: Vec<f32> = sq
+        let inv_std: Vec<f32> = var64
             .iter()
-            .map(|s| (1.0 / (s / m as f64 + epsilon as f64).sqrt()) as f32)
+            .map(|v| (1.0 / (v + epsilon as f64).sqrt()) as f32)
             .collect();
         let g = values_or(gamma, c, 1.0);
         let scale: Vec<f32> = inv_std.iter().zip(&g).map(|(i, g)| i * g).collect();
-        let y = normalise(&x, c, &mean, &scale, &values_or(beta, c, 0.0));
+        let shift = shift_of(&mean, &scale, beta.map(|b| b.to_vec()).as_deref());
+        let y = normalise(&x, &scale, &shift);
         drop(x);
         let mut inputs = vec![self];
         inputs.extend(gamma);
@@ -166,14 +224,13 @@ impl Tensor {
             let (mean, inv) = (&mean_s, &inv_s);
             // [sum dy | sum dy * xhat] per channel
             let s = channel_reduce(m, 2 * c, |r, acc| {
-                let rows = x[r.start * c..r.end * c].chunks(c);
-                for (xr, gr) in rows.zip(dy[r.start * c..r.end * c].chunks(c)) {
-                    for ch in 0..c {
-                        let xhat = (xr[ch] - mean[ch]) * inv[ch];
-                        acc[ch] += gr[ch] as f64;
-                        acc[c + ch] += (gr[ch] * xhat) as f64;
-                    }
-                }
+                sum_dy_and_dy_xhat(
+                    &x[r.start * c..r.end * c],
+                    &dy[r.start * c..r.end * c],
+                    mean,
+                    inv,
+                    acc,
+                )
             });
             let (sum_g, sum_gx): (Vec<f32>, Vec<f32>) = (
                 s[..c].iter().map(|&v| v as f32).collect(),
@@ -183,15 +240,22 @@ impl Tensor {
                 // dx = gamma * inv / M * (M * dy - sum dy - xhat * sum(dy * xhat))
                 let mf = m as f32;
                 let k: Vec<f32> = (0..c).map(|ch| g[ch] * inv[ch] / mf).collect();
-                let mut dx = vec![0.0; x.len()];
+                // o = k*mf*dy - k*sum_g - k*inv*sum_gx*(x - mean) = p*dy + q*x + r
+                let p: Vec<f32> = (0..c).map(|ch| k[ch] * mf).collect();
+                let q: Vec<f32> = (0..c).map(|ch| -k[ch] * inv[ch] * sum_gx[ch]).collect();
+                let r: Vec<f32> = (0..c)
+                    .map(|ch| -k[ch] * sum_g[ch] - q[ch] * mean[ch])
+                    .collect();
+                let mut dx = buffers::dirty(x.len());
                 let rows = threads::chunk_len(m, 256);
                 parallel::for_each_chunk_mut(&mut dx, rows * c, |i, out| {
                     let off = i * rows * c;
                     let (xs, gs) = (&x[off..off + out.len()], &dy[off..off + out.len()]);
-                    for ((o, xr), gr) in out.chunks_mut(c).zip(xs.chunks(c)).zip(gs.chunks(c)) {
-                        for ch in 0..c {
-                            let xhat = (xr[ch] - mean[ch]) * inv[ch];
-                            o[ch] = k[ch] * (mf * gr[ch] - sum_g[ch] - xhat * sum_gx[ch]);
+                    let rows = out.chunks_exact_mut(c).zip(xs.chunks_exact(c));
+                    for ((o, xr), gr) in rows.zip(gs.chunks_exact(c)) {
+                        let per_ch = o.iter_mut().zip(xr).zip(gr).zip(&p).zip(&q).zip(&r);
+                        for (((((o, &x), &g), &p), &q), &r) in per_ch {
+                            *o = p * g + q * x + r;
                         }
                     }
                 });
@@ -236,14 +300,15 @@ impl Tensor {
             .map(|&v| (1.0 / (v as f64 + epsilon as f64).sqrt()) as f32)
             .collect();
         let g = values_or(gamma, c, 1.0);
-        let scale: Vec<f32> = inv.iter().zip(&g).map(|(i, g)| i * g).collect();
-        let y = normalise(
-            &self.data(),
-            c,
+        let bv = beta.map(|b| b.to_vec());
+        let (scale, shift) = affine_of(
             moving_mean,
-            &scale,
-            &values_or(beta, c, 0.0),
+            moving_variance,
+            Some(&g),
+            bv.as_deref(),
+            epsilon,
         );
+        let y = normalise(&self.data(), &scale, &shift);
         let mut inputs = vec![self];
         inputs.extend(gamma);
         inputs.extend(beta);
@@ -260,13 +325,13 @@ impl Tensor {
             move |dy| {
                 let dx = xt.requires_grad().then(|| {
                     // dx = dy * gamma * inv_std per channel
-                    let mut dx = vec![0.0; dy.len()];
+                    let mut dx = buffers::dirty(dy.len());
                     let rows = threads::chunk_len(m, 256);
                     parallel::for_each_chunk_mut(&mut dx, rows * c, |i, out| {
                         let gs = &dy[i * rows * c..][..out.len()];
-                        for (o, gr) in out.chunks_mut(c).zip(gs.chunks(c)) {
-                            for ch in 0..c {
-                                o[ch] = gr[ch] * scale[ch];
+                        for (o, gr) in out.chunks_exact_mut(c).zip(gs.chunks_exact(c)) {
+                            for ((o, &g), &s) in o.iter_mut().zip(gr).zip(&scale) {
+                                *o = g * s;
                             }
                         }
                     });
@@ -276,13 +341,8 @@ impl Tensor {
                 if has_g || has_b {
                     let x = xt.data();
                     let s = channel_reduce(m, 2 * c, |r, acc| {
-                        let rows = x[r.start * c..r.end * c].chunks(c);
-                        for (xr, gr) in rows.zip(dy[r.start * c..r.end * c].chunks(c)) {
-                            for ch in 0..c {
-                                acc[ch] += gr[ch] as f64;
-                                acc[c + ch] += (gr[ch] * (xr[ch] - mean[ch]) * inv[ch]) as f64;
-                            }
-                        }
+                        let (xs, gs) = (&x[r.start * c..r.end * c], &dy[r.start * c..r.end * c]);
+                        sum_dy_and_dy_xhat(xs, gs, &mean, &inv, acc)
                     });
                     if has_g {
                         grads.push(want_g.then(|| s[c..].iter().map(|&v| v as f32).collect()));

@@ -13,6 +13,7 @@
 
 use crate::error::{fmt_shape, CoreError, Result};
 use crate::kernels::buffers;
+use crate::kernels::epilogue::{self, EpilogueRef};
 use crate::kernels::gemm::{gemm, MatRef};
 use crate::kernels::parallel;
 use crate::ops::padding::{nhwc, Geometry2d, Padding};
@@ -39,6 +40,26 @@ pub struct Conv2dConfig {
     /// Channel groups: input and filters split into `groups` independent blocks.
     pub groups: usize,
 }
+
+/// What [`Tensor::conv2d_fused`] applies to the convolution's output, per channel:
+/// `relu?(y * scale + shift + residual)`; absent parts are skipped.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Epilogue<'a> {
+    /// One factor per filter (an inference BatchNorm's `gamma / sqrt(var + eps)`).
+    pub scale: Option<&'a [f32]>,
+    /// One offset per filter (`beta - mean * scale`).
+    pub shift: Option<&'a [f32]>,
+    /// A tensor of the output's shape added afterwards (a residual connection).
+    pub residual: Option<&'a Tensor>,
+    pub relu: bool,
+}
+
+const NO_EPILOGUE: EpilogueRef<'static> = EpilogueRef {
+    scale: None,
+    shift: None,
+    residual: None,
+    relu: false,
+};
 
 impl Default for Conv2dConfig {
     fn default() -> Self {
@@ -340,7 +361,7 @@ fn pack_wt(w: &[f32], p: &ConvPlan) -> Vec<f32> {
 
 #[cfg(test)]
 fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, p: &ConvPlan) -> Vec<f32> {
-    forward_keep(x, w, bias, p, false).0
+    forward_keep(x, w, bias, p, false, &NO_EPILOGUE).0
 }
 
 /// [`forward`], also returning the im2col matrix of the whole batch when `keep_cols`
@@ -351,6 +372,7 @@ fn forward_keep(
     bias: Option<&[f32]>,
     p: &ConvPlan,
     keep_cols: bool,
+    ep: &EpilogueRef,
 ) -> (Vec<f32>, Option<Vec<f32>>) {
     let rows = p.n * p.out_pixels();
     // every element is written below: by the bias copy, or by a non-accumulating GEMM
@@ -368,6 +390,7 @@ fn forward_keep(
             let a = MatRef::strided(&x[gr * p.cin_g..], rows, p.cin_g, p.c);
             gemm(a, w_block(gr), &mut out[gr * p.cout_g..], p.cout, acc);
         }
+        epilogue::apply(&mut out, p.cout, 0, ep);
         return (out, None);
     }
     let per = p.chunk;
@@ -383,6 +406,9 @@ fn forward_keep(
             let a = MatRef::strided(&cols[gr * p.kg..], rows_c, p.kg, kt);
             gemm(a, w_block(gr), &mut out_c[gr * p.cout_g..], p.cout, acc);
         }
+        // while this chunk's rows are still warm in cache
+        let off = n0 * p.out_pixels() * p.cout;
+        epilogue::apply(&mut out_c[..rows_c * p.cout], p.cout, off, ep);
     }
     if keep_cols && per >= p.n {
         (out, Some(cols))
@@ -555,6 +581,7 @@ impl Tensor {
                 bd.as_deref().map(|v| &v[..]),
                 &p,
                 keep_cols,
+                &NO_EPILOGUE,
             )
         };
         let out_shape = vec![p.n, p.geo.out_h, p.geo.out_w, p.cout];
@@ -587,6 +614,74 @@ impl Tensor {
                 grads
             },
         ))
+    }
+
+    /// Inference-only convolution with its epilogue fused in:
+    /// `y = relu?((conv2d(x, kernel) + bias) * scale + shift + residual)` per output
+    /// channel, computed in one sweep over each chunk of output rows while they are
+    /// still in cache. This is Conv2D -> BatchNorm (inference) -> [Add] -> [ReLU]
+    /// with the BatchNorm as its affine map ([`crate::ops::batch_norm::affine_of`]);
+    /// the result is bitwise that of the separate ops. It records no gradient, so
+    /// it refuses inputs that would need one (use the separate ops to train).
+    pub fn conv2d_fused(
+        &self,
+        kernel: &Tensor,
+        bias: Option<&Tensor>,
+        config: Conv2dConfig,
+        ep: &Epilogue,
+    ) -> Result<Tensor> {
+        const OP: &str = "conv2d_fused";
+        let mut recorded = vec![self, kernel];
+        recorded.extend(bias);
+        recorded.extend(ep.residual);
+        if crate::autograd::should_record(&recorded) {
+            return Err(CoreError::arg(
+                OP,
+                "inputs",
+                "an input requires grad: the fused op records no gradient; \
+                 call it under no_grad or use conv2d and the separate ops",
+            ));
+        }
+        let p = plan(
+            self.shape(),
+            kernel.shape(),
+            bias.map(|b| b.shape()),
+            &config,
+        )?;
+        let out_shape = vec![p.n, p.geo.out_h, p.geo.out_w, p.cout];
+        for (name, v) in [("scale", ep.scale), ("shift", ep.shift)] {
+            if let Some(v) = v {
+                if v.len() != p.cout {
+                    return Err(CoreError::shape(
+                        OP,
+                        format!("{name} ({},) for {} filters", p.cout, p.cout),
+                        fmt_shape(&[v.len()]),
+                    ));
+                }
+            }
+        }
+        if let Some(r) = ep.residual {
+            if r.shape() != out_shape {
+                return Err(CoreError::shape(
+                    OP,
+                    format!("residual {} (the output's shape)", fmt_shape(&out_shape)),
+                    fmt_shape(r.shape()),
+                ));
+            }
+        }
+        let data = {
+            let bd = bias.map(|b| b.data());
+            let rd = ep.residual.map(|r| r.data());
+            let epr = EpilogueRef {
+                scale: ep.scale,
+                shift: ep.shift,
+                residual: rd.as_deref().map(|v| &v[..]),
+                relu: ep.relu,
+            };
+            let (x, w) = (self.data(), kernel.data());
+            forward_keep(&x, &w, bd.as_deref().map(|v| &v[..]), &p, false, &epr).0
+        };
+        Tensor::from_vec(data, &out_shape)
     }
 }
 
@@ -980,5 +1075,106 @@ mod tests {
                 t0.elapsed().as_secs_f64() * 1e3
             );
         }
+    }
+
+    /// conv2d -> batch_norm_infer -> add(residual) -> relu, op by op.
+    fn unfused(
+        x: &Tensor,
+        k: &Tensor,
+        cfg: Conv2dConfig,
+        stats: (&[f32], &[f32], &Tensor, &Tensor),
+        residual: Option<&Tensor>,
+    ) -> Tensor {
+        let (mm, mv, g, b) = stats;
+        let y = x.conv2d(k, None, cfg).unwrap();
+        let mut y = y.batch_norm_infer(mm, mv, Some(g), Some(b), 1e-5).unwrap();
+        if let Some(r) = residual {
+            y = y.add(r).unwrap();
+        }
+        y.relu()
+    }
+
+    #[test]
+    fn fused_epilogue_is_bitwise_the_separate_ops() {
+        let mut rng = Rng::new(77);
+        // 1x1 (one GEMM, no im2col), 3x3 same, and a 3x3 whose im2col goes in
+        // several chunks of images (the epilogue then runs per chunk, at an offset)
+        let cases = [
+            (vec![2, 9, 9, 8], [1, 1, 8, 12], Padding::Valid, (1, 1)),
+            (vec![2, 9, 9, 8], [3, 3, 8, 12], Padding::Same, (2, 2)),
+            (vec![3, 64, 64, 32], [3, 3, 32, 16], Padding::Same, (1, 1)),
+        ];
+        for (xs, ks, pad, st) in cases {
+            let cfg = Conv2dConfig::default()
+                .with_padding(pad)
+                .with_strides(st.0, st.1);
+            let x = Tensor::rand_normal(&xs, 0.0, 1.0, &mut rng);
+            let k = Tensor::rand_normal(&ks, 0.0, 0.2, &mut rng);
+            let c = ks[3];
+            let mm: Vec<f32> = (0..c).map(|i| 0.05 * i as f32 - 0.2).collect();
+            let mv: Vec<f32> = (0..c).map(|i| 0.5 + 0.1 * i as f32).collect();
+            let g = Tensor::rand_normal(&[c], 1.0, 0.2, &mut rng);
+            let b = Tensor::rand_normal(&[c], 0.0, 0.2, &mut rng);
+            let (gv, bv) = (g.to_vec(), b.to_vec());
+            let (a, sh) = crate::ops::batch_norm::affine_of(&mm, &mv, Some(&gv), Some(&bv), 1e-5);
+            let out = x.conv2d(&k, None, cfg).unwrap().shape().to_vec();
+            let r = Tensor::rand_normal(&out, 0.0, 1.0, &mut rng);
+            for residual in [None, Some(&r)] {
+                let ep = Epilogue {
+                    scale: Some(&a),
+                    shift: Some(&sh),
+                    residual,
+                    relu: true,
+                };
+                let fused = x.conv2d_fused(&k, None, cfg, &ep).unwrap();
+                let want = unfused(&x, &k, cfg, (&mm, &mv, &g, &b), residual);
+                assert_eq!(fused.shape(), want.shape());
+                assert_eq!(fused.to_vec(), want.to_vec(), "{xs:?} {ks:?}");
+            }
+            // no epilogue at all is the plain convolution
+            let plain = x.conv2d_fused(&k, None, cfg, &Epilogue::default()).unwrap();
+            assert_eq!(plain.to_vec(), x.conv2d(&k, None, cfg).unwrap().to_vec());
+        }
+    }
+
+    #[test]
+    fn fused_refuses_what_it_cannot_do() {
+        let x = Tensor::zeros(&[1, 4, 4, 2]);
+        let k = Tensor::zeros(&[1, 1, 2, 3]);
+        let cfg = Conv2dConfig::default();
+        let bad_scale = Epilogue {
+            scale: Some(&[1.0, 1.0]),
+            ..Epilogue::default()
+        };
+        let e = x
+            .conv2d_fused(&k, None, cfg, &bad_scale)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("conv2d_fused") && e.contains("scale (3,)"),
+            "{e}"
+        );
+        let r = Tensor::zeros(&[1, 4, 4, 2]);
+        let bad_res = Epilogue {
+            residual: Some(&r),
+            ..Epilogue::default()
+        };
+        let e = x
+            .conv2d_fused(&k, None, cfg, &bad_res)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("residual (1, 4, 4, 3)") && e.contains("(1, 4, 4, 2)"),
+            "{e}"
+        );
+        let kg = Tensor::zeros(&[1, 1, 2, 3]).requires_grad_(true);
+        let e = x
+            .conv2d_fused(&kg, None, cfg, &Epilogue::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("requires grad"), "{e}");
+        // under no_grad the same call is fine
+        let y = crate::no_grad(|| x.conv2d_fused(&kg, None, cfg, &Epilogue::default()));
+        assert_eq!(y.unwrap().shape(), &[1, 4, 4, 3]);
     }
 }

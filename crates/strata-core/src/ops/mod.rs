@@ -14,5 +14,5 @@ pub mod shape_ops;
 pub mod softmax;
 pub mod unary;
 
-pub use conv2d::Conv2dConfig;
+pub use conv2d::{Conv2dConfig, Epilogue};
 pub use padding::{Geometry2d, Padding};

@@ -24,6 +24,27 @@ pub struct BatchNormalization {
 }
 
 impl BatchNormalization {
+    /// Whether a call normalises with the moving statistics rather than the
+    /// batch's: in inference, and always when frozen (as in Keras).
+    pub(crate) fn uses_moving_statistics(&self, training: bool) -> bool {
+        !(training && self.base.trainable)
+    }
+
+    /// The per-channel `(scale, shift)` that inference-mode normalisation is
+    /// (`y = x * scale + shift`), or `None` before `build`.
+    pub(crate) fn inference_affine(&self) -> Option<(Vec<f32>, Vec<f32>)> {
+        let (mm, mv) = (self.moving_mean.as_ref()?, self.moving_variance.as_ref()?);
+        let gamma = self.gamma.as_ref().map(|w| w.value.to_vec());
+        let beta = self.beta.as_ref().map(|w| w.value.to_vec());
+        Some(strata_core::ops::batch_norm::affine_of(
+            &mm.value.to_vec(),
+            &mv.value.to_vec(),
+            gamma.as_deref(),
+            beta.as_deref(),
+            self.epsilon,
+        ))
+    }
+
     pub fn new() -> Self {
         BatchNormalization {
             base: LayerBase::new(None),

@@ -163,6 +163,30 @@ impl Conv2D {
         )
         .in_layer(name)
     }
+
+    /// The convolution with an epilogue fused in (inference only; see
+    /// [`Tensor::conv2d_fused`]). The layer's own activation must be linear: the
+    /// model's fusion pass only hands it chains that start with such a Conv2D.
+    pub(crate) fn forward_fused(&self, x: &Tensor, ep: &strata_core::Epilogue) -> Result<Tensor> {
+        let name = &self.base.name;
+        let k = self.kernel.as_ref().ok_or_else(|| not_built(name))?;
+        let cin = k.shape()[2] * self.groups;
+        if x.rank() != 4 || x.shape()[3] != cin {
+            return Err(NnError::shape(
+                name,
+                "Conv2D",
+                format!("(None, H, W, {cin})"),
+                x.shape().get(1..).unwrap_or(&[]),
+            ));
+        }
+        x.conv2d_fused(
+            &k.value,
+            self.bias.as_ref().map(|b| &b.value),
+            self.config_core(),
+            ep,
+        )
+        .in_layer(name)
+    }
 }
 
 impl Layer for Conv2D {

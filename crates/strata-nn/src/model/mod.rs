@@ -4,6 +4,7 @@
 
 mod callbacks;
 mod fit;
+mod fusion;
 mod history;
 mod naming;
 mod progress;
@@ -81,6 +82,8 @@ pub struct Model {
     namer: Namer,
     pub(crate) rng: Rng,
     pub(crate) compiled: Option<Compiled>,
+    /// Whether inference runs Conv2D -> BatchNorm -> [Add] -> [ReLU] chains fused.
+    fusion: bool,
 }
 
 impl Model {
@@ -107,6 +110,7 @@ impl Model {
             namer: Namer::default(),
             rng: Rng::new(seed),
             compiled: None,
+            fusion: true,
         }
     }
 
@@ -348,29 +352,47 @@ impl Model {
             }
         }
         let mut values: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
+        let roles = fusion::plan(self, inputs, training);
         let mut ctx = Ctx {
             training,
             rng: &mut self.rng,
+        };
+        let value = |values: &[Option<Tensor>], s: &Source| match s {
+            Source::Input(i) => inputs[*i].clone(),
+            Source::Node(i) => values[*i].clone().unwrap_or_else(|| Tensor::zeros(&[0])),
+        };
+        // a value is dropped as soon as its last consumer has run
+        let release = |values: &mut [Option<Tensor>], uses: &mut [usize], s: &Source| {
+            if let Source::Node(i) = s {
+                uses[*i] -= 1;
+                if uses[*i] == 0 {
+                    values[*i] = None;
+                }
+            }
         };
         for (ni, node) in self.nodes.iter().enumerate() {
             if uses[ni] == 0 {
                 continue;
             }
-            let xs: Vec<Tensor> = node
-                .inputs
-                .iter()
-                .map(|s| match s {
-                    Source::Input(i) => inputs[*i].clone(),
-                    Source::Node(i) => values[*i].clone().unwrap_or_else(|| Tensor::zeros(&[0])),
-                })
-                .collect();
-            for s in &node.inputs {
-                if let Source::Node(i) = s {
-                    uses[*i] -= 1;
-                    if uses[*i] == 0 {
-                        values[*i] = None;
+            match &roles[ni] {
+                fusion::Role::Inner => continue,
+                fusion::Role::Tail(chain) => {
+                    let conv_in = &self.nodes[chain.conv].inputs[0];
+                    let x = value(&values, conv_in);
+                    let r = chain.residual.as_ref().map(|s| value(&values, s));
+                    release(&mut values, &mut uses, conv_in);
+                    if let Some(s) = &chain.residual {
+                        release(&mut values, &mut uses, s);
                     }
+                    let y = run_chain(&self.layers, &self.nodes, chain, &x, r.as_ref())?;
+                    values[ni] = Some(y);
+                    continue;
                 }
+                fusion::Role::Plain => {}
+            }
+            let xs: Vec<Tensor> = node.inputs.iter().map(|s| value(&values, s)).collect();
+            for s in &node.inputs {
+                release(&mut values, &mut uses, s);
             }
             let layer = &mut self.layers[node.layer];
             let is_output = self.outputs.contains(&Source::Node(ni));
@@ -395,6 +417,49 @@ impl Model {
             .collect()
     }
 
+    /// The chains a forward call in this mode would fuse (inputs that need no
+    /// gradient assumed), each as its layer names joined by " + ", e.g.
+    /// `"layer1.0.conv3 + layer1.0.bn3 + layer1.0.add + layer1.0.relu"`.
+    pub fn fused_chains(&self, training: bool) -> Vec<String> {
+        let name = |ni: usize| self.layers[self.nodes[ni].layer].name().to_string();
+        let roles = fusion::plan(self, &[], training);
+        roles
+            .iter()
+            .enumerate()
+            .filter_map(|(tail, r)| match r {
+                fusion::Role::Tail(c) => {
+                    let mut names = vec![name(c.conv), name(c.bn)];
+                    // the Add, when there is one, sits between the BatchNorm and the tail
+                    if c.residual.is_some() {
+                        let add = if c.relu {
+                            self.nodes[tail].inputs.first()
+                        } else {
+                            None
+                        };
+                        match add {
+                            Some(Source::Node(a)) => names.push(name(*a)),
+                            _ => names.push(name(tail)),
+                        }
+                    }
+                    if c.relu {
+                        names.push(name(tail));
+                    }
+                    Some(names.join(" + "))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Turns inference fusion on (the default) or off for this model's own graph
+    /// (a nested model keeps its own setting). With it on, every Conv2D ->
+    /// BatchNormalization -> [Add] -> [ReLU] chain that records no gradient and
+    /// whose BatchNorm uses its moving statistics runs as one fused convolution;
+    /// the outputs are bitwise the same either way, only faster.
+    pub fn set_fusion(&mut self, on: bool) {
+        self.fusion = on;
+    }
+
     /// Forward pass on a batch; returns every output.
     pub fn forward(&mut self, inputs: &[Tensor], training: bool) -> Result<Vec<Tensor>> {
         self.run(inputs, training, false)
@@ -417,6 +482,40 @@ impl Model {
         }
         false
     }
+}
+
+/// Runs one fused chain (see `fusion`): the Conv2D with the BatchNorm's
+/// affine map, the residual and the ReLU in its epilogue.
+fn run_chain(
+    layers: &[Box<dyn Layer>],
+    nodes: &[GraphNode],
+    chain: &fusion::Chain,
+    x: &Tensor,
+    residual: Option<&Tensor>,
+) -> Result<Tensor> {
+    let layer = |ni: usize| layers[nodes[ni].layer].as_ref();
+    let (conv_l, bn_l) = (layer(chain.conv), layer(chain.bn));
+    let conv = conv_l.as_any().downcast_ref::<crate::layers::Conv2D>();
+    let bn = bn_l
+        .as_any()
+        .downcast_ref::<crate::layers::BatchNormalization>();
+    let (Some(conv), Some(bn)) = (conv, bn) else {
+        return Err(NnError::Training(format!(
+            "fused chain {} -> {} is not a Conv2D and a BatchNormalization",
+            conv_l.name(),
+            bn_l.name()
+        )));
+    };
+    let (scale, shift) = bn
+        .inference_affine()
+        .ok_or_else(|| NnError::Training(format!("layer '{}' is not built", bn.name())))?;
+    let ep = strata_core::Epilogue {
+        scale: Some(&scale),
+        shift: Some(&shift),
+        residual,
+        relu: chain.relu,
+    };
+    conv.forward_fused(x, &ep)
 }
 
 /// `<layer>.<weight>` names of one layer (a nested model lists its own layers).

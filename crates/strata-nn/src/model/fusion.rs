@@ -1,0 +1,140 @@
+//! Inference fusion: a `Conv2D -> BatchNormalization -> [Add] -> [ReLU]` chain runs
+//! as one convolution whose epilogue applies the BatchNorm's affine map, the
+//! residual and the ReLU to each chunk of output rows while it is still in cache
+//! ([`strata_core::Tensor::conv2d_fused`]), instead of four ops that each sweep a
+//! whole activation and allocate another. ResNet's every block is made of such
+//! chains.
+//!
+//! A chain is fused only when the result is bitwise what the separate layers give
+//! and nothing is lost: the BatchNorm uses its moving statistics (inference, or
+//! frozen), no gradient could flow through any of its members (no graph is
+//! recorded, or nothing upstream and no weight in it requires grad), the Conv2D's
+//! own activation is linear, the ReLU is a plain `Activation("relu")`, and every
+//! intermediate value has exactly one consumer and is not a model output. The
+//! chain then runs at its last node's place in the graph, where both the conv's
+//! input and the residual are available.
+
+use strata_core::{is_grad_enabled, Tensor};
+
+use super::{named_weights_of, Model, Source};
+use crate::activations::Activation;
+use crate::layers::{ActivationLayer, Add, BatchNormalization, Conv2D};
+
+/// One fused chain, by node index.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Chain {
+    pub conv: usize,
+    pub bn: usize,
+    /// The other input of the Add, if the chain has one.
+    pub residual: Option<Source>,
+    pub relu: bool,
+}
+
+/// What the executor does with each node.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Role {
+    /// Runs its layer as usual.
+    Plain,
+    /// A member of a chain that runs later, at the chain's last node.
+    Inner,
+    /// The last node of a chain: runs the whole chain.
+    Tail(Chain),
+}
+
+/// The role of every node for one forward call.
+pub(crate) fn plan(model: &Model, inputs: &[Tensor], training: bool) -> Vec<Role> {
+    let n = model.nodes.len();
+    let mut roles = vec![Role::Plain; n];
+    if !model.fusion {
+        return roles;
+    }
+    let need = need_grad(model, inputs);
+    let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (ni, node) in model.nodes.iter().enumerate() {
+        for s in &node.inputs {
+            if let Source::Node(j) = s {
+                consumers[*j].push(ni);
+            }
+        }
+    }
+    // the one consumer of node j, if j feeds exactly one node and is not an output
+    let only_consumer = |j: usize| -> Option<usize> {
+        let out = model.outputs.contains(&Source::Node(j));
+        (consumers[j].len() == 1 && !out).then(|| consumers[j][0])
+    };
+    let layer_of = |ni: usize| model.layers[model.nodes[ni].layer].as_any();
+    for conv in 0..n {
+        let Some(c) = layer_of(conv).downcast_ref::<Conv2D>() else {
+            continue;
+        };
+        if c.activation != Activation::Linear || model.nodes[conv].inputs.len() != 1 || need[conv] {
+            continue;
+        }
+        let Some(bn) = only_consumer(conv) else {
+            continue;
+        };
+        let Some(b) = layer_of(bn).downcast_ref::<BatchNormalization>() else {
+            continue;
+        };
+        if !b.uses_moving_statistics(training) || need[bn] {
+            continue;
+        }
+        let mut chain = Chain {
+            conv,
+            bn,
+            residual: None,
+            relu: false,
+        };
+        let mut tail = bn;
+        let mut members = vec![conv, bn];
+        if let Some(add) = only_consumer(tail) {
+            let ins = &model.nodes[add].inputs;
+            let is_add = layer_of(add).downcast_ref::<Add>().is_some();
+            let other = ins.iter().find(|s| **s != Source::Node(tail));
+            // an Add fed by two chains belongs to the first one (the other ends at its BN)
+            if is_add && ins.len() == 2 && !need[add] && roles[add] == Role::Plain {
+                if let Some(other) = other {
+                    chain.residual = Some(*other);
+                    tail = add;
+                    members.push(add);
+                }
+            }
+        }
+        if let Some(relu) = only_consumer(tail) {
+            let is_relu = layer_of(relu)
+                .downcast_ref::<ActivationLayer>()
+                .is_some_and(|a| a.activation == Activation::Relu);
+            if is_relu && !need[relu] && roles[relu] == Role::Plain {
+                chain.relu = true;
+                tail = relu;
+                members.push(relu);
+            }
+        }
+        for m in members {
+            roles[m] = Role::Inner;
+        }
+        roles[tail] = Role::Tail(chain);
+    }
+    roles
+}
+
+/// Per node: whether its output could require grad (a conservative answer: an
+/// input that requires grad, or any weight of its layer that does, taints it).
+fn need_grad(model: &Model, inputs: &[Tensor]) -> Vec<bool> {
+    let mut need = vec![false; model.nodes.len()];
+    if !is_grad_enabled() {
+        return need;
+    }
+    for (ni, node) in model.nodes.iter().enumerate() {
+        let from_inputs = node.inputs.iter().any(|s| match s {
+            Source::Input(i) => inputs.get(*i).is_some_and(|t| t.requires_grad()),
+            Source::Node(j) => need[*j],
+        });
+        let layer = &model.layers[node.layer];
+        let from_weights = named_weights_of(layer.as_ref())
+            .iter()
+            .any(|(_, w)| w.value.requires_grad());
+        need[ni] = from_inputs || from_weights;
+    }
+    need
+}

@@ -1,0 +1,94 @@
+//! Inference fusion (Conv2D -> BatchNorm -> [Add] -> [ReLU] as one convolution) on
+//! a real ResNet: which chains fuse, and that the outputs and a frozen-backbone
+//! training step are bitwise those of the unfused layers.
+
+use strata_core::{no_grad, Rng, Tensor};
+use strata_nn::{Loss, Optimizer, Targets};
+use strata_zoo::{build, freeze_backbone, ZooOptions};
+
+fn resnet18(seed: u64) -> strata_nn::Model {
+    let opts = ZooOptions {
+        classes: Some(3),
+        input_shape: Some([32, 32, 3]),
+        seed,
+    };
+    let mut m = build("resnet18", &opts).unwrap();
+    // non-trivial moving statistics: a few training-mode passes
+    let mut rng = Rng::new(seed + 100);
+    for _ in 0..3 {
+        let x = Tensor::rand_normal(&[4, 32, 32, 3], 0.3, 1.5, &mut rng);
+        no_grad(|| m.forward(&[x], true)).unwrap();
+    }
+    m
+}
+
+#[test]
+fn every_resnet_block_fuses_and_inference_is_bitwise_unchanged() {
+    let mut m = resnet18(7);
+    let chains = no_grad(|| m.fused_chains(false));
+    // stem (conv1+bn1+relu), per basic block conv1+bn1+relu1 and
+    // conv2+bn2+add+relu, and 3 downsample conv+bn: 1 + 8*2 + 3 = 20
+    assert_eq!(chains.len(), 20, "{chains:#?}");
+    assert!(
+        chains.contains(&"conv1 + bn1 + relu".to_string()),
+        "{chains:#?}"
+    );
+    assert!(
+        chains
+            .contains(&"layer1.0.conv2 + layer1.0.bn2 + layer1.0.add + layer1.0.relu".to_string()),
+        "{chains:#?}"
+    );
+    assert!(
+        m.fused_chains(true).is_empty(),
+        "training-mode BatchNorm never fuses"
+    );
+
+    let x = Tensor::rand_normal(&[3, 32, 32, 3], 0.0, 1.0, &mut Rng::new(9));
+    let fused = no_grad(|| m.forward(std::slice::from_ref(&x), false)).unwrap();
+    m.set_fusion(false);
+    assert!(no_grad(|| m.fused_chains(false)).is_empty());
+    let plain = no_grad(|| m.forward(std::slice::from_ref(&x), false)).unwrap();
+    assert_eq!(fused[0].to_vec(), plain[0].to_vec());
+    let p = plain[0].to_vec();
+    assert!(p.iter().all(|v| v.is_finite()) && p.iter().any(|&v| v != p[0]));
+}
+
+#[test]
+fn frozen_backbone_training_step_is_bitwise_unchanged() {
+    let run = |fusion: bool| {
+        let mut m = resnet18(11);
+        freeze_backbone(&mut m).unwrap();
+        m.set_fusion(fusion);
+        // frozen BatchNorm uses its moving statistics even while training
+        assert_eq!(m.fused_chains(true).len(), if fusion { 20 } else { 0 });
+        m.compile(
+            Loss::SparseCategoricalCrossentropy { from_logits: false },
+            Optimizer::sgd(0.1, 0.9, false),
+            &[],
+        );
+        let mut rng = Rng::new(12);
+        let x = Tensor::rand_normal(&[4, 32, 32, 3], 0.0, 1.0, &mut rng);
+        let y = Targets::Classes(vec![0, 2, 1, 2]);
+        for _ in 0..2 {
+            m.train_step(std::slice::from_ref(&x), &y, None).unwrap();
+        }
+        m.weight_tensors()
+            .into_iter()
+            .map(|t| t.2)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(true), run(false));
+}
+
+#[test]
+fn a_trainable_backbone_is_never_fused_while_training() {
+    let mut m = resnet18(13);
+    assert!(m.fused_chains(true).is_empty());
+    // inference in grad mode with trainable weights: the weights require grad,
+    // so nothing fuses unless no_grad is on
+    assert!(m.fused_chains(false).is_empty());
+    assert_eq!(no_grad(|| m.fused_chains(false)).len(), 20);
+    let x = Tensor::rand_normal(&[2, 32, 32, 3], 0.0, 1.0, &mut Rng::new(14));
+    let y = m.forward(std::slice::from_ref(&x), false).unwrap();
+    assert!(y[0].requires_grad(), "the graph must still be recorded");
+}
