@@ -57,7 +57,7 @@ fn broadcast_zip(
 /// Sums `g` (of shape `from`) down to `to`, undoing a broadcast.
 pub(crate) fn reduce_to_shape(g: &[f32], from: &[usize], to: &[usize]) -> Vec<f32> {
     if from == to {
-        return g.to_vec();
+        return crate::kernels::buffers::copy_of(g);
     }
     let mut out = vec![0.0; numel(to)];
     let st = broadcast_strides(to, from);
