@@ -345,17 +345,35 @@ fn col2im(dcols: &[f32], p: &ConvPlan, dx: &mut [f32]) {
     });
 }
 
-/// `Wᵀ` per group, packed contiguous: `(groups, cout_g, kg)`.
+/// `Wᵀ` per group, packed contiguous: `(groups, cout_g, kg)`. A transpose in
+/// 32x32 tiles (both sides stay in cache lines) with the output rows split over
+/// threads: a straight gather strides through `w` by `cout` and cost ~8% of a
+/// ResNet-50 training step on one core.
 fn pack_wt(w: &[f32], p: &ConvPlan) -> Vec<f32> {
-    let mut wt = vec![0.0; p.groups * p.cout_g * p.kg];
-    for gr in 0..p.groups {
-        for o in 0..p.cout_g {
-            let dst = &mut wt[(gr * p.cout_g + o) * p.kg..(gr * p.cout_g + o + 1) * p.kg];
-            for (k, d) in dst.iter_mut().enumerate() {
-                *d = w[k * p.cout + gr * p.cout_g + o];
+    const T: usize = 32;
+    let mut wt = buffers::dirty(p.groups * p.cout_g * p.kg);
+    let (kg, cout_g, cout) = (p.kg, p.cout_g, p.cout);
+    if wt.is_empty() || kg == 0 {
+        return wt;
+    }
+    // one chunk = T rows of wt (T filters of one group) or the rest of that group
+    let rows_per_chunk = T.min(cout_g);
+    parallel::for_each_chunk_mut(&mut wt, rows_per_chunk * kg, |ci, out| {
+        let row0 = ci * rows_per_chunk; // global row = gr * cout_g + o
+        let rows = out.len() / kg;
+        for k0 in (0..kg).step_by(T) {
+            let k1 = (k0 + T).min(kg);
+            for r in 0..rows {
+                let row = row0 + r;
+                let (gr, o) = (row / cout_g, row % cout_g);
+                let col = gr * cout_g + o;
+                let dst = &mut out[r * kg + k0..r * kg + k1];
+                for (k, d) in (k0..k1).zip(dst) {
+                    *d = w[k * cout + col];
+                }
             }
         }
-    }
+    });
     wt
 }
 
@@ -445,7 +463,14 @@ fn backward_with(
     debug_assert!(saved.is_none() || p.chunk >= p.n);
     let rows = p.n * p.out_pixels();
     // col2im accumulates into dx; the pointwise path overwrites it with a GEMM
-    let mut dx = want_dx.then(|| buffers::zeroed(p.n * p.geo.in_h * p.geo.in_w * p.c));
+    let dx_len = p.n * p.geo.in_h * p.geo.in_w * p.c;
+    let mut dx = want_dx.then(|| {
+        if p.pointwise {
+            buffers::dirty(dx_len)
+        } else {
+            buffers::zeroed(dx_len)
+        }
+    });
     let mut dw = want_dw.then(|| vec![0.0; p.kg * p.cout]);
     if rows == 0 {
         return (dx, dw);
@@ -475,6 +500,9 @@ fn backward_with(
                     false,
                 );
             }
+        }
+        if let Some(wt) = wt {
+            buffers::recycle(wt);
         }
         return (dx, dw);
     }
@@ -533,6 +561,9 @@ fn backward_with(
     }
     buffers::recycle(cols);
     buffers::recycle(dcols);
+    if let Some(wt) = wt {
+        buffers::recycle(wt);
+    }
     (dx, dw)
 }
 
