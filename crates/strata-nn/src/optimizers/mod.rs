@@ -156,7 +156,8 @@ impl Optimizer {
         let t = self.iterations + 1;
         let mut grads: Vec<Option<Vec<f32>>> = params
             .iter()
-            .map(|p| p.value.with_grad(|g| g.map(|g| g.to_vec())))
+            // pooled copies: a training loop reuses the same buffers every step
+            .map(|p| p.value.with_grad(|g| g.map(strata_core::kernels::buffers::copy_of)))
             .collect();
         self.clip(&mut grads);
         for ((p, g), slots) in params.iter().zip(grads).zip(self.state.iter_mut()) {
@@ -179,6 +180,8 @@ impl Optimizer {
                 }
             }
             self.rule.update(&mut w, &g, slots, lr, t);
+            drop(w);
+            strata_core::kernels::buffers::recycle(g);
         }
         self.iterations = t;
         Ok(())
