@@ -28,8 +28,20 @@ impl EpilogueRef<'_> {
 }
 
 /// Applies `ep` to `out`, a whole number of rows of `channels` values; `residual`
-/// (if any) is read at the same offsets as `out` starting at `offset`.
+/// (if any) is read at the same offsets as `out` starting at `offset`. Rows are
+/// split over threads.
 pub fn apply(out: &mut [f32], channels: usize, offset: usize, ep: &EpilogueRef) {
+    if ep.is_identity() || out.is_empty() || channels == 0 {
+        return;
+    }
+    let rows = threads::chunk_len(out.len() / channels, 64);
+    parallel::for_each_chunk_mut(out, rows * channels, |i, chunk| {
+        apply_serial(chunk, channels, offset + i * rows * channels, ep)
+    });
+}
+
+/// [`apply`] on the calling thread (for a caller that already runs in parallel).
+pub fn apply_serial(out: &mut [f32], channels: usize, offset: usize, ep: &EpilogueRef) {
     if ep.is_identity() || out.is_empty() || channels == 0 {
         return;
     }
@@ -50,25 +62,21 @@ pub fn apply(out: &mut [f32], channels: usize, offset: usize, ep: &EpilogueRef) 
         }
     };
     let affine = ep.scale.is_some() || ep.shift.is_some();
-    let rows = threads::chunk_len(out.len() / channels, 64);
-    parallel::for_each_chunk_mut(out, rows * channels, |i, chunk| {
-        let start = offset + i * rows * channels;
-        let res = ep.residual.map(|r| &r[start..start + chunk.len()]);
-        for (ri, row) in chunk.chunks_exact_mut(channels).enumerate() {
-            if affine {
-                for ((o, &a), &b) in row.iter_mut().zip(scale).zip(shift) {
-                    *o = *o * a + b;
-                }
-            }
-            if let Some(r) = res {
-                let r = &r[ri * channels..(ri + 1) * channels];
-                row.iter_mut().zip(r).for_each(|(o, &r)| *o += r);
-            }
-            if ep.relu {
-                row.iter_mut().for_each(|o| *o = o.max(0.0));
+    let res = ep.residual.map(|r| &r[offset..offset + out.len()]);
+    for (ri, row) in out.chunks_exact_mut(channels).enumerate() {
+        if affine {
+            for ((o, &a), &b) in row.iter_mut().zip(scale).zip(shift) {
+                *o = *o * a + b;
             }
         }
-    });
+        if let Some(r) = res {
+            let r = &r[ri * channels..(ri + 1) * channels];
+            row.iter_mut().zip(r).for_each(|(o, &r)| *o += r);
+        }
+        if ep.relu {
+            row.iter_mut().for_each(|o| *o = o.max(0.0));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -84,11 +84,78 @@ pub fn gemm(a: MatRef, b: MatRef, c: &mut [f32], c_row_stride: usize, accumulate
         return;
     }
     let flops = 2 * m * n * k;
-    let par = if flops < 2_000_000 || threads::num_threads() == 1 {
+    let t = threads::num_threads();
+    if flops >= 2_000_000 && t > 1 && split_rows(m, n, t) {
+        // Tall-skinny products (every convolution as GEMM: M = batch*H*W) split
+        // best by rows: each thread runs the whole single-threaded kernel on its
+        // own block of rows of A and C, with no synchronisation inside.
+        let rows = m.div_ceil(t);
+        let crs = c_row_stride;
+        use rayon::prelude::*;
+        threads::install(|| {
+            c.par_chunks_mut(rows * crs)
+                .enumerate()
+                .for_each(|(i, cb)| {
+                    let r0 = i * rows;
+                    if r0 >= m {
+                        return; // `c` may extend past the last row (a column block)
+                    }
+                    let nr = rows.min(m - r0);
+                    let ab = MatRef {
+                        data: &a.data[r0 * a.row_stride..],
+                        rows: nr,
+                        ..a
+                    };
+                    gemm_serial(ab, b, cb, crs, accumulate);
+                })
+        });
+        return;
+    }
+    let par = if flops < 2_000_000 || t == 1 {
         gemm::Parallelism::None
     } else {
-        gemm::Parallelism::Rayon(threads::num_threads())
+        gemm::Parallelism::Rayon(t)
     };
+    call(a, b, c, c_row_stride, accumulate, par);
+}
+
+/// Whether to split `m x n` over `t` threads by rows rather than inside the crate.
+fn split_rows(m: usize, n: usize, t: usize) -> bool {
+    std::env::var("STRATA_GEMM_SPLIT").map_or(true, |v| v != "0") && m >= 4 * n && m >= 256 * t
+}
+
+/// [`gemm`] on the calling thread only (for a caller that already runs in parallel).
+pub fn gemm_serial(a: MatRef, b: MatRef, c: &mut [f32], c_row_stride: usize, accumulate: bool) {
+    assert_eq!(b.rows, a.cols, "gemm: inner dimensions differ");
+    assert!(a.fits() && b.fits(), "gemm: operand view exceeds its slice");
+    assert!(
+        a.rows == 0 || b.cols == 0 || (a.rows - 1) * c_row_stride + b.cols <= c.len(),
+        "gemm: output view exceeds its slice"
+    );
+    if a.rows == 0 || b.cols == 0 {
+        return;
+    }
+    if a.cols == 0 {
+        if !accumulate {
+            for r in 0..a.rows {
+                c[r * c_row_stride..r * c_row_stride + b.cols].fill(0.0);
+            }
+        }
+        return;
+    }
+    call(a, b, c, c_row_stride, accumulate, gemm::Parallelism::None);
+}
+
+/// The crate call, for views already checked to fit (`k > 0`, `m, n > 0`).
+fn call(
+    a: MatRef,
+    b: MatRef,
+    c: &mut [f32],
+    c_row_stride: usize,
+    accumulate: bool,
+    par: gemm::Parallelism,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
     threads::install(|| {
         // SAFETY: the asserts above prove that every element the call reads
         // (a: rows*row_stride + cols*col_stride within a.data, likewise b) and

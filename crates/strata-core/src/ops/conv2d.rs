@@ -14,7 +14,7 @@
 use crate::error::{fmt_shape, CoreError, Result};
 use crate::kernels::buffers;
 use crate::kernels::epilogue::{self, EpilogueRef};
-use crate::kernels::gemm::{gemm, MatRef};
+use crate::kernels::gemm::{gemm, gemm_serial, MatRef};
 use crate::kernels::parallel;
 use crate::ops::padding::{nhwc, Geometry2d, Padding};
 use crate::tensor::Tensor;
@@ -195,57 +195,64 @@ fn plan(x: &[usize], k: &[usize], bias: Option<&[usize]>, cfg: &Conv2dConfig) ->
 
 /// Fills `cols` (`n_img * out_h * out_w` rows of `groups*kg`) for images `n0..`.
 fn im2col(x: &[f32], p: &ConvPlan, n0: usize, cols: &mut [f32]) {
+    let row_len = p.geo.out_w * p.kt();
+    parallel::for_each_chunk_mut(cols, row_len.max(1), |idx, row| {
+        im2col_row(x, p, n0 * p.geo.out_h + idx, row)
+    });
+}
+
+/// Fills `row` with the `out_w` im2col rows of output image row `image_row`
+/// (`n * out_h + oh` over the whole batch).
+fn im2col_row(x: &[f32], p: &ConvPlan, image_row: usize, row: &mut [f32]) {
     let g = &p.geo;
-    let (kt, row_len) = (p.kt(), g.out_w * p.kt());
+    let kt = p.kt();
     let img = g.in_h * g.in_w * p.c;
     let contiguous = p.groups == 1 && g.dw == 1 && g.kw > 0 && p.c > 0;
     let krow = g.kw * p.c;
-    parallel::for_each_chunk_mut(cols, row_len.max(1), |idx, row| {
-        let (n, oh) = (n0 + idx / g.out_h, idx % g.out_h);
-        let xi = &x[n * img..(n + 1) * img];
-        for ow in 0..g.out_w {
-            let dst = &mut row[ow * kt..(ow + 1) * kt];
-            // Fast path: one group, undilated columns, the window's columns all inside
-            // the input: each kernel row is one contiguous run of kw*c values.
-            let iw0 = (ow * g.sw).checked_sub(g.pad_left);
-            if let (true, Some(c0)) = (contiguous, iw0) {
-                if c0 + g.kw <= g.in_w {
-                    for (ki, d) in dst.chunks_exact_mut(krow).enumerate() {
-                        match g.in_row(oh, ki) {
-                            Some(ih) => {
-                                let s0 = (ih * g.in_w + c0) * p.c;
-                                copy_run(d, &xi[s0..s0 + krow]);
-                            }
-                            None => d.fill(0.0),
+    let (n, oh) = (image_row / g.out_h, image_row % g.out_h);
+    let xi = &x[n * img..(n + 1) * img];
+    for ow in 0..g.out_w {
+        let dst = &mut row[ow * kt..(ow + 1) * kt];
+        // Fast path: one group, undilated columns, the window's columns all inside
+        // the input: each kernel row is one contiguous run of kw*c values.
+        let iw0 = (ow * g.sw).checked_sub(g.pad_left);
+        if let (true, Some(c0)) = (contiguous, iw0) {
+            if c0 + g.kw <= g.in_w {
+                for (ki, d) in dst.chunks_exact_mut(krow).enumerate() {
+                    match g.in_row(oh, ki) {
+                        Some(ih) => {
+                            let s0 = (ih * g.in_w + c0) * p.c;
+                            copy_run(d, &xi[s0..s0 + krow]);
+                        }
+                        None => d.fill(0.0),
+                    }
+                }
+                continue;
+            }
+        }
+        for ki in 0..g.kh {
+            let ih = g.in_row(oh, ki);
+            for kj in 0..g.kw {
+                let tap = (ki * g.kw + kj) * p.cin_g;
+                match (ih, g.in_col(ow, kj)) {
+                    (Some(ih), Some(iw)) => {
+                        let src = (ih * g.in_w + iw) * p.c;
+                        for gr in 0..p.groups {
+                            let d0 = gr * p.kg + tap;
+                            let s0 = src + gr * p.cin_g;
+                            dst[d0..d0 + p.cin_g].copy_from_slice(&xi[s0..s0 + p.cin_g]);
                         }
                     }
-                    continue;
-                }
-            }
-            for ki in 0..g.kh {
-                let ih = g.in_row(oh, ki);
-                for kj in 0..g.kw {
-                    let tap = (ki * g.kw + kj) * p.cin_g;
-                    match (ih, g.in_col(ow, kj)) {
-                        (Some(ih), Some(iw)) => {
-                            let src = (ih * g.in_w + iw) * p.c;
-                            for gr in 0..p.groups {
-                                let d0 = gr * p.kg + tap;
-                                let s0 = src + gr * p.cin_g;
-                                dst[d0..d0 + p.cin_g].copy_from_slice(&xi[s0..s0 + p.cin_g]);
-                            }
-                        }
-                        _ => {
-                            for gr in 0..p.groups {
-                                let d0 = gr * p.kg + tap;
-                                dst[d0..d0 + p.cin_g].fill(0.0);
-                            }
+                    _ => {
+                        for gr in 0..p.groups {
+                            let d0 = gr * p.kg + tap;
+                            dst[d0..d0 + p.cin_g].fill(0.0);
                         }
                     }
                 }
             }
         }
-    });
+    }
 }
 
 /// Fills `out` (a whole number of rows) with copies of `row`, doubling the filled
@@ -398,6 +405,12 @@ fn forward_keep(
     if rows == 0 {
         return (out, None);
     }
+    if !keep_cols {
+        if let Some(tile_px) = tile_pixels(p) {
+            forward_tiled(x, w, bias, p, ep, tile_px, &mut out);
+            return (out, None);
+        }
+    }
     if let Some(b) = bias {
         fill_rows(&mut out, b);
     }
@@ -434,6 +447,74 @@ fn forward_keep(
         buffers::recycle(cols);
         (out, None)
     }
+}
+
+/// Bytes of im2col rows (the GEMM's left operand) per tile of [`forward_tiled`]:
+/// a tile's `cols`, its slice of the kernel and its output rows stay in L2.
+const TILE_COLS_BYTES: usize = 256 << 10;
+
+/// Output pixels per tile of [`forward_tiled`] (whole output image rows), or
+/// `None` when there would be too few tiles to keep every thread busy.
+fn tile_pixels(p: &ConvPlan) -> Option<usize> {
+    let ow = p.geo.out_w.max(1);
+    let want = (TILE_COLS_BYTES / (p.kt().max(1) * 4)).max(64);
+    let tile_px = want.div_ceil(ow) * ow;
+    let tiles = (p.n * p.out_pixels()).div_ceil(tile_px);
+    (tiles >= 4 * crate::threads::num_threads()).then_some(tile_px)
+}
+
+/// The forward in tiles of output rows, each tile on one thread from start to
+/// end: im2col of its rows into a thread-private buffer, one single-threaded
+/// GEMM per group, then bias and epilogue while the rows are still in cache.
+/// Nothing bigger than a tile travels through memory between the steps.
+fn forward_tiled(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    p: &ConvPlan,
+    ep: &EpilogueRef,
+    tile_px: usize,
+    out: &mut [f32],
+) {
+    use rayon::prelude::*;
+    let kt = p.kt();
+    let ow = p.geo.out_w.max(1);
+    let w_block = |gr: usize| MatRef::strided(&w[gr * p.cout_g..], p.kg, p.cout_g, p.cout);
+    let work = |cols: &mut Vec<f32>, (ti, out_t): (usize, &mut [f32])| {
+        let px0 = ti * tile_px;
+        let npx = out_t.len() / p.cout;
+        let (src, stride): (&[f32], usize) = if p.pointwise {
+            (&x[px0 * p.c..], p.c)
+        } else {
+            cols.resize(npx * kt, 0.0);
+            let r0 = px0 / ow;
+            for (j, row) in cols[..npx * kt].chunks_mut(ow * kt).enumerate() {
+                im2col_row(x, p, r0 + j, row);
+            }
+            (&cols[..npx * kt], kt)
+        };
+        for gr in 0..p.groups {
+            let a = MatRef::strided(&src[gr * p.kg..], npx, p.kg, stride);
+            gemm_serial(a, w_block(gr), &mut out_t[gr * p.cout_g..], p.cout, false);
+        }
+        if let Some(b) = bias {
+            for row in out_t.chunks_exact_mut(p.cout) {
+                row.iter_mut().zip(b).for_each(|(o, &b)| *o += b);
+            }
+        }
+        epilogue::apply_serial(out_t, p.cout, px0 * p.cout, ep);
+    };
+    crate::threads::install(|| {
+        out.par_chunks_mut(tile_px * p.cout)
+            .enumerate()
+            .for_each(|t| TILE_COLS.with_borrow_mut(|cols| work(cols, t)))
+    });
+}
+
+thread_local! {
+    /// Each worker thread's im2col tile, kept between calls (at most a few
+    /// hundred KiB: one tile of [`TILE_COLS_BYTES`], or more for one image row).
+    static TILE_COLS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Gradients of the input and the kernel (each only when asked for).
