@@ -453,14 +453,18 @@ fn forward_keep(
 /// a tile's `cols`, its slice of the kernel and its output rows stay in L2.
 const TILE_COLS_BYTES: usize = 256 << 10;
 
+/// Fewest output pixels per tile: every tile's GEMM packs the whole kernel
+/// again, which costs about as much as `MIN_TILE_PX / 16` rows of arithmetic.
+const MIN_TILE_PX: usize = 256;
+
 /// Output pixels per tile of [`forward_tiled`] (whole output image rows), or
 /// `None` when there would be too few tiles to keep every thread busy.
 fn tile_pixels(p: &ConvPlan) -> Option<usize> {
     let ow = p.geo.out_w.max(1);
-    let want = (TILE_COLS_BYTES / (p.kt().max(1) * 4)).max(64);
+    let want = (TILE_COLS_BYTES / (p.kt().max(1) * 4)).max(MIN_TILE_PX);
     let tile_px = want.div_ceil(ow) * ow;
     let tiles = (p.n * p.out_pixels()).div_ceil(tile_px);
-    (tiles >= 4 * crate::threads::num_threads()).then_some(tile_px)
+    (tiles >= 3 * crate::threads::num_threads()).then_some(tile_px)
 }
 
 /// The forward in tiles of output rows, each tile on one thread from start to

@@ -157,7 +157,10 @@ impl Optimizer {
         let mut grads: Vec<Option<Vec<f32>>> = params
             .iter()
             // pooled copies: a training loop reuses the same buffers every step
-            .map(|p| p.value.with_grad(|g| g.map(strata_core::kernels::buffers::copy_of)))
+            .map(|p| {
+                p.value
+                    .with_grad(|g| g.map(strata_core::kernels::buffers::copy_of))
+            })
             .collect();
         self.clip(&mut grads);
         for ((p, g), slots) in params.iter().zip(grads).zip(self.state.iter_mut()) {
