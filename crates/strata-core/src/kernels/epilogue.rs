@@ -1,5 +1,5 @@
 //! The pass an inference convolution applies to its freshly computed output rows,
-//! `y = max?(y * scale + shift + residual, 0)` per channel: an inference-mode
+//! `y = max?((y + bias) * scale + shift + residual, 0)` per channel: an inference-mode
 //! BatchNorm, a residual Add and a ReLU folded into one in-place sweep instead of
 //! three passes that each read and write a whole activation.
 //!
@@ -13,6 +13,8 @@ use crate::threads;
 /// What to apply, per channel (`scale`/`shift` have one entry per output channel).
 #[derive(Debug, Clone, Copy)]
 pub struct EpilogueRef<'a> {
+    /// Added first (a convolution's own bias), one entry per channel.
+    pub bias: Option<&'a [f32]>,
     pub scale: Option<&'a [f32]>,
     pub shift: Option<&'a [f32]>,
     /// Added after the affine map; same layout and length as the output.
@@ -23,7 +25,11 @@ pub struct EpilogueRef<'a> {
 impl EpilogueRef<'_> {
     /// Whether applying it changes anything.
     pub fn is_identity(&self) -> bool {
-        self.scale.is_none() && self.shift.is_none() && self.residual.is_none() && !self.relu
+        self.bias.is_none()
+            && self.scale.is_none()
+            && self.shift.is_none()
+            && self.residual.is_none()
+            && !self.relu
     }
 }
 
@@ -64,6 +70,9 @@ pub fn apply_serial(out: &mut [f32], channels: usize, offset: usize, ep: &Epilog
     let affine = ep.scale.is_some() || ep.shift.is_some();
     let res = ep.residual.map(|r| &r[offset..offset + out.len()]);
     for (ri, row) in out.chunks_exact_mut(channels).enumerate() {
+        if let Some(b) = ep.bias {
+            row.iter_mut().zip(b).for_each(|(o, &b)| *o += b);
+        }
         if affine {
             for ((o, &a), &b) in row.iter_mut().zip(scale).zip(shift) {
                 *o = *o * a + b;
@@ -102,6 +111,7 @@ mod tests {
             .collect();
         let mut got = x.clone();
         let ep = EpilogueRef {
+            bias: None,
             scale: Some(&a),
             shift: Some(&b),
             residual: Some(&r),
@@ -116,6 +126,7 @@ mod tests {
         // relu only
         let mut got = x.clone();
         let relu_only = EpilogueRef {
+            bias: None,
             scale: None,
             shift: None,
             residual: None,

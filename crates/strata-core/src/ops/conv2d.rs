@@ -55,6 +55,7 @@ pub struct Epilogue<'a> {
 }
 
 const NO_EPILOGUE: EpilogueRef<'static> = EpilogueRef {
+    bias: None,
     scale: None,
     shift: None,
     residual: None,
@@ -255,21 +256,6 @@ fn im2col_row(x: &[f32], p: &ConvPlan, image_row: usize, row: &mut [f32]) {
     }
 }
 
-/// Fills `out` (a whole number of rows) with copies of `row`, doubling the filled
-/// prefix each time: a few large copies instead of one small copy per row.
-fn fill_rows(out: &mut [f32], row: &[f32]) {
-    if row.is_empty() || out.is_empty() {
-        return;
-    }
-    out[..row.len()].copy_from_slice(row);
-    let mut filled = row.len();
-    while filled < out.len() {
-        let n = filled.min(out.len() - filled);
-        out.copy_within(0..n, filled);
-        filled += n;
-    }
-}
-
 /// `d = s` for equal-length slices; short runs (a kernel row of a conv over few
 /// channels) are fixed-size moves instead of a `memcpy` call each.
 #[inline(always)]
@@ -400,26 +386,24 @@ fn forward_keep(
     ep: &EpilogueRef,
 ) -> (Vec<f32>, Option<Vec<f32>>) {
     let rows = p.n * p.out_pixels();
-    // every element is written below: by the bias copy, or by a non-accumulating GEMM
+    // every element is written below by a non-accumulating GEMM
     let mut out = buffers::dirty(rows * p.cout);
     if rows == 0 {
         return (out, None);
     }
+    // the convolution's bias is the epilogue's first step
+    let ep = &EpilogueRef { bias, ..*ep };
     if !keep_cols {
         if let Some(tile_px) = tile_pixels(p) {
-            forward_tiled(x, w, bias, p, ep, tile_px, &mut out);
+            forward_tiled(x, w, p, ep, tile_px, &mut out);
             return (out, None);
         }
     }
-    if let Some(b) = bias {
-        fill_rows(&mut out, b);
-    }
-    let acc = bias.is_some();
     let w_block = |gr: usize| MatRef::strided(&w[gr * p.cout_g..], p.kg, p.cout_g, p.cout);
     if p.pointwise {
         for gr in 0..p.groups {
             let a = MatRef::strided(&x[gr * p.cin_g..], rows, p.cin_g, p.c);
-            gemm(a, w_block(gr), &mut out[gr * p.cout_g..], p.cout, acc);
+            gemm(a, w_block(gr), &mut out[gr * p.cout_g..], p.cout, false);
         }
         epilogue::apply(&mut out, p.cout, 0, ep);
         return (out, None);
@@ -435,7 +419,7 @@ fn forward_keep(
         let out_c = &mut out[n0 * p.out_pixels() * p.cout..];
         for gr in 0..p.groups {
             let a = MatRef::strided(&cols[gr * p.kg..], rows_c, p.kg, kt);
-            gemm(a, w_block(gr), &mut out_c[gr * p.cout_g..], p.cout, acc);
+            gemm(a, w_block(gr), &mut out_c[gr * p.cout_g..], p.cout, false);
         }
         // while this chunk's rows are still warm in cache
         let off = n0 * p.out_pixels() * p.cout;
@@ -469,12 +453,11 @@ fn tile_pixels(p: &ConvPlan) -> Option<usize> {
 
 /// The forward in tiles of output rows, each tile on one thread from start to
 /// end: im2col of its rows into a thread-private buffer, one single-threaded
-/// GEMM per group, then bias and epilogue while the rows are still in cache.
+/// GEMM per group, then the epilogue (bias first) while the rows are in cache.
 /// Nothing bigger than a tile travels through memory between the steps.
 fn forward_tiled(
     x: &[f32],
     w: &[f32],
-    bias: Option<&[f32]>,
     p: &ConvPlan,
     ep: &EpilogueRef,
     tile_px: usize,
@@ -500,11 +483,6 @@ fn forward_tiled(
         for gr in 0..p.groups {
             let a = MatRef::strided(&src[gr * p.kg..], npx, p.kg, stride);
             gemm_serial(a, w_block(gr), &mut out_t[gr * p.cout_g..], p.cout, false);
-        }
-        if let Some(b) = bias {
-            for row in out_t.chunks_exact_mut(p.cout) {
-                row.iter_mut().zip(b).for_each(|(o, &b)| *o += b);
-            }
         }
         epilogue::apply_serial(out_t, p.cout, px0 * p.cout, ep);
     };
@@ -657,10 +635,27 @@ fn wt_block<'a>(wt: &'a [f32], gr: usize, p: &ConvPlan) -> MatRef<'a> {
 }
 
 /// Column sums of a `rows x cols` row-major matrix (the bias gradient).
+/// Blocks of 1024 rows are summed in parallel, then the blocks' sums in order, so
+/// the result does not depend on the thread count.
 pub(crate) fn column_sums(g: &[f32], cols: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    const BLOCK_ROWS: usize = 1024;
+    let cols = cols.max(1);
+    let block = |b: &[f32]| {
+        let mut s = vec![0.0f32; cols];
+        for row in b.chunks_exact(cols) {
+            s.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+        }
+        s
+    };
+    let partials: Vec<Vec<f32>> = if g.len() > BLOCK_ROWS * cols {
+        crate::threads::install(|| g.par_chunks(BLOCK_ROWS * cols).map(block).collect())
+    } else {
+        vec![block(g)]
+    };
     let mut s = vec![0.0; cols];
-    for row in g.chunks(cols.max(1)) {
-        s.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+    for p in partials {
+        s.iter_mut().zip(p).for_each(|(a, b)| *a += b);
     }
     s
 }
@@ -789,6 +784,7 @@ impl Tensor {
             let bd = bias.map(|b| b.data());
             let rd = ep.residual.map(|r| r.data());
             let epr = EpilogueRef {
+                bias: None,
                 scale: ep.scale,
                 shift: ep.shift,
                 residual: rd.as_deref().map(|v| &v[..]),

@@ -23,15 +23,10 @@ impl Tensor {
             return Ok(self.clone());
         }
         let scale = 1.0 / (1.0 - rate);
-        let mask: Vec<f32> = (0..self.numel())
-            .map(|_| {
-                if rng.uniform(0.0, 1.0) < rate {
-                    0.0
-                } else {
-                    scale
-                }
-            })
-            .collect();
+        let mut mask = vec![0.0; self.numel()];
+        rng.fill_unit(&mut mask);
+        mask.iter_mut()
+            .for_each(|m| *m = if *m < rate { 0.0 } else { scale });
         let y = parallel::zip_map(&self.data(), &mask, |x, m| x * m);
         Ok(Tensor::from_op(
             y,
