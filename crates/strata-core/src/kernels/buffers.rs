@@ -40,11 +40,13 @@ impl<T: Copy + Default> Pool<T> {
         }
         let mut bufs = self.bufs.lock().unwrap_or_else(|e| e.into_inner());
         let max_cap = len.saturating_mul(2).saturating_add(MIN_POOLED);
+        // prefer a buffer that already holds `len` values (handing it out is a
+        // truncate, where a shorter one would be zero-filled up to `len` first)
         let best = bufs
             .iter()
             .enumerate()
             .filter(|(_, b)| b.capacity() >= len && b.capacity() <= max_cap)
-            .min_by_key(|(_, b)| b.capacity())
+            .min_by_key(|(_, b)| (b.len() < len, b.capacity()))
             .map(|(i, _)| i)?;
         Some(bufs.remove(best))
     }

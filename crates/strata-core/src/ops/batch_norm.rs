@@ -118,6 +118,11 @@ fn shift_of(mean: &[f32], a: &[f32], beta: Option<&[f32]>) -> Vec<f32> {
 
 /// `y = x * a + b` per channel (the last axis), rows in parallel.
 fn normalise(x: &[f32], a: &[f32], b: &[f32]) -> Vec<f32> {
+    normalise_act(x, a, b, false)
+}
+
+/// [`normalise`], then `max(y, 0)` when `relu`, in the same sweep.
+fn normalise_act(x: &[f32], a: &[f32], b: &[f32], relu: bool) -> Vec<f32> {
     let c = a.len();
     let mut y = buffers::dirty(x.len());
     let rows = threads::chunk_len(x.len() / c, 256);
@@ -127,6 +132,9 @@ fn normalise(x: &[f32], a: &[f32], b: &[f32]) -> Vec<f32> {
             // zipped slices of equal length: no bounds checks, so this vectorises
             for (((o, &x), &a), &b) in o.iter_mut().zip(xr).zip(a).zip(b) {
                 *o = x * a + b;
+            }
+            if relu {
+                o.iter_mut().for_each(|o| *o = o.max(0.0));
             }
         }
     });
@@ -166,6 +174,25 @@ fn sum_dy_and_dy_xhat(x: &[f32], dy: &[f32], mean: &[f32], inv: &[f32], acc: &mu
     }
 }
 
+/// `dy` through a ReLU that followed `y = x * a + b`: the ReLU's own gradient
+/// rule (`g * 1` where `y > 0`, else `g * 0`), recomputing `y` from `x`.
+fn relu_masked(x: &[f32], dy: &[f32], a: &[f32], b: &[f32]) -> Vec<f32> {
+    let c = a.len();
+    let mut out = buffers::dirty(dy.len());
+    let rows = threads::chunk_len(dy.len() / c, 256);
+    parallel::for_each_chunk_mut(&mut out, rows * c, |i, o| {
+        let off = i * rows * c;
+        let (xs, gs) = (&x[off..off + o.len()], &dy[off..off + o.len()]);
+        let rows = o.chunks_exact_mut(c).zip(xs.chunks_exact(c));
+        for ((o, xr), gr) in rows.zip(gs.chunks_exact(c)) {
+            for ((((o, &x), &g), &a), &b) in o.iter_mut().zip(xr).zip(gr).zip(a).zip(b) {
+                *o = g * if x * a + b > 0.0 { 1.0 } else { 0.0 };
+            }
+        }
+    });
+    out
+}
+
 fn values_or(t: Option<&Tensor>, c: usize, v: f32) -> Vec<f32> {
     t.map_or_else(|| vec![v; c], |t| t.to_vec())
 }
@@ -180,7 +207,31 @@ impl Tensor {
         beta: Option<&Tensor>,
         epsilon: f32,
     ) -> Result<(Tensor, Vec<f32>, Vec<f32>)> {
+        self.batch_norm_train_act(gamma, beta, epsilon, false)
+    }
+
+    /// [`Tensor::batch_norm_train`] followed by a ReLU, as one op: the forward
+    /// writes `max(y, 0)` in the normalising sweep and the backward applies the
+    /// ReLU's mask from `x`, so `y` is neither kept nor swept again. Bitwise the
+    /// two separate ops.
+    pub fn batch_norm_train_relu(
+        &self,
+        gamma: Option<&Tensor>,
+        beta: Option<&Tensor>,
+        epsilon: f32,
+    ) -> Result<(Tensor, Vec<f32>, Vec<f32>)> {
+        self.batch_norm_train_act(gamma, beta, epsilon, true)
+    }
+
+    fn batch_norm_train_act(
+        &self,
+        gamma: Option<&Tensor>,
+        beta: Option<&Tensor>,
+        epsilon: f32,
+        relu: bool,
+    ) -> Result<(Tensor, Vec<f32>, Vec<f32>)> {
         const OP: &str = "batch_norm_train";
+        let op: &'static str = if relu { "batch_norm_train_relu" } else { OP };
         let (m, c) = check(
             OP,
             self,
@@ -209,7 +260,7 @@ impl Tensor {
         let g = values_or(gamma, c, 1.0);
         let scale: Vec<f32> = inv_std.iter().zip(&g).map(|(i, g)| i * g).collect();
         let shift = shift_of(&mean, &scale, beta.map(|b| b.to_vec()).as_deref());
-        let y = normalise(&x, &scale, &shift);
+        let y = normalise_act(&x, &scale, &shift, relu);
         drop(x);
         let mut inputs = vec![self];
         inputs.extend(gamma);
@@ -219,8 +270,10 @@ impl Tensor {
         let want_g = gamma.is_some_and(|t| t.requires_grad());
         let want_b = beta.is_some_and(|t| t.requires_grad());
         let (mean_s, inv_s) = (mean.clone(), inv_std);
-        let out = Tensor::from_op(y, self.shape().to_vec(), OP, &inputs, move |dy| {
+        let out = Tensor::from_op(y, self.shape().to_vec(), op, &inputs, move |dy| {
             let x = xt.data();
+            let masked = relu.then(|| relu_masked(&x, dy, &scale, &shift));
+            let dy: &[f32] = masked.as_deref().unwrap_or(dy);
             let (mean, inv) = (&mean_s, &inv_s);
             // [sum dy | sum dy * xhat] per channel
             let s = channel_reduce(m, 2 * c, |r, acc| {
@@ -261,6 +314,9 @@ impl Tensor {
                 });
                 dx
             });
+            if let Some(mb) = masked {
+                buffers::recycle(mb);
+            }
             let mut grads = vec![dx];
             if has_g {
                 grads.push(want_g.then(|| sum_gx.clone()));
@@ -475,5 +531,43 @@ mod tests {
             e.contains("batch_norm_infer") && e.contains("moving_mean"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn train_relu_is_bitwise_the_two_ops() {
+        let mut rng = Rng::new(53);
+        for shape in [vec![7, 5], vec![3, 6, 5, 8]] {
+            let c = *shape.last().unwrap();
+            let x = Tensor::rand_normal(&shape, 0.2, 1.0, &mut rng).requires_grad_(true);
+            let g = Tensor::rand_normal(&[c], 1.0, 0.3, &mut rng).requires_grad_(true);
+            let b = Tensor::rand_normal(&[c], 0.1, 0.3, &mut rng).requires_grad_(true);
+            let dy = Tensor::rand_normal(&shape, 0.0, 1.0, &mut rng);
+            let run = |fused: bool| {
+                [&x, &g, &b].iter().for_each(|t| t.zero_grad());
+                let (y, mean, var) = if fused {
+                    x.batch_norm_train_relu(Some(&g), Some(&b), 1e-3).unwrap()
+                } else {
+                    let (y, m, v) = x.batch_norm_train(Some(&g), Some(&b), 1e-3).unwrap();
+                    (y.relu(), m, v)
+                };
+                y.mul(&dy).unwrap().sum_all().backward().unwrap();
+                let grads: Vec<Vec<f32>> = [&x, &g, &b]
+                    .iter()
+                    .map(|t| t.grad().unwrap().to_vec())
+                    .collect();
+                (y.to_vec(), mean, var, grads)
+            };
+            let (fused, plain) = (run(true), run(false));
+            assert!(fused.0.iter().any(|&v| v == 0.0) && fused.0.iter().any(|&v| v > 0.0));
+            assert_eq!(fused, plain);
+        }
+        let x = Tensor::rand_normal(&[6, 4], 0.3, 1.0, &mut rng);
+        let g = Tensor::rand_normal(&[4], 1.0, 0.3, &mut rng);
+        let b = Tensor::rand_normal(&[4], 0.2, 0.3, &mut rng);
+        check_gradients(&[x, g, b], |t| {
+            Ok(t[0]
+                .batch_norm_train_relu(Some(&t[1]), Some(&t[2]), 1e-3)?
+                .0)
+        });
     }
 }

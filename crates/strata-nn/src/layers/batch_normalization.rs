@@ -45,6 +45,35 @@ impl BatchNormalization {
         ))
     }
 
+    /// A training-mode call followed by a ReLU, as one op (the model's fusion
+    /// hands it the BatchNorm -> ReLU pairs): same output, gradients and moving
+    /// statistics update as the two layers.
+    pub(crate) fn forward_train_relu(&mut self, x: &Tensor) -> Result<Tensor> {
+        let name = &self.base.name;
+        let (mm, mv) = match (&self.moving_mean, &self.moving_variance) {
+            (Some(a), Some(b)) => (a, b),
+            _ => return Err(not_built(name)),
+        };
+        let c = mm.shape()[0];
+        if x.shape().last() != Some(&c) {
+            return Err(NnError::shape(
+                name,
+                "BatchNormalization",
+                format!("(None, ..., {c})"),
+                x.shape().get(1..).unwrap_or(&[]),
+            ));
+        }
+        let gamma = self.gamma.as_ref().map(|w| &w.value);
+        let beta = self.beta.as_ref().map(|w| &w.value);
+        let (y, mean, var) = x
+            .batch_norm_train_relu(gamma, beta, self.epsilon)
+            .in_layer(name)?;
+        let m = self.momentum;
+        strata_core::ops::batch_norm::update_moving(&mut mm.value.data_mut(), &mean, m);
+        strata_core::ops::batch_norm::update_moving(&mut mv.value.data_mut(), &var, m);
+        Ok(y)
+    }
+
     pub fn new() -> Self {
         BatchNormalization {
             base: LayerBase::new(None),
@@ -154,6 +183,10 @@ impl Layer for BatchNormalization {
             x.batch_norm_infer(&mean, &var, gamma, beta, self.epsilon)
                 .in_layer(name)
         }
+    }
+    fn forward_relu(&mut self, inputs: &[Tensor], ctx: &mut Ctx) -> Option<Result<Tensor>> {
+        (inputs.len() == 1 && !self.uses_moving_statistics(ctx.training))
+            .then(|| self.forward_train_relu(&inputs[0]))
     }
     fn weights(&self) -> Vec<&Weight> {
         self.gamma

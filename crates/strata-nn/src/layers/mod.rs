@@ -83,6 +83,13 @@ pub trait Layer: Send {
         None
     }
 
+    /// For a layer that can apply a following ReLU in its own sweep: its output
+    /// with that ReLU applied, bitwise as the two layers (the model's fusion
+    /// pass uses it); `None` where it cannot.
+    fn forward_relu(&mut self, _inputs: &[Tensor], _ctx: &mut Ctx) -> Option<Result<Tensor>> {
+        None
+    }
+
     /// The layer's weights in Keras order (kernel before bias, ...).
     fn weights(&self) -> Vec<&Weight> {
         Vec::new()

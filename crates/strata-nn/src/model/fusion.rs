@@ -13,6 +13,10 @@
 //! intermediate value has exactly one consumer and is not a model output. The
 //! chain then runs at its last node's place in the graph, where both the conv's
 //! input and the residual are available.
+//!
+//! While training, a BatchNorm with batch statistics followed by a ReLU runs as
+//! one op too (`batch_norm_train_relu`): the ReLU's sweep and its buffer go, and
+//! the backward takes its mask from the BatchNorm's input.
 
 use strata_core::{is_grad_enabled, Tensor};
 
@@ -39,6 +43,9 @@ pub(crate) enum Role {
     Inner,
     /// The last node of a chain: runs the whole chain.
     Tail(Chain),
+    /// A ReLU after a training-mode BatchNorm (node `bn`): runs both as one op
+    /// that records its gradient ([`strata_core::Tensor::batch_norm_train_relu`]).
+    BnReluTail { bn: usize },
 }
 
 /// The role of every node for one forward call.
@@ -114,6 +121,25 @@ pub(crate) fn plan(model: &Model, inputs: &[Tensor], training: bool) -> Vec<Role
             roles[m] = Role::Inner;
         }
         roles[tail] = Role::Tail(chain);
+    }
+    // training-mode BatchNorm -> ReLU: one op, gradient and all
+    for bn in 0..n {
+        let Some(b) = layer_of(bn).downcast_ref::<BatchNormalization>() else {
+            continue;
+        };
+        if roles[bn] != Role::Plain || b.uses_moving_statistics(training) {
+            continue;
+        }
+        let Some(relu) = only_consumer(bn) else {
+            continue;
+        };
+        let is_relu = layer_of(relu)
+            .downcast_ref::<ActivationLayer>()
+            .is_some_and(|a| a.activation == Activation::Relu);
+        if is_relu && roles[relu] == Role::Plain && model.nodes[relu].inputs.len() == 1 {
+            roles[bn] = Role::Inner;
+            roles[relu] = Role::BnReluTail { bn };
+        }
     }
     roles
 }

@@ -388,6 +388,19 @@ impl Model {
                     values[ni] = Some(y);
                     continue;
                 }
+                fusion::Role::BnReluTail { bn } => {
+                    let bn_in = &self.nodes[*bn].inputs[0];
+                    let x = value(&values, bn_in);
+                    release(&mut values, &mut uses, bn_in);
+                    let layer = &mut self.layers[self.nodes[*bn].layer];
+                    let xs = [x];
+                    let y = match layer.forward_relu(&xs, &mut ctx) {
+                        Some(r) => r?,
+                        None => layer.forward(&xs, &mut ctx)?.relu(),
+                    };
+                    values[ni] = Some(y);
+                    continue;
+                }
                 fusion::Role::Plain => {}
             }
             let xs: Vec<Tensor> = node.inputs.iter().map(|s| value(&values, s)).collect();
@@ -419,7 +432,8 @@ impl Model {
 
     /// The chains a forward call in this mode would fuse (inputs that need no
     /// gradient assumed), each as its layer names joined by " + ", e.g.
-    /// `"layer1.0.conv3 + layer1.0.bn3 + layer1.0.add + layer1.0.relu"`.
+    /// `"layer1.0.conv3 + layer1.0.bn3 + layer1.0.add + layer1.0.relu"` in
+    /// inference, or `"layer1.0.bn1 + layer1.0.relu1"` while training.
     pub fn fused_chains(&self, training: bool) -> Vec<String> {
         let name = |ni: usize| self.layers[self.nodes[ni].layer].name().to_string();
         let roles = fusion::plan(self, &[], training);
@@ -446,6 +460,7 @@ impl Model {
                     }
                     Some(names.join(" + "))
                 }
+                fusion::Role::BnReluTail { bn } => Some(format!("{} + {}", name(*bn), name(tail))),
                 _ => None,
             })
             .collect()
