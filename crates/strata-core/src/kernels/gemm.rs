@@ -111,6 +111,49 @@ pub fn gemm(a: MatRef, b: MatRef, c: &mut [f32], c_row_stride: usize, accumulate
         });
         return;
     }
+    if flops >= 2_000_000 && t > 1 && split_depth(m, n, k, t) {
+        // Short, deep products (a convolution's dW = colsᵀ·dY sums over every
+        // pixel of the batch) split by the inner dimension: each thread computes
+        // the product of its slice of K into its own m x n partial, then the
+        // partials are added in thread order (so the result depends only on t).
+        let kc = k.div_ceil(t);
+        use rayon::prelude::*;
+        let partials: Vec<Vec<f32>> = threads::install(|| {
+            (0..t)
+                .into_par_iter()
+                .map(|i| {
+                    let k0 = (i * kc).min(k);
+                    let k1 = ((i + 1) * kc).min(k);
+                    let mut part = super::buffers::dirty(m * n);
+                    let ab = MatRef {
+                        data: &a.data[k0 * a.col_stride..],
+                        cols: k1 - k0,
+                        ..a
+                    };
+                    let bb = MatRef {
+                        data: &b.data[k0 * b.row_stride..],
+                        rows: k1 - k0,
+                        ..b
+                    };
+                    gemm_serial(ab, bb, &mut part, n, false);
+                    part
+                })
+                .collect()
+        });
+        for r in 0..m {
+            let dst = &mut c[r * c_row_stride..r * c_row_stride + n];
+            for (pi, part) in partials.iter().enumerate() {
+                let src = &part[r * n..(r + 1) * n];
+                if pi == 0 && !accumulate {
+                    dst.copy_from_slice(src);
+                } else {
+                    dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+                }
+            }
+        }
+        partials.into_iter().for_each(super::buffers::recycle);
+        return;
+    }
     let par = if flops < 2_000_000 || t == 1 {
         gemm::Parallelism::None
     } else {
@@ -122,6 +165,13 @@ pub fn gemm(a: MatRef, b: MatRef, c: &mut [f32], c_row_stride: usize, accumulate
 /// Whether to split `m x n` over `t` threads by rows rather than inside the crate.
 fn split_rows(m: usize, n: usize, t: usize) -> bool {
     std::env::var("STRATA_GEMM_SPLIT").map_or(true, |v| v != "0") && m >= 4 * n && m >= 256 * t
+}
+
+/// Whether to split `m x k x n` over `t` threads along `k`.
+fn split_depth(m: usize, n: usize, k: usize, t: usize) -> bool {
+    std::env::var("STRATA_GEMM_SPLIT").map_or(true, |v| v != "0")
+        && k >= 8 * m.max(n)
+        && k >= 256 * t
 }
 
 /// [`gemm`] on the calling thread only (for a caller that already runs in parallel).

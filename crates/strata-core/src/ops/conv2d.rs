@@ -526,6 +526,20 @@ fn backward_with(
     debug_assert!(saved.is_none() || p.chunk >= p.n);
     let rows = p.n * p.out_pixels();
     // col2im accumulates into dx; the pointwise path overwrites it with a GEMM
+    // A stride-1 convolution's dX is itself a convolution: of dY with the
+    // rotated kernel. The tiled forward computes it without the dcols matrix
+    // (kh*kw times the input's size) and its col2im.
+    let direct_dx = match want_dx && rows > 0 && direct_dx_allowed() {
+        true => transposed_plan(p).map(|tp| {
+            let wr = rotate_kernel(w, p);
+            let d = forward_keep(dy, &wr, None, &tp, false, &NO_EPILOGUE).0;
+            buffers::recycle(wr);
+            d
+        }),
+        false => None,
+    };
+    let direct = direct_dx.is_some();
+    let want_dx = want_dx && !direct;
     let dx_len = p.n * p.geo.in_h * p.geo.in_w * p.c;
     let mut dx = want_dx.then(|| {
         if p.pointwise {
@@ -534,6 +548,9 @@ fn backward_with(
             buffers::zeroed(dx_len)
         }
     });
+    if direct {
+        dx = direct_dx;
+    }
     let mut dw = want_dw.then(|| vec![0.0; p.kg * p.cout]);
     if rows == 0 {
         return (dx, dw);
@@ -628,6 +645,78 @@ fn backward_with(
         buffers::recycle(wt);
     }
     (dx, dw)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests turn the direct dX off to compare it with the col2im path.
+    static COL2IM_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn direct_dx_allowed() -> bool {
+    #[cfg(test)]
+    {
+        !COL2IM_ONLY.with(|c| c.get())
+    }
+    #[cfg(not(test))]
+    {
+        true
+    }
+}
+
+/// The plan of dX as a convolution of dY, for a stride-1, undilated, ungrouped,
+/// non-1x1 convolution: input dY `(n, out_h, out_w, cout)`, kernel
+/// `(kh, kw, cout, c)` (see [`rotate_kernel`]), padding `kh-1-top` above and
+/// whatever below makes the output `in_h` rows (likewise for columns).
+fn transposed_plan(p: &ConvPlan) -> Option<ConvPlan> {
+    let g = &p.geo;
+    let unit = g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1;
+    if !unit || p.groups != 1 || p.pointwise || g.kh == 0 || g.kw == 0 {
+        return None;
+    }
+    let top = (g.kh - 1).checked_sub(g.pad_top)?;
+    let left = (g.kw - 1).checked_sub(g.pad_left)?;
+    // out = out_h + top + bottom - kh + 1 must be in_h
+    let bottom = (g.in_h + g.kh - 1).checked_sub(g.out_h + top)?;
+    let right = (g.in_w + g.kw - 1).checked_sub(g.out_w + left)?;
+    let cfg = Conv2dConfig::default().with_padding(Padding::Explicit {
+        top,
+        bottom,
+        left,
+        right,
+    });
+    let tp = plan(
+        &[p.n, g.out_h, g.out_w, p.cout],
+        &[g.kh, g.kw, p.cout, p.c],
+        None,
+        &cfg,
+    )
+    .ok()?;
+    (tp.geo.out_h == g.in_h && tp.geo.out_w == g.in_w).then_some(tp)
+}
+
+/// `W_rot[ki, kj, o, i] = W[kh-1-ki, kw-1-kj, i, o]`: the kernel that convolves dY
+/// into dX (spatially flipped, input and output channels swapped).
+fn rotate_kernel(w: &[f32], p: &ConvPlan) -> Vec<f32> {
+    let (kh, kw, ci, co) = (p.geo.kh, p.geo.kw, p.c, p.cout);
+    let mut wr = buffers::dirty(w.len());
+    for ki in 0..kh {
+        for kj in 0..kw {
+            let src = &w[((kh - 1 - ki) * kw + (kw - 1 - kj)) * ci * co..][..ci * co];
+            let dst = &mut wr[(ki * kw + kj) * co * ci..][..co * ci];
+            // (ci, co) -> (co, ci): a transpose per tap, in 32x32 tiles
+            for i0 in (0..ci).step_by(32) {
+                for o0 in (0..co).step_by(32) {
+                    for i in i0..(i0 + 32).min(ci) {
+                        for o in o0..(o0 + 32).min(co) {
+                            dst[o * ci + i] = src[i * co + o];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    wr
 }
 
 fn wt_block<'a>(wt: &'a [f32], gr: usize, p: &ConvPlan) -> MatRef<'a> {
@@ -945,8 +1034,25 @@ mod tests {
             let (cin_g, cout_g) = (1 + rng.below(3), 1 + rng.below(3));
             let (kh, kw) = (1 + rng.below(3), 1 + rng.below(3));
             let s = (1 + rng.below(2), 1 + rng.below(3));
-            let padding = [Padding::Same, Padding::Valid, Padding::symmetric(1)][rng.below(3)];
-            let (h, w) = (kh + rng.below(5), kw + rng.below(5));
+            let explicit = Padding::Explicit {
+                top: rng.below(3),
+                bottom: rng.below(3),
+                left: rng.below(3),
+                right: rng.below(3),
+            };
+            let padding = [
+                Padding::Same,
+                Padding::Valid,
+                Padding::symmetric(1),
+                explicit,
+            ][rng.below(4)];
+            // the last cases are big enough for the tiled paths (forward, and dX of a
+            // stride-1 convolution computed as a convolution of dY)
+            let big = case >= 36;
+            let (h, w) = (
+                kh + rng.below(5) + 40 * big as usize,
+                kw + rng.below(5) + 30 * big as usize,
+            );
             let (n, c, cout) = (1 + rng.below(2), cin_g * groups, cout_g * groups);
             let x = rand_t(&[n, h, w, c], &mut rng).requires_grad_(true);
             let k = rand_t(&[kh, kw, cin_g, cout], &mut rng).requires_grad_(true);
@@ -1288,5 +1394,48 @@ mod tests {
         // under no_grad the same call is fine
         let y = crate::no_grad(|| x.conv2d_fused(&kg, None, cfg, &Epilogue::default()));
         assert_eq!(y.unwrap().shape(), &[1, 4, 4, 3]);
+    }
+
+    #[test]
+    fn direct_dx_matches_col2im() {
+        let mut rng = Rng::new(31);
+        let pads = [
+            Padding::Same,
+            Padding::Valid,
+            Padding::Explicit {
+                top: 2,
+                bottom: 0,
+                left: 1,
+                right: 2,
+            },
+        ];
+        let small = Padding::Explicit {
+            top: 1,
+            bottom: 0,
+            left: 0,
+            right: 1,
+        };
+        let cases = [
+            (3, pads[0]),
+            (4, pads[0]),
+            (3, pads[1]),
+            (5, pads[2]),
+            (2, small),
+        ];
+        for (i, (k, pad)) in cases.into_iter().enumerate() {
+            let (xs, ks) = ([2, 37, 29, 6], [k, k, 6, 11]);
+            let cfg = Conv2dConfig::default().with_padding(pad);
+            let p = plan(&xs, &ks, None, &cfg).unwrap();
+            assert!(transposed_plan(&p).is_some(), "case {i}");
+            let x = rand_t(&xs, &mut rng).to_vec();
+            let w = rand_t(&ks, &mut rng).to_vec();
+            let dy = rand_t(&[2, p.geo.out_h, p.geo.out_w, 11], &mut rng).to_vec();
+            let direct = backward(&x, &w, &dy, &p, true, false).0.unwrap();
+            COL2IM_ONLY.with(|c| c.set(true));
+            let col2im = backward(&x, &w, &dy, &p, true, false).0.unwrap();
+            COL2IM_ONLY.with(|c| c.set(false));
+            // sums of up to 5*5*11 products in another order: f32 rounding only
+            assert!(close(&direct, &col2im, 1e-4), "case {i}");
+        }
     }
 }
