@@ -3,6 +3,12 @@
 //! A [`MatRef`] describes a strided matrix view of a slice; [`gemm`] checks that
 //! every view stays inside its slice before calling the crate, which is what makes
 //! the single `unsafe` call sound.
+//!
+//! Convolutions give very unequal shapes, and the crate's own threading splits
+//! them poorly, so [`gemm`] splits the work over threads itself where a shape
+//! calls for it: tall products by rows, short deep ones (dW) by the inner
+//! dimension with per-thread partial sums added in thread order, short wide ones
+//! (batch 1, deep layers) by columns. Each part runs the crate single-threaded.
 
 use crate::threads;
 
@@ -65,6 +71,18 @@ impl<'a> MatRef<'a> {
 /// row stride `c_row_stride`. Panics only on an internal misuse (views that do
 /// not fit their slices), which the callers' shape checks rule out.
 pub fn gemm(a: MatRef, b: MatRef, c: &mut [f32], c_row_stride: usize, accumulate: bool) {
+    gemm_split(a, b, c, c_row_stride, accumulate, threads::num_threads())
+}
+
+/// [`gemm`] with its work split for `t` threads (the result depends only on `t`).
+fn gemm_split(
+    a: MatRef,
+    b: MatRef,
+    c: &mut [f32],
+    c_row_stride: usize,
+    accumulate: bool,
+    t: usize,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k, "gemm: inner dimensions differ");
     assert!(a.fits() && b.fits(), "gemm: operand view exceeds its slice");
@@ -84,7 +102,6 @@ pub fn gemm(a: MatRef, b: MatRef, c: &mut [f32], c_row_stride: usize, accumulate
         return;
     }
     let flops = 2 * m * n * k;
-    let t = threads::num_threads();
     if flops >= 2_000_000 && t > 1 && split_rows(m, n, t) {
         // Tall-skinny products (every convolution as GEMM: M = batch*H*W) split
         // best by rows: each thread runs the whole single-threaded kernel on its
@@ -154,6 +171,44 @@ pub fn gemm(a: MatRef, b: MatRef, c: &mut [f32], c_row_stride: usize, accumulate
         partials.into_iter().for_each(super::buffers::recycle);
         return;
     }
+    if flops >= 2_000_000 && t > 1 && split_cols(m, n, k, t) {
+        // Few rows, many columns (a batch-1 convolution deep in the network):
+        // each thread multiplies by its own block of B's columns into a private
+        // buffer, copied into its columns of C afterwards.
+        let nc = n.div_ceil(t);
+        use rayon::prelude::*;
+        let blocks: Vec<(usize, Vec<f32>)> = threads::install(|| {
+            (0..t)
+                .into_par_iter()
+                .filter(|i| i * nc < n)
+                .map(|i| {
+                    let (n0, n1) = (i * nc, ((i + 1) * nc).min(n));
+                    let mut part = super::buffers::dirty(m * (n1 - n0));
+                    let bb = MatRef {
+                        data: &b.data[n0 * b.col_stride..],
+                        cols: n1 - n0,
+                        ..b
+                    };
+                    gemm_serial(a, bb, &mut part, n1 - n0, false);
+                    (n0, part)
+                })
+                .collect()
+        });
+        for (n0, part) in blocks {
+            let w = part.len() / m;
+            for r in 0..m {
+                let dst = &mut c[r * c_row_stride + n0..r * c_row_stride + n0 + w];
+                let src = &part[r * w..(r + 1) * w];
+                if accumulate {
+                    dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+                } else {
+                    dst.copy_from_slice(src);
+                }
+            }
+            super::buffers::recycle(part);
+        }
+        return;
+    }
     let par = if flops < 2_000_000 || t == 1 {
         gemm::Parallelism::None
     } else {
@@ -164,14 +219,17 @@ pub fn gemm(a: MatRef, b: MatRef, c: &mut [f32], c_row_stride: usize, accumulate
 
 /// Whether to split `m x n` over `t` threads by rows rather than inside the crate.
 fn split_rows(m: usize, n: usize, t: usize) -> bool {
-    std::env::var("STRATA_GEMM_SPLIT").map_or(true, |v| v != "0") && m >= 4 * n && m >= 256 * t
+    m >= 4 * n && m >= 256 * t
 }
 
 /// Whether to split `m x k x n` over `t` threads along `k`.
 fn split_depth(m: usize, n: usize, k: usize, t: usize) -> bool {
-    std::env::var("STRATA_GEMM_SPLIT").map_or(true, |v| v != "0")
-        && k >= 8 * m.max(n)
-        && k >= 256 * t
+    k >= 8 * m.max(n) && k >= 256 * t
+}
+
+/// Whether to split `m x k x n` over `t` threads by columns of B and C.
+fn split_cols(m: usize, n: usize, k: usize, t: usize) -> bool {
+    m < 256 * t && n >= 64 * t && k >= 64
 }
 
 /// [`gemm`] on the calling thread only (for a caller that already runs in parallel).
@@ -207,11 +265,13 @@ fn call(
 ) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     threads::install(|| {
-        // SAFETY: the asserts above prove that every element the call reads
-        // (a: rows*row_stride + cols*col_stride within a.data, likewise b) and
-        // writes (c: (m-1)*c_row_stride + n <= c.len()) lies inside its slice;
-        // `c` is borrowed mutably and cannot alias `a` or `b`, which are shared
-        // borrows. All strides are non-negative and fit isize (slice lengths do).
+        // SAFETY: both callers (`gemm_split` and `gemm_serial`) assert, for exactly
+        // the views passed here, that every element the call reads (a: (rows-1) *
+        // row_stride + (cols-1) * col_stride < a.data.len(), likewise b) and writes
+        // (c: (m-1) * c_row_stride + n <= c.len()) lies inside its slice, and that
+        // m, n, k > 0. `c` is borrowed mutably and cannot alias `a` or `b`, which
+        // are shared borrows. All strides are non-negative and fit isize (slice
+        // lengths do).
         unsafe {
             gemm::gemm(
                 m,
@@ -310,5 +370,55 @@ mod tests {
             true,
         );
         assert_eq!(c, vec![11.0, 12.0, 10.0, 13.0, 14.0, 10.0]);
+    }
+
+    /// Shapes that take each way of splitting over threads (by rows, by the
+    /// inner dimension, by columns) and the crate's own, with transposed and
+    /// strided operands, into a column block of a wider C, accumulating or not.
+    #[test]
+    fn every_split_matches_reference() {
+        let mut rng = Rng::new(4);
+        let shapes = [
+            (3000, 20, 40), // tall: rows
+            (24, 5000, 30), // deep: inner dimension
+            (40, 300, 700), // short and wide: columns
+            (300, 300, 300),
+        ];
+        for threads in [2, 3] {
+            for &(m, k, n) in &shapes {
+                let a = rand(m * k, &mut rng);
+                let b = rand(k * n, &mut rng);
+                let want = matmul_reference(MatRef::new(&a, m, k), MatRef::new(&b, k, n));
+                let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+                for transposed in [false, true] {
+                    let av = if transposed {
+                        MatRef::new(&at, k, m).t()
+                    } else {
+                        MatRef::new(&a, m, k)
+                    };
+                    for accumulate in [false, true] {
+                        // C is the middle n columns of an (m, n + 5) matrix of 1s
+                        let stride = n + 5;
+                        let mut c = vec![1.0; m * stride];
+                        let bv = MatRef::new(&b, k, n);
+                        gemm_split(av, bv, &mut c[2..], stride, accumulate, threads);
+                        for r in 0..m {
+                            for j in 0..stride {
+                                let got = c[r * stride + j];
+                                let expect = if (2..n + 2).contains(&j) {
+                                    want[r * n + j - 2] + if accumulate { 1.0 } else { 0.0 }
+                                } else {
+                                    1.0
+                                };
+                                assert!(
+                                    (got - expect).abs() <= 1e-3 * (1.0 + expect.abs()),
+                                    "{m}x{k}x{n} t{threads} {transposed} {accumulate}: {got} {expect}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
