@@ -174,6 +174,27 @@ def main():
             f.write("\n| " + " | ".join(head) + " |\n|" + "|".join("---" if i < 3 else "---:" for i in range(len(head))) + "|\n")
             for t in table:
                 f.write("| " + " | ".join(t) + " |\n")
+    # peak resident memory of the process that ran each model row (each command
+    # runs in its own process); base = before the workload (torch: with torch imported)
+    mem = []
+    for r in strata["results"]:
+        tr = peer.get(("torch", r["key"], r["threads"]))
+        if r.get("peak_rss_mb") and tr and tr.get("peak_rss_mb"):
+            mem.append([r["key"], fmt(r["peak_rss_mb"]), fmt(r.get("base_rss_mb")),
+                        fmt(tr["peak_rss_mb"]), fmt(tr.get("base_rss_mb")),
+                        fmt(r["peak_rss_mb"] / tr["peak_rss_mb"], 2)])
+    mem_head = ["workload", "strata peak MB", "strata base MB", "torch peak MB", "torch base MB",
+                "strata/torch peak"]
+    if mem:
+        print()
+        print("# peak resident memory of each row's process (lower is better)")
+        for t in [mem_head] + mem:
+            print("  ".join(t))
+    if args.markdown and mem:
+        with open(args.markdown, "a") as f:
+            f.write("\n| " + " | ".join(mem_head) + " |\n|---|" + "---:|" * (len(mem_head) - 1) + "\n")
+            for t in mem:
+                f.write("| " + " | ".join(t) + " |\n")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"date": now, "strata": strata, "peer": torch, "rows": rows}, f, indent=1)

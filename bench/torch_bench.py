@@ -7,6 +7,7 @@ bench/compare.py. Run it from the venv that bench/setup.sh builds.
     python bench/torch_bench.py gemm conv-all resnet50-infer --json torch.json
 """
 import argparse
+import resource
 import gzip
 import json
 import os
@@ -18,6 +19,20 @@ import time
 
 import numpy as np
 import torch
+
+
+def _rss_mb():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+BASE_RSS_MB = _rss_mb()  # with torch imported: the runtime's own share
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -113,6 +128,9 @@ class Results:
 
     def model(self, engine, key, threads, times, images, runs):
         self.add(engine, "model", key, threads, times, images / times[0], "images/s", runs)
+        # the process's peak resident memory so far, and its size before any workload
+        self.rows[-1]["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        self.rows[-1]["base_rss_mb"] = BASE_RSS_MB
 
 
 # --- gemm

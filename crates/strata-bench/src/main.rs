@@ -195,6 +195,9 @@ fn cpu_model() -> String {
 }
 
 fn main() -> ExitCode {
+    if let Some(rss) = record::rss_mb().1 {
+        let _ = record::BASE_RSS_MB.set(rss);
+    }
     let mut args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

@@ -26,6 +26,29 @@ pub struct Record {
     pub pct_peak: Option<f64>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub note: String,
+    /// Model rows: the process's peak resident memory so far (MB), and its
+    /// resident memory before the row built anything (the runtime's own share).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mb: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_rss_mb: Option<f64>,
+}
+
+/// Resident memory when `main` started, before any workload.
+pub static BASE_RSS_MB: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+
+/// `(VmHWM, VmRSS)` of this process in MB, from /proc/self/status (Linux).
+pub fn rss_mb() -> (Option<f64>, Option<f64>) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
 }
 
 /// Times `f` after `warmup` untimed calls: returns (median, min) of `runs`
@@ -82,6 +105,8 @@ pub fn kernel_record(
         gflops: Some(gflops),
         pct_peak: Some(100.0 * gflops / peak),
         note: String::new(),
+        peak_rss_mb: None,
+        base_rss_mb: None,
     }
 }
 
@@ -107,6 +132,8 @@ pub fn model_record(
         gflops: None,
         pct_peak: None,
         note: String::new(),
+        peak_rss_mb: rss_mb().0,
+        base_rss_mb: BASE_RSS_MB.get().copied(),
     }
 }
 
