@@ -759,6 +759,29 @@ impl Tensor {
         bias: Option<&Tensor>,
         config: Conv2dConfig,
     ) -> Result<Tensor> {
+        self.conv2d_act(kernel, bias, config, false)
+    }
+
+    /// `relu(conv2d(x, kernel) + bias)` as one op (Keras `Conv2D(activation="relu")`):
+    /// the ReLU runs in the convolution's epilogue, and the backward keeps a
+    /// byte mask of the positive outputs instead of the pre-activation. Output and
+    /// gradients are bitwise those of `conv2d` followed by `relu`.
+    pub fn conv2d_relu(
+        &self,
+        kernel: &Tensor,
+        bias: Option<&Tensor>,
+        config: Conv2dConfig,
+    ) -> Result<Tensor> {
+        self.conv2d_act(kernel, bias, config, true)
+    }
+
+    fn conv2d_act(
+        &self,
+        kernel: &Tensor,
+        bias: Option<&Tensor>,
+        config: Conv2dConfig,
+        relu: bool,
+    ) -> Result<Tensor> {
         let mut p = plan(
             self.shape(),
             kernel.shape(),
@@ -773,6 +796,10 @@ impl Tensor {
         if keep_cols {
             p.chunk = p.n.max(1);
         }
+        let ep = EpilogueRef {
+            relu,
+            ..NO_EPILOGUE
+        };
         let (data, saved) = {
             let bd = bias.map(|b| b.data());
             forward_keep(
@@ -781,20 +808,37 @@ impl Tensor {
                 bd.as_deref().map(|v| &v[..]),
                 &p,
                 keep_cols,
-                &NO_EPILOGUE,
+                &ep,
             )
         };
-        let out_shape = vec![p.n, p.geo.out_h, p.geo.out_w, p.cout];
         let mut inputs = vec![self, kernel];
         inputs.extend(bias);
+        // the ReLU's gradient rule needs only where the output is positive
+        let mask: Option<Vec<u8>> = (relu && crate::autograd::should_record(&inputs)).then(|| {
+            use rayon::prelude::*;
+            crate::threads::install(|| data.par_iter().map(|&y| (y > 0.0) as u8).collect())
+        });
+        let out_shape = vec![p.n, p.geo.out_h, p.geo.out_w, p.cout];
         let (x, w, has_bias) = (self.clone(), kernel.clone(), bias.is_some());
         let b_grad = bias.is_some_and(|b| b.requires_grad());
         Ok(Tensor::from_op(
             data,
             out_shape,
-            "conv2d",
+            if relu { "conv2d_relu" } else { "conv2d" },
             &inputs,
             move |g| {
+                // through the ReLU first: its own rule, g * 1 where y > 0, else g * 0
+                let masked = mask.map(|m| {
+                    use rayon::prelude::*;
+                    let mut gm = buffers::dirty(g.len());
+                    crate::threads::install(|| {
+                        gm.par_iter_mut()
+                            .zip(g.par_iter().zip(m.par_iter()))
+                            .for_each(|(o, (&g, &m))| *o = g * if m != 0 { 1.0 } else { 0.0 })
+                    });
+                    gm
+                });
+                let g: &[f32] = masked.as_deref().unwrap_or(g);
                 let (dx, dw) = backward_with(
                     &x.data(),
                     &w.data(),
@@ -810,6 +854,9 @@ impl Tensor {
                 let mut grads = vec![dx, dw];
                 if has_bias {
                     grads.push(b_grad.then(|| column_sums(g, p.cout)));
+                }
+                if let Some(gm) = masked {
+                    buffers::recycle(gm);
                 }
                 grads
             },
@@ -1437,5 +1484,48 @@ mod tests {
             // sums of up to 5*5*11 products in another order: f32 rounding only
             assert!(close(&direct, &col2im, 1e-4), "case {i}");
         }
+    }
+
+    #[test]
+    fn conv2d_relu_is_bitwise_conv2d_then_relu() {
+        let mut rng = Rng::new(41);
+        let cases = [
+            ([2, 9, 9, 3], [3, 3, 3, 5], Padding::Valid),
+            ([2, 40, 36, 4], [3, 3, 4, 8], Padding::Same),
+            ([1, 7, 7, 6], [1, 1, 6, 4], Padding::Valid),
+        ];
+        for (xs, ks, pad) in cases {
+            let cfg = Conv2dConfig::default().with_padding(pad);
+            let x = rand_t(&xs, &mut rng).requires_grad_(true);
+            let k = rand_t(&ks, &mut rng).requires_grad_(true);
+            let b = rand_t(&[ks[3]], &mut rng).requires_grad_(true);
+            let run = |fused: bool| {
+                [&x, &k, &b].iter().for_each(|t| t.zero_grad());
+                let y = if fused {
+                    x.conv2d_relu(&k, Some(&b), cfg).unwrap()
+                } else {
+                    x.conv2d(&k, Some(&b), cfg).unwrap().relu()
+                };
+                let dy = Tensor::rand_normal(y.shape(), 0.0, 1.0, &mut Rng::new(42));
+                y.mul(&dy).unwrap().sum_all().backward().unwrap();
+                let grads: Vec<Vec<f32>> = [&x, &k, &b]
+                    .iter()
+                    .map(|t| t.grad().unwrap().to_vec())
+                    .collect();
+                (y.to_vec(), grads)
+            };
+            let (fused, plain) = (run(true), run(false));
+            assert!(fused.0.contains(&0.0) && fused.0.iter().any(|&v| v > 0.0));
+            assert_eq!(fused, plain, "{xs:?} {ks:?}");
+            // no graph: the same values, no mask kept
+            let y = crate::no_grad(|| x.conv2d_relu(&k, Some(&b), cfg)).unwrap();
+            assert_eq!(y.to_vec(), fused.0);
+        }
+        let x = rand_t(&[1, 5, 5, 2], &mut rng);
+        let k = rand_t(&[3, 3, 2, 3], &mut rng);
+        let b = rand_t(&[3], &mut rng);
+        check_gradients(&[x, k, b], |t| {
+            t[0].conv2d_relu(&t[1], Some(&t[2]), Conv2dConfig::default())
+        });
     }
 }

@@ -145,6 +145,11 @@ impl Conv2D {
         }
     }
     fn pre_activation(&self, x: &Tensor) -> Result<Tensor> {
+        self.convolve(x, false)
+    }
+
+    /// The convolution plus bias, and the ReLU when `relu`.
+    fn convolve(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
         let name = &self.base.name;
         let k = self.kernel.as_ref().ok_or_else(|| not_built(name))?;
         let cin = k.shape()[2] * self.groups;
@@ -156,11 +161,12 @@ impl Conv2D {
                 x.shape().get(1..).unwrap_or(&[]),
             ));
         }
-        x.conv2d(
-            &k.value,
-            self.bias.as_ref().map(|b| &b.value),
-            self.config_core(),
-        )
+        let bias = self.bias.as_ref().map(|b| &b.value);
+        if relu {
+            x.conv2d_relu(&k.value, bias, self.config_core())
+        } else {
+            x.conv2d(&k.value, bias, self.config_core())
+        }
         .in_layer(name)
     }
 
@@ -273,6 +279,10 @@ impl Layer for Conv2D {
     }
     fn forward(&mut self, inputs: &[Tensor], _ctx: &mut Ctx) -> Result<Tensor> {
         expect_inputs(self, inputs.len(), 1)?;
+        if self.activation == Activation::Relu {
+            // the ReLU in the convolution's epilogue: bitwise the same, one sweep less
+            return self.convolve(&inputs[0], true);
+        }
         let z = self.pre_activation(&inputs[0])?;
         self.activation.apply(&z).in_layer(&self.base.name)
     }
