@@ -54,6 +54,21 @@ fn every_resnet_block_fuses_and_inference_is_bitwise_unchanged() {
     assert!(p.iter().all(|v| v.is_finite()) && p.iter().any(|&v| v != p[0]));
 }
 
+/// Two SGD steps on one batch; every weight afterwards.
+fn two_steps(m: &mut strata_nn::Model, seed: u64, lr: f32) -> Vec<Vec<f32>> {
+    m.compile(
+        Loss::SparseCategoricalCrossentropy { from_logits: false },
+        Optimizer::sgd(lr, 0.9, false),
+        &[],
+    );
+    let x = Tensor::rand_normal(&[4, 32, 32, 3], 0.0, 1.0, &mut Rng::new(seed));
+    let y = Targets::Classes(vec![0, 2, 1, 2]);
+    for _ in 0..2 {
+        m.train_step(std::slice::from_ref(&x), &y, None).unwrap();
+    }
+    m.weight_tensors().into_iter().map(|t| t.2).collect()
+}
+
 #[test]
 fn frozen_backbone_training_step_is_bitwise_unchanged() {
     let run = |fusion: bool| {
@@ -62,21 +77,7 @@ fn frozen_backbone_training_step_is_bitwise_unchanged() {
         m.set_fusion(fusion);
         // frozen BatchNorm uses its moving statistics even while training
         assert_eq!(m.fused_chains(true).len(), if fusion { 20 } else { 0 });
-        m.compile(
-            Loss::SparseCategoricalCrossentropy { from_logits: false },
-            Optimizer::sgd(0.1, 0.9, false),
-            &[],
-        );
-        let mut rng = Rng::new(12);
-        let x = Tensor::rand_normal(&[4, 32, 32, 3], 0.0, 1.0, &mut rng);
-        let y = Targets::Classes(vec![0, 2, 1, 2]);
-        for _ in 0..2 {
-            m.train_step(std::slice::from_ref(&x), &y, None).unwrap();
-        }
-        m.weight_tensors()
-            .into_iter()
-            .map(|t| t.2)
-            .collect::<Vec<_>>()
+        two_steps(&mut m, 12, 0.1)
     };
     assert_eq!(run(true), run(false));
 }
@@ -100,21 +101,7 @@ fn full_training_steps_are_bitwise_unchanged() {
     let run = |fusion: bool| {
         let mut m = resnet18(15);
         m.set_fusion(fusion);
-        m.compile(
-            Loss::SparseCategoricalCrossentropy { from_logits: false },
-            Optimizer::sgd(0.05, 0.9, false),
-            &[],
-        );
-        let mut rng = Rng::new(16);
-        let x = Tensor::rand_normal(&[4, 32, 32, 3], 0.0, 1.0, &mut rng);
-        let y = Targets::Classes(vec![1, 0, 2, 1]);
-        for _ in 0..2 {
-            m.train_step(std::slice::from_ref(&x), &y, None).unwrap();
-        }
-        m.weight_tensors()
-            .into_iter()
-            .map(|t| t.2)
-            .collect::<Vec<_>>()
+        two_steps(&mut m, 16, 0.05)
     };
     let (fused, plain) = (run(true), run(false));
     assert_eq!(fused, plain);

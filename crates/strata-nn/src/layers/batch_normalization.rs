@@ -45,10 +45,8 @@ impl BatchNormalization {
         ))
     }
 
-    /// A training-mode call followed by a ReLU, as one op (the model's fusion
-    /// hands it the BatchNorm -> ReLU pairs): same output, gradients and moving
-    /// statistics update as the two layers.
-    pub(crate) fn forward_train_relu(&mut self, x: &Tensor) -> Result<Tensor> {
+    /// The moving statistics, once `x` is checked to have their channel count.
+    fn moving_for(&self, x: &Tensor) -> Result<(&Weight, &Weight)> {
         let name = &self.base.name;
         let (mm, mv) = match (&self.moving_mean, &self.moving_variance) {
             (Some(a), Some(b)) => (a, b),
@@ -63,11 +61,23 @@ impl BatchNormalization {
                 x.shape().get(1..).unwrap_or(&[]),
             ));
         }
+        Ok((mm, mv))
+    }
+
+    /// A training-mode call (batch statistics, moving statistics updated), with
+    /// a following ReLU in the same op when `relu` (the model's fusion hands it
+    /// BatchNorm -> ReLU pairs): bitwise what the separate layers give.
+    fn forward_train(&mut self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        let name = &self.base.name;
+        let (mm, mv) = self.moving_for(x)?;
         let gamma = self.gamma.as_ref().map(|w| &w.value);
         let beta = self.beta.as_ref().map(|w| &w.value);
-        let (y, mean, var) = x
-            .batch_norm_train_relu(gamma, beta, self.epsilon)
-            .in_layer(name)?;
+        let (y, mean, var) = if relu {
+            x.batch_norm_train_relu(gamma, beta, self.epsilon)
+        } else {
+            x.batch_norm_train(gamma, beta, self.epsilon)
+        }
+        .in_layer(name)?;
         let m = self.momentum;
         strata_core::ops::batch_norm::update_moving(&mut mm.value.data_mut(), &mean, m);
         strata_core::ops::batch_norm::update_moving(&mut mv.value.data_mut(), &var, m);
@@ -152,41 +162,21 @@ impl Layer for BatchNormalization {
     }
     fn forward(&mut self, inputs: &[Tensor], ctx: &mut Ctx) -> Result<Tensor> {
         expect_inputs(self, inputs.len(), 1)?;
-        let name = &self.base.name;
-        let (mm, mv) = match (&self.moving_mean, &self.moving_variance) {
-            (Some(a), Some(b)) => (a, b),
-            _ => return Err(not_built(name)),
-        };
         let x = &inputs[0];
-        let c = mm.shape()[0];
-        if x.shape().last() != Some(&c) {
-            return Err(NnError::shape(
-                name,
-                "BatchNormalization",
-                format!("(None, ..., {c})"),
-                x.shape().get(1..).unwrap_or(&[]),
-            ));
+        // a frozen BatchNormalization runs in inference mode (as in Keras)
+        if !self.uses_moving_statistics(ctx.training) {
+            return self.forward_train(x, false);
         }
+        let (mm, mv) = self.moving_for(x)?;
         let gamma = self.gamma.as_ref().map(|w| &w.value);
         let beta = self.beta.as_ref().map(|w| &w.value);
-        // a frozen BatchNormalization runs in inference mode (as in Keras)
-        if ctx.training && self.base.trainable {
-            let (y, mean, var) = x
-                .batch_norm_train(gamma, beta, self.epsilon)
-                .in_layer(name)?;
-            let m = self.momentum;
-            strata_core::ops::batch_norm::update_moving(&mut mm.value.data_mut(), &mean, m);
-            strata_core::ops::batch_norm::update_moving(&mut mv.value.data_mut(), &var, m);
-            Ok(y)
-        } else {
-            let (mean, var) = (mm.value.to_vec(), mv.value.to_vec());
-            x.batch_norm_infer(&mean, &var, gamma, beta, self.epsilon)
-                .in_layer(name)
-        }
+        let (mean, var) = (mm.value.to_vec(), mv.value.to_vec());
+        x.batch_norm_infer(&mean, &var, gamma, beta, self.epsilon)
+            .in_layer(&self.base.name)
     }
     fn forward_relu(&mut self, inputs: &[Tensor], ctx: &mut Ctx) -> Option<Result<Tensor>> {
         (inputs.len() == 1 && !self.uses_moving_statistics(ctx.training))
-            .then(|| self.forward_train_relu(&inputs[0]))
+            .then(|| self.forward_train(&inputs[0], true))
     }
     fn weights(&self) -> Vec<&Weight> {
         self.gamma

@@ -148,8 +148,8 @@ impl Conv2D {
         self.convolve(x, false)
     }
 
-    /// The convolution plus bias, and the ReLU when `relu`.
-    fn convolve(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+    /// The kernel, once `x` is checked to be NHWC with the kernel's channels.
+    fn kernel_for(&self, x: &Tensor) -> Result<&Weight> {
         let name = &self.base.name;
         let k = self.kernel.as_ref().ok_or_else(|| not_built(name))?;
         let cin = k.shape()[2] * self.groups;
@@ -161,37 +161,29 @@ impl Conv2D {
                 x.shape().get(1..).unwrap_or(&[]),
             ));
         }
+        Ok(k)
+    }
+
+    /// The convolution plus bias, and the ReLU when `relu`.
+    fn convolve(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        let k = self.kernel_for(x)?;
         let bias = self.bias.as_ref().map(|b| &b.value);
         if relu {
             x.conv2d_relu(&k.value, bias, self.config_core())
         } else {
             x.conv2d(&k.value, bias, self.config_core())
         }
-        .in_layer(name)
+        .in_layer(&self.base.name)
     }
 
     /// The convolution with an epilogue fused in (inference only; see
     /// [`Tensor::conv2d_fused`]). The layer's own activation must be linear: the
     /// model's fusion pass only hands it chains that start with such a Conv2D.
     pub(crate) fn forward_fused(&self, x: &Tensor, ep: &strata_core::Epilogue) -> Result<Tensor> {
-        let name = &self.base.name;
-        let k = self.kernel.as_ref().ok_or_else(|| not_built(name))?;
-        let cin = k.shape()[2] * self.groups;
-        if x.rank() != 4 || x.shape()[3] != cin {
-            return Err(NnError::shape(
-                name,
-                "Conv2D",
-                format!("(None, H, W, {cin})"),
-                x.shape().get(1..).unwrap_or(&[]),
-            ));
-        }
-        x.conv2d_fused(
-            &k.value,
-            self.bias.as_ref().map(|b| &b.value),
-            self.config_core(),
-            ep,
-        )
-        .in_layer(name)
+        let k = self.kernel_for(x)?;
+        let bias = self.bias.as_ref().map(|b| &b.value);
+        x.conv2d_fused(&k.value, bias, self.config_core(), ep)
+            .in_layer(&self.base.name)
     }
 }
 
