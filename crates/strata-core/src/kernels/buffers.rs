@@ -19,7 +19,9 @@ pub const MIN_POOLED: usize = 1 << 15;
 /// freed, so in a steady training loop it holds what the next step takes back: a
 /// ResNet-50 step at batch 8 frees ~1.5 GB of activations and gradients, and a
 /// cap below that sent the rest back to the kernel every step (17% of the step in
-/// page faults and page clearing at a 384 MiB cap) without lowering the peak.
+/// page faults and page clearing at a 384 MiB cap). Buffers that fit no later
+/// request are kept too: that step peaks at ~2.1 GB, against ~1.6 GB with no pool
+/// but a 29% slower step.
 pub const MAX_POOLED_BYTES: usize = 4 << 30;
 
 struct Pool<T> {
