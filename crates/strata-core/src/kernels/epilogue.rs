@@ -51,32 +51,27 @@ pub fn apply_serial(out: &mut [f32], channels: usize, offset: usize, ep: &Epilog
     if ep.is_identity() || out.is_empty() || channels == 0 {
         return;
     }
-    let ones;
-    let zeros;
-    let scale = match ep.scale {
-        Some(s) => s,
-        None => {
-            ones = vec![1.0; channels];
-            &ones
-        }
-    };
-    let shift = match ep.shift {
-        Some(s) => s,
-        None => {
-            zeros = vec![0.0; channels];
-            &zeros
-        }
-    };
-    let affine = ep.scale.is_some() || ep.shift.is_some();
     let res = ep.residual.map(|r| &r[offset..offset + out.len()]);
     for (ri, row) in out.chunks_exact_mut(channels).enumerate() {
         if let Some(b) = ep.bias {
             row.iter_mut().zip(b).for_each(|(o, &b)| *o += b);
         }
-        if affine {
-            for ((o, &a), &b) in row.iter_mut().zip(scale).zip(shift) {
-                *o = *o * a + b;
+        // an absent scale is 1 and an absent shift 0, in the same `x * a + b`
+        match (ep.scale, ep.shift) {
+            (Some(scale), Some(shift)) => {
+                for ((o, &a), &b) in row.iter_mut().zip(scale).zip(shift) {
+                    *o = *o * a + b;
+                }
             }
+            (Some(scale), None) => row
+                .iter_mut()
+                .zip(scale)
+                .for_each(|(o, &a)| *o = *o * a + 0.0),
+            (None, Some(shift)) => row
+                .iter_mut()
+                .zip(shift)
+                .for_each(|(o, &b)| *o = *o * 1.0 + b),
+            (None, None) => {}
         }
         if let Some(r) = res {
             let r = &r[ri * channels..(ri + 1) * channels];

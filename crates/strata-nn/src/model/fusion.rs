@@ -20,9 +20,9 @@
 
 use strata_core::{is_grad_enabled, Tensor};
 
-use super::{named_weights_of, Model, Source};
+use super::{Model, Source};
 use crate::activations::Activation;
-use crate::layers::{ActivationLayer, Add, BatchNormalization, Conv2D};
+use crate::layers::{ActivationLayer, Add, BatchNormalization, Conv2D, Layer};
 
 /// One fused chain, by node index.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +32,8 @@ pub(crate) struct Chain {
     /// The other input of the Add, if the chain has one.
     pub residual: Option<Source>,
     pub relu: bool,
+    /// Every node of the chain, in order (conv, bn, [add], [relu]).
+    pub members: Vec<usize>,
 }
 
 /// What the executor does with each node.
@@ -91,6 +93,7 @@ pub(crate) fn plan(model: &Model, inputs: &[Tensor], training: bool) -> Vec<Role
             bn,
             residual: None,
             relu: false,
+            members: Vec::new(),
         };
         let mut tail = bn;
         let mut members = vec![conv, bn];
@@ -117,9 +120,10 @@ pub(crate) fn plan(model: &Model, inputs: &[Tensor], training: bool) -> Vec<Role
                 members.push(relu);
             }
         }
-        for m in members {
+        for &m in &members {
             roles[m] = Role::Inner;
         }
+        chain.members = members;
         roles[tail] = Role::Tail(chain);
     }
     // training-mode BatchNorm -> ReLU: one op, gradient and all
@@ -156,11 +160,16 @@ fn need_grad(model: &Model, inputs: &[Tensor]) -> Vec<bool> {
             Source::Input(i) => inputs.get(*i).is_some_and(|t| t.requires_grad()),
             Source::Node(j) => need[*j],
         });
-        let layer = &model.layers[node.layer];
-        let from_weights = named_weights_of(layer.as_ref())
-            .iter()
-            .any(|(_, w)| w.value.requires_grad());
+        let from_weights = weights_need_grad(model.layers[node.layer].as_ref());
         need[ni] = from_inputs || from_weights;
     }
     need
+}
+
+/// Whether any weight of a layer (of every layer, for a nested model) requires grad.
+fn weights_need_grad(l: &dyn Layer) -> bool {
+    match l.as_any().downcast_ref::<Model>() {
+        Some(m) => m.layers.iter().any(|l| weights_need_grad(l.as_ref())),
+        None => l.weights().iter().any(|w| w.value.requires_grad()),
+    }
 }

@@ -441,25 +441,13 @@ impl Model {
             .iter()
             .enumerate()
             .filter_map(|(tail, r)| match r {
-                fusion::Role::Tail(c) => {
-                    let mut names = vec![name(c.conv), name(c.bn)];
-                    // the Add, when there is one, sits between the BatchNorm and the tail
-                    if c.residual.is_some() {
-                        let add = if c.relu {
-                            self.nodes[tail].inputs.first()
-                        } else {
-                            None
-                        };
-                        match add {
-                            Some(Source::Node(a)) => names.push(name(*a)),
-                            _ => names.push(name(tail)),
-                        }
-                    }
-                    if c.relu {
-                        names.push(name(tail));
-                    }
-                    Some(names.join(" + "))
-                }
+                fusion::Role::Tail(c) => Some(
+                    c.members
+                        .iter()
+                        .map(|&m| name(m))
+                        .collect::<Vec<_>>()
+                        .join(" + "),
+                ),
                 fusion::Role::BnReluTail { bn } => Some(format!("{} + {}", name(*bn), name(tail))),
                 _ => None,
             })
