@@ -6,10 +6,12 @@
 //! block that multiplies the kernel reshaped to `(kh*kw*in_g, filters)`. A 1x1,
 //! stride-1, unpadded convolution skips im2col: the input already is that matrix.
 //! The batch is processed in chunks of images so `cols` stays under [`COLS_BUDGET_BYTES`].
-//! Backward reuses the forward's `cols` when the whole batch's matrix is under
-//! [`SAVED_COLS_BUDGET_BYTES`] (else recomputes it per chunk): `dW = colsᵀ·dY`,
+//! Backward: `dW = colsᵀ·dY`, rebuilding `cols` tile by tile in cache where the
+//! output has enough rows to tile ([`dw_tiled`]); a small layer's forward keeps its
+//! whole `cols` for it instead when under [`SAVED_COLS_BUDGET_BYTES`]. dX of a
+//! stride-1 convolution is a convolution of dY with the rotated kernel; otherwise
 //! `dCols = dY·Wᵀ` then a gather-form col2im (every input pixel sums the entries that
-//! read it, in a fixed order), `db` = column sums of `dY`.
+//! read it, in a fixed order). `db` = column sums of `dY`.
 
 use crate::error::{fmt_shape, CoreError, Result};
 use crate::kernels::buffers;
@@ -493,6 +495,55 @@ fn forward_tiled(
     });
 }
 
+/// `dW = colsᵀ·dY` without the whole batch's im2col matrix. The output's image
+/// rows are split into one contiguous part per thread; each part rebuilds its
+/// im2col a tile at a time in the thread's private buffer (so it is still in
+/// cache when the GEMM reads it) and accumulates into a private partial `dW`.
+/// The partials are added in part order, so the result depends only on the
+/// thread count. Saves the forward from keeping `cols` (kh*kw times the input)
+/// alive until the backward.
+fn dw_tiled(x: &[f32], dy: &[f32], p: &ConvPlan, tile_px: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    let kt = p.kt();
+    let ow = p.geo.out_w.max(1);
+    let image_rows = p.n * p.geo.out_h;
+    let tile_rows = (tile_px / ow).max(1);
+    let parts = crate::threads::num_threads().clamp(1, image_rows.max(1));
+    let dw_len = p.kg * p.cout;
+    let part = |i: usize| -> Vec<f32> {
+        let (r0, r1) = (image_rows * i / parts, image_rows * (i + 1) / parts);
+        if r0 == r1 {
+            return buffers::zeroed(dw_len);
+        }
+        // the first tile's GEMMs overwrite every element (the groups' blocks tile it)
+        let mut dw = buffers::dirty(dw_len);
+        TILE_COLS.with_borrow_mut(|cols| {
+            for t0 in (r0..r1).step_by(tile_rows) {
+                let npx = ((t0 + tile_rows).min(r1) - t0) * ow;
+                cols.resize(npx * kt, 0.0);
+                for (j, row) in cols[..npx * kt].chunks_mut(ow * kt).enumerate() {
+                    im2col_row(x, p, t0 + j, row);
+                }
+                let dy_t = &dy[t0 * ow * p.cout..];
+                for gr in 0..p.groups {
+                    let a = MatRef::strided(&cols[gr * p.kg..], npx, p.kg, kt).t();
+                    let b = MatRef::strided(&dy_t[gr * p.cout_g..], npx, p.cout_g, p.cout);
+                    gemm_serial(a, b, &mut dw[gr * p.cout_g..], p.cout, t0 > r0);
+                }
+            }
+        });
+        dw
+    };
+    let mut partials: Vec<Vec<f32>> =
+        crate::threads::install(|| (0..parts).into_par_iter().map(part).collect());
+    let mut dw = partials.remove(0);
+    for other in partials {
+        dw.iter_mut().zip(&other).for_each(|(d, o)| *d += o);
+        buffers::recycle(other);
+    }
+    dw
+}
+
 thread_local! {
     /// Each worker thread's im2col tile, kept between calls (at most a few
     /// hundred KiB: one tile of [`TILE_COLS_BYTES`], or more for one image row).
@@ -555,6 +606,17 @@ fn backward_with(
     if rows == 0 {
         return (dx, dw);
     }
+    // dW tile by tile where the forward also runs tiled (and kept no `cols`)
+    let tiled_dw = match (want_dw, saved, p.pointwise, tile_pixels(p)) {
+        (true, None, false, Some(tile_px)) if tiled_dw_allowed() => {
+            Some(dw_tiled(x, dy, p, tile_px))
+        }
+        _ => None,
+    };
+    let want_dw = want_dw && tiled_dw.is_none();
+    if tiled_dw.is_some() {
+        dw = tiled_dw;
+    }
     let wt = want_dx.then(|| pack_wt(w, p));
     let dy_block = |gr: usize, r0: usize, nrows: usize| {
         MatRef::strided(&dy[r0 * p.cout + gr * p.cout_g..], nrows, p.cout_g, p.cout)
@@ -605,7 +667,7 @@ fn backward_with(
         let n_img = (p.n - n0).min(per);
         let rows_c = n_img * p.out_pixels();
         let r0 = n0 * p.out_pixels();
-        if let Some(dw) = dw.as_mut() {
+        if let (true, Some(dw)) = (want_dw, dw.as_mut()) {
             let cols: &[f32] = match saved {
                 Some(s) => &s[r0 * kt..(r0 + rows_c) * kt],
                 None => {
@@ -651,6 +713,23 @@ fn backward_with(
 thread_local! {
     /// Tests turn the direct dX off to compare it with the col2im path.
     static COL2IM_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests turn the tiled dW off to compare it with the one-matrix path.
+    static UNTILED_DW_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn tiled_dw_allowed() -> bool {
+    #[cfg(test)]
+    {
+        !UNTILED_DW_ONLY.with(|c| c.get())
+    }
+    #[cfg(not(test))]
+    {
+        true
+    }
 }
 
 fn direct_dx_allowed() -> bool {
@@ -788,8 +867,10 @@ impl Tensor {
             bias.map(|b| b.shape()),
             &config,
         )?;
-        // Keep the whole batch's im2col matrix for dW when it is small enough.
+        // Keep the whole batch's im2col matrix for dW when it is small enough and
+        // the backward cannot rebuild it tile by tile ([`dw_tiled`]).
         let keep_cols = !p.pointwise
+            && tile_pixels(&p).is_none()
             && kernel.requires_grad()
             && crate::autograd::should_record(&[self, kernel])
             && p.n * p.out_pixels() * p.kt() * 4 <= SAVED_COLS_BUDGET_BYTES;
@@ -1441,6 +1522,44 @@ mod tests {
         // under no_grad the same call is fine
         let y = crate::no_grad(|| x.conv2d_fused(&kg, None, cfg, &Epilogue::default()));
         assert_eq!(y.unwrap().shape(), &[1, 4, 4, 3]);
+    }
+
+    #[test]
+    fn tiled_dw_matches_one_matrix_and_is_deterministic() {
+        let mut rng = Rng::new(37);
+        let cases = [
+            ([6, 64, 64, 5], [3, 3, 5, 7], Conv2dConfig::default()),
+            (
+                [6, 90, 80, 4],
+                [5, 3, 2, 6],
+                Conv2dConfig::default()
+                    .with_padding(Padding::Same)
+                    .with_strides(2, 1)
+                    .with_groups(2),
+            ),
+            (
+                [4, 100, 100, 3],
+                [3, 3, 3, 4],
+                Conv2dConfig::default().with_dilation(2, 2),
+            ),
+        ];
+        for (i, (xs, ks, cfg)) in cases.into_iter().enumerate() {
+            let p = plan(&xs, &ks, None, &cfg).unwrap();
+            assert!(
+                tile_pixels(&p).is_some(),
+                "case {i} must take the tiled path"
+            );
+            let x = rand_t(&xs, &mut rng).to_vec();
+            let w = rand_t(&ks, &mut rng).to_vec();
+            let dy = rand_t(&[xs[0], p.geo.out_h, p.geo.out_w, ks[3]], &mut rng).to_vec();
+            let tiled = backward(&x, &w, &dy, &p, false, true).1.unwrap();
+            assert_eq!(backward(&x, &w, &dy, &p, false, true).1.unwrap(), tiled);
+            UNTILED_DW_ONLY.with(|c| c.set(true));
+            let whole = backward(&x, &w, &dy, &p, false, true).1.unwrap();
+            UNTILED_DW_ONLY.with(|c| c.set(false));
+            // sums of thousands of products in another order: f32 rounding only
+            assert!(close(&tiled, &whole, 1e-3), "case {i}");
+        }
     }
 
     #[test]
