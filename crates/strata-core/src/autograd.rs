@@ -8,15 +8,18 @@
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
 use crate::error::{CoreError, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{Tensor, TensorInner};
 
 pub(crate) type BackwardFn = Box<dyn FnOnce(&[f32]) -> Vec<Option<Vec<f32>>> + Send>;
 
 /// The record of one op application.
 pub(crate) struct Node {
     pub(crate) op: &'static str,
-    pub(crate) inputs: Vec<Tensor>,
+    pub(crate) inputs: Vec<GraphRef>,
     pub(crate) backward: BackwardFn,
 }
 
@@ -56,7 +59,27 @@ pub(crate) fn should_record(inputs: &[&Tensor]) -> bool {
     is_grad_enabled() && inputs.iter().any(|t| t.requires_grad())
 }
 
-fn node_inputs(t: &Tensor) -> Vec<Tensor> {
+/// An edge of the graph: a tensor's id, shape, gradient flag, node and gradient
+/// slot, without keeping its values alive (only [`Tensor`] handles do that).
+#[derive(Clone)]
+pub(crate) struct GraphRef(Arc<TensorInner>);
+
+impl GraphRef {
+    pub(crate) fn of(t: &Tensor) -> GraphRef {
+        GraphRef(Arc::clone(&t.0))
+    }
+    fn id(&self) -> u64 {
+        self.0.id
+    }
+    fn requires_grad(&self) -> bool {
+        self.0.requires_grad.load(Ordering::Relaxed)
+    }
+    fn numel(&self) -> usize {
+        crate::shape::numel(&self.0.shape)
+    }
+}
+
+fn node_inputs(t: &GraphRef) -> Vec<GraphRef> {
     t.0.node
         .lock()
         .map(|n| n.as_ref().map(|n| n.inputs.clone()).unwrap_or_default())
@@ -64,11 +87,11 @@ fn node_inputs(t: &Tensor) -> Vec<Tensor> {
 }
 
 /// Topological order (inputs before outputs) of the recorded graph under `root`.
-fn topo_order(root: &Tensor) -> Vec<Tensor> {
+fn topo_order(root: &Tensor) -> Vec<GraphRef> {
     let mut order = Vec::new();
     let mut seen = HashSet::new();
     // iterative DFS: (tensor, children already pushed)
-    let mut stack = vec![(root.clone(), false)];
+    let mut stack = vec![(GraphRef::of(root), false)];
     while let Some((t, expanded)) = stack.pop() {
         if expanded {
             order.push(t);
@@ -134,8 +157,76 @@ pub(crate) fn backward(root: &Tensor) -> Result<()> {
                     }
                 }
             }
-            None => t.accumulate_grad(g),
+            None => t.0.accumulate_grad(g),
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values_alive(r: &GraphRef) -> bool {
+        !r.0.data.read().unwrap().is_empty()
+    }
+
+    #[test]
+    fn values_no_backward_needs_are_freed_during_the_forward() {
+        let x = Tensor::from_vec(vec![0.5, -1.0, 2.0], &[3])
+            .unwrap()
+            .requires_grad_(true);
+        // `e` is read by nothing's backward (Add keeps nothing, ReLU a mask);
+        // `m`'s values are read by Mul's backward, through the handle it holds
+        let e = x.exp();
+        let s = e.add(&x).unwrap();
+        let m = s.relu();
+        let y = m.mul(&m).unwrap().sum_all();
+        let (er, sr, mr) = (GraphRef::of(&e), GraphRef::of(&s), GraphRef::of(&m));
+        drop((e, s, m));
+        assert!(
+            !values_alive(&er),
+            "e {}",
+            er.0.handles.load(Ordering::Relaxed)
+        );
+        assert!(
+            !values_alive(&sr),
+            "s {}",
+            sr.0.handles.load(Ordering::Relaxed)
+        );
+        assert!(values_alive(&mr));
+        y.backward().unwrap();
+        // d/dx relu(exp(x) + x)^2: zero where exp(x) + x <= 0 (at -1)
+        let want: Vec<f32> = [0.5f32, -1.0, 2.0]
+            .iter()
+            .map(|&v| (2.0 * (v.exp() + v) * (v.exp() + 1.0)).max(0.0))
+            .collect();
+        assert_eq!(want[1], 0.0);
+        let got = x.grad().unwrap().to_vec();
+        for (g, w) in got.iter().zip(&want) {
+            assert!(
+                (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+                "{got:?} vs {want:?}"
+            );
+        }
+        // the backward consumed the graph: the last values go with the last edge
+        drop(y);
+        assert!(!values_alive(&mr) || Arc::strong_count(&mr.0) == 1);
+    }
+
+    #[test]
+    fn a_handle_keeps_values_alive_and_clones_count() {
+        let x = Tensor::from_vec(vec![1.0, 2.0], &[2])
+            .unwrap()
+            .requires_grad_(true);
+        let a = x.exp();
+        let b = a.clone();
+        let _s = a.add(&x).unwrap();
+        let r = GraphRef::of(&a);
+        drop(a);
+        assert!(values_alive(&r), "a clone is a handle");
+        assert_eq!(b.to_vec(), vec![1f32.exp(), 2f32.exp()]);
+        drop(b);
+        assert!(!values_alive(&r));
+    }
 }

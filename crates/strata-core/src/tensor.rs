@@ -2,7 +2,7 @@
 //! autograd record. Cloning a tensor clones the handle, not the data.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::autograd::{self, Node};
@@ -19,6 +19,9 @@ pub(crate) struct TensorInner {
     pub(crate) requires_grad: AtomicBool,
     pub(crate) grad: Mutex<Option<Vec<f32>>>,
     pub(crate) node: Mutex<Option<Node>>,
+    /// Live [`Tensor`] handles. The graph's edges hold the inner without counting
+    /// here, so the values go as soon as no handle is left (see `Drop for Tensor`).
+    pub(crate) handles: AtomicUsize,
 }
 
 impl Drop for TensorInner {
@@ -34,8 +37,30 @@ impl Drop for TensorInner {
 }
 
 /// A float32 tensor in row-major order. Images and feature maps are NHWC.
-#[derive(Clone)]
 pub struct Tensor(pub(crate) Arc<TensorInner>);
+
+impl Clone for Tensor {
+    fn clone(&self) -> Self {
+        self.0.handles.fetch_add(1, Ordering::Relaxed);
+        Tensor(Arc::clone(&self.0))
+    }
+}
+
+impl Drop for Tensor {
+    /// The last handle frees the values even while the autograd graph still
+    /// refers to the tensor: the graph needs only its shape, gradient flag, node
+    /// and gradient slot, and every backward that reads the values holds a handle
+    /// of its own. So an activation that no backward needs (the input of an Add,
+    /// of a ReLU that keeps a mask) is freed during the forward, not after the
+    /// backward. No handle can be made again once the count is zero: the graph's
+    /// references never turn back into handles.
+    fn drop(&mut self) {
+        if self.0.handles.fetch_sub(1, Ordering::AcqRel) == 1 && Arc::strong_count(&self.0) > 1 {
+            let mut data = self.0.data.write().unwrap_or_else(|e| e.into_inner());
+            crate::kernels::buffers::recycle(std::mem::take(&mut *data));
+        }
+    }
+}
 
 impl Tensor {
     fn build(data: Vec<f32>, shape: Vec<usize>, node: Option<Node>) -> Tensor {
@@ -47,6 +72,7 @@ impl Tensor {
             requires_grad: AtomicBool::new(requires_grad),
             grad: Mutex::new(None),
             node: Mutex::new(node),
+            handles: AtomicUsize::new(1),
         }))
     }
 
@@ -82,7 +108,7 @@ impl Tensor {
         if autograd::should_record(inputs) {
             let node = Node {
                 op,
-                inputs: inputs.iter().map(|t| (*t).clone()).collect(),
+                inputs: inputs.iter().map(|t| autograd::GraphRef::of(t)).collect(),
                 backward: Box::new(backward),
             };
             Tensor::build(data, shape, Some(node))
@@ -263,8 +289,12 @@ impl Tensor {
             crate::kernels::buffers::recycle(g);
         }
     }
+}
+
+impl TensorInner {
+    /// Adds `g` into the gradient slot (a leaf's, during backward).
     pub(crate) fn accumulate_grad(&self, g: Vec<f32>) {
-        let mut slot = self.0.grad.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.grad.lock().unwrap_or_else(|e| e.into_inner());
         match slot.as_mut() {
             Some(acc) => {
                 acc.iter_mut().zip(&g).for_each(|(a, b)| *a += b);
@@ -273,6 +303,9 @@ impl Tensor {
             None => *slot = Some(g),
         }
     }
+}
+
+impl Tensor {
     /// Sets the gradient buffer (used by tests and gradient clipping).
     pub fn set_grad(&self, g: Option<Vec<f32>>) {
         *self.0.grad.lock().unwrap_or_else(|e| e.into_inner()) = g;

@@ -929,10 +929,8 @@ impl Tensor {
         let mut inputs = vec![self, kernel];
         inputs.extend(bias);
         // the ReLU's gradient rule needs only where the output is positive
-        let mask: Option<Vec<u8>> = (relu && crate::autograd::should_record(&inputs)).then(|| {
-            use rayon::prelude::*;
-            crate::threads::install(|| data.par_iter().map(|&y| (y > 0.0) as u8).collect())
-        });
+        let mask = (relu && crate::autograd::should_record(&inputs))
+            .then(|| parallel::positive_mask(&data));
         let out_shape = vec![p.n, p.geo.out_h, p.geo.out_w, p.cout];
         let (x, w, has_bias) = (self.clone(), kernel.clone(), bias.is_some());
         let b_grad = bias.is_some_and(|b| b.requires_grad());
@@ -943,16 +941,7 @@ impl Tensor {
             &inputs,
             move |g| {
                 // through the ReLU first: its own rule, g * 1 where y > 0, else g * 0
-                let masked = mask.map(|m| {
-                    use rayon::prelude::*;
-                    let mut gm = buffers::dirty(g.len());
-                    crate::threads::install(|| {
-                        gm.par_iter_mut()
-                            .zip(g.par_iter().zip(m.par_iter()))
-                            .for_each(|(o, (&g, &m))| *o = g * if m != 0 { 1.0 } else { 0.0 })
-                    });
-                    gm
-                });
+                let masked = mask.map(|m| parallel::masked(g, &m));
                 let g: &[f32] = masked.as_deref().unwrap_or(g);
                 let (dx, dw) = backward_with(
                     &x.data(),

@@ -113,13 +113,15 @@ impl Tensor {
             false,
         )
     }
+    /// `max(x, 0)`. The backward keeps a byte mask of where the output is positive
+    /// (exactly where `x > 0`) rather than `x`, so a residual block's pre-ReLU sum
+    /// is freed as soon as the ReLU has run.
     pub fn relu(&self) -> Tensor {
-        self.unary(
-            "relu",
-            |x| x.max(0.0),
-            |x, _| if x > 0.0 { 1.0 } else { 0.0 },
-            false,
-        )
+        let y = parallel::map(&self.data(), |x| x.max(0.0));
+        let mask = crate::autograd::should_record(&[self]).then(|| parallel::positive_mask(&y));
+        Tensor::from_op(y, self.shape().to_vec(), "relu", &[self], move |g| {
+            vec![mask.map(|m| parallel::masked(g, &m))]
+        })
     }
     /// Logistic sigmoid, computed without overflow for large |x|.
     pub fn sigmoid(&self) -> Tensor {
