@@ -7,8 +7,7 @@
 //! stride-1, unpadded convolution skips im2col: the input already is that matrix.
 //! The batch is processed in chunks of images so `cols` stays under [`COLS_BUDGET_BYTES`].
 //! Backward: `dW = colsᵀ·dY`, rebuilding `cols` tile by tile in cache where the
-//! output has enough rows to tile ([`dw_tiled`]); a small layer's forward keeps its
-//! whole `cols` for it instead when under [`SAVED_COLS_BUDGET_BYTES`]. dX of a
+//! output has enough rows to tile ([`dw_tiled`]), else chunk by chunk. dX of a
 //! stride-1 convolution is a convolution of dY with the rotated kernel; otherwise
 //! `dCols = dY·Wᵀ` then a gather-form col2im (every input pixel sums the entries that
 //! read it, in a fixed order). `db` = column sums of `dY`.
@@ -26,10 +25,6 @@ use crate::tensor::Tensor;
 /// still warm (one 64 MiB buffer per call cost 2-3x in page faults and cache misses
 /// on ResNet-sized layers), big enough that each GEMM has thousands of rows.
 pub const COLS_BUDGET_BYTES: usize = 8 << 20;
-
-/// Largest whole-batch im2col matrix (bytes) that a training forward keeps for the
-/// backward's `dW = colsᵀ·dY` instead of rebuilding it (built in one pass then).
-pub const SAVED_COLS_BUDGET_BYTES: usize = 32 << 20;
 
 /// Options of [`Tensor::conv2d`], named after Keras' `Conv2D` arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -408,32 +403,29 @@ fn pack_wt(w: &[f32], p: &ConvPlan) -> Vec<f32> {
 
 #[cfg(test)]
 fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, p: &ConvPlan) -> Vec<f32> {
-    forward_keep(x, w, bias, p, false, &NO_EPILOGUE).0
+    forward_with(x, w, bias, p, &NO_EPILOGUE)
 }
 
-/// [`forward`], also returning the im2col matrix of the whole batch when `keep_cols`
-/// and the plan builds it in one chunk (so the backward can reuse it for `dW`).
-fn forward_keep(
+/// [`forward`] with an epilogue after the bias: tiled where the output has
+/// enough rows, else im2col of chunks of images and one GEMM per chunk.
+fn forward_with(
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
     p: &ConvPlan,
-    keep_cols: bool,
     ep: &EpilogueRef,
-) -> (Vec<f32>, Option<Vec<f32>>) {
+) -> Vec<f32> {
     let rows = p.n * p.out_pixels();
     // every element is written below by a non-accumulating GEMM
     let mut out = buffers::dirty(rows * p.cout);
     if rows == 0 {
-        return (out, None);
+        return out;
     }
     // the convolution's bias is the epilogue's first step
     let ep = &EpilogueRef { bias, ..*ep };
-    if !keep_cols {
-        if let Some(tile_px) = tile_pixels(p) {
-            forward_tiled(x, w, p, ep, tile_px, &mut out);
-            return (out, None);
-        }
+    if let Some(tile_px) = tile_pixels(p) {
+        forward_tiled(x, w, p, ep, tile_px, &mut out);
+        return out;
     }
     let w_block = |gr: usize| MatRef::strided(&w[gr * p.cout_g..], p.kg, p.cout_g, p.cout);
     if p.pointwise {
@@ -442,7 +434,7 @@ fn forward_keep(
             gemm(a, w_block(gr), &mut out[gr * p.cout_g..], p.cout, false);
         }
         epilogue::apply(&mut out, p.cout, 0, ep);
-        return (out, None);
+        return out;
     }
     let per = p.chunk;
     let kt = p.kt();
@@ -461,12 +453,8 @@ fn forward_keep(
         let off = n0 * p.out_pixels() * p.cout;
         epilogue::apply(&mut out_c[..rows_c * p.cout], p.cout, off, ep);
     }
-    if keep_cols && per >= p.n {
-        (out, Some(cols))
-    } else {
-        buffers::recycle(cols);
-        (out, None)
-    }
+    buffers::recycle(cols);
+    out
 }
 
 /// Bytes of im2col rows (the GEMM's left operand) per tile of [`forward_tiled`]:
@@ -585,7 +573,6 @@ thread_local! {
 }
 
 /// Gradients of the input and the kernel (each only when asked for).
-#[cfg(test)]
 fn backward(
     x: &[f32],
     w: &[f32],
@@ -594,21 +581,6 @@ fn backward(
     want_dx: bool,
     want_dw: bool,
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
-    backward_with(x, w, dy, p, want_dx, want_dw, None)
-}
-
-/// [`backward`], given the forward's im2col matrix of the whole batch when it was
-/// kept (`saved`, which requires `p.chunk >= p.n`): `dW` then skips rebuilding it.
-fn backward_with(
-    x: &[f32],
-    w: &[f32],
-    dy: &[f32],
-    p: &ConvPlan,
-    want_dx: bool,
-    want_dw: bool,
-    saved: Option<&[f32]>,
-) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
-    debug_assert!(saved.is_none() || p.chunk >= p.n);
     let rows = p.n * p.out_pixels();
     // col2im accumulates into dx; the pointwise path overwrites it with a GEMM
     // A stride-1 convolution's dX is itself a convolution: of dY with the
@@ -617,7 +589,7 @@ fn backward_with(
     let direct_dx = match want_dx && rows > 0 && direct_dx_allowed() {
         true => transposed_plan(p).map(|tp| {
             let wr = rotate_kernel(w, p);
-            let d = forward_keep(dy, &wr, None, &tp, false, &NO_EPILOGUE).0;
+            let d = forward_with(dy, &wr, None, &tp, &NO_EPILOGUE);
             buffers::recycle(wr);
             d
         }),
@@ -641,10 +613,8 @@ fn backward_with(
         return (dx, dw);
     }
     // dW tile by tile where the forward also runs tiled (and kept no `cols`)
-    let tiled_dw = match (want_dw, saved, p.pointwise, tile_pixels(p)) {
-        (true, None, false, Some(tile_px)) if tiled_dw_allowed() => {
-            Some(dw_tiled(x, dy, p, tile_px))
-        }
+    let tiled_dw = match (want_dw, p.pointwise, tile_pixels(p)) {
+        (true, false, Some(tile_px)) if tiled_dw_allowed() => Some(dw_tiled(x, dy, p, tile_px)),
         _ => None,
     };
     let want_dw = want_dw && tiled_dw.is_none();
@@ -686,7 +656,7 @@ fn backward_with(
     let kt = p.kt();
     // both fully overwritten per chunk: by im2col, and by one non-accumulating GEMM
     // per group (the groups' column blocks tile each row)
-    let mut cols = if want_dw && saved.is_none() {
+    let mut cols = if want_dw {
         buffers::dirty(per * p.out_pixels() * kt)
     } else {
         Vec::new()
@@ -702,14 +672,8 @@ fn backward_with(
         let rows_c = n_img * p.out_pixels();
         let r0 = n0 * p.out_pixels();
         if let (true, Some(dw)) = (want_dw, dw.as_mut()) {
-            let cols: &[f32] = match saved {
-                Some(s) => &s[r0 * kt..(r0 + rows_c) * kt],
-                None => {
-                    let cols = &mut cols[..rows_c * kt];
-                    im2col(x, p, n0, cols);
-                    cols
-                }
-            };
+            let cols = &mut cols[..rows_c * kt];
+            im2col(x, p, n0, cols);
             for gr in 0..p.groups {
                 let a = MatRef::strided(&cols[gr * p.kg..], rows_c, p.kg, kt).t();
                 gemm(
@@ -877,7 +841,7 @@ impl Tensor {
 
     /// `relu(conv2d(x, kernel) + bias)` as one op (Keras `Conv2D(activation="relu")`):
     /// the ReLU runs in the convolution's epilogue, and the backward keeps a
-    /// byte mask of the positive outputs instead of the pre-activation. Output and
+    /// bit mask of the positive outputs instead of the pre-activation. Output and
     /// gradients are bitwise those of `conv2d` followed by `relu`.
     pub fn conv2d_relu(
         &self,
@@ -895,34 +859,23 @@ impl Tensor {
         config: Conv2dConfig,
         relu: bool,
     ) -> Result<Tensor> {
-        let mut p = plan(
+        let p = plan(
             self.shape(),
             kernel.shape(),
             bias.map(|b| b.shape()),
             &config,
         )?;
-        // Keep the whole batch's im2col matrix for dW when it is small enough and
-        // the backward cannot rebuild it tile by tile ([`dw_tiled`]).
-        let keep_cols = !p.pointwise
-            && tile_pixels(&p).is_none()
-            && kernel.requires_grad()
-            && crate::autograd::should_record(&[self, kernel])
-            && p.n * p.out_pixels() * p.kt() * 4 <= SAVED_COLS_BUDGET_BYTES;
-        if keep_cols {
-            p.chunk = p.n.max(1);
-        }
         let ep = EpilogueRef {
             relu,
             ..NO_EPILOGUE
         };
-        let (data, saved) = {
+        let data = {
             let bd = bias.map(|b| b.data());
-            forward_keep(
+            forward_with(
                 &self.data(),
                 &kernel.data(),
                 bd.as_deref().map(|v| &v[..]),
                 &p,
-                keep_cols,
                 &ep,
             )
         };
@@ -943,18 +896,14 @@ impl Tensor {
                 // through the ReLU first: its own rule, g * 1 where y > 0, else g * 0
                 let masked = mask.map(|m| parallel::masked(g, &m));
                 let g: &[f32] = masked.as_deref().unwrap_or(g);
-                let (dx, dw) = backward_with(
+                let (dx, dw) = backward(
                     &x.data(),
                     &w.data(),
                     g,
                     &p,
                     x.requires_grad(),
                     w.requires_grad(),
-                    saved.as_deref(),
                 );
-                if let Some(s) = saved {
-                    buffers::recycle(s);
-                }
                 let mut grads = vec![dx, dw];
                 if has_bias {
                     grads.push(b_grad.then(|| column_sums(g, p.cout)));
@@ -1031,7 +980,7 @@ impl Tensor {
                 relu: ep.relu,
             };
             let (x, w) = (self.data(), kernel.data());
-            forward_keep(&x, &w, bd.as_deref().map(|v| &v[..]), &p, false, &epr).0
+            forward_with(&x, &w, bd.as_deref().map(|v| &v[..]), &p, &epr)
         };
         Tensor::from_vec(data, &out_shape)
     }

@@ -113,7 +113,7 @@ impl Tensor {
             false,
         )
     }
-    /// `max(x, 0)`. The backward keeps a byte mask of where the output is positive
+    /// `max(x, 0)`. The backward keeps a bit mask of where the output is positive
     /// (exactly where `x > 0`) rather than `x`, so a residual block's pre-ReLU sum
     /// is freed as soon as the ReLU has run.
     pub fn relu(&self) -> Tensor {
