@@ -14,7 +14,8 @@ use std::sync::Arc;
 use crate::error::{CoreError, Result};
 use crate::tensor::{Tensor, TensorInner};
 
-pub(crate) type BackwardFn = Box<dyn FnOnce(&[f32]) -> Vec<Option<Vec<f32>>> + Send>;
+/// Maps the output gradient, handed over, to one optional gradient per input.
+pub(crate) type BackwardFn = Box<dyn FnOnce(Vec<f32>) -> Vec<Option<Vec<f32>>> + Send>;
 
 /// The record of one op application.
 pub(crate) struct Node {
@@ -71,7 +72,7 @@ impl GraphRef {
     fn id(&self) -> u64 {
         self.0.id
     }
-    fn requires_grad(&self) -> bool {
+    pub(crate) fn requires_grad(&self) -> bool {
         self.0.requires_grad.load(Ordering::Relaxed)
     }
     fn numel(&self) -> usize {
@@ -137,8 +138,7 @@ pub(crate) fn backward(root: &Tensor) -> Result<()> {
                     inputs,
                     backward,
                 } = node;
-                let input_grads = backward(&g);
-                crate::kernels::buffers::recycle(g);
+                let input_grads = backward(g);
                 debug_assert_eq!(input_grads.len(), inputs.len(), "{op}");
                 for (inp, gi) in inputs.iter().zip(input_grads) {
                     let Some(gi) = gi else { continue };
@@ -148,7 +148,7 @@ pub(crate) fn backward(root: &Tensor) -> Result<()> {
                     debug_assert_eq!(gi.len(), inp.numel(), "gradient length of {op}");
                     match grads.get_mut(&inp.id()) {
                         Some(acc) => {
-                            acc.iter_mut().zip(&gi).for_each(|(a, b)| *a += b);
+                            crate::kernels::parallel::add_assign(acc, &gi);
                             crate::kernels::buffers::recycle(gi);
                         }
                         None => {

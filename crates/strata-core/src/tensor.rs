@@ -105,6 +105,22 @@ impl Tensor {
         inputs: &[&Tensor],
         backward: impl FnOnce(&[f32]) -> Vec<Option<Vec<f32>>> + Send + 'static,
     ) -> Tensor {
+        Tensor::from_op_owned(data, shape, op, inputs, move |g: Vec<f32>| {
+            let grads = backward(&g);
+            crate::kernels::buffers::recycle(g);
+            grads
+        })
+    }
+
+    /// [`Tensor::from_op`] for a backward that takes the output gradient over
+    /// (to pass it on to an input as it is, without a copy).
+    pub(crate) fn from_op_owned(
+        data: Vec<f32>,
+        shape: Vec<usize>,
+        op: &'static str,
+        inputs: &[&Tensor],
+        backward: impl FnOnce(Vec<f32>) -> Vec<Option<Vec<f32>>> + Send + 'static,
+    ) -> Tensor {
         if autograd::should_record(inputs) {
             let node = Node {
                 op,
@@ -297,7 +313,7 @@ impl TensorInner {
         let mut slot = self.grad.lock().unwrap_or_else(|e| e.into_inner());
         match slot.as_mut() {
             Some(acc) => {
-                acc.iter_mut().zip(&g).for_each(|(a, b)| *a += b);
+                crate::kernels::parallel::add_assign(acc, &g);
                 crate::kernels::buffers::recycle(g);
             }
             None => *slot = Some(g),

@@ -63,6 +63,21 @@ pub fn for_each_chunk_mut(
     });
 }
 
+/// `acc[i] += x[i]` for equal-length slices (a gradient reaching a tensor twice).
+pub fn add_assign(acc: &mut [f32], x: &[f32]) {
+    debug_assert_eq!(acc.len(), x.len());
+    if acc.len() < PAR_THRESHOLD {
+        acc.iter_mut().zip(x).for_each(|(a, b)| *a += b);
+        return;
+    }
+    let chunk = threads::chunk_len(acc.len(), 4096);
+    threads::install(|| {
+        acc.par_chunks_mut(chunk)
+            .zip(x.par_chunks(chunk))
+            .for_each(|(a, x)| a.iter_mut().zip(x).for_each(|(a, b)| *a += b))
+    });
+}
+
 /// Where `y > 0`, one bit per value: all a ReLU's backward needs, at 1/32 of
 /// the memory of keeping its input alive until then.
 pub struct PositiveMask {

@@ -3,6 +3,7 @@
 //! Backward reduces each gradient back to its operand's shape (summing over the
 //! axes that were broadcast).
 
+use crate::autograd::GraphRef;
 use crate::error::Result;
 use crate::kernels::parallel;
 use crate::shape::{broadcast_shapes, broadcast_strides, numel, strides};
@@ -91,16 +92,32 @@ impl Tensor {
     pub fn add(&self, other: &Tensor) -> Result<Tensor> {
         let (data, shape) = binary(self, other, "add", |x, y| x + y)?;
         let (sa, sb, so) = (self.shape().to_vec(), other.shape().to_vec(), shape.clone());
-        Ok(Tensor::from_op(
+        let (ea, eb) = (GraphRef::of(self), GraphRef::of(other));
+        Ok(Tensor::from_op_owned(
             data,
             shape,
             "add",
             &[self, other],
             move |g| {
-                vec![
-                    Some(reduce_to_shape(g, &so, &sa)),
-                    Some(reduce_to_shape(g, &so, &sb)),
-                ]
+                // an input of the output's shape gets `g` itself (the last such
+                // one takes it over; a residual Add copies once, not twice); an
+                // input that needs no gradient gets none
+                let need = [ea.requires_grad(), eb.requires_grad()];
+                let pass = [need[0] && sa == so, need[1] && sb == so];
+                let mut grads = vec![
+                    (need[0] && !pass[0]).then(|| reduce_to_shape(&g, &so, &sa)),
+                    (need[1] && !pass[1]).then(|| reduce_to_shape(&g, &so, &sb)),
+                ];
+                match pass {
+                    [true, true] => {
+                        grads[0] = Some(crate::kernels::buffers::copy_of(&g));
+                        grads[1] = Some(g);
+                    }
+                    [true, false] => grads[0] = Some(g),
+                    [false, true] => grads[1] = Some(g),
+                    [false, false] => crate::kernels::buffers::recycle(g),
+                }
+                grads
             },
         ))
     }
@@ -204,6 +221,28 @@ mod tests {
     use crate::gradcheck::check_gradients;
     use crate::rng::Rng;
     use crate::tensor::Tensor;
+
+    #[test]
+    fn add_passes_the_gradient_on_to_each_input_that_needs_it() {
+        let n = 70_000; // above the parallel threshold
+        let g: Vec<f32> = (0..n).map(|i| (i % 13) as f32 - 6.0).collect();
+        let gt = Tensor::from_vec(g.clone(), &[n]).unwrap();
+        let x = Tensor::from_vec(vec![1.0; n], &[n])
+            .unwrap()
+            .requires_grad_(true);
+        let c = Tensor::from_vec(vec![2.0; n], &[n]).unwrap();
+        let bias = Tensor::from_vec(vec![0.5], &[1])
+            .unwrap()
+            .requires_grad_(true);
+        // x + c (c needs none), x + x (both edges to one tensor), + bias (broadcast)
+        let y = x.add(&c).unwrap().add(&x.add(&x).unwrap()).unwrap();
+        let y = y.add(&bias).unwrap();
+        y.mul(&gt).unwrap().sum_all().backward().unwrap();
+        let want: Vec<f32> = g.iter().map(|v| 3.0 * v).collect();
+        assert_eq!(x.grad().unwrap().to_vec(), want);
+        assert!(c.grad().is_none());
+        assert_eq!(bias.grad().unwrap().to_vec(), vec![g.iter().sum::<f32>()]);
+    }
 
     #[test]
     fn broadcast_add_values() {
