@@ -132,10 +132,46 @@ static U32: Pool<u32> = Pool::new();
 
 /// A buffer of `len` zeros.
 pub fn zeroed(len: usize) -> Vec<f32> {
-    let mut v = F32.take(len, || vec![0.0; len]);
-    v.clear();
-    v.resize(len, 0.0);
+    let mut fresh = false;
+    let mut v = F32.take(len, || {
+        fresh = true;
+        vec![0.0; len]
+    });
+    if fresh {
+        // zero pages from the allocator: the first writer touches them
+        return v;
+    }
+    if v.len() >= len {
+        v.truncate(len);
+        for_each_block(&mut v, None, |d, _| d.fill(0.0));
+    } else {
+        v.clear();
+        v.resize(len, 0.0);
+    }
     v
+}
+
+/// Below this many values a fill or copy runs on the calling thread.
+const PAR_FILL: usize = 1 << 18;
+
+/// Runs `f(block, src_block)` over `dst` in fixed blocks, on all threads when
+/// `dst` is large (a fill or copy of tens of megabytes is bandwidth one core
+/// cannot use alone).
+fn for_each_block(dst: &mut [f32], src: Option<&[f32]>, f: impl Fn(&mut [f32], &[f32]) + Sync) {
+    const BLOCK: usize = 1 << 16;
+    let src_block = |i: usize, len: usize| src.map_or(&[][..], |s| &s[i * BLOCK..i * BLOCK + len]);
+    if dst.len() < PAR_FILL || crate::threads::num_threads() == 1 {
+        dst.chunks_mut(BLOCK)
+            .enumerate()
+            .for_each(|(i, d)| f(d, src_block(i, d.len())));
+        return;
+    }
+    use rayon::prelude::*;
+    crate::threads::install(|| {
+        dst.par_chunks_mut(BLOCK)
+            .enumerate()
+            .for_each(|(i, d)| f(d, src_block(i, d.len())))
+    });
 }
 
 /// A buffer of `len` values with unspecified (but initialised) contents, for a
@@ -153,8 +189,13 @@ pub fn dirty(len: usize) -> Vec<f32> {
 /// A copy of `src` in a pooled buffer.
 pub fn copy_of(src: &[f32]) -> Vec<f32> {
     let mut v = F32.take(src.len(), || Vec::with_capacity(src.len()));
-    v.clear();
-    v.extend_from_slice(src);
+    if v.len() >= src.len() {
+        v.truncate(src.len());
+        for_each_block(&mut v, Some(src), |d, s| d.copy_from_slice(s));
+    } else {
+        v.clear();
+        v.extend_from_slice(src);
+    }
     v
 }
 
@@ -242,6 +283,16 @@ mod tests {
         let s = zeroed(10);
         assert_eq!(s, vec![0.0; 10]);
         recycle(s);
+        // big enough for the parallel fill and copy
+        let big = PAR_FILL * 3 + 5;
+        let mut v = dirty(big);
+        v.iter_mut().for_each(|x| *x = 7.0);
+        recycle(v);
+        let z = zeroed(big - 3);
+        assert!(z.len() == big - 3 && z.iter().all(|&x| x == 0.0));
+        recycle(z);
+        let src: Vec<f32> = (0..big).map(|i| i as f32).collect();
+        assert_eq!(copy_of(&src), src);
         let mut u = dirty_u32(n);
         u[0] = 9;
         recycle_u32(u);

@@ -560,7 +560,7 @@ fn dw_tiled(x: &[f32], dy: &[f32], p: &ConvPlan, tile_px: usize) -> Vec<f32> {
         crate::threads::install(|| (0..parts).into_par_iter().map(part).collect());
     let mut dw = partials.remove(0);
     for other in partials {
-        dw.iter_mut().zip(&other).for_each(|(d, o)| *d += o);
+        parallel::add_assign(&mut dw, &other);
         buffers::recycle(other);
     }
     dw
@@ -608,18 +608,20 @@ fn backward(
     if direct {
         dx = direct_dx;
     }
-    let mut dw = want_dw.then(|| vec![0.0; p.kg * p.cout]);
-    if rows == 0 {
-        return (dx, dw);
-    }
-    // dW tile by tile where the forward also runs tiled (and kept no `cols`)
-    let tiled_dw = match (want_dw, p.pointwise, tile_pixels(p)) {
-        (true, false, Some(tile_px)) if tiled_dw_allowed() => Some(dw_tiled(x, dy, p, tile_px)),
+    // dW tile by tile where the output has enough rows
+    let tiled_dw = match (want_dw, rows > 0, p.pointwise, tile_pixels(p)) {
+        (true, true, false, Some(tile_px)) if tiled_dw_allowed() => {
+            Some(dw_tiled(x, dy, p, tile_px))
+        }
         _ => None,
     };
     let want_dw = want_dw && tiled_dw.is_none();
-    if tiled_dw.is_some() {
-        dw = tiled_dw;
+    let mut dw = match tiled_dw {
+        Some(d) => Some(d),
+        None => want_dw.then(|| buffers::zeroed(p.kg * p.cout)),
+    };
+    if rows == 0 {
+        return (dx, dw);
     }
     let wt = want_dx.then(|| pack_wt(w, p));
     let dy_block = |gr: usize, r0: usize, nrows: usize| {

@@ -20,8 +20,9 @@ use strata_core::Tensor;
 
 use crate::error::{NnError, Result};
 
-/// One optimizer's update of one variable, given its state slots.
-pub trait UpdateRule: Send + std::any::Any {
+/// One optimizer's update of one variable, given its state slots. `Sync`: the
+/// optimizer updates its variables in parallel.
+pub trait UpdateRule: Send + Sync + std::any::Any {
     fn name(&self) -> &'static str;
     /// Number of state buffers per variable (e.g. 2 for Adam's m and v).
     fn slots(&self) -> usize;
@@ -154,38 +155,64 @@ impl Optimizer {
         }
         let lr = self.current_learning_rate();
         let t = self.iterations + 1;
-        let mut grads: Vec<Option<Vec<f32>>> = params
-            .iter()
-            // pooled copies: a training loop reuses the same buffers every step
-            .map(|p| {
-                p.value
-                    .with_grad(|g| g.map(strata_core::kernels::buffers::copy_of))
-            })
-            .collect();
-        self.clip(&mut grads);
-        for ((p, g), slots) in params.iter().zip(grads).zip(self.state.iter_mut()) {
-            let Some(g) = g else { continue };
-            let mut w = p.value.data_mut();
-            if slots.iter().any(|s| s.len() != w.len()) {
-                return Err(NnError::Training(format!(
-                    "optimizer state for '{}' does not match its {} values",
-                    p.name,
-                    w.len()
-                )));
-            }
-            if let Some(wd) = self.weight_decay {
-                if !self
-                    .exclude_from_weight_decay
-                    .iter()
-                    .any(|n| p.name.contains(n.as_str()))
-                {
-                    w.iter_mut().for_each(|v| *v -= lr * wd * *v);
+        // Clipping rewrites gradients, so it works on pooled copies; without it
+        // every update reads its gradient where it lies.
+        let clips =
+            self.clipvalue.is_some() || self.clipnorm.is_some() || self.global_clipnorm.is_some();
+        let clipped: Option<Vec<Option<Vec<f32>>>> = clips.then(|| {
+            let mut grads = params
+                .iter()
+                .map(|p| {
+                    p.value
+                        .with_grad(|g| g.map(strata_core::kernels::buffers::copy_of))
+                })
+                .collect::<Vec<_>>();
+            self.clip(&mut grads);
+            grads
+        });
+        let (rule, wd, exclude) = (
+            &*self.rule,
+            self.weight_decay,
+            &self.exclude_from_weight_decay,
+        );
+        // each variable's update depends on nothing else, so running them in
+        // parallel changes no value
+        let update = |i: usize, p: &Param, slots: &mut Vec<Vec<f32>>| -> Result<()> {
+            let apply = |g: &[f32]| -> Result<()> {
+                let mut w = p.value.data_mut();
+                if slots.iter().any(|s| s.len() != w.len()) {
+                    return Err(NnError::Training(format!(
+                        "optimizer state for '{}' does not match its {} values",
+                        p.name,
+                        w.len()
+                    )));
                 }
+                if let Some(wd) = wd {
+                    if !exclude.iter().any(|n| p.name.contains(n.as_str())) {
+                        w.iter_mut().for_each(|v| *v -= lr * wd * *v);
+                    }
+                }
+                rule.update(&mut w, g, slots, lr, t);
+                Ok(())
+            };
+            match &clipped {
+                Some(grads) => grads[i].as_deref().map_or(Ok(()), apply),
+                None => p.value.with_grad(|g| g.map_or(Ok(()), apply)),
             }
-            self.rule.update(&mut w, &g, slots, lr, t);
-            drop(w);
+        };
+        let results: Vec<Result<()>> = strata_core::threads::install(|| {
+            use rayon::prelude::*;
+            params
+                .par_iter()
+                .zip(self.state.par_iter_mut())
+                .enumerate()
+                .map(|(i, (p, slots))| update(i, p, slots))
+                .collect()
+        });
+        for g in clipped.into_iter().flatten().flatten() {
             strata_core::kernels::buffers::recycle(g);
         }
+        results.into_iter().collect::<Result<()>>()?;
         self.iterations = t;
         Ok(())
     }
