@@ -34,13 +34,44 @@ fn reduced_shape(shape: &[usize], axes: &[usize], keepdims: bool) -> Vec<usize> 
     out
 }
 
+/// The f64 sum of `x`: blocks of [`SUM_BLOCK`] values, each summed in eight
+/// interleaved lanes (so the loop vectorises), and the block sums added in
+/// order. Blocks run on all threads for long inputs.
+fn sum_f64(x: &[f32]) -> f64 {
+    fn block(b: &[f32]) -> f64 {
+        let mut lanes = [0f64; 8];
+        let mut chunks = b.chunks_exact(8);
+        for c in &mut chunks {
+            for (l, &v) in lanes.iter_mut().zip(c) {
+                *l += v as f64;
+            }
+        }
+        let tail: f64 = chunks.remainder().iter().map(|&v| v as f64).sum();
+        lanes.iter().sum::<f64>() + tail
+    }
+    let partials: Vec<f64> = if x.len() >= crate::kernels::parallel::PAR_THRESHOLD {
+        use rayon::prelude::*;
+        crate::threads::install(|| x.par_chunks(SUM_BLOCK).map(block).collect())
+    } else {
+        x.chunks(SUM_BLOCK).map(block).collect()
+    };
+    partials.iter().sum()
+}
+
+/// Values per block of [`sum_f64`].
+const SUM_BLOCK: usize = 1 << 14;
+
 impl Tensor {
     /// Sum of every element, as a scalar.
+    /// Accumulated in f64, in fixed blocks added in order, so the value does not
+    /// depend on the thread count.
     pub fn sum_all(&self) -> Tensor {
-        let s: f64 = self.data().iter().map(|&v| v as f64).sum();
+        let s = sum_f64(&self.data());
         let n = self.numel();
         Tensor::from_op(vec![s as f32], vec![], "sum_all", &[self], move |g| {
-            vec![Some(vec![g[0]; n])]
+            let mut d = crate::kernels::buffers::dirty(n);
+            crate::kernels::parallel::for_each_chunk_mut(&mut d, 1 << 16, |_, c| c.fill(g[0]));
+            vec![Some(d)]
         })
     }
 
@@ -147,6 +178,21 @@ mod tests {
     use crate::gradcheck::check_gradients;
     use crate::rng::Rng;
     use crate::tensor::Tensor;
+
+    #[test]
+    fn sum_all_of_a_long_tensor_is_the_f64_sum_and_fills_its_gradient() {
+        let n = 3 * super::SUM_BLOCK + 77;
+        let v: Vec<f32> = (0..n)
+            .map(|i| ((i * 37) % 1001) as f32 * 0.001 - 0.4)
+            .collect();
+        let want: f64 = v.iter().map(|&x| x as f64).sum();
+        let x = Tensor::from_vec(v, &[n]).unwrap().requires_grad_(true);
+        let s = x.sum_all();
+        assert!((s.to_vec()[0] as f64 - want).abs() <= 1e-6 * want.abs().max(1.0));
+        assert_eq!(super::sum_f64(&x.to_vec()), super::sum_f64(&x.to_vec()));
+        s.mul_scalar(2.5).backward().unwrap();
+        assert!(x.grad().unwrap().to_vec().iter().all(|&g| g == 2.5));
+    }
 
     #[test]
     fn values() {
