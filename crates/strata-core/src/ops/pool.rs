@@ -68,16 +68,7 @@ fn max_pool_unpadded(x: &[f32], g: &Geometry2d, c: usize, out: &mut [f32], arg: 
                     }
                     let base = at(ki, kj);
                     let xs = &xi[base..base + c];
-                    for ((o, a), (&v, i)) in o
-                        .iter_mut()
-                        .zip(a.iter_mut())
-                        .zip(xs.iter().zip(base as u32..))
-                    {
-                        // bitwise select (all-ones mask where `v > o`), so it vectorises
-                        let m = 0u32.wrapping_sub((v > *o) as u32);
-                        *a = (*a & !m) | (i & m);
-                        *o = f32::from_bits((o.to_bits() & !m) | (v.to_bits() & m));
-                    }
+                    select_greater(o, a, xs, base as u32);
                 }
             }
         }
@@ -95,6 +86,18 @@ fn max_pool_unpadded(x: &[f32], g: &Geometry2d, c: usize, out: &mut [f32], arg: 
             .zip(arg.chunks_mut(row_len))
             .enumerate()
             .for_each(|(i, (o, a))| work(i, o, a));
+    }
+}
+
+/// Where `xs[ch] > o[ch]`, takes the value and its index `base + ch` (strict `>`:
+/// the first maximum wins ties). A bitwise select (an all-ones mask where
+/// `v > o`) instead of a branch, so the loop vectorises.
+#[inline(always)]
+fn select_greater(o: &mut [f32], a: &mut [u32], xs: &[f32], base: u32) {
+    for ((o, a), (&v, i)) in o.iter_mut().zip(a.iter_mut()).zip(xs.iter().zip(base..)) {
+        let m = 0u32.wrapping_sub((v > *o) as u32);
+        *a = (*a & !m) | (i & m);
+        *o = f32::from_bits((o.to_bits() & !m) | (v.to_bits() & m));
     }
 }
 
@@ -175,14 +178,14 @@ impl Tensor {
                         for kj in 0..g.kw {
                             let Some(iw) = g.in_col(ow, kj) else { continue };
                             let base = (ih * g.in_w + iw) * c;
-                            for ch in 0..c {
-                                let v = xi[base + ch];
-                                if first || v > o[ch] {
-                                    o[ch] = v;
-                                    a[ch] = (base + ch) as u32;
-                                }
+                            let xs = &xi[base..base + c];
+                            if first {
+                                o.copy_from_slice(xs);
+                                a.iter_mut().zip(base as u32..).for_each(|(a, i)| *a = i);
+                                first = false;
+                            } else {
+                                select_greater(o, a, xs, base as u32);
                             }
-                            first = false;
                         }
                     }
                 }
