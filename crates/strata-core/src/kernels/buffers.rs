@@ -13,6 +13,8 @@
 
 use std::sync::Mutex;
 
+use super::parallel;
+
 /// Smallest buffer (elements) worth pooling; smaller ones are cheap to allocate.
 pub const MIN_POOLED: usize = 1 << 15;
 /// Upper bound on the bytes held by one pool (a backstop; the high-water rule
@@ -143,7 +145,7 @@ pub fn zeroed(len: usize) -> Vec<f32> {
     }
     if v.len() >= len {
         v.truncate(len);
-        for_each_block(&mut v, None, |d, _| d.fill(0.0));
+        parallel::for_each_chunk_mut(&mut v, BLOCK, |_, d| d.fill(0.0));
     } else {
         v.clear();
         v.resize(len, 0.0);
@@ -151,28 +153,9 @@ pub fn zeroed(len: usize) -> Vec<f32> {
     v
 }
 
-/// Below this many values a fill or copy runs on the calling thread.
-const PAR_FILL: usize = 1 << 18;
-
-/// Runs `f(block, src_block)` over `dst` in fixed blocks, on all threads when
-/// `dst` is large (a fill or copy of tens of megabytes is bandwidth one core
-/// cannot use alone).
-fn for_each_block(dst: &mut [f32], src: Option<&[f32]>, f: impl Fn(&mut [f32], &[f32]) + Sync) {
-    const BLOCK: usize = 1 << 16;
-    let src_block = |i: usize, len: usize| src.map_or(&[][..], |s| &s[i * BLOCK..i * BLOCK + len]);
-    if dst.len() < PAR_FILL || crate::threads::num_threads() == 1 {
-        dst.chunks_mut(BLOCK)
-            .enumerate()
-            .for_each(|(i, d)| f(d, src_block(i, d.len())));
-        return;
-    }
-    use rayon::prelude::*;
-    crate::threads::install(|| {
-        dst.par_chunks_mut(BLOCK)
-            .enumerate()
-            .for_each(|(i, d)| f(d, src_block(i, d.len())))
-    });
-}
+/// Values per block of a parallel fill or copy: a fill or copy of tens of
+/// megabytes is bandwidth one core cannot use alone.
+const BLOCK: usize = 1 << 16;
 
 /// A buffer of `len` values with unspecified (but initialised) contents, for a
 /// caller that overwrites every element before reading any.
@@ -191,7 +174,9 @@ pub fn copy_of(src: &[f32]) -> Vec<f32> {
     let mut v = F32.take(src.len(), || Vec::with_capacity(src.len()));
     if v.len() >= src.len() {
         v.truncate(src.len());
-        for_each_block(&mut v, Some(src), |d, s| d.copy_from_slice(s));
+        parallel::for_each_chunk_mut(&mut v, BLOCK, |i, d| {
+            d.copy_from_slice(&src[i * BLOCK..i * BLOCK + d.len()])
+        });
     } else {
         v.clear();
         v.extend_from_slice(src);
@@ -284,7 +269,7 @@ mod tests {
         assert_eq!(s, vec![0.0; 10]);
         recycle(s);
         // big enough for the parallel fill and copy
-        let big = PAR_FILL * 3 + 5;
+        let big = BLOCK * 3 + 5;
         let mut v = dirty(big);
         v.iter_mut().for_each(|x| *x = 7.0);
         recycle(v);
