@@ -586,7 +586,7 @@ fn backward(
     // A stride-1 convolution's dX is itself a convolution: of dY with the
     // rotated kernel. The tiled forward computes it without the dcols matrix
     // (kh*kw times the input's size) and its col2im.
-    let direct_dx = match want_dx && rows > 0 && direct_dx_allowed() {
+    let direct_dx = match want_dx && rows > 0 && fast_paths_allowed() {
         true => transposed_plan(p).map(|tp| {
             let wr = rotate_kernel(w, p);
             let d = forward_with(dy, &wr, None, &tp, &NO_EPILOGUE);
@@ -610,7 +610,7 @@ fn backward(
     }
     // dW tile by tile where the output has enough rows
     let tiled_dw = match (want_dw, rows > 0, p.pointwise, tile_pixels(p)) {
-        (true, true, false, Some(tile_px)) if tiled_dw_allowed() => {
+        (true, true, false, Some(tile_px)) if fast_paths_allowed() => {
             Some(dw_tiled(x, dy, p, tile_px))
         }
         _ => None,
@@ -618,7 +618,10 @@ fn backward(
     let want_dw = want_dw && tiled_dw.is_none();
     let mut dw = match tiled_dw {
         Some(d) => Some(d),
-        None => want_dw.then(|| buffers::zeroed(p.kg * p.cout)),
+        // the GEMMs below overwrite it (the first chunk does not accumulate);
+        // with no rows the gradient is all zeros
+        None if rows == 0 => want_dw.then(|| buffers::zeroed(p.kg * p.cout)),
+        None => want_dw.then(|| buffers::dirty(p.kg * p.cout)),
     };
     if rows == 0 {
         return (dx, dw);
@@ -711,31 +714,15 @@ fn backward(
 
 #[cfg(test)]
 thread_local! {
-    /// Tests turn the direct dX off to compare it with the col2im path.
-    static COL2IM_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Tests turn the backward's fast paths (direct dX, tiled dW) off to compare
+    /// them with the reference ones (col2im, one im2col matrix per chunk).
+    static REFERENCE_PATHS_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-#[cfg(test)]
-thread_local! {
-    /// Tests turn the tiled dW off to compare it with the one-matrix path.
-    static UNTILED_DW_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-fn tiled_dw_allowed() -> bool {
+fn fast_paths_allowed() -> bool {
     #[cfg(test)]
     {
-        !UNTILED_DW_ONLY.with(|c| c.get())
-    }
-    #[cfg(not(test))]
-    {
-        true
-    }
-}
-
-fn direct_dx_allowed() -> bool {
-    #[cfg(test)]
-    {
-        !COL2IM_ONLY.with(|c| c.get())
+        !REFERENCE_PATHS_ONLY.with(|c| c.get())
     }
     #[cfg(not(test))]
     {
@@ -1505,6 +1492,21 @@ mod tests {
         assert_eq!(y.unwrap().shape(), &[1, 4, 4, 3]);
     }
 
+    /// [`backward`] with its fast paths off (col2im dX, untiled dW).
+    fn reference_backward(
+        x: &[f32],
+        w: &[f32],
+        dy: &[f32],
+        p: &ConvPlan,
+        want_dx: bool,
+        want_dw: bool,
+    ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+        REFERENCE_PATHS_ONLY.with(|c| c.set(true));
+        let r = backward(x, w, dy, p, want_dx, want_dw);
+        REFERENCE_PATHS_ONLY.with(|c| c.set(false));
+        r
+    }
+
     #[test]
     fn tiled_dw_matches_one_matrix_and_is_deterministic() {
         let mut rng = Rng::new(37);
@@ -1535,9 +1537,7 @@ mod tests {
             let dy = rand_t(&[xs[0], p.geo.out_h, p.geo.out_w, ks[3]], &mut rng).to_vec();
             let tiled = backward(&x, &w, &dy, &p, false, true).1.unwrap();
             assert_eq!(backward(&x, &w, &dy, &p, false, true).1.unwrap(), tiled);
-            UNTILED_DW_ONLY.with(|c| c.set(true));
-            let whole = backward(&x, &w, &dy, &p, false, true).1.unwrap();
-            UNTILED_DW_ONLY.with(|c| c.set(false));
+            let whole = reference_backward(&x, &w, &dy, &p, false, true).1.unwrap();
             // sums of thousands of products in another order: f32 rounding only
             assert!(close(&tiled, &whole, 1e-3), "case {i}");
         }
@@ -1578,9 +1578,7 @@ mod tests {
             let w = rand_t(&ks, &mut rng).to_vec();
             let dy = rand_t(&[2, p.geo.out_h, p.geo.out_w, 11], &mut rng).to_vec();
             let direct = backward(&x, &w, &dy, &p, true, false).0.unwrap();
-            COL2IM_ONLY.with(|c| c.set(true));
-            let col2im = backward(&x, &w, &dy, &p, true, false).0.unwrap();
-            COL2IM_ONLY.with(|c| c.set(false));
+            let col2im = reference_backward(&x, &w, &dy, &p, true, false).0.unwrap();
             // sums of up to 5*5*11 products in another order: f32 rounding only
             assert!(close(&direct, &col2im, 1e-4), "case {i}");
         }
