@@ -22,7 +22,14 @@ pub(crate) struct TensorInner {
     /// Live [`Tensor`] handles. The graph's edges hold the inner without counting
     /// here, so the values go as soon as no handle is left (see `Drop for Tensor`).
     pub(crate) handles: AtomicUsize,
+    /// The values packed for the GEMM kernel as a convolution's weights, kept
+    /// between calls while the tensor is used without gradients (inference, a
+    /// frozen backbone); cleared by every write ([`Tensor::data_mut`]).
+    pub(crate) packed: Mutex<Option<PackedWeights>>,
 }
+
+/// Weights packed per group of a convolution (the group count is the key).
+pub(crate) type PackedWeights = (usize, Arc<Vec<crate::kernels::packed_gemm::PackedB>>);
 
 impl Drop for TensorInner {
     /// Large data and gradient buffers go back to the pool for the next step.
@@ -58,6 +65,7 @@ impl Drop for Tensor {
         if self.0.handles.fetch_sub(1, Ordering::AcqRel) == 1 && Arc::strong_count(&self.0) > 1 {
             let mut data = self.0.data.write().unwrap_or_else(|e| e.into_inner());
             crate::kernels::buffers::recycle(std::mem::take(&mut *data));
+            self.packed_cache().take();
         }
     }
 }
@@ -73,6 +81,7 @@ impl Tensor {
             grad: Mutex::new(None),
             node: Mutex::new(node),
             handles: AtomicUsize::new(1),
+            packed: Mutex::new(None),
         }))
     }
 
@@ -223,7 +232,15 @@ impl Tensor {
     }
     /// Write access, for in-place updates outside autograd (optimizers, loading weights).
     pub fn data_mut(&self) -> RwLockWriteGuard<'_, Vec<f32>> {
-        self.0.data.write().unwrap_or_else(|e| e.into_inner())
+        let guard = self.0.data.write().unwrap_or_else(|e| e.into_inner());
+        // under the write lock: a reader packs and caches only while it holds
+        // the read lock, so no packing of the old values can land after this
+        self.packed_cache().take();
+        guard
+    }
+    /// The packed-weights cache (see `TensorInner::packed`).
+    pub(crate) fn packed_cache(&self) -> std::sync::MutexGuard<'_, Option<PackedWeights>> {
+        self.0.packed.lock().unwrap_or_else(|e| e.into_inner())
     }
     /// A copy of the data.
     pub fn to_vec(&self) -> Vec<f32> {

@@ -3,4 +3,5 @@
 pub mod buffers;
 pub mod epilogue;
 pub mod gemm;
+pub mod packed_gemm;
 pub mod parallel;

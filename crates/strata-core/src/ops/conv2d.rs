@@ -16,9 +16,13 @@ use crate::error::{fmt_shape, CoreError, Result};
 use crate::kernels::buffers;
 use crate::kernels::epilogue::{self, EpilogueRef};
 use crate::kernels::gemm::{gemm, gemm_serial, MatRef};
+use crate::kernels::packed_gemm::PackedB;
 use crate::kernels::parallel;
 use crate::ops::padding::{nhwc, Geometry2d, Padding};
 use crate::tensor::Tensor;
+
+mod weights;
+use weights::{mul, pack_groups, packed_kernel, Weights};
 
 /// Largest im2col buffer (bytes) built at once; bigger batches go in chunks of images
 /// (at least one). Small enough that the buffer is reused from chunk to chunk while
@@ -403,14 +407,17 @@ fn pack_wt(w: &[f32], p: &ConvPlan) -> Vec<f32> {
 
 #[cfg(test)]
 fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, p: &ConvPlan) -> Vec<f32> {
-    forward_with(x, w, bias, p, &NO_EPILOGUE)
+    forward_with(x, w, None, bias, p, &NO_EPILOGUE)
 }
 
 /// [`forward`] with an epilogue after the bias: tiled where the output has
 /// enough rows, else im2col of chunks of images and one GEMM per chunk.
+/// `packed` is `w`'s groups already packed (else they are packed here, where
+/// the CPU runs the packed kernel).
 fn forward_with(
     x: &[f32],
     w: &[f32],
+    packed: Option<&[PackedB]>,
     bias: Option<&[f32]>,
     p: &ConvPlan,
     ep: &EpilogueRef,
@@ -423,15 +430,33 @@ fn forward_with(
     }
     // the convolution's bias is the epilogue's first step
     let ep = &EpilogueRef { bias, ..*ep };
+    let owned;
+    let packed = match packed {
+        Some(pk) => Some(pk),
+        None => {
+            owned = pack_groups(w, p, false);
+            owned.as_deref()
+        }
+    };
+    let w_block = |gr: usize| match packed {
+        Some(pk) => Weights::Packed(&pk[gr]),
+        None => Weights::Plain(weights::block(w, gr, p)),
+    };
     if let Some(tile_px) = tile_pixels(p) {
-        forward_tiled(x, w, p, ep, tile_px, &mut out);
+        forward_tiled(x, &w_block, p, ep, tile_px, &mut out);
         return out;
     }
-    let w_block = |gr: usize| MatRef::strided(&w[gr * p.cout_g..], p.kg, p.cout_g, p.cout);
     if p.pointwise {
         for gr in 0..p.groups {
             let a = MatRef::strided(&x[gr * p.cin_g..], rows, p.cin_g, p.c);
-            gemm(a, w_block(gr), &mut out[gr * p.cout_g..], p.cout, false);
+            mul(
+                a,
+                w_block(gr),
+                &mut out[gr * p.cout_g..],
+                p.cout,
+                false,
+                false,
+            );
         }
         epilogue::apply(&mut out, p.cout, 0, ep);
         return out;
@@ -447,7 +472,14 @@ fn forward_with(
         let out_c = &mut out[n0 * p.out_pixels() * p.cout..];
         for gr in 0..p.groups {
             let a = MatRef::strided(&cols[gr * p.kg..], rows_c, p.kg, kt);
-            gemm(a, w_block(gr), &mut out_c[gr * p.cout_g..], p.cout, false);
+            mul(
+                a,
+                w_block(gr),
+                &mut out_c[gr * p.cout_g..],
+                p.cout,
+                false,
+                false,
+            );
         }
         // while this chunk's rows are still warm in cache
         let off = n0 * p.out_pixels() * p.cout;
@@ -479,9 +511,9 @@ fn tile_pixels(p: &ConvPlan) -> Option<usize> {
 /// end: im2col of its rows into a thread-private buffer, one single-threaded
 /// GEMM per group, then the epilogue (bias first) while the rows are in cache.
 /// Nothing bigger than a tile travels through memory between the steps.
-fn forward_tiled(
+fn forward_tiled<'w>(
     x: &[f32],
-    w: &[f32],
+    w_block: &(dyn Fn(usize) -> Weights<'w> + Sync),
     p: &ConvPlan,
     ep: &EpilogueRef,
     tile_px: usize,
@@ -490,7 +522,6 @@ fn forward_tiled(
     use rayon::prelude::*;
     let kt = p.kt();
     let ow = p.geo.out_w.max(1);
-    let w_block = |gr: usize| MatRef::strided(&w[gr * p.cout_g..], p.kg, p.cout_g, p.cout);
     let work = |cols: &mut Vec<f32>, (ti, out_t): (usize, &mut [f32])| {
         let px0 = ti * tile_px;
         let npx = out_t.len() / p.cout;
@@ -506,7 +537,14 @@ fn forward_tiled(
         };
         for gr in 0..p.groups {
             let a = MatRef::strided(&src[gr * p.kg..], npx, p.kg, stride);
-            gemm_serial(a, w_block(gr), &mut out_t[gr * p.cout_g..], p.cout, false);
+            mul(
+                a,
+                w_block(gr),
+                &mut out_t[gr * p.cout_g..],
+                p.cout,
+                false,
+                true,
+            );
         }
         epilogue::apply_serial(out_t, p.cout, px0 * p.cout, ep);
     };
@@ -589,7 +627,7 @@ fn backward(
     let direct_dx = match want_dx && rows > 0 && fast_paths_allowed() {
         true => transposed_plan(p).map(|tp| {
             let wr = rotate_kernel(w, p);
-            let d = forward_with(dy, &wr, None, &tp, &NO_EPILOGUE);
+            let d = forward_with(dy, &wr, None, None, &tp, &NO_EPILOGUE);
             buffers::recycle(wr);
             d
         }),
@@ -626,7 +664,18 @@ fn backward(
     if rows == 0 {
         return (dx, dw);
     }
-    let wt = want_dx.then(|| pack_wt(w, p));
+    // Wᵀ per group: packed for the packed kernel, else transposed in place
+    let wt_packed = if want_dx {
+        pack_groups(w, p, true)
+    } else {
+        None
+    };
+    let wt = (want_dx && wt_packed.is_none()).then(|| pack_wt(w, p));
+    let wt_of = |gr: usize| match (&wt_packed, &wt) {
+        (Some(pk), _) => Some(Weights::Packed(&pk[gr])),
+        (None, Some(wt)) => Some(Weights::Plain(wt_block(wt, gr, p))),
+        (None, None) => None,
+    };
     let dy_block = |gr: usize, r0: usize, nrows: usize| {
         MatRef::strided(&dy[r0 * p.cout + gr * p.cout_g..], nrows, p.cout_g, p.cout)
     };
@@ -642,14 +691,9 @@ fn backward(
                     false,
                 );
             }
-            if let (Some(dx), Some(wt)) = (dx.as_mut(), wt.as_ref()) {
-                gemm(
-                    dy_block(gr, 0, rows),
-                    wt_block(wt, gr, p),
-                    &mut dx[gr * p.cin_g..],
-                    p.c,
-                    false,
-                );
+            if let (Some(dx), Some(wt)) = (dx.as_mut(), wt_of(gr)) {
+                let dx = &mut dx[gr * p.cin_g..];
+                mul(dy_block(gr, 0, rows), wt, dx, p.c, false, false);
             }
         }
         if let Some(wt) = wt {
@@ -690,16 +734,11 @@ fn backward(
                 );
             }
         }
-        if let (Some(dx), Some(wt)) = (dx.as_mut(), wt.as_ref()) {
+        if let Some(dx) = dx.as_mut().filter(|_| want_dx) {
             let dcols = &mut dcols[..rows_c * kt];
-            for gr in 0..p.groups {
-                gemm(
-                    dy_block(gr, r0, rows_c),
-                    wt_block(wt, gr, p),
-                    &mut dcols[gr * p.kg..],
-                    kt,
-                    false,
-                );
+            for (gr, wt) in (0..p.groups).filter_map(|gr| Some((gr, wt_of(gr)?))) {
+                let dc = &mut dcols[gr * p.kg..];
+                mul(dy_block(gr, r0, rows_c), wt, dc, kt, false, false);
             }
             col2im(dcols, p, &mut dx[n0 * img..(n0 + n_img) * img]);
         }
@@ -860,9 +899,12 @@ impl Tensor {
         };
         let data = {
             let bd = bias.map(|b| b.data());
+            let w = kernel.data();
+            let packed = packed_kernel(kernel, &w, &p);
             forward_with(
                 &self.data(),
-                &kernel.data(),
+                &w,
+                packed.as_deref().map(|v| &v[..]),
                 bd.as_deref().map(|v| &v[..]),
                 &p,
                 &ep,
@@ -969,7 +1011,9 @@ impl Tensor {
                 relu: ep.relu,
             };
             let (x, w) = (self.data(), kernel.data());
-            forward_with(&x, &w, bd.as_deref().map(|v| &v[..]), &p, &epr)
+            let packed = packed_kernel(kernel, &w, &p);
+            let packed = packed.as_deref().map(|v| &v[..]);
+            forward_with(&x, &w, packed, bd.as_deref().map(|v| &v[..]), &p, &epr)
         };
         Tensor::from_vec(data, &out_shape)
     }

@@ -1,0 +1,529 @@
+//! `C = A · B` with B packed once, for a convolution's weights.
+//!
+//! A convolution multiplies every tile of its input by the same weight matrix
+//! (K = kh*kw*C_in rows, N = C_out columns). The `gemm` crate packs that matrix
+//! again for every call, which at batch 1 costs as much as a seventh of the
+//! arithmetic. Here the weights are packed once ([`PackedB`], cached on the
+//! weight tensor between calls while they do not change) into panels of
+//! [`NR`] = 32 columns, K-major, so the micro-kernel reads each panel as one
+//! stream. A is read in place (row-major rows, as im2col and NHWC activations
+//! already are): each micro-kernel call keeps an `MR x kc` block of A in L1 and
+//! broadcasts its elements against two 16-lane vectors of the panel, with
+//! `MR x 32` sums in registers.
+//!
+//! The micro-kernel is AVX-512 ([`available`] says whether this CPU has it);
+//! callers fall back to [`super::gemm`] where it is not. Sums run over k in a
+//! fixed order set only by K, so results do not depend on the thread count.
+
+use super::gemm::MatRef;
+
+/// Columns per packed panel: four AVX-512 vectors.
+pub const NR: usize = 64;
+/// Vectors per panel row.
+const NV: usize = NR / 16;
+/// Rows of A per micro-kernel call: 6 x 4 accumulators + 4 panel vectors + the
+/// broadcast fit the 32 vector registers, and each broadcast feeds 4 FMAs.
+const MR: usize = 6;
+/// Longest stretch of k per micro-kernel call: an `MR x KC_MAX` block of A
+/// (18 KiB) stays in the 32 KiB L1 while every panel streams past it.
+const KC_MAX: usize = 384;
+/// Panel rows ahead of the one in use that the micro-kernel prefetches.
+const PREFETCH_K: usize = 4;
+/// Bytes of packed B that one pass over A's rows reuses, kept in L2.
+const NC_BYTES: usize = 384 << 10;
+
+/// B (`k x n`) packed as `ceil(n / NR)` panels, each `k` rows of `NR` columns,
+/// zero-padded past column `n`.
+#[derive(Debug, Clone)]
+pub struct PackedB {
+    k: usize,
+    n: usize,
+    data: Vec<f32>,
+}
+
+impl PackedB {
+    /// Packs any view of B (the panels are built in parallel for large ones).
+    pub fn pack(b: MatRef) -> PackedB {
+        use rayon::prelude::*;
+        let (k, n) = (b.rows, b.cols);
+        let panels = n.div_ceil(NR);
+        let mut data = super::buffers::dirty(panels * k * NR);
+        let fill = |(j, panel): (usize, &mut [f32])| {
+            let (n0, w) = (j * NR, NR.min(n - j * NR));
+            for (p, row) in panel.chunks_exact_mut(NR).enumerate() {
+                let base = p * b.row_stride + n0 * b.col_stride;
+                if b.col_stride == 1 {
+                    row[..w].copy_from_slice(&b.data[base..base + w]);
+                } else {
+                    for (c, v) in row[..w].iter_mut().enumerate() {
+                        *v = b.data[base + c * b.col_stride];
+                    }
+                }
+                row[w..].fill(0.0);
+            }
+        };
+        if k * n >= 1 << 16 {
+            crate::threads::install(|| data.par_chunks_mut(k * NR).enumerate().for_each(fill));
+        } else {
+            data.chunks_mut(k * NR).enumerate().for_each(fill);
+        }
+        PackedB { k, n, data }
+    }
+    pub fn rows(&self) -> usize {
+        self.k
+    }
+    pub fn cols(&self) -> usize {
+        self.n
+    }
+    fn panels(&self) -> usize {
+        self.n.div_ceil(NR)
+    }
+}
+
+impl Drop for PackedB {
+    fn drop(&mut self) {
+        super::buffers::recycle(std::mem::take(&mut self.data));
+    }
+}
+
+/// Whether this CPU runs the packed kernel (AVX-512F).
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether `a` can be read by the kernel: rows with unit column stride.
+pub fn accepts(a: &MatRef) -> bool {
+    a.col_stride == 1 || a.cols <= 1
+}
+
+/// `c = a · b` (or `c += a · b` when `accumulate`) on the calling thread, `c`
+/// row-major with row stride `c_row_stride`. Panics on an internal misuse: a
+/// CPU without AVX-512, `a` not row-major, or views that do not fit their slices.
+pub fn gemm_packed_serial(
+    a: MatRef,
+    b: &PackedB,
+    c: &mut [f32],
+    c_row_stride: usize,
+    accumulate: bool,
+) {
+    check(&a, b, c.len(), c_row_stride);
+    if a.rows == 0 || b.n == 0 {
+        return;
+    }
+    let out = OutPtr(c.as_mut_ptr());
+    // SAFETY: `check` proved that rows 0..m of `a` and of `c` (columns 0..n)
+    // lie in their slices and that the CPU has AVX-512F; `c` is borrowed
+    // mutably for the whole call.
+    unsafe {
+        run(
+            &a,
+            b,
+            out,
+            c_row_stride,
+            accumulate,
+            0..a.rows,
+            0..b.panels(),
+        )
+    }
+}
+
+/// [`gemm_packed_serial`] with the work split over the thread pool: by rows
+/// where there are enough, else by panels of columns. Every element of C is
+/// computed by the same kernel calls in the same order whatever the split.
+pub fn gemm_packed(a: MatRef, b: &PackedB, c: &mut [f32], c_row_stride: usize, accumulate: bool) {
+    let t = crate::threads::num_threads();
+    gemm_packed_split(a, b, c, c_row_stride, accumulate, t)
+}
+
+/// [`gemm_packed`] with its work split into `t` parts.
+fn gemm_packed_split(
+    a: MatRef,
+    b: &PackedB,
+    c: &mut [f32],
+    c_row_stride: usize,
+    accumulate: bool,
+    t: usize,
+) {
+    use rayon::prelude::*;
+    check(&a, b, c.len(), c_row_stride);
+    let (m, panels) = (a.rows, b.panels());
+    if m == 0 || b.n == 0 {
+        return;
+    }
+    let flops = 2 * m * b.n * b.k;
+    let out = OutPtr(c.as_mut_ptr());
+    let ldc = c_row_stride;
+    let parts: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> =
+        if t == 1 || flops < 2_000_000 {
+            vec![(0..m, 0..panels)]
+        } else if m >= 8 * MR * t {
+            let rows = m.div_ceil(t).div_ceil(MR) * MR;
+            (0..m)
+                .step_by(rows)
+                .map(|r0| (r0..(r0 + rows).min(m), 0..panels))
+                .collect()
+        } else {
+            let per = panels.div_ceil(t);
+            (0..panels)
+                .step_by(per)
+                .map(|j0| (0..m, j0..(j0 + per).min(panels)))
+                .collect()
+        };
+    // SAFETY: as in `gemm_packed_serial`, `check` proved every row and column
+    // range in bounds and AVX-512F present. The parts are disjoint blocks of
+    // C (distinct rows, or distinct panels of columns), so no two threads
+    // write the same element, and `c` stays mutably borrowed until they end.
+    crate::threads::install(|| {
+        parts
+            .into_par_iter()
+            .for_each(|(rows, cols)| unsafe { run(&a, b, out, ldc, accumulate, rows, cols) })
+    });
+}
+
+/// C's base pointer, shared by the threads that write disjoint blocks of it.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: the pointer is only dereferenced by `run`, whose callers give each
+// thread a disjoint block of C.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+fn check(a: &MatRef, b: &PackedB, c_len: usize, ldc: usize) {
+    assert!(available(), "gemm_packed: this CPU has no AVX-512F");
+    assert!(accepts(a), "gemm_packed: A must be row-major");
+    assert_eq!(a.cols, b.k, "gemm_packed: inner dimensions differ");
+    let last_a = if a.rows == 0 || a.cols == 0 {
+        0
+    } else {
+        (a.rows - 1) * a.row_stride + a.cols
+    };
+    assert!(
+        a.rows == 0 || a.cols == 0 || last_a <= a.data.len(),
+        "gemm_packed: A exceeds its slice"
+    );
+    assert!(
+        a.rows == 0 || b.n == 0 || (a.rows - 1) * ldc + b.n <= c_len,
+        "gemm_packed: C exceeds its slice"
+    );
+}
+
+/// Rows `rows` x panels `panels` of `C (+)= A · B`.
+///
+/// # Safety
+/// Rows `rows` of `a` (columns `0..a.cols`) and of C (columns `0..b.n`, at
+/// `out + row * ldc`) must be in bounds, no other thread may touch this block
+/// of C, and the CPU must have AVX-512F.
+unsafe fn run(
+    a: &MatRef,
+    b: &PackedB,
+    out: OutPtr,
+    ldc: usize,
+    accumulate: bool,
+    rows: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
+) {
+    let k = b.k;
+    if k == 0 {
+        if !accumulate {
+            for r in rows {
+                let n0 = panels.start * NR;
+                let n1 = (panels.end * NR).min(b.n);
+                // SAFETY: row r, columns n0..n1 of C are in this caller's block.
+                unsafe { std::slice::from_raw_parts_mut(out.0.add(r * ldc + n0), n1 - n0) }
+                    .fill(0.0);
+            }
+        }
+        return;
+    }
+    let blocks = k.div_ceil(KC_MAX);
+    let kc = k.div_ceil(blocks);
+    let nc = (NC_BYTES / (kc * NR * 4)).max(1);
+    let a_ptr = a.data.as_ptr();
+    for k0 in (0..k).step_by(kc) {
+        let kl = kc.min(k - k0);
+        let load_c = accumulate || k0 > 0;
+        for j0 in panels.clone().step_by(nc) {
+            let j1 = (j0 + nc).min(panels.end);
+            for i0 in rows.clone().step_by(MR) {
+                let mr = MR.min(rows.end - i0);
+                for j in j0..j1 {
+                    let n0 = j * NR;
+                    let w = NR.min(b.n - n0);
+                    let masks: [u16; NV] =
+                        std::array::from_fn(|v| lane_mask(w.saturating_sub(16 * v)));
+                    // SAFETY: row i0..i0+mr, columns k0..k0+kl of A; rows
+                    // k0..k0+kl of panel j; rows i0..i0+mr, columns n0..n0+w of C:
+                    // all inside the ranges the caller vouches for.
+                    unsafe {
+                        let ap = a_ptr.add(i0 * a.row_stride + k0);
+                        let bp = b.data.as_ptr().add(j * k * NR + k0 * NR);
+                        let cp = out.0.add(i0 * ldc + n0);
+                        micro(mr, kl, ap, a.row_stride, bp, cp, ldc, masks, load_c);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The low `min(w, 16)` bits set: the lanes of a 16-lane vector to store.
+fn lane_mask(w: usize) -> u16 {
+    if w >= 16 {
+        u16::MAX
+    } else {
+        (1u16 << w) - 1
+    }
+}
+
+/// Dispatches to the micro-kernel for `mr` rows (1..=MR).
+///
+/// # Safety
+/// As [`kernel`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro(
+    mr: usize,
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    masks: [u16; NV],
+    load_c: bool,
+) {
+    macro_rules! go {
+        ($($r:literal)*) => {
+            match mr {
+                // SAFETY: forwarded from the caller.
+                $($r => unsafe { kernel::<$r>(kc, a, lda, b, c, ldc, masks, load_c) },)*
+                _ => unreachable!("micro-kernel rows {mr}"),
+            }
+        };
+    }
+    go!(1 2 3 4 5 6)
+}
+
+/// `R x NR` block of C (masked to the lanes in `masks`) `(+)=` the `R x kc`
+/// block of A at `a` (row stride `lda`) times the `kc x NR` panel rows at `b`.
+///
+/// # Safety
+/// `a + i*lda + p` for `i < R`, `p < kc` and `b + p*NR + l` for `l < NR` must
+/// be readable; `c + i*ldc + 16*v + l` must be writable (and readable when
+/// `load_c`) for every lane `l` set in `masks[v]`;
+/// the CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel<const R: usize>(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    masks: [u16; NV],
+    load_c: bool,
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); NV]; R];
+    let mut rows = [a; R];
+    for (i, r) in rows.iter_mut().enumerate() {
+        *r = a.wrapping_add(i * lda);
+    }
+    for p in 0..kc {
+        // SAFETY: p < kc, so these reads are inside what the caller vouches for.
+        unsafe {
+            let ahead = b.wrapping_add((p + PREFETCH_K) * NR) as *const i8;
+            for v in 0..NV {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * v));
+            }
+            let bv: [__m512; NV] = std::array::from_fn(|v| _mm512_loadu_ps(b.add(p * NR + 16 * v)));
+            for i in 0..R {
+                let av = _mm512_set1_ps(*rows[i].add(p));
+                for v in 0..NV {
+                    acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
+                }
+            }
+        }
+    }
+    for (i, row) in acc.iter_mut().enumerate() {
+        for (v, sum) in row.iter_mut().enumerate() {
+            // wrapping: a vector's address may lie past C when its mask is empty
+            let cv = c.wrapping_add(i * ldc + 16 * v);
+            // SAFETY: masked loads and stores touch only the lanes set in the
+            // masks, which the caller vouches for; unset lanes are not accessed.
+            unsafe {
+                if load_c {
+                    *sum = _mm512_add_ps(_mm512_maskz_loadu_ps(masks[v], cv), *sum);
+                }
+                _mm512_mask_storeu_ps(cv, masks[v], *sum);
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel<const R: usize>(
+    _kc: usize,
+    _a: *const f32,
+    _lda: usize,
+    _b: *const f32,
+    _c: *mut f32,
+    _ldc: usize,
+    _masks: [u16; NV],
+    _load_c: bool,
+) {
+    unreachable!("gemm_packed needs AVX-512F; callers check `available`")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::gemm::matmul_reference;
+    use crate::rng::Rng;
+
+    fn rand(n: usize, rng: &mut Rng) -> Vec<f32> {
+        (0..n).map(|_| rng.normal()).collect()
+    }
+
+    /// Every row count of the micro-kernel, column tails inside either half of a
+    /// panel, several k blocks, strided A and C, accumulating or not, on one
+    /// thread and split by rows or by columns: all equal the f64 triple loop.
+    #[test]
+    fn matches_reference_on_tails_blocks_and_splits() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX-512F");
+            return;
+        }
+        let mut rng = Rng::new(11);
+        let shapes = [
+            (1, 1, 1),
+            (5, 3, 7),
+            (13, 40, 17),
+            (12, 385, 32),
+            (25, 800, 70),
+            (200, 64, 33),
+            (40, 300, 200),
+            (700, 147, 64),
+        ];
+        for &(m, k, n) in &shapes {
+            let lda = k + 3;
+            let a = rand(m * lda, &mut rng);
+            let b = rand(k * n, &mut rng);
+            let av = MatRef::strided(&a, m, k, lda);
+            let want = matmul_reference(av, MatRef::new(&b, k, n));
+            let packed = PackedB::pack(MatRef::new(&b, k, n));
+            // B given transposed packs to the same panels
+            let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+            assert_eq!(PackedB::pack(MatRef::new(&bt, n, k).t()).data, packed.data);
+            for threads in [1, 2, 3] {
+                for accumulate in [false, true] {
+                    let ldc = n + 4;
+                    let mut c = vec![1.0f32; m * ldc];
+                    gemm_packed_split(av, &packed, &mut c[1..], ldc, accumulate, threads);
+                    for r in 0..m {
+                        for j in 0..ldc {
+                            let got = c[r * ldc + j];
+                            let expect = if (1..=n).contains(&j) {
+                                want[r * n + j - 1] + if accumulate { 1.0 } else { 0.0 }
+                            } else {
+                                1.0
+                            };
+                            assert!(
+                                (got - expect).abs() <= 1e-4 * (1.0 + expect.abs()),
+                                "{m}x{k}x{n} t{threads} acc {accumulate} ({r},{j}): {got} vs {expect}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The split over threads changes which thread computes an element, never
+    /// how: results are bitwise equal for every thread count.
+    #[test]
+    fn bitwise_equal_for_every_thread_count() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX-512F");
+            return;
+        }
+        let mut rng = Rng::new(12);
+        for &(m, k, n) in &[(500, 900, 96), (30, 1000, 256)] {
+            let a = rand(m * k, &mut rng);
+            let b = PackedB::pack(MatRef::new(&rand(k * n, &mut rng), k, n));
+            let run = |t: usize| {
+                let mut c = vec![0.0; m * n];
+                gemm_packed_split(MatRef::new(&a, m, k), &b, &mut c, n, false, t);
+                c
+            };
+            let one = run(1);
+            let mut serial = vec![0.0; m * n];
+            gemm_packed_serial(MatRef::new(&a, m, k), &b, &mut serial, n, false);
+            assert_eq!(one, serial);
+            for t in [2, 3, 4] {
+                assert_eq!(run(t), one, "{m}x{k}x{n} threads {t}");
+            }
+        }
+    }
+
+    #[test]
+    #[ignore = "timing: cargo test --release -p strata-core timing_packed -- --ignored --nocapture"]
+    fn timing_packed_vs_crate() {
+        use crate::kernels::gemm::gemm;
+        use std::time::Instant;
+        let mut rng = Rng::new(1);
+        for &(m, k, n) in &[
+            (6272, 576, 64),
+            (6272, 64, 256),
+            (1568, 1152, 128),
+            (1568, 512, 128),
+            (392, 4608, 512),
+            (392, 512, 2048),
+            (49, 4608, 512),
+            (25088, 147, 64),
+            (2048, 2048, 2048),
+        ] {
+            let a = rand(m * k, &mut rng);
+            let b = rand(k * n, &mut rng);
+            let mut c = vec![0.0; m * n];
+            let flops = 2.0 * (m * k * n) as f64;
+            let time = |f: &mut dyn FnMut()| {
+                f();
+                let mut best = f64::MAX;
+                for _ in 0..5 {
+                    let t = Instant::now();
+                    f();
+                    best = best.min(t.elapsed().as_secs_f64());
+                }
+                flops / best / 1e9
+            };
+            let packed = PackedB::pack(MatRef::new(&b, k, n));
+            let ours = time(&mut || gemm_packed(MatRef::new(&a, m, k), &packed, &mut c, n, false));
+            let with_pack = time(&mut || {
+                let p = PackedB::pack(MatRef::new(&b, k, n));
+                gemm_packed(MatRef::new(&a, m, k), &p, &mut c, n, false)
+            });
+            let theirs = time(&mut || {
+                gemm(
+                    MatRef::new(&a, m, k),
+                    MatRef::new(&b, k, n),
+                    &mut c,
+                    n,
+                    false,
+                )
+            });
+            eprintln!(
+                "{m}x{k}x{n}: packed {ours:.0} GFLOP/s (with packing {with_pack:.0}), crate {theirs:.0}"
+            );
+        }
+    }
+}

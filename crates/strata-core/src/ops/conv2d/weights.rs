@@ -1,0 +1,132 @@
+//! A convolution's weights as the right-hand side of its GEMMs.
+//!
+//! Where the CPU runs the packed kernel ([`packed_gemm`]), each group's
+//! `kg x cout_g` block is packed once per call, or once for as long as the
+//! weights do not change when they take no gradient (inference, a frozen
+//! backbone): the packing is cached on the weight tensor and dropped by its
+//! next write. Elsewhere the blocks go to the `gemm` crate in place.
+
+use std::sync::Arc;
+
+use super::{fast_paths_allowed, ConvPlan};
+use crate::kernels::gemm::{gemm, gemm_serial, MatRef};
+use crate::kernels::packed_gemm::{self, PackedB};
+use crate::tensor::Tensor;
+
+/// One group's weights, ready for [`mul`].
+#[derive(Clone, Copy)]
+pub(super) enum Weights<'a> {
+    /// Packed for the packed kernel.
+    Packed(&'a PackedB),
+    /// In place, for the `gemm` crate.
+    Plain(MatRef<'a>),
+}
+
+/// `c (+)= a · b` through the kernel `b` is prepared for; `serial` keeps it on
+/// the calling thread (a caller that already runs in parallel).
+pub(super) fn mul(
+    a: MatRef,
+    b: Weights,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    serial: bool,
+) {
+    match (b, serial) {
+        (Weights::Packed(pb), true) => packed_gemm::gemm_packed_serial(a, pb, c, ldc, accumulate),
+        (Weights::Packed(pb), false) => packed_gemm::gemm_packed(a, pb, c, ldc, accumulate),
+        (Weights::Plain(m), true) => gemm_serial(a, m, c, ldc, accumulate),
+        (Weights::Plain(m), false) => gemm(a, m, c, ldc, accumulate),
+    }
+}
+
+/// Group `gr`'s `kg x cout_g` block of HWIO weights `w`, in place.
+pub(super) fn block<'a>(w: &'a [f32], gr: usize, p: &ConvPlan) -> MatRef<'a> {
+    MatRef::strided(&w[gr * p.cout_g..], p.kg, p.cout_g, p.cout)
+}
+
+/// Every group's block packed (`transposed`: its transpose, `cout_g x kg`, the
+/// right-hand side of dX = dY · Wᵀ), or `None` where the packed kernel does
+/// not run (no AVX-512, or a test comparing with the crate's paths).
+pub(super) fn pack_groups(w: &[f32], p: &ConvPlan, transposed: bool) -> Option<Vec<PackedB>> {
+    if !packed_gemm::available() || !fast_paths_allowed() {
+        return None;
+    }
+    let pack = |gr: usize| {
+        let b = block(w, gr, p);
+        PackedB::pack(if transposed { b.t() } else { b })
+    };
+    Some((0..p.groups).map(pack).collect())
+}
+
+/// `kernel`'s groups packed for a forward, `w` being its values (the caller
+/// holds their read lock, so no write can slip between packing and caching).
+/// A kernel that takes a gradient is packed for this call only: its values
+/// change every step, and a cached copy would add their size to the training
+/// step's peak memory; any copy cached by an earlier inference goes.
+pub(super) fn packed_kernel(kernel: &Tensor, w: &[f32], p: &ConvPlan) -> Option<Arc<Vec<PackedB>>> {
+    let mut cache = kernel.packed_cache();
+    if crate::autograd::should_record(&[kernel]) {
+        cache.take();
+        drop(cache);
+        return pack_groups(w, p, false).map(Arc::new);
+    }
+    if let Some((groups, packed)) = cache.as_ref() {
+        if *groups == p.groups && fast_paths_allowed() {
+            return Some(Arc::clone(packed));
+        }
+    }
+    let packed = Arc::new(pack_groups(w, p, false)?);
+    *cache = Some((p.groups, Arc::clone(&packed)));
+    Some(packed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Conv2dConfig;
+    use crate::autograd::no_grad;
+    use crate::rng::Rng;
+    use crate::tensor::Tensor;
+
+    /// Packed weights are kept while the kernel takes no gradient, dropped by a
+    /// write (so the next call sees the new values, not a stale packing), and
+    /// never kept for a kernel that trains.
+    #[test]
+    fn packing_is_cached_only_while_the_weights_stay_put() {
+        if !crate::kernels::packed_gemm::available() {
+            eprintln!("skipped: this CPU has no AVX-512F");
+            return;
+        }
+        let mut rng = Rng::new(5);
+        let x = Tensor::rand_normal(&[2, 9, 9, 5], 0.0, 1.0, &mut rng);
+        let k = Tensor::rand_normal(&[3, 3, 5, 7], 0.0, 1.0, &mut rng);
+        let cfg = Conv2dConfig::default();
+        let first = no_grad(|| x.conv2d(&k, None, cfg)).unwrap().to_vec();
+        assert!(k.packed_cache().is_some(), "inference keeps the packing");
+        let again = no_grad(|| x.conv2d(&k, None, cfg)).unwrap().to_vec();
+        assert_eq!(first, again);
+
+        k.data_mut().iter_mut().for_each(|v| *v *= 2.0);
+        assert!(k.packed_cache().is_none(), "a write drops the packing");
+        let doubled = no_grad(|| x.conv2d(&k, None, cfg)).unwrap().to_vec();
+        for (d, f) in doubled.iter().zip(&first) {
+            assert!(
+                (d - 2.0 * f).abs() <= 1e-4 * (1.0 + f.abs()),
+                "{d} vs 2 * {f}"
+            );
+        }
+
+        k.set_requires_grad(true);
+        let y = x.conv2d(&k, None, cfg).unwrap();
+        assert!(
+            k.packed_cache().is_none(),
+            "a training kernel is not cached"
+        );
+        assert_eq!(y.to_vec(), doubled);
+        // a frozen kernel inside a graph (the input takes the gradient) is cached
+        k.set_requires_grad(false);
+        x.set_requires_grad(true);
+        x.conv2d(&k, None, cfg).unwrap();
+        assert!(k.packed_cache().is_some());
+    }
+}
