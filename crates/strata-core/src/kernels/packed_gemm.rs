@@ -48,6 +48,9 @@ impl PackedB {
         let (k, n) = (b.rows, b.cols);
         let panels = n.div_ceil(NR);
         let mut data = super::buffers::dirty(panels * k * NR);
+        if data.is_empty() {
+            return PackedB { k, n, data };
+        }
         let fill = |(j, panel): (usize, &mut [f32])| {
             let (n0, w) = (j * NR, NR.min(n - j * NR));
             for (p, row) in panel.chunks_exact_mut(NR).enumerate() {
@@ -405,6 +408,7 @@ mod tests {
         }
         let mut rng = Rng::new(11);
         let shapes = [
+            (4, 0, 5),
             (1, 1, 1),
             (5, 3, 7),
             (13, 40, 17),
