@@ -134,7 +134,9 @@ def main():
     rows = []
     for r in strata["results"]:
         k = (r["key"], r["threads"])
-        tr = peer.get(("torch",) + k)
+        # strata's packed-kernel GEMM rows face PyTorch's plain GEMM rows
+        pk = (r["key"].replace("gemm-packed ", "gemm ", 1), r["threads"])
+        tr = peer.get(("torch",) + pk)
         orr = peer.get(("onnxruntime",) + k)
         peak = peaks.get(r["threads"])
         pct = lambda x: (100 * x["throughput"] / peak) if (x and peak and x.get("unit") == "GFLOP/s") else None

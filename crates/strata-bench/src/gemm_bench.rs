@@ -1,10 +1,14 @@
-//! `gemm`: `strata_core::kernels::gemm::gemm` on square matrices and on the
-//! ResNet-50 convolutions seen as GEMMs at batch 8 (M = batch*H_out*W_out,
-//! K = C_in*kh*kw, N = C_out), row-major, no transposes.
+//! `gemm`: `strata_core::kernels::gemm::gemm` (the `gemm` crate) on square
+//! matrices and on the ResNet-50 convolutions seen as GEMMs at batch 8
+//! (M = batch*H_out*W_out, K = C_in*kh*kw, N = C_out), row-major, no
+//! transposes; then, where the CPU has AVX-512, the packed kernel the
+//! convolutions use (`gemm-packed` rows, B packed once beforehand as a
+//! convolution's weights are; compare.py pairs them with PyTorch's `gemm` rows).
 
 use crate::record::{kernel_record, print_row, time_runs, Record};
 use crate::Opts;
 use strata_core::kernels::gemm::{gemm, MatRef};
+use strata_core::kernels::packed_gemm::{self, gemm_packed, PackedB};
 use strata_core::{set_num_threads, Rng};
 
 /// (label, M, K, N); bench/torch_bench.py holds the same list.
@@ -29,6 +33,10 @@ pub const SHAPES: &[(&str, usize, usize, usize)] = &[
 
 pub fn key(label: &str, m: usize, k: usize, n: usize) -> String {
     format!("gemm {label} {m}x{k}x{n}")
+}
+
+fn packed_key(label: &str, m: usize, k: usize, n: usize) -> String {
+    format!("gemm-packed {label} {m}x{k}x{n}")
 }
 
 fn random(len: usize, rng: &mut Rng) -> Vec<f32> {
@@ -68,6 +76,26 @@ pub fn run(opts: &Opts, threads: &[usize], out: &mut Vec<Record>) {
                 flops,
                 opts.peak(t),
             );
+            print_row(&r);
+            out.push(r);
+        }
+        if !packed_gemm::available() {
+            continue;
+        }
+        let packed = PackedB::pack(MatRef::new(&b, k, n));
+        for &t in threads {
+            set_num_threads(t);
+            let times = time_runs(
+                opts.warmup,
+                opts.runs,
+                || {},
+                || {
+                    gemm_packed(MatRef::new(&a, m, k), &packed, &mut c, n, false);
+                    std::hint::black_box(&c);
+                },
+            );
+            let key = packed_key(label, m, k, n);
+            let r = kernel_record("gemm", key, t, opts.runs, times, flops, opts.peak(t));
             print_row(&r);
             out.push(r);
         }
