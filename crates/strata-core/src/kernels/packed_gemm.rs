@@ -106,6 +106,62 @@ pub fn accepts(a: &MatRef) -> bool {
     a.col_stride == 1 || a.cols <= 1
 }
 
+/// Where the kernel reads A: each row in runs of contiguous values. A matrix
+/// is one run per row; a convolution reads its input in place, one run per
+/// kernel row (`kw * C_in` values of the input row), instead of an im2col copy.
+///
+/// # Safety
+/// For every `i < rows()` and `k0 < depth()`, the values from `row_ptr(i, k0)`
+/// up to the next multiple of `run()` (or `depth()`, if nearer) must be
+/// readable `f32`s that nothing writes while the source is borrowed.
+pub unsafe trait RowSource: Sync {
+    /// Rows of A (M).
+    fn rows(&self) -> usize;
+    /// Columns of A (K).
+    fn depth(&self) -> usize;
+    /// Length of the contiguous runs, which start at every multiple of it.
+    fn run(&self) -> usize;
+    /// Address of `A[i, k0]`.
+    fn row_ptr(&self, i: usize, k0: usize) -> *const f32;
+}
+
+/// A row-major matrix as a [`RowSource`]: one run per row.
+#[derive(Clone, Copy)]
+pub struct RowMajor<'a>(MatRef<'a>);
+
+impl<'a> RowMajor<'a> {
+    /// `a` if its rows are contiguous and inside its slice.
+    pub fn new(a: MatRef<'a>) -> Option<Self> {
+        let fits = a.rows == 0
+            || a.cols == 0
+            || (a.rows - 1)
+                .checked_mul(a.row_stride)
+                .and_then(|v| v.checked_add(a.cols))
+                .is_some_and(|end| end <= a.data.len());
+        (accepts(&a) && fits).then_some(RowMajor(a))
+    }
+}
+
+// SAFETY: `new` checked that row i < rows spans `i * row_stride ..
+// i * row_stride + cols` inside the borrowed slice, and the run is the row.
+unsafe impl RowSource for RowMajor<'_> {
+    fn rows(&self) -> usize {
+        self.0.rows
+    }
+    fn depth(&self) -> usize {
+        self.0.cols
+    }
+    fn run(&self) -> usize {
+        self.0.cols.max(1)
+    }
+    fn row_ptr(&self, i: usize, k0: usize) -> *const f32 {
+        self.0
+            .data
+            .as_ptr()
+            .wrapping_add(i * self.0.row_stride + k0)
+    }
+}
+
 /// `c = a · b` (or `c += a · b` when `accumulate`) on the calling thread, `c`
 /// row-major with row stride `c_row_stride`. Panics on an internal misuse: a
 /// CPU without AVX-512, `a` not row-major, or views that do not fit their slices.
@@ -116,22 +172,34 @@ pub fn gemm_packed_serial(
     c_row_stride: usize,
     accumulate: bool,
 ) {
-    check(&a, b, c.len(), c_row_stride);
-    if a.rows == 0 || b.n == 0 {
+    let a = RowMajor::new(a).expect("gemm_packed: A must be row-major, inside its slice");
+    gemm_rows_serial(&a, b, c, c_row_stride, accumulate)
+}
+
+/// [`gemm_packed_serial`] with A from any [`RowSource`].
+pub fn gemm_rows_serial(
+    a: &impl RowSource,
+    b: &PackedB,
+    c: &mut [f32],
+    c_row_stride: usize,
+    accumulate: bool,
+) {
+    check(a, b, c.len(), c_row_stride);
+    if a.rows() == 0 || b.n == 0 {
         return;
     }
     let out = OutPtr(c.as_mut_ptr());
-    // SAFETY: `check` proved that rows 0..m of `a` and of `c` (columns 0..n)
-    // lie in their slices and that the CPU has AVX-512F; `c` is borrowed
-    // mutably for the whole call.
+    // SAFETY: `check` proved that rows 0..m of C (columns 0..n) lie in `c`,
+    // that A has the depth B has (the source vouches for its rows), and that
+    // the CPU has AVX-512F; `c` is borrowed mutably for the whole call.
     unsafe {
         run(
-            &a,
+            a,
             b,
             out,
             c_row_stride,
             accumulate,
-            0..a.rows,
+            0..a.rows(),
             0..b.panels(),
         )
     }
@@ -141,13 +209,25 @@ pub fn gemm_packed_serial(
 /// where there are enough, else by panels of columns. Every element of C is
 /// computed by the same kernel calls in the same order whatever the split.
 pub fn gemm_packed(a: MatRef, b: &PackedB, c: &mut [f32], c_row_stride: usize, accumulate: bool) {
-    let t = crate::threads::num_threads();
-    gemm_packed_split(a, b, c, c_row_stride, accumulate, t)
+    let a = RowMajor::new(a).expect("gemm_packed: A must be row-major, inside its slice");
+    gemm_rows(&a, b, c, c_row_stride, accumulate)
 }
 
-/// [`gemm_packed`] with its work split into `t` parts.
-fn gemm_packed_split(
-    a: MatRef,
+/// [`gemm_packed`] with A from any [`RowSource`].
+pub fn gemm_rows(
+    a: &impl RowSource,
+    b: &PackedB,
+    c: &mut [f32],
+    c_row_stride: usize,
+    accumulate: bool,
+) {
+    let t = crate::threads::num_threads();
+    gemm_rows_split(a, b, c, c_row_stride, accumulate, t)
+}
+
+/// [`gemm_rows`] with its work split into `t` parts.
+fn gemm_rows_split(
+    a: &impl RowSource,
     b: &PackedB,
     c: &mut [f32],
     c_row_stride: usize,
@@ -155,8 +235,8 @@ fn gemm_packed_split(
     t: usize,
 ) {
     use rayon::prelude::*;
-    check(&a, b, c.len(), c_row_stride);
-    let (m, panels) = (a.rows, b.panels());
+    check(a, b, c.len(), c_row_stride);
+    let (m, panels) = (a.rows(), b.panels());
     if m == 0 || b.n == 0 {
         return;
     }
@@ -186,7 +266,7 @@ fn gemm_packed_split(
     crate::threads::install(|| {
         parts
             .into_par_iter()
-            .for_each(|(rows, cols)| unsafe { run(&a, b, out, ldc, accumulate, rows, cols) })
+            .for_each(|(rows, cols)| unsafe { run(a, b, out, ldc, accumulate, rows, cols) })
     });
 }
 
@@ -198,33 +278,37 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
-fn check(a: &MatRef, b: &PackedB, c_len: usize, ldc: usize) {
+fn check(a: &impl RowSource, b: &PackedB, c_len: usize, ldc: usize) {
     assert!(available(), "gemm_packed: this CPU has no AVX-512F");
-    assert!(accepts(a), "gemm_packed: A must be row-major");
-    assert_eq!(a.cols, b.k, "gemm_packed: inner dimensions differ");
-    let last_a = if a.rows == 0 || a.cols == 0 {
-        0
-    } else {
-        (a.rows - 1) * a.row_stride + a.cols
-    };
+    assert_eq!(a.depth(), b.k, "gemm_packed: inner dimensions differ");
+    let m = a.rows();
     assert!(
-        a.rows == 0 || a.cols == 0 || last_a <= a.data.len(),
-        "gemm_packed: A exceeds its slice"
-    );
-    assert!(
-        a.rows == 0 || b.n == 0 || (a.rows - 1) * ldc + b.n <= c_len,
+        m == 0 || b.n == 0 || (m - 1) * ldc + b.n <= c_len,
         "gemm_packed: C exceeds its slice"
     );
+}
+
+/// The k blocks of one micro-kernel call each: every run of A split into
+/// equal blocks of at most [`KC_MAX`], in order.
+fn k_blocks(k: usize, run: usize) -> impl Iterator<Item = (usize, usize)> {
+    let run = run.max(1);
+    (0..k).step_by(run).flat_map(move |s0| {
+        let len = run.min(k - s0);
+        let kc = len.div_ceil(len.div_ceil(KC_MAX));
+        (s0..s0 + len)
+            .step_by(kc)
+            .map(move |k0| (k0, kc.min(s0 + len - k0)))
+    })
 }
 
 /// Rows `rows` x panels `panels` of `C (+)= A · B`.
 ///
 /// # Safety
-/// Rows `rows` of `a` (columns `0..a.cols`) and of C (columns `0..b.n`, at
-/// `out + row * ldc`) must be in bounds, no other thread may touch this block
-/// of C, and the CPU must have AVX-512F.
+/// Rows `rows` of C (columns `0..b.n`, at `out + row * ldc`) must be in
+/// bounds, `rows` within `a.rows()`, `a.depth() == b.k`, no other thread may
+/// touch this block of C, and the CPU must have AVX-512F.
 unsafe fn run(
-    a: &MatRef,
+    a: &impl RowSource,
     b: &PackedB,
     out: OutPtr,
     ldc: usize,
@@ -245,30 +329,30 @@ unsafe fn run(
         }
         return;
     }
-    let blocks = k.div_ceil(KC_MAX);
-    let kc = k.div_ceil(blocks);
-    let nc = (NC_BYTES / (kc * NR * 4)).max(1);
-    let a_ptr = a.data.as_ptr();
-    for k0 in (0..k).step_by(kc) {
-        let kl = kc.min(k - k0);
+    let kc_max = k_blocks(k, a.run()).map(|(_, kl)| kl).max().unwrap_or(1);
+    let nc = (NC_BYTES / (kc_max * NR * 4)).max(1);
+    for (k0, kl) in k_blocks(k, a.run()) {
         let load_c = accumulate || k0 > 0;
         for j0 in panels.clone().step_by(nc) {
             let j1 = (j0 + nc).min(panels.end);
             for i0 in rows.clone().step_by(MR) {
                 let mr = MR.min(rows.end - i0);
+                // rows past `mr` repeat the last one; the kernel reads only `mr`
+                let ap: [*const f32; MR] =
+                    std::array::from_fn(|i| a.row_ptr(i0 + i.min(mr - 1), k0));
                 for j in j0..j1 {
                     let n0 = j * NR;
                     let w = NR.min(b.n - n0);
                     let masks: [u16; NV] =
                         std::array::from_fn(|v| lane_mask(w.saturating_sub(16 * v)));
-                    // SAFETY: row i0..i0+mr, columns k0..k0+kl of A; rows
-                    // k0..k0+kl of panel j; rows i0..i0+mr, columns n0..n0+w of C:
-                    // all inside the ranges the caller vouches for.
+                    // SAFETY: rows i0..i0+mr of A, values k0..k0+kl, lie in
+                    // one run (`k_blocks`), which the source vouches for; rows
+                    // k0..k0+kl of panel j; rows i0..i0+mr, columns n0..n0+w of
+                    // C: all inside the ranges the caller vouches for.
                     unsafe {
-                        let ap = a_ptr.add(i0 * a.row_stride + k0);
                         let bp = b.data.as_ptr().add(j * k * NR + k0 * NR);
                         let cp = out.0.add(i0 * ldc + n0);
-                        micro(mr, kl, ap, a.row_stride, bp, cp, ldc, masks, load_c);
+                        micro(mr, kl, &ap, bp, cp, ldc, masks, load_c);
                     }
                 }
             }
@@ -293,8 +377,7 @@ fn lane_mask(w: usize) -> u16 {
 unsafe fn micro(
     mr: usize,
     kc: usize,
-    a: *const f32,
-    lda: usize,
+    a: &[*const f32; MR],
     b: *const f32,
     c: *mut f32,
     ldc: usize,
@@ -305,7 +388,7 @@ unsafe fn micro(
         ($($r:literal)*) => {
             match mr {
                 // SAFETY: forwarded from the caller.
-                $($r => unsafe { kernel::<$r>(kc, a, lda, b, c, ldc, masks, load_c) },)*
+                $($r => unsafe { kernel::<$r>(kc, a, b, c, ldc, masks, load_c) },)*
                 _ => unreachable!("micro-kernel rows {mr}"),
             }
         };
@@ -314,10 +397,10 @@ unsafe fn micro(
 }
 
 /// `R x NR` block of C (masked to the lanes in `masks`) `(+)=` the `R x kc`
-/// block of A at `a` (row stride `lda`) times the `kc x NR` panel rows at `b`.
+/// block of A (row `i` from `rows[i]`) times the `kc x NR` panel rows at `b`.
 ///
 /// # Safety
-/// `a + i*lda + p` for `i < R`, `p < kc` and `b + p*NR + l` for `l < NR` must
+/// `rows[i] + p` for `i < R`, `p < kc` and `b + p*NR + l` for `l < NR` must
 /// be readable; `c + i*ldc + 16*v + l` must be writable (and readable when
 /// `load_c`) for every lane `l` set in `masks[v]`;
 /// the CPU must have AVX-512F.
@@ -326,8 +409,7 @@ unsafe fn micro(
 #[allow(clippy::too_many_arguments)]
 unsafe fn kernel<const R: usize>(
     kc: usize,
-    a: *const f32,
-    lda: usize,
+    rows: &[*const f32; MR],
     b: *const f32,
     c: *mut f32,
     ldc: usize,
@@ -336,10 +418,7 @@ unsafe fn kernel<const R: usize>(
 ) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); NV]; R];
-    let mut rows = [a; R];
-    for (i, r) in rows.iter_mut().enumerate() {
-        *r = a.wrapping_add(i * lda);
-    }
+    let rows: [*const f32; R] = std::array::from_fn(|i| rows[i]);
     for p in 0..kc {
         // SAFETY: p < kc, so these reads are inside what the caller vouches for.
         unsafe {
@@ -376,8 +455,7 @@ unsafe fn kernel<const R: usize>(
 #[allow(clippy::too_many_arguments)]
 unsafe fn kernel<const R: usize>(
     _kc: usize,
-    _a: *const f32,
-    _lda: usize,
+    _rows: &[*const f32; MR],
     _b: *const f32,
     _c: *mut f32,
     _ldc: usize,
@@ -432,7 +510,8 @@ mod tests {
                 for accumulate in [false, true] {
                     let ldc = n + 4;
                     let mut c = vec![1.0f32; m * ldc];
-                    gemm_packed_split(av, &packed, &mut c[1..], ldc, accumulate, threads);
+                    let src = RowMajor::new(av).unwrap();
+                    gemm_rows_split(&src, &packed, &mut c[1..], ldc, accumulate, threads);
                     for r in 0..m {
                         for j in 0..ldc {
                             let got = c[r * ldc + j];
@@ -452,6 +531,73 @@ mod tests {
         }
     }
 
+    /// A stored run-major: run `j` of every row together, as a convolution's
+    /// kernel rows come from different input rows.
+    struct RunMajor {
+        data: Vec<f32>,
+        rows: usize,
+        depth: usize,
+        run: usize,
+    }
+
+    // SAFETY: `data` holds `ceil(depth / run)` blocks of `rows * run` values,
+    // and run `j` of row `i` starts at `(j * rows + i) * run`.
+    unsafe impl RowSource for RunMajor {
+        fn rows(&self) -> usize {
+            self.rows
+        }
+        fn depth(&self) -> usize {
+            self.depth
+        }
+        fn run(&self) -> usize {
+            self.run
+        }
+        fn row_ptr(&self, i: usize, k0: usize) -> *const f32 {
+            let (j, o) = (k0 / self.run, k0 % self.run);
+            self.data[(j * self.rows + i) * self.run + o..].as_ptr()
+        }
+    }
+
+    /// Runs shorter and longer than a k block (split in equal blocks), a
+    /// last run cut short by the depth: all equal the dense product.
+    #[test]
+    fn row_sources_in_runs_match_the_dense_product() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX-512F");
+            return;
+        }
+        let mut rng = Rng::new(14);
+        for &(m, k, n, run) in &[(13, 30, 70, 7), (50, 900, 64, 500), (20, 1000, 20, 1000)] {
+            let dense = rand(m * k, &mut rng);
+            let runs = k.div_ceil(run);
+            let mut data = vec![0.0; runs * m * run];
+            for i in 0..m {
+                for p in 0..k {
+                    data[((p / run) * m + i) * run + p % run] = dense[i * k + p];
+                }
+            }
+            let src = RunMajor {
+                data,
+                rows: m,
+                depth: k,
+                run,
+            };
+            let b = rand(k * n, &mut rng);
+            let want = matmul_reference(MatRef::new(&dense, m, k), MatRef::new(&b, k, n));
+            let packed = PackedB::pack(MatRef::new(&b, k, n));
+            for t in [1, 2] {
+                let mut c = vec![0.0; m * n];
+                gemm_rows_split(&src, &packed, &mut c, n, false, t);
+                for (g, w) in c.iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                        "{m}x{k}x{n} run {run}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+
     /// The split over threads changes which thread computes an element, never
     /// how: results are bitwise equal for every thread count.
     #[test]
@@ -466,7 +612,8 @@ mod tests {
             let b = PackedB::pack(MatRef::new(&rand(k * n, &mut rng), k, n));
             let run = |t: usize| {
                 let mut c = vec![0.0; m * n];
-                gemm_packed_split(MatRef::new(&a, m, k), &b, &mut c, n, false, t);
+                let src = RowMajor::new(MatRef::new(&a, m, k)).unwrap();
+                gemm_rows_split(&src, &b, &mut c, n, false, t);
                 c
             };
             let one = run(1);

@@ -21,6 +21,7 @@ use crate::kernels::parallel;
 use crate::ops::padding::{nhwc, Geometry2d, Padding};
 use crate::tensor::Tensor;
 
+mod implicit;
 mod weights;
 use weights::{mul, pack_groups, packed_kernel, Weights};
 
@@ -410,8 +411,9 @@ fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, p: &ConvPlan) -> Vec<f32>
     forward_with(x, w, None, bias, p, &NO_EPILOGUE)
 }
 
-/// [`forward`] with an epilogue after the bias: tiled where the output has
-/// enough rows, else im2col of chunks of images and one GEMM per chunk.
+/// [`forward`] with an epilogue after the bias: reading the input in place
+/// where the packed kernel can ([`implicit`]), else through im2col, tiled
+/// where the output has enough rows, else in chunks of images, one GEMM each.
 /// `packed` is `w`'s groups already packed (else they are packed here, where
 /// the CPU runs the packed kernel).
 fn forward_with(
@@ -442,6 +444,10 @@ fn forward_with(
         Some(pk) => Weights::Packed(&pk[gr]),
         None => Weights::Plain(weights::block(w, gr, p)),
     };
+    if let (Some(pk), true) = (packed, implicit::applies(p)) {
+        implicit::forward(x, &pk[0], p, ep, &mut out);
+        return out;
+    }
     if let Some(tile_px) = tile_pixels(p) {
         forward_tiled(x, &w_block, p, ep, tile_px, &mut out);
         return out;
@@ -1549,6 +1555,76 @@ mod tests {
         let r = backward(x, w, dy, p, want_dx, want_dw);
         REFERENCE_PATHS_ONLY.with(|c| c.set(false));
         r
+    }
+
+    /// Convolutions that read their input in place (one group, undilated, a
+    /// kernel row of at least 64 values): every stride and padding, windows
+    /// wholly in the padding, tiled and untiled, against the reference loops;
+    /// and a stride-1 backward, whose dX is such a convolution, against the
+    /// reference paths.
+    #[test]
+    fn implicit_gemm_matches_reference() {
+        if !crate::kernels::packed_gemm::available() {
+            eprintln!("skipped: this CPU has no AVX-512F");
+            return;
+        }
+        let mut rng = Rng::new(41);
+        let cases = [
+            // (n, h, w, c, kh, kw, cout, stride, padding)
+            (2, 9, 11, 24, 3, 3, 7, 1, Padding::Same),
+            (1, 10, 9, 22, 3, 3, 5, 2, Padding::Same),
+            (2, 8, 8, 30, 3, 3, 9, 3, Padding::Valid),
+            (
+                1,
+                6,
+                7,
+                32,
+                2,
+                2,
+                4,
+                1,
+                Padding::Explicit {
+                    top: 4,
+                    bottom: 1,
+                    left: 3,
+                    right: 5,
+                },
+            ),
+            (2, 7, 7, 64, 1, 1, 6, 2, Padding::Valid),
+            (1, 12, 12, 96, 1, 1, 8, 2, Padding::Same),
+            (2, 32, 32, 24, 3, 3, 70, 1, Padding::Same), // tiled
+        ];
+        for (case, &(n, h, w, c, kh, kw, cout, s, padding)) in cases.iter().enumerate() {
+            let x = rand_t(&[n, h, w, c], &mut rng);
+            let k = rand_t(&[kh, kw, c, cout], &mut rng);
+            let b = rand_t(&[cout], &mut rng);
+            let cfg = Conv2dConfig::default()
+                .with_strides(s, s)
+                .with_padding(padding);
+            let p = plan(x.shape(), k.shape(), Some(b.shape()), &cfg).unwrap();
+            assert!(implicit::applies(&p), "case {case}");
+            let want = conv_reference(
+                &x.data(),
+                (n, h, w, c),
+                &k.data(),
+                (kh, kw, c, cout),
+                Some(&b.data()),
+                &p.geo,
+                1,
+            );
+            let got = x.conv2d(&k, Some(&b), cfg).unwrap().to_vec();
+            assert!(close(&got, &want, 1e-4), "case {case}");
+            if s == 1 {
+                let dy = rand_t(&[n, p.geo.out_h, p.geo.out_w, cout], &mut rng);
+                let (xd, kd, dyd) = (x.data(), k.data(), dy.data());
+                let (dx, _) = backward(&xd, &kd, &dyd, &p, true, false);
+                let (dx_ref, _) = reference_backward(&xd, &kd, &dyd, &p, true, false);
+                assert!(
+                    close(&dx.unwrap(), &dx_ref.unwrap(), 1e-4),
+                    "case {case} dX"
+                );
+            }
+        }
     }
 
     #[test]
