@@ -28,7 +28,8 @@ pub(crate) struct TensorInner {
     pub(crate) packed: Mutex<Option<PackedWeights>>,
 }
 
-/// Weights packed per group of a convolution (the group count is the key).
+/// Weights packed for a convolution, under a key naming the layout (the
+/// group count, or 0 for Winograd's transformed weights).
 pub(crate) type PackedWeights = (usize, Arc<Vec<crate::kernels::packed_gemm::PackedB>>);
 
 impl Drop for TensorInner {

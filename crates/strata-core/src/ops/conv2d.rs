@@ -23,7 +23,8 @@ use crate::tensor::Tensor;
 
 mod implicit;
 mod weights;
-use weights::{mul, pack_groups, packed_kernel, Weights};
+mod winograd;
+use weights::{mul, pack_groups, packed_kernel, prepare, Weights};
 
 /// Largest im2col buffer (bytes) built at once; bigger batches go in chunks of images
 /// (at least one). Small enough that the buffer is reused from chunk to chunk while
@@ -414,8 +415,9 @@ fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, p: &ConvPlan) -> Vec<f32>
 /// [`forward`] with an epilogue after the bias: reading the input in place
 /// where the packed kernel can ([`implicit`]), else through im2col, tiled
 /// where the output has enough rows, else in chunks of images, one GEMM each.
-/// `packed` is `w`'s groups already packed (else they are packed here, where
-/// the CPU runs the packed kernel).
+/// `packed` is `w` already prepared by [`prepare`] (else it is prepared here,
+/// where the CPU runs the packed kernel): a stride-1 3x3 convolution that
+/// [`winograd`] applies to runs as Winograd F(2x2, 3x3).
 fn forward_with(
     x: &[f32],
     w: &[f32],
@@ -436,10 +438,15 @@ fn forward_with(
     let packed = match packed {
         Some(pk) => Some(pk),
         None => {
-            owned = pack_groups(w, p, false);
+            owned = prepare(w, p);
             owned.as_deref()
         }
     };
+    // (`prepare` packed Winograd's transformed weights exactly when it applies)
+    if let (Some(u), true) = (packed, winograd::applies(p)) {
+        winograd::forward(x, u, p, ep, &mut out);
+        return out;
+    }
     let w_block = |gr: usize| match packed {
         Some(pk) => Weights::Packed(&pk[gr]),
         None => Weights::Plain(weights::block(w, gr, p)),
@@ -1624,6 +1631,71 @@ mod tests {
                     "case {case} dX"
                 );
             }
+        }
+    }
+
+    /// Stride-1 3x3 convolutions that run as Winograd F(2x2, 3x3): paddings,
+    /// channel counts off the 16-lane and 64-column blocks, one and several
+    /// blocks of tiles, against the reference loops; the inference path with
+    /// cached transformed weights gives the same; and a backward whose dX runs
+    /// as Winograd against the reference paths.
+    #[test]
+    fn winograd_matches_reference() {
+        if !crate::kernels::packed_gemm::available() {
+            eprintln!("skipped: this CPU has no AVX-512F");
+            return;
+        }
+        let mut rng = Rng::new(43);
+        let cases = [
+            // (n, h, w, c, cout, padding)
+            (2, 8, 10, 32, 40, Padding::Same),
+            (1, 10, 8, 48, 32, Padding::Valid),
+            (
+                1,
+                6,
+                6,
+                33,
+                70,
+                Padding::Explicit {
+                    top: 2,
+                    bottom: 0,
+                    left: 1,
+                    right: 1,
+                },
+            ),
+            (3, 28, 28, 64, 64, Padding::Same),
+        ];
+        for (case, &(n, h, w, c, cout, padding)) in cases.iter().enumerate() {
+            let x = rand_t(&[n, h, w, c], &mut rng);
+            let k = rand_t(&[3, 3, c, cout], &mut rng);
+            let b = rand_t(&[cout], &mut rng);
+            let cfg = Conv2dConfig::default().with_padding(padding);
+            let p = plan(x.shape(), k.shape(), Some(b.shape()), &cfg).unwrap();
+            assert!(winograd::applies(&p), "case {case}");
+            let want = conv_reference(
+                &x.data(),
+                (n, h, w, c),
+                &k.data(),
+                (3, 3, c, cout),
+                Some(&b.data()),
+                &p.geo,
+                1,
+            );
+            let got = x.conv2d(&k, Some(&b), cfg).unwrap().to_vec();
+            assert!(close(&got, &want, 1e-4), "case {case}");
+            // twice under no_grad: packed then cached, both the same values
+            for _ in 0..2 {
+                let again = crate::autograd::no_grad(|| x.conv2d(&k, Some(&b), cfg));
+                assert_eq!(again.unwrap().to_vec(), got, "case {case}");
+            }
+            let dy = rand_t(&[n, p.geo.out_h, p.geo.out_w, cout], &mut rng);
+            let (xd, kd, dyd) = (x.data(), k.data(), dy.data());
+            let (dx, _) = backward(&xd, &kd, &dyd, &p, true, false);
+            let (dx_ref, _) = reference_backward(&xd, &kd, &dyd, &p, true, false);
+            assert!(
+                close(&dx.unwrap(), &dx_ref.unwrap(), 1e-4),
+                "case {case} dX"
+            );
         }
     }
 

@@ -103,7 +103,7 @@ unsafe impl RowSource for ConvRows<'_> {
 /// The input with its padding written out, `(n, hp, wp, c)` with
 /// `hp = (out_h - 1) * sh + kh` and `wp` likewise: every window lies inside.
 /// An unpadded convolution borrows the input as it is.
-fn padded<'a>(x: &'a [f32], p: &ConvPlan) -> (Cow<'a, [f32]>, usize, usize) {
+pub(super) fn padded<'a>(x: &'a [f32], p: &ConvPlan) -> (Cow<'a, [f32]>, usize, usize) {
     let g = &p.geo;
     let hp = (g.out_h - 1) * g.sh + g.kh;
     let wp = (g.out_w - 1) * g.sw + g.kw;

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use super::{fast_paths_allowed, ConvPlan};
+use super::{fast_paths_allowed, winograd, ConvPlan};
 use crate::kernels::gemm::{gemm, gemm_serial, MatRef};
 use crate::kernels::packed_gemm::{self, PackedB};
 use crate::tensor::Tensor;
@@ -59,7 +59,27 @@ pub(super) fn pack_groups(w: &[f32], p: &ConvPlan, transposed: bool) -> Option<V
     Some((0..p.groups).map(pack).collect())
 }
 
-/// `kernel`'s groups packed for a forward, `w` being its values (the caller
+/// `w` prepared for the forward's packed kernel: Winograd's 16 transformed
+/// matrices where [`winograd::applies`], else every group's block; `None`
+/// where the packed kernel does not run.
+pub(super) fn prepare(w: &[f32], p: &ConvPlan) -> Option<Vec<PackedB>> {
+    if winograd::applies(p) && packed_gemm::available() && fast_paths_allowed() {
+        return Some(winograd::pack_weights(w, p));
+    }
+    pack_groups(w, p, false)
+}
+
+/// The cache key of the layout [`prepare`] gives: the group count, or 0
+/// (never a group count) for Winograd's.
+fn layout_key(p: &ConvPlan) -> usize {
+    if winograd::applies(p) {
+        0
+    } else {
+        p.groups
+    }
+}
+
+/// `kernel` prepared for a forward ([`prepare`]), `w` being its values (the caller
 /// holds their read lock, so no write can slip between packing and caching).
 /// A kernel that takes a gradient is packed for this call only: its values
 /// change every step, and a cached copy would add their size to the training
@@ -69,15 +89,15 @@ pub(super) fn packed_kernel(kernel: &Tensor, w: &[f32], p: &ConvPlan) -> Option<
     if crate::autograd::should_record(&[kernel]) {
         cache.take();
         drop(cache);
-        return pack_groups(w, p, false).map(Arc::new);
+        return prepare(w, p).map(Arc::new);
     }
-    if let Some((groups, packed)) = cache.as_ref() {
-        if *groups == p.groups && fast_paths_allowed() {
+    if let Some((key, packed)) = cache.as_ref() {
+        if *key == layout_key(p) && fast_paths_allowed() {
             return Some(Arc::clone(packed));
         }
     }
-    let packed = Arc::new(pack_groups(w, p, false)?);
-    *cache = Some((p.groups, Arc::clone(&packed)));
+    let packed = Arc::new(prepare(w, p)?);
+    *cache = Some((layout_key(p), Arc::clone(&packed)));
     Some(packed)
 }
 
