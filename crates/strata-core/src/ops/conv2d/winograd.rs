@@ -61,23 +61,30 @@ pub(super) fn applies(p: &ConvPlan) -> bool {
 pub(super) fn pack_weights(w: &[f32], p: &ConvPlan) -> Vec<PackedB> {
     let (ci, co) = (p.c, p.cout);
     let mut u = buffers::dirty(16 * ci * co);
+    // one input channel at a time, each step a loop over the output channels
+    let mut t = vec![0f32; 12 * co]; // G g, 4 x 3 rows of co values
     for i in 0..ci {
-        for o in 0..co {
-            let g = |r: usize, s: usize| w[((r * 3 + s) * ci + i) * co + o];
-            // G g: 4 x 3
-            let mut t = [[0f32; 3]; 4];
-            for (s, col) in (0..3).map(|s| (s, [g(0, s), g(1, s), g(2, s)])) {
-                t[0][s] = col[0];
-                t[1][s] = 0.5 * (col[0] + col[1] + col[2]);
-                t[2][s] = 0.5 * (col[0] - col[1] + col[2]);
-                t[3][s] = col[2];
+        let g = |r: usize, s: usize| &w[((r * 3 + s) * ci + i) * co..][..co];
+        for s in 0..3 {
+            let (g0, g1, g2) = (g(0, s), g(1, s), g(2, s));
+            let rows = &mut t[..];
+            for o in 0..co {
+                rows[s * co + o] = g0[o];
+                rows[(3 + s) * co + o] = 0.5 * (g0[o] + g1[o] + g2[o]);
+                rows[(6 + s) * co + o] = 0.5 * (g0[o] - g1[o] + g2[o]);
+                rows[(9 + s) * co + o] = g2[o];
             }
-            // (G g) Gᵀ: 4 x 4
-            for (r, [a, b, c]) in t.into_iter().enumerate() {
-                let row = [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
-                for (s, v) in row.into_iter().enumerate() {
-                    u[((r * 4 + s) * ci + i) * co + o] = v;
-                }
+        }
+        // (G g) Gᵀ, row r of G g giving U[4r..4r + 4]
+        for r in 0..4 {
+            let trow = |s: usize| &t[(3 * r + s) * co..(3 * r + s + 1) * co];
+            let (a, b, c) = (trow(0), trow(1), trow(2));
+            for o in 0..co {
+                let at = |s: usize| ((4 * r + s) * ci + i) * co + o;
+                u[at(0)] = a[o];
+                u[at(1)] = 0.5 * (a[o] + b[o] + c[o]);
+                u[at(2)] = 0.5 * (a[o] - b[o] + c[o]);
+                u[at(3)] = c[o];
             }
         }
     }
