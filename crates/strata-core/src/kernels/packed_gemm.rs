@@ -44,6 +44,15 @@ pub struct PackedB {
 impl PackedB {
     /// Packs any view of B (the panels are built in parallel for large ones).
     pub fn pack(b: MatRef) -> PackedB {
+        Self::pack_with(b, true)
+    }
+
+    /// [`PackedB::pack`] on the calling thread (for a caller already in parallel).
+    pub fn pack_serial(b: MatRef) -> PackedB {
+        Self::pack_with(b, false)
+    }
+
+    fn pack_with(b: MatRef, parallel: bool) -> PackedB {
         use rayon::prelude::*;
         let (k, n) = (b.rows, b.cols);
         let panels = n.div_ceil(NR);
@@ -65,7 +74,7 @@ impl PackedB {
                 row[w..].fill(0.0);
             }
         };
-        if k * n >= 1 << 16 {
+        if parallel && k * n >= 1 << 16 {
             crate::threads::install(|| data.par_chunks_mut(k * NR).enumerate().for_each(fill));
         } else {
             data.chunks_mut(k * NR).enumerate().for_each(fill);
@@ -110,19 +119,75 @@ pub fn accepts(a: &MatRef) -> bool {
 /// is one run per row; a convolution reads its input in place, one run per
 /// kernel row (`kw * C_in` values of the input row), instead of an im2col copy.
 ///
+/// A matrix stored column-major (a transposed view, as im2col's columns are
+/// for dW = colsᵀ · dY) is one run per row with a `step` between its values.
+///
 /// # Safety
-/// For every `i < rows()` and `k0 < depth()`, the values from `row_ptr(i, k0)`
-/// up to the next multiple of `run()` (or `depth()`, if nearer) must be
-/// readable `f32`s that nothing writes while the source is borrowed.
+/// For every `i < rows()` and `k0 < depth()`, the values at `row_ptr(i, k0) +
+/// j * step()` for `k0 + j` up to the next multiple of `run()` (or `depth()`,
+/// if nearer) must be readable `f32`s that nothing writes while the source is
+/// borrowed.
 pub unsafe trait RowSource: Sync {
     /// Rows of A (M).
     fn rows(&self) -> usize;
     /// Columns of A (K).
     fn depth(&self) -> usize;
-    /// Length of the contiguous runs, which start at every multiple of it.
+    /// Length of the runs, which start at every multiple of it.
     fn run(&self) -> usize;
     /// Address of `A[i, k0]`.
     fn row_ptr(&self, i: usize, k0: usize) -> *const f32;
+    /// Distance between `A[i, k]` and `A[i, k + 1]` within a run.
+    fn step(&self) -> usize {
+        1
+    }
+}
+
+/// A column-major matrix as a [`RowSource`]: `A[i, k]` at `k * ld + i`.
+#[derive(Clone, Copy)]
+pub struct ColMajor<'a> {
+    data: &'a [f32],
+    rows: usize,
+    depth: usize,
+    ld: usize,
+}
+
+impl<'a> ColMajor<'a> {
+    /// `a` if it is stored column-major (unit row stride) inside its slice.
+    pub fn new(a: MatRef<'a>) -> Option<Self> {
+        let fits = a.rows == 0
+            || a.cols == 0
+            || (a.cols - 1)
+                .checked_mul(a.col_stride)
+                .and_then(|v| v.checked_add(a.rows))
+                .is_some_and(|end| end <= a.data.len());
+        let ok = (a.row_stride == 1 || a.rows <= 1) && fits;
+        ok.then_some(ColMajor {
+            data: a.data,
+            rows: a.rows,
+            depth: a.cols,
+            ld: a.col_stride,
+        })
+    }
+}
+
+// SAFETY: `new` checked that A[i, k] = data[k * ld + i] lies inside the
+// borrowed slice for every i < rows, k < depth; the run is the whole row.
+unsafe impl RowSource for ColMajor<'_> {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn depth(&self) -> usize {
+        self.depth
+    }
+    fn run(&self) -> usize {
+        self.depth.max(1)
+    }
+    fn row_ptr(&self, i: usize, k0: usize) -> *const f32 {
+        self.data.as_ptr().wrapping_add(k0 * self.ld + i)
+    }
+    fn step(&self) -> usize {
+        self.ld
+    }
 }
 
 /// A row-major matrix as a [`RowSource`]: one run per row.
@@ -352,7 +417,7 @@ unsafe fn run(
                     unsafe {
                         let bp = b.data.as_ptr().add(j * k * NR + k0 * NR);
                         let cp = out.0.add(i0 * ldc + n0);
-                        micro(mr, kl, &ap, bp, cp, ldc, masks, load_c);
+                        micro(mr, kl, &ap, a.step(), bp, cp, ldc, masks, load_c);
                     }
                 }
             }
@@ -378,6 +443,7 @@ unsafe fn micro(
     mr: usize,
     kc: usize,
     a: &[*const f32; MR],
+    step: usize,
     b: *const f32,
     c: *mut f32,
     ldc: usize,
@@ -385,31 +451,38 @@ unsafe fn micro(
     load_c: bool,
 ) {
     macro_rules! go {
-        ($($r:literal)*) => {
+        ($unit:literal, $($r:literal)*) => {
             match mr {
                 // SAFETY: forwarded from the caller.
-                $($r => unsafe { kernel::<$r>(kc, a, b, c, ldc, masks, load_c) },)*
+                $($r => unsafe { kernel::<$r, $unit>(kc, a, step, b, c, ldc, masks, load_c) },)*
                 _ => unreachable!("micro-kernel rows {mr}"),
             }
         };
     }
-    go!(1 2 3 4 5 6)
+    // a unit step is a constant, so rows advance by an addressing mode
+    if step == 1 {
+        go!(true, 1 2 3 4 5 6)
+    } else {
+        go!(false, 1 2 3 4 5 6)
+    }
 }
 
 /// `R x NR` block of C (masked to the lanes in `masks`) `(+)=` the `R x kc`
-/// block of A (row `i` from `rows[i]`) times the `kc x NR` panel rows at `b`.
+/// block of A (row `i` from `rows[i]`, values `step` apart, 1 if `UNIT`)
+/// times the `kc x NR` panel rows at `b`.
 ///
 /// # Safety
-/// `rows[i] + p` for `i < R`, `p < kc` and `b + p*NR + l` for `l < NR` must
+/// `rows[i] + p * step` for `i < R`, `p < kc` and `b + p*NR + l` for `l < NR` must
 /// be readable; `c + i*ldc + 16*v + l` must be writable (and readable when
 /// `load_c`) for every lane `l` set in `masks[v]`;
 /// the CPU must have AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel<const R: usize>(
+unsafe fn kernel<const R: usize, const UNIT: bool>(
     kc: usize,
     rows: &[*const f32; MR],
+    step: usize,
     b: *const f32,
     c: *mut f32,
     ldc: usize,
@@ -419,6 +492,7 @@ unsafe fn kernel<const R: usize>(
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); NV]; R];
     let rows: [*const f32; R] = std::array::from_fn(|i| rows[i]);
+    let step = if UNIT { 1 } else { step };
     for p in 0..kc {
         // SAFETY: p < kc, so these reads are inside what the caller vouches for.
         unsafe {
@@ -428,7 +502,7 @@ unsafe fn kernel<const R: usize>(
             }
             let bv: [__m512; NV] = std::array::from_fn(|v| _mm512_loadu_ps(b.add(p * NR + 16 * v)));
             for i in 0..R {
-                let av = _mm512_set1_ps(*rows[i].add(p));
+                let av = _mm512_set1_ps(*rows[i].add(p * step));
                 for v in 0..NV {
                     acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
                 }
@@ -453,9 +527,10 @@ unsafe fn kernel<const R: usize>(
 
 #[cfg(not(target_arch = "x86_64"))]
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel<const R: usize>(
+unsafe fn kernel<const R: usize, const UNIT: bool>(
     _kc: usize,
     _rows: &[*const f32; MR],
+    _step: usize,
     _b: *const f32,
     _c: *mut f32,
     _ldc: usize,
@@ -559,7 +634,8 @@ mod tests {
     }
 
     /// Runs shorter and longer than a k block (split in equal blocks), a
-    /// last run cut short by the depth: all equal the dense product.
+    /// last run cut short by the depth, and the matrix stored column-major:
+    /// all equal the dense product.
     #[test]
     fn row_sources_in_runs_match_the_dense_product() {
         if !available() {
@@ -582,13 +658,27 @@ mod tests {
                 depth: k,
                 run,
             };
+            // the same matrix stored column-major, with 2 spare rows per column
+            let mut cm = vec![0.0; k * (m + 2)];
+            for i in 0..m {
+                for p in 0..k {
+                    cm[p * (m + 2) + i] = dense[i * k + p];
+                }
+            }
+            let col_major = ColMajor::new(MatRef::strided(&cm, k, m, m + 2).t()).unwrap();
             let b = rand(k * n, &mut rng);
             let want = matmul_reference(MatRef::new(&dense, m, k), MatRef::new(&b, k, n));
             let packed = PackedB::pack(MatRef::new(&b, k, n));
+            assert_eq!(
+                PackedB::pack_serial(MatRef::new(&b, k, n)).data,
+                packed.data
+            );
             for t in [1, 2] {
                 let mut c = vec![0.0; m * n];
                 gemm_rows_split(&src, &packed, &mut c, n, false, t);
-                for (g, w) in c.iter().zip(&want) {
+                let mut c_cm = vec![0.0; m * n];
+                gemm_rows_split(&col_major, &packed, &mut c_cm, n, false, t);
+                for (g, w) in c.iter().chain(&c_cm).zip(want.iter().chain(&want)) {
                     assert!(
                         (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
                         "{m}x{k}x{n} run {run}: {g} vs {w}"

@@ -16,7 +16,7 @@ use crate::error::{fmt_shape, CoreError, Result};
 use crate::kernels::buffers;
 use crate::kernels::epilogue::{self, EpilogueRef};
 use crate::kernels::gemm::{gemm, gemm_serial, MatRef};
-use crate::kernels::packed_gemm::PackedB;
+use crate::kernels::packed_gemm::{self, gemm_rows_serial, ColMajor, PackedB};
 use crate::kernels::parallel;
 use crate::ops::padding::{nhwc, Geometry2d, Padding};
 use crate::tensor::Tensor;
@@ -583,6 +583,8 @@ fn dw_tiled(x: &[f32], dy: &[f32], p: &ConvPlan, tile_px: usize) -> Vec<f32> {
     let tile_rows = (tile_px / ow).max(1);
     let parts = crate::threads::num_threads().clamp(1, image_rows.max(1));
     let dw_len = p.kg * p.cout;
+    // the packed kernel, where it runs, for one group (C is then all of dW)
+    let packed = p.groups == 1 && packed_gemm::available() && fast_paths_allowed();
     let part = |i: usize| -> Vec<f32> {
         let (r0, r1) = (image_rows * i / parts, image_rows * (i + 1) / parts);
         if r0 == r1 {
@@ -593,11 +595,18 @@ fn dw_tiled(x: &[f32], dy: &[f32], p: &ConvPlan, tile_px: usize) -> Vec<f32> {
         TILE_COLS.with_borrow_mut(|cols| {
             for t0 in (r0..r1).step_by(tile_rows) {
                 let npx = ((t0 + tile_rows).min(r1) - t0) * ow;
+                let dy_t = &dy[t0 * ow * p.cout..];
                 cols.resize(npx * kt, 0.0);
                 for (j, row) in cols[..npx * kt].chunks_mut(ow * kt).enumerate() {
                     im2col_row(x, p, t0 + j, row);
                 }
-                let dy_t = &dy[t0 * ow * p.cout..];
+                // colsᵀ read in place (column-major), dY's tile packed as B
+                let cols_t = MatRef::new(&cols[..npx * kt], npx, kt).t();
+                if let Some(a) = ColMajor::new(cols_t).filter(|_| packed) {
+                    let b = PackedB::pack_serial(MatRef::new(&dy_t[..npx * p.cout], npx, p.cout));
+                    gemm_rows_serial(&a, &b, &mut dw, p.cout, t0 > r0);
+                    continue;
+                }
                 for gr in 0..p.groups {
                     let a = MatRef::strided(&cols[gr * p.kg..], npx, p.kg, kt).t();
                     let b = MatRef::strided(&dy_t[gr * p.cout_g..], npx, p.cout_g, p.cout);
