@@ -584,7 +584,13 @@ fn dw_tiled(x: &[f32], dy: &[f32], p: &ConvPlan, tile_px: usize) -> Vec<f32> {
     let parts = crate::threads::num_threads().clamp(1, image_rows.max(1));
     let dw_len = p.kg * p.cout;
     // the packed kernel, where it runs, for one group (C is then all of dW)
-    let packed = p.groups == 1 && packed_gemm::available() && fast_paths_allowed();
+    // and a dW of at least 64 x 64 (thinner ones, as the MNIST CNN's, do
+    // better on the crate: they would pad dY's panels and rows of the block)
+    let packed = p.groups == 1
+        && kt >= 64
+        && p.cout >= 64
+        && packed_gemm::available()
+        && fast_paths_allowed();
     let part = |i: usize| -> Vec<f32> {
         let (r0, r1) = (image_rows * i / parts, image_rows * (i + 1) / parts);
         if r0 == r1 {
@@ -1657,13 +1663,13 @@ mod tests {
         let mut rng = Rng::new(43);
         let cases = [
             // (n, h, w, c, cout, padding)
-            (2, 8, 10, 32, 40, Padding::Same),
-            (1, 10, 8, 48, 32, Padding::Valid),
+            (2, 8, 10, 64, 72, Padding::Same),
+            (1, 10, 8, 80, 64, Padding::Valid),
             (
                 1,
                 6,
                 6,
-                33,
+                65,
                 70,
                 Padding::Explicit {
                     top: 2,
@@ -1725,6 +1731,13 @@ mod tests {
                 [4, 100, 100, 3],
                 [3, 3, 3, 4],
                 Conv2dConfig::default().with_dilation(2, 2),
+            ),
+            // a dW of 72 x 70 (on the packed kernel where the CPU has it),
+            // with column tails in both panels and a partial row block
+            (
+                [8, 48, 48, 8],
+                [3, 3, 8, 70],
+                Conv2dConfig::default().with_padding(Padding::Same),
             ),
         ];
         for (i, (xs, ks, cfg)) in cases.into_iter().enumerate() {

@@ -42,7 +42,9 @@ thread_local! {
     static BLOCK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Whether the convolution runs as Winograd F(2x2, 3x3).
+/// Whether the convolution runs as Winograd F(2x2, 3x3). With fewer than 64
+/// input or output channels the 16 GEMMs are too thin to pay for the
+/// transforms (the MNIST CNN's 32 -> 64 layer trained 7% slower).
 pub(super) fn applies(p: &ConvPlan) -> bool {
     let g = &p.geo;
     p.groups == 1
@@ -51,8 +53,8 @@ pub(super) fn applies(p: &ConvPlan) -> bool {
         && g.out_w >= 2
         && g.out_h.is_multiple_of(2)
         && g.out_w.is_multiple_of(2)
-        && p.c >= 32
-        && p.cout >= 32
+        && p.c >= 64
+        && p.cout >= 64
         && 16 * p.c * p.cout <= MAX_U_FLOATS
 }
 
