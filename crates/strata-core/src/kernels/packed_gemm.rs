@@ -5,11 +5,12 @@
 //! again for every call, which at batch 1 costs as much as a seventh of the
 //! arithmetic. Here the weights are packed once ([`PackedB`], cached on the
 //! weight tensor between calls while they do not change) into panels of
-//! [`NR`] = 32 columns, K-major, so the micro-kernel reads each panel as one
-//! stream. A is read in place (row-major rows, as im2col and NHWC activations
-//! already are): each micro-kernel call keeps an `MR x kc` block of A in L1 and
-//! broadcasts its elements against two 16-lane vectors of the panel, with
-//! `MR x 32` sums in registers.
+//! [`NR`] = 64 columns, K-major, so the micro-kernel reads each panel as one
+//! stream, prefetched a few rows ahead. A is read in place through a
+//! [`RowSource`] (rows of a matrix, a column-major matrix, or a convolution's
+//! input as runs of kernel rows): each micro-kernel call keeps an `MR x kc`
+//! block of A in L1 and broadcasts its elements against the four 16-lane
+//! vectors of a panel row, with `6 x 64` sums in registers.
 //!
 //! The micro-kernel is AVX-512 ([`available`] says whether this CPU has it);
 //! callers fall back to [`super::gemm`] where it is not. Sums run over k in a
@@ -25,7 +26,7 @@ const NV: usize = NR / 16;
 /// broadcast fit the 32 vector registers, and each broadcast feeds 4 FMAs.
 const MR: usize = 6;
 /// Longest stretch of k per micro-kernel call: an `MR x KC_MAX` block of A
-/// (18 KiB) stays in the 32 KiB L1 while every panel streams past it.
+/// (9 KiB) stays in the 32 KiB L1 while every panel streams past it.
 const KC_MAX: usize = 384;
 /// Panel rows ahead of the one in use that the micro-kernel prefetches.
 const PREFETCH_K: usize = 4;

@@ -1,8 +1,9 @@
 //! A convolution's weights as the right-hand side of its GEMMs.
 //!
 //! Where the CPU runs the packed kernel ([`packed_gemm`]), each group's
-//! `kg x cout_g` block is packed once per call, or once for as long as the
-//! weights do not change when they take no gradient (inference, a frozen
+//! `kg x cout_g` block (or, for a convolution that runs as [`winograd`], its
+//! 16 transformed matrices) is packed once per call, or once for as long as
+//! the weights do not change when they take no gradient (inference, a frozen
 //! backbone): the packing is cached on the weight tensor and dropped by its
 //! next write. Elsewhere the blocks go to the `gemm` crate in place.
 
