@@ -7,9 +7,9 @@
 //! stride-1, unpadded convolution skips im2col: the input already is that matrix.
 //! The batch is processed in chunks of images so `cols` stays under [`COLS_BUDGET_BYTES`].
 //! On CPUs with AVX-512 the GEMMs run on strata's packed kernel with the weights
-//! packed once ([`weights`]); there a stride-1 3x3 convolution runs as Winograd
-//! F(2x2, 3x3) ([`winograd`]), and others read their input in place instead of
-//! through `cols` where the layout allows ([`implicit`]).
+//! packed once (`weights.rs`); there a stride-1 3x3 convolution runs as Winograd
+//! F(2x2, 3x3) (`winograd.rs`), and others read their input in place instead of
+//! through `cols` where the layout allows (`implicit.rs`).
 //! Backward: `dW = colsᵀ·dY`, rebuilding `cols` tile by tile in cache where the
 //! output has enough rows to tile ([`dw_tiled`]), else chunk by chunk. dX of a
 //! stride-1 convolution is a convolution of dY with the rotated kernel; otherwise
