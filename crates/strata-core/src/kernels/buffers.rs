@@ -23,11 +23,15 @@ pub const MAX_POOLED_BYTES: usize = 4 << 30;
 
 /// A pool of freed buffers, bounded by a high-water rule: the bytes it holds plus
 /// the bytes it handed out that are not back yet ("outstanding") never exceed the
-/// most that was ever outstanding at once, plus the largest buffer (slack, so a
-/// narrow network alternating big sizes does not evict the one it needs next).
-/// So the pool adds at most one buffer to the peak a run without it would
-/// reach, yet a steady training loop still finds last step's buffers: what the
-/// backward frees comes back before the next forward asks for it. When the bound
+/// most that was ever outstanding at once, plus twice the largest buffer (slack,
+/// so a narrow network alternating big sizes does not evict the one it needs
+/// next, even when buffers the pool never handed out, a data loader's batches,
+/// come back to it). So the pool adds at most two buffers to the peak a run
+/// without it would reach, yet a steady training loop still finds last step's
+/// buffers: what the backward frees comes back before the next forward asks for
+/// it. With one buffer of slack, the MNIST CNN's epoch spent 6.5% zero-filling
+/// fresh ReLU-gradient buffers (12.5 s; 11.0 s with two, the ResNet-50 training
+/// peak unchanged at ~1080 MB, inference peaks +15-30 MB). When the bound
 /// is hit, the buffers idle longest go back to the allocator first. A pooled
 /// buffer dropped without being given back stays counted as outstanding, which
 /// only loosens the bound.
@@ -47,9 +51,8 @@ struct PoolState<T> {
     pooled: usize,
     outstanding: usize,
     high_water: usize,
-    /// The largest buffer handed out so far: slack over the high-water mark, so
-    /// a narrow network that alternates big sizes does not evict the buffer it
-    /// needs next.
+    /// The largest buffer handed out so far: twice it is the slack over the
+    /// high-water mark.
     largest: usize,
 }
 
@@ -60,7 +63,8 @@ fn bytes<T>(v: &Vec<T>) -> usize {
 impl<T> PoolState<T> {
     /// Frees the longest-idle buffers until the high-water rule holds.
     fn trim(&mut self) {
-        let limit = (self.high_water + self.largest).min(MAX_POOLED_BYTES + self.outstanding);
+        let slack = 2 * self.largest;
+        let limit = (self.high_water + slack).min(MAX_POOLED_BYTES + self.outstanding);
         let mut drop_n = 0;
         while self.pooled + self.outstanding > limit && drop_n < self.bufs.len() {
             self.pooled -= bytes(&self.bufs[drop_n]);
@@ -245,7 +249,7 @@ mod tests {
         pool.give(vec![0.0; n]);
         pool.give(vec![0.0; n]);
         let st = pool.state.lock().unwrap();
-        assert!(st.pooled + st.outstanding <= st.high_water + st.largest);
+        assert!(st.pooled + st.outstanding <= st.high_water + 2 * st.largest);
         // the foreign buffers count as two returns: the bound loosens, never tightens
         assert_eq!(st.outstanding, bytes(&big) - 2 * unit);
         assert_eq!(st.pooled, st.bufs.iter().map(bytes).sum::<usize>());
