@@ -250,25 +250,7 @@ pub fn gemm_rows_serial(
     c_row_stride: usize,
     accumulate: bool,
 ) {
-    check(a, b, c.len(), c_row_stride);
-    if a.rows() == 0 || b.n == 0 {
-        return;
-    }
-    let out = OutPtr(c.as_mut_ptr());
-    // SAFETY: `check` proved that rows 0..m of C (columns 0..n) lie in `c`,
-    // that A has the depth B has (the source vouches for its rows), and that
-    // the CPU has AVX-512F; `c` is borrowed mutably for the whole call.
-    unsafe {
-        run(
-            a,
-            b,
-            out,
-            c_row_stride,
-            accumulate,
-            0..a.rows(),
-            0..b.panels(),
-        )
-    }
+    gemm_rows_split(a, b, c, c_row_stride, accumulate, 1)
 }
 
 /// [`gemm_packed_serial`] with the work split over the thread pool: by rows
@@ -291,7 +273,8 @@ pub fn gemm_rows(
     gemm_rows_split(a, b, c, c_row_stride, accumulate, t)
 }
 
-/// [`gemm_rows`] with its work split into `t` parts.
+/// [`gemm_rows`] with its work split into `t` parts (one part runs on the
+/// calling thread).
 fn gemm_rows_split(
     a: &impl RowSource,
     b: &PackedB,
@@ -309,26 +292,29 @@ fn gemm_rows_split(
     let flops = 2 * m * b.n * b.k;
     let out = OutPtr(c.as_mut_ptr());
     let ldc = c_row_stride;
-    let parts: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> =
-        if t == 1 || flops < 2_000_000 {
-            vec![(0..m, 0..panels)]
-        } else if m >= 8 * MR * t {
-            let rows = m.div_ceil(t).div_ceil(MR) * MR;
-            (0..m)
-                .step_by(rows)
-                .map(|r0| (r0..(r0 + rows).min(m), 0..panels))
-                .collect()
-        } else {
-            let per = panels.div_ceil(t);
-            (0..panels)
-                .step_by(per)
-                .map(|j0| (0..m, j0..(j0 + per).min(panels)))
-                .collect()
-        };
-    // SAFETY: as in `gemm_packed_serial`, `check` proved every row and column
-    // range in bounds and AVX-512F present. The parts are disjoint blocks of
-    // C (distinct rows, or distinct panels of columns), so no two threads
-    // write the same element, and `c` stays mutably borrowed until they end.
+    // SAFETY (both calls of `run`): `check` proved that rows 0..m of C
+    // (columns 0..n) lie in `c`, that A has the depth B has (the source
+    // vouches for its rows), and that the CPU has AVX-512F. The parts are
+    // disjoint blocks of C (distinct rows, or distinct panels of columns), so
+    // no two threads write the same element, and `c` stays mutably borrowed
+    // until they end.
+    if t == 1 || flops < 2_000_000 {
+        unsafe { run(a, b, out, ldc, accumulate, 0..m, 0..panels) };
+        return;
+    }
+    let parts: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> = if m >= 8 * MR * t {
+        let rows = m.div_ceil(t).div_ceil(MR) * MR;
+        (0..m)
+            .step_by(rows)
+            .map(|r0| (r0..(r0 + rows).min(m), 0..panels))
+            .collect()
+    } else {
+        let per = panels.div_ceil(t);
+        (0..panels)
+            .step_by(per)
+            .map(|j0| (0..m, j0..(j0 + per).min(panels)))
+            .collect()
+    };
     crate::threads::install(|| {
         parts
             .into_par_iter()
