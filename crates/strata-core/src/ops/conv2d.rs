@@ -1641,16 +1641,27 @@ mod tests {
             let got = x.conv2d(&k, Some(&b), cfg).unwrap().to_vec();
             assert!(close(&got, &want, 1e-4), "case {case}");
             if s == 1 {
-                let dy = rand_t(&[n, p.geo.out_h, p.geo.out_w, cout], &mut rng);
-                let (xd, kd, dyd) = (x.data(), k.data(), dy.data());
-                let (dx, _) = backward(&xd, &kd, &dyd, &p, true, false);
-                let (dx_ref, _) = reference_backward(&xd, &kd, &dyd, &p, true, false);
-                assert!(
-                    close(&dx.unwrap(), &dx_ref.unwrap(), 1e-4),
-                    "case {case} dX"
-                );
+                assert_dx_matches_reference(&x, &k, &p, case, &mut rng);
             }
         }
+    }
+
+    /// dX of a random dY through the fast paths against the reference paths.
+    fn assert_dx_matches_reference(
+        x: &Tensor,
+        k: &Tensor,
+        p: &ConvPlan,
+        case: usize,
+        rng: &mut Rng,
+    ) {
+        let dy = rand_t(&[p.n, p.geo.out_h, p.geo.out_w, p.cout], rng);
+        let (xd, kd, dyd) = (x.data(), k.data(), dy.data());
+        let (dx, _) = backward(&xd, &kd, &dyd, p, true, false);
+        let (dx_ref, _) = reference_backward(&xd, &kd, &dyd, p, true, false);
+        assert!(
+            close(&dx.unwrap(), &dx_ref.unwrap(), 1e-4),
+            "case {case} dX"
+        );
     }
 
     /// Stride-1 3x3 convolutions that run as Winograd F(2x2, 3x3): paddings,
@@ -1707,14 +1718,7 @@ mod tests {
                 let again = crate::autograd::no_grad(|| x.conv2d(&k, Some(&b), cfg));
                 assert_eq!(again.unwrap().to_vec(), got, "case {case}");
             }
-            let dy = rand_t(&[n, p.geo.out_h, p.geo.out_w, cout], &mut rng);
-            let (xd, kd, dyd) = (x.data(), k.data(), dy.data());
-            let (dx, _) = backward(&xd, &kd, &dyd, &p, true, false);
-            let (dx_ref, _) = reference_backward(&xd, &kd, &dyd, &p, true, false);
-            assert!(
-                close(&dx.unwrap(), &dx_ref.unwrap(), 1e-4),
-                "case {case} dX"
-            );
+            assert_dx_matches_reference(&x, &k, &p, case, &mut rng);
         }
     }
 
