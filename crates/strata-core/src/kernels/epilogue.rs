@@ -52,33 +52,80 @@ pub fn apply_serial(out: &mut [f32], channels: usize, offset: usize, ep: &Epilog
         return;
     }
     let res = ep.residual.map(|r| &r[offset..offset + out.len()]);
-    for (ri, row) in out.chunks_exact_mut(channels).enumerate() {
-        if let Some(b) = ep.bias {
-            row.iter_mut().zip(b).for_each(|(o, &b)| *o += b);
+    // an absent scale is 1 and an absent shift 0, in the same `x * a + b`
+    let (ones, zeros);
+    let affine = match (ep.scale, ep.shift) {
+        (None, None) => None,
+        (scale, shift) => {
+            ones = vec![1.0; channels];
+            zeros = vec![0.0; channels];
+            Some((scale.unwrap_or(&ones), shift.unwrap_or(&zeros)))
         }
-        // an absent scale is 1 and an absent shift 0, in the same `x * a + b`
-        match (ep.scale, ep.shift) {
-            (Some(scale), Some(shift)) => {
-                for ((o, &a), &b) in row.iter_mut().zip(scale).zip(shift) {
-                    *o = *o * a + b;
-                }
+    };
+    let steps = Steps {
+        bias: ep.bias,
+        affine,
+        channels,
+    };
+    // one pass per row, specialised to the steps present (a branch per
+    // element would keep the loop from being vectorised)
+    macro_rules! dispatch {
+        ($($b:literal $a:literal $r:literal $relu:literal)*) => {
+            match (ep.bias.is_some(), affine.is_some(), res.is_some(), ep.relu) {
+                $(($b, $a, $r, $relu) => steps.run::<$b, $a, $r, $relu>(out, res),)*
             }
-            (Some(scale), None) => row
-                .iter_mut()
-                .zip(scale)
-                .for_each(|(o, &a)| *o = *o * a + 0.0),
-            (None, Some(shift)) => row
-                .iter_mut()
-                .zip(shift)
-                .for_each(|(o, &b)| *o = *o * 1.0 + b),
-            (None, None) => {}
-        }
-        if let Some(r) = res {
-            let r = &r[ri * channels..(ri + 1) * channels];
-            row.iter_mut().zip(r).for_each(|(o, &r)| *o += r);
-        }
-        if ep.relu {
-            row.iter_mut().for_each(|o| *o = o.max(0.0));
+        };
+    }
+    dispatch!(
+        false false false false  false false false true  false false true false  false false true true
+        false true false false  false true false true  false true true false  false true true true
+        true false false false  true false false true  true false true false  true false true true
+        true true false false  true true false true  true true true false  true true true true
+    );
+}
+
+/// The per-channel operands of one epilogue, checked against the row length.
+struct Steps<'a> {
+    bias: Option<&'a [f32]>,
+    affine: Option<(&'a [f32], &'a [f32])>,
+    channels: usize,
+}
+
+impl Steps<'_> {
+    /// Every row of `out` in one pass: `+ bias` if `B`, `* scale + shift` if
+    /// `A`, `+ residual` if `R`, `max(0)` if `RELU`, in that order.
+    fn run<const B: bool, const A: bool, const R: bool, const RELU: bool>(
+        &self,
+        out: &mut [f32],
+        res: Option<&[f32]>,
+    ) {
+        let c = self.channels;
+        let empty: &[f32] = &[];
+        let bias = &self.bias.unwrap_or(empty)[..if B { c } else { 0 }];
+        let (scale, shift) = self.affine.unwrap_or((empty, empty));
+        let (scale, shift) = (
+            &scale[..if A { c } else { 0 }],
+            &shift[..if A { c } else { 0 }],
+        );
+        let res = res.unwrap_or(empty);
+        for (ri, row) in out.chunks_exact_mut(c).enumerate() {
+            let r = if R { &res[ri * c..(ri + 1) * c] } else { empty };
+            for j in 0..c {
+                let mut v = row[j];
+                if B {
+                    v += bias[j];
+                }
+                if A {
+                    v = v * scale[j] + shift[j];
+                }
+                if R {
+                    v += r[j];
+                }
+                if RELU {
+                    v = v.max(0.0);
+                }
+                row[j] = v;
+            }
         }
     }
 }

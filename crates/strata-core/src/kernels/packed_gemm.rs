@@ -392,6 +392,10 @@ unsafe fn run(
                 // rows past `mr` repeat the last one; the kernel reads only `mr`
                 let ap: [*const f32; MR] =
                     std::array::from_fn(|i| a.row_ptr(i0 + i.min(mr - 1), k0));
+                // the next block's rows, fetched while the first panel runs
+                let last = rows.end - 1;
+                let next: [*const f32; MR] =
+                    std::array::from_fn(|i| a.row_ptr((i0 + MR + i).min(last), k0));
                 for j in j0..j1 {
                     let n0 = j * NR;
                     let w = NR.min(b.n - n0);
@@ -404,7 +408,8 @@ unsafe fn run(
                     unsafe {
                         let bp = b.data.as_ptr().add(j * k * NR + k0 * NR);
                         let cp = out.0.add(i0 * ldc + n0);
-                        micro(mr, kl, &ap, a.step(), bp, cp, ldc, masks, load_c);
+                        let next = (j == j0).then_some(&next);
+                        micro(mr, kl, &ap, next, a.step(), bp, cp, ldc, masks, load_c);
                     }
                 }
             }
@@ -430,6 +435,7 @@ unsafe fn micro(
     mr: usize,
     kc: usize,
     a: &[*const f32; MR],
+    next: Option<&[*const f32; MR]>,
     step: usize,
     b: *const f32,
     c: *mut f32,
@@ -441,7 +447,7 @@ unsafe fn micro(
         ($unit:literal, $($r:literal)*) => {
             match mr {
                 // SAFETY: forwarded from the caller.
-                $($r => unsafe { kernel::<$r, $unit>(kc, a, step, b, c, ldc, masks, load_c) },)*
+                $($r => unsafe { kernel::<$r, $unit>(kc, a, next, step, b, c, ldc, masks, load_c) },)*
                 _ => unreachable!("micro-kernel rows {mr}"),
             }
         };
@@ -457,6 +463,10 @@ unsafe fn micro(
 /// `R x NR` block of C (masked to the lanes in `masks`) `(+)=` the `R x kc`
 /// block of A (row `i` from `rows[i]`, values `step` apart, 1 if `UNIT`)
 /// times the `kc x NR` panel rows at `b`.
+/// With `next` (the rows of the next block), those rows' first `kc` values
+/// are prefetched as it goes: a panel of A with nothing else to reuse it (one
+/// panel of B, as a 1x1 convolution to 64 channels) would otherwise wait on
+/// memory at every new block. They are only prefetched, never read.
 ///
 /// # Safety
 /// `rows[i] + p * step` for `i < R`, `p < kc` and `b + p*NR + l` for `l < NR` must
@@ -469,6 +479,7 @@ unsafe fn micro(
 unsafe fn kernel<const R: usize, const UNIT: bool>(
     kc: usize,
     rows: &[*const f32; MR],
+    next: Option<&[*const f32; MR]>,
     step: usize,
     b: *const f32,
     c: *mut f32,
@@ -481,6 +492,14 @@ unsafe fn kernel<const R: usize, const UNIT: bool>(
     let rows: [*const f32; R] = std::array::from_fn(|i| rows[i]);
     let step = if UNIT { 1 } else { step };
     for p in 0..kc {
+        // the next block's A a line (16 values) of each row at a time; a
+        // column-major A shares its lines with the next block, so not that
+        if let (true, true, Some(next)) = (UNIT, p % 16 == 0, next) {
+            for row in next {
+                // a prefetch never faults, whatever the address
+                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(p) as *const i8);
+            }
+        }
         // SAFETY: p < kc, so these reads are inside what the caller vouches for.
         unsafe {
             let ahead = b.wrapping_add((p + PREFETCH_K) * NR) as *const i8;
@@ -517,6 +536,7 @@ unsafe fn kernel<const R: usize, const UNIT: bool>(
 unsafe fn kernel<const R: usize, const UNIT: bool>(
     _kc: usize,
     _rows: &[*const f32; MR],
+    _next: Option<&[*const f32; MR]>,
     _step: usize,
     _b: *const f32,
     _c: *mut f32,

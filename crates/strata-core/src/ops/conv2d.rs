@@ -26,6 +26,7 @@ use crate::ops::padding::{nhwc, Geometry2d, Padding};
 use crate::tensor::Tensor;
 
 mod implicit;
+mod pointwise_dw;
 mod weights;
 mod winograd;
 use weights::{mul, pack_groups, packed_kernel, prepare, Weights};
@@ -683,6 +684,10 @@ fn backward(
         (true, true, false, Some(tile_px)) if fast_paths_allowed() => {
             Some(dw_tiled(x, dy, p, tile_px))
         }
+        // a 1x1 convolution's input is colsᵀ already: transposed a block at a time
+        (true, true, true, _) if fast_paths_allowed() && pointwise_dw::applies(p) => {
+            Some(pointwise_dw::dw(x, dy, p))
+        }
         _ => None,
     };
     let want_dw = want_dw && tiled_dw.is_none();
@@ -713,7 +718,7 @@ fn backward(
     };
     if p.pointwise {
         for gr in 0..p.groups {
-            if let Some(dw) = dw.as_mut() {
+            if let Some(dw) = dw.as_mut().filter(|_| want_dw) {
                 let a = MatRef::strided(&x[gr * p.cin_g..], rows, p.cin_g, p.c).t();
                 gemm(
                     a,
@@ -1762,6 +1767,27 @@ mod tests {
             let whole = reference_backward(&x, &w, &dy, &p, false, true).1.unwrap();
             // sums of thousands of products in another order: f32 rounding only
             assert!(close(&tiled, &whole, 1e-3), "case {i}");
+        }
+    }
+
+    /// A 1x1 convolution big enough for [`pointwise_dw`], with more output
+    /// channels than input ones and fewer (dWᵀ, transposed at the end): the
+    /// backward's dW equals the crate path's, and repeats bitwise.
+    #[test]
+    fn pointwise_dw_matches_the_crate_path() {
+        let mut rng = Rng::new(41);
+        for (cin, cout) in [(64, 256), (300, 70)] {
+            let xs = [2, 33, 32, cin];
+            let ks = [1, 1, cin, cout];
+            let p = plan(&xs, &ks, None, &Conv2dConfig::default()).unwrap();
+            assert_eq!(pointwise_dw::applies(&p), packed_gemm::available());
+            let x = rand_t(&xs, &mut rng).to_vec();
+            let w = rand_t(&ks, &mut rng).to_vec();
+            let dy = rand_t(&[2, 33, 32, cout], &mut rng).to_vec();
+            let got = backward(&x, &w, &dy, &p, false, true).1.unwrap();
+            assert_eq!(backward(&x, &w, &dy, &p, false, true).1.unwrap(), got);
+            let want = reference_backward(&x, &w, &dy, &p, false, true).1.unwrap();
+            assert!(close(&got, &want, 1e-3), "{cin} -> {cout}");
         }
     }
 
