@@ -387,15 +387,17 @@ unsafe fn run(
         let load_c = accumulate || k0 > 0;
         for j0 in panels.clone().step_by(nc) {
             let j1 = (j0 + nc).min(panels.end);
+            // the rows of the block at i0; rows past the last repeat it (the
+            // kernel reads only the block's `mr`)
+            let last = rows.end - 1;
+            let block = |i0: usize| -> [*const f32; MR] {
+                std::array::from_fn(|i| a.row_ptr((i0 + i).min(last), k0))
+            };
+            let mut ap = block(rows.start);
             for i0 in rows.clone().step_by(MR) {
                 let mr = MR.min(rows.end - i0);
-                // rows past `mr` repeat the last one; the kernel reads only `mr`
-                let ap: [*const f32; MR] =
-                    std::array::from_fn(|i| a.row_ptr(i0 + i.min(mr - 1), k0));
                 // the next block's rows, fetched while the first panel runs
-                let last = rows.end - 1;
-                let next: [*const f32; MR] =
-                    std::array::from_fn(|i| a.row_ptr((i0 + MR + i).min(last), k0));
+                let next = block(i0 + MR);
                 for j in j0..j1 {
                     let n0 = j * NR;
                     let w = NR.min(b.n - n0);
@@ -412,6 +414,7 @@ unsafe fn run(
                         micro(mr, kl, &ap, next, a.step(), bp, cp, ldc, masks, load_c);
                     }
                 }
+                ap = next;
             }
         }
     }

@@ -19,10 +19,9 @@
 //! (the transforms reorder the sums), and depend on neither the thread count
 //! nor the block size: each output is computed by the same operations.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 
-use super::{implicit, ConvPlan};
+use super::ConvPlan;
 use crate::kernels::buffers;
 use crate::kernels::epilogue::{self, EpilogueRef};
 use crate::kernels::gemm::MatRef;
@@ -103,8 +102,6 @@ pub(super) fn forward(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, 
     use rayon::prelude::*;
     let g = &p.geo;
     let (ci, co, ow) = (p.c, p.cout, g.out_w);
-    // every 4x4 patch lies inside (the padded copy ends at out + 2)
-    let (xp, hp, wp) = implicit::padded(x, p);
     let (th, tw) = (g.out_h / 2, g.out_w / 2);
     let bands = p.n * th;
     let band_bytes = 16 * tw * (ci + co) * 4;
@@ -120,7 +117,7 @@ pub(super) fn forward(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, 
         let t = nb * tw;
         buf.resize(16 * t * (ci + co), 0.0);
         let (v, m) = buf.split_at_mut(16 * t * ci);
-        input_transform(&xp, hp, wp, ci, th, tw, q0, nb, v);
+        input_transform(x, p, th, tw, q0, nb, v);
         for xi in 0..16 {
             let a = MatRef::new(&v[xi * t * ci..(xi + 1) * t * ci], t, ci);
             gemm_packed_serial(a, &u[xi], &mut m[xi * t * co..(xi + 1) * t * co], co, false);
@@ -133,39 +130,45 @@ pub(super) fn forward(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, 
             .enumerate()
             .for_each(|b| BLOCK.with_borrow_mut(|buf| work(buf, b)))
     });
-    if let Cow::Owned(v) = xp {
-        buffers::recycle(v);
-    }
 }
 
 /// `V[ξ][j] = (Bᵀ d B)[ξ]` for the patches `d` of the `nb * tw` tiles of bands
-/// `q0..q0 + nb`, `v` holding 16 matrices of tiles x `ci`.
+/// `q0..q0 + nb`, `v` holding 16 matrices of tiles x `ci`. A patch's pixels in
+/// the padding read as zeros (no padded copy of the input is made).
 /// `Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]`.
 /// Every step is a loop over a pixel's channels, which vectorises.
-#[allow(clippy::too_many_arguments)]
 fn input_transform(
-    xp: &[f32],
-    hp: usize,
-    wp: usize,
-    ci: usize,
+    x: &[f32],
+    p: &ConvPlan,
     th: usize,
     tw: usize,
     q0: usize,
     nb: usize,
     v: &mut [f32],
 ) {
+    let g = &p.geo;
+    let ci = p.c;
     let t = nb * tw;
     let mut planes: Vec<&mut [f32]> = v.chunks_mut(t * ci).collect();
+    let zeros = vec![0f32; ci];
+    // input pixel (b, yy, xx) of the padded input, or zeros in the padding
+    let pixel = |b: usize, yy: usize, xx: usize| -> &[f32] {
+        match (yy.checked_sub(g.pad_top), xx.checked_sub(g.pad_left)) {
+            (Some(iy), Some(ix)) if iy < g.in_h && ix < g.in_w => {
+                let at = ((b * g.in_h + iy) * g.in_w + ix) * ci;
+                &x[at..at + ci]
+            }
+            _ => &zeros,
+        }
+    };
     // Bᵀ d, stored column-major: e[s * 4 + r] = (Bᵀ d)[r][s]
     let mut e = vec![0f32; 16 * ci];
     for q in q0..q0 + nb {
         let (b, ty) = (q / th, q % th);
         for tx in 0..tw {
             let j = (q - q0) * tw + tx;
-            let d: [&[f32]; 16] = std::array::from_fn(|rs| {
-                let at = ((b * hp + 2 * ty + rs / 4) * wp + 2 * tx + rs % 4) * ci;
-                &xp[at..at + ci]
-            });
+            let d: [&[f32]; 16] =
+                std::array::from_fn(|rs| pixel(b, 2 * ty + rs / 4, 2 * tx + rs % 4));
             for (s, col) in e.chunks_exact_mut(4 * ci).enumerate() {
                 let (e0, rest) = col.split_at_mut(ci);
                 let (e1, rest) = rest.split_at_mut(ci);
