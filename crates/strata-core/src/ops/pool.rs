@@ -4,6 +4,7 @@
 //! window, never counting padding) and `GlobalAveragePooling2D`.
 //! `Padding::Explicit` gives torchvision's `MaxPool2d(3, 2, padding=1)`.
 
+use crate::autograd;
 use crate::error::{fmt_shape, CoreError, Result};
 use crate::kernels::{buffers, parallel};
 use crate::ops::padding::{nhwc, Geometry2d, Padding};
@@ -89,6 +90,41 @@ fn max_pool_unpadded(x: &[f32], g: &Geometry2d, c: usize, out: &mut [f32], arg: 
     }
 }
 
+/// The forward of max pooling without the winners' indices (nothing to
+/// backpropagate into): each output is its window's maximum, taken with the
+/// same strict `>` as [`select_greater`], so the values are bitwise the same.
+fn max_pool_values(x: &[f32], g: &Geometry2d, c: usize, out: &mut [f32]) {
+    let img = g.in_h * g.in_w * c;
+    if c == 0 {
+        return;
+    }
+    parallel::for_each_chunk_mut(out, (g.out_w * c).max(1), |idx, row| {
+        let (b, oh) = (idx / g.out_h, idx % g.out_h);
+        let xi = &x[b * img..(b + 1) * img];
+        for (o, ow) in row.chunks_exact_mut(c).zip(0..) {
+            let mut first = true;
+            for ki in 0..g.kh {
+                let Some(ih) = g.in_row(oh, ki) else { continue };
+                for kj in 0..g.kw {
+                    let Some(iw) = g.in_col(ow, kj) else { continue };
+                    let xs = &xi[(ih * g.in_w + iw) * c..][..c];
+                    if first {
+                        o.copy_from_slice(xs);
+                        first = false;
+                    } else {
+                        o.iter_mut()
+                            .zip(xs)
+                            .for_each(|(o, &v)| *o = if v > *o { v } else { *o });
+                    }
+                }
+            }
+            if first {
+                o.fill(0.0);
+            }
+        }
+    });
+}
+
 /// Where `xs[ch] > o[ch]`, takes the value and its index `base + ch` (strict `>`:
 /// the first maximum wins ties). A bitwise select (an all-ones mask where
 /// `v > o`) instead of a branch, so the loop vectorises.
@@ -151,13 +187,17 @@ impl Tensor {
             ));
         }
         let olen = n * g.out_h * g.out_w * c;
-        // index of the winner inside its image, per output element
-        let (mut out, mut arg) = if g.unpadded() {
-            // the fast path below writes every element
-            (buffers::dirty(olen), buffers::dirty_u32(olen))
-        } else {
-            (vec![0.0; olen], vec![0u32; olen])
-        };
+        let shape = vec![n, g.out_h, g.out_w, c];
+        // with no backward to record, the winners' indices are not needed
+        if !autograd::should_record(&[self]) {
+            // every element is written below
+            let mut out = buffers::dirty(olen);
+            max_pool_values(&self.data(), &g, c, &mut out);
+            return Ok(Tensor::from_parts(out, shape));
+        }
+        // index of the winner inside its image, per output element; both
+        // written for every element below
+        let (mut out, mut arg) = (buffers::dirty(olen), buffers::dirty_u32(olen));
         if g.unpadded() && c > 0 {
             max_pool_unpadded(&self.data(), &g, c, &mut out, &mut arg);
         } else {
@@ -188,6 +228,12 @@ impl Tensor {
                             }
                         }
                     }
+                    // (a window wholly in the padding, which Keras' 'same'
+                    // never makes, would be 0 with its gradient at 0)
+                    if first {
+                        o.fill(0.0);
+                        a.fill(0);
+                    }
                 }
             };
             if pairs.len() > 1 && olen >= parallel::PAR_THRESHOLD {
@@ -202,7 +248,6 @@ impl Tensor {
                 pairs.iter_mut().enumerate().for_each(|(i, p)| work(i, p));
             }
         }
-        let shape = vec![n, g.out_h, g.out_w, c];
         let per_out_img = g.out_h * g.out_w * c;
         let tiled = g.unpadded() && g.sh == g.kh && g.sw == g.kw;
         Ok(Tensor::from_op(out, shape, OP, &[self], move |gr| {
@@ -332,6 +377,33 @@ mod tests {
     use super::*;
     use crate::gradcheck::check_gradients;
     use crate::rng::Rng;
+
+    /// With nothing to backpropagate into, max pooling skips the winners'
+    /// indices: the values are bitwise those of the recorded path, ties, NaN
+    /// and infinities included, padded or not, tiled or overlapping.
+    #[test]
+    fn untracked_max_pool_is_bitwise_the_tracked_one() {
+        let mut rng = Rng::new(9);
+        let mut v: Vec<f32> = (0..2 * 9 * 10 * 5).map(|_| rng.normal().round()).collect();
+        v[7] = f32::NAN;
+        v[40] = f32::INFINITY;
+        v[41] = f32::NEG_INFINITY;
+        let x = Tensor::from_vec(v, &[2, 9, 10, 5]).unwrap();
+        for (pool, strides, padding) in [
+            ((3, 3), (2, 2), Padding::Same),
+            ((2, 2), (2, 2), Padding::Valid),
+            ((3, 2), (1, 2), Padding::Valid),
+            ((2, 3), (3, 1), Padding::Same),
+        ] {
+            let tracked = x.clone().requires_grad_(true);
+            let want = tracked.max_pool2d(pool, strides, padding).unwrap();
+            let got = crate::no_grad(|| x.max_pool2d(pool, strides, padding)).unwrap();
+            assert!(!got.requires_grad());
+            let bits = |t: &Tensor| t.to_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{pool:?} {strides:?} {padding:?}");
+            assert_eq!(got.shape(), want.shape());
+        }
+    }
 
     /// Distinct values spaced 0.1 apart, shuffled: no ties, and gradcheck's ±0.01
     /// perturbation never changes a window's winner.
