@@ -161,6 +161,7 @@ fn input_transform(
             _ => &zeros,
         }
     };
+    let simd = crate::kernels::packed_gemm::available();
     // Bᵀ d, stored column-major: e[s * 4 + r] = (Bᵀ d)[r][s]
     let mut e = vec![0f32; 16 * ci];
     for q in q0..q0 + nb {
@@ -169,6 +170,11 @@ fn input_transform(
             let j = (q - q0) * tw + tx;
             let d: [&[f32]; 16] =
                 std::array::from_fn(|rs| pixel(b, 2 * ty + rs / 4, 2 * tx + rs % 4));
+            #[cfg(target_arch = "x86_64")]
+            if simd {
+                simd::input_tile(&d, &mut planes, j * ci, ci);
+                continue;
+            }
             for (s, col) in e.chunks_exact_mut(4 * ci).enumerate() {
                 let (e0, rest) = col.split_at_mut(ci);
                 let (e1, rest) = rest.split_at_mut(ci);
@@ -207,10 +213,17 @@ fn input_transform(
 fn output_transform(m: &[f32], co: usize, ow: usize, tw: usize, nb: usize, out_b: &mut [f32]) {
     let t = nb * tw;
     let planes: Vec<&[f32]> = m.chunks(t * co).collect();
+    let simd = crate::kernels::packed_gemm::available();
     // Aᵀ M, stored column-major: u[s * 2 + a] = (Aᵀ M)[a][s]
     let mut u = vec![0f32; 8 * co];
     for j in 0..t {
         let (band, tx) = (j / tw, j % tw);
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            let px = [2 * band * ow + 2 * tx, (2 * band + 1) * ow + 2 * tx];
+            simd::output_tile(&planes, j * co, co, out_b, px);
+            continue;
+        }
         let mm = |xi: usize| &planes[xi][j * co..(j + 1) * co];
         for (s, col) in u.chunks_exact_mut(2 * co).enumerate() {
             let (u0, u1) = col.split_at_mut(co);
@@ -230,6 +243,200 @@ fn output_transform(m: &[f32], co: usize, ow: usize, tw: usize, nb: usize, out_b
                 y0[l] = a0[l] + a1[l] + a2[l];
                 y1[l] = a1[l] - a2[l] - a3[l];
             }
+        }
+    }
+}
+
+/// The transforms of one tile with AVX-512: 16 channels at a time, the
+/// whole 4x4 patch in registers from its loads to its stores (the loops
+/// above go through a buffer, 8 channels at a time). The same additions in
+/// the same order, so the results are bitwise those of the loops.
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use std::arch::x86_64::*;
+
+    /// The low `min(w, 16)` bits: the channels of a 16-wide step to touch.
+    fn mask(w: usize) -> u16 {
+        if w >= 16 {
+            u16::MAX
+        } else {
+            (1u16 << w) - 1
+        }
+    }
+
+    /// `V[ξ] = (Bᵀ d B)[ξ]` of the patch `d` (16 pixels of `ci` channels),
+    /// written to channels `at..at + ci` of the 16 planes.
+    /// Panics if a pixel has fewer than `ci` channels or a plane ends first.
+    pub(super) fn input_tile(d: &[&[f32]; 16], planes: &mut [&mut [f32]], at: usize, ci: usize) {
+        assert!(d.iter().all(|px| px.len() >= ci), "winograd: short pixel");
+        assert!(planes.len() == 16 && planes.iter().all(|p| p.len() >= at + ci));
+        // SAFETY: the CPU has AVX-512F (`packed_gemm::available`, checked by
+        // the caller, is the condition of this path); the asserts above put
+        // every lane the masks select, channels `l..ci`, inside the slices.
+        unsafe { input_tile_avx512(d, planes, at, ci) }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn input_tile_avx512(d: &[&[f32]; 16], planes: &mut [&mut [f32]], at: usize, ci: usize) {
+        for l in (0..ci).step_by(16) {
+            let k = mask(ci - l);
+            // SAFETY (loads and stores): masked to channels l..ci, which the
+            // caller proved lie inside each pixel and plane.
+            let x: [__m512; 16] = std::array::from_fn(|rs| unsafe {
+                _mm512_maskz_loadu_ps(k, d[rs].as_ptr().add(l))
+            });
+            // e[4 * r + s] = (Bᵀ d)[r][s]
+            let mut e = [_mm512_setzero_ps(); 16];
+            for s in 0..4 {
+                e[s] = _mm512_sub_ps(x[s], x[8 + s]);
+                e[4 + s] = _mm512_add_ps(x[4 + s], x[8 + s]);
+                e[8 + s] = _mm512_sub_ps(x[8 + s], x[4 + s]);
+                e[12 + s] = _mm512_sub_ps(x[4 + s], x[12 + s]);
+            }
+            for r in 0..4 {
+                let [a0, a1, a2, a3] = [e[4 * r], e[4 * r + 1], e[4 * r + 2], e[4 * r + 3]];
+                let v = [
+                    _mm512_sub_ps(a0, a2),
+                    _mm512_add_ps(a1, a2),
+                    _mm512_sub_ps(a2, a1),
+                    _mm512_sub_ps(a1, a3),
+                ];
+                for (c, v) in v.into_iter().enumerate() {
+                    unsafe {
+                        _mm512_mask_storeu_ps(planes[4 * r + c].as_mut_ptr().add(at + l), k, v)
+                    };
+                }
+            }
+        }
+    }
+
+    /// `Y = Aᵀ M A` of one tile (`M` at channels `at..at + co` of the 16
+    /// planes), written to its pixel pairs `px[0]` (and the next pixel) of
+    /// the first output row and `px[1]` of the second.
+    /// Panics if a plane or the output ends first.
+    pub(super) fn output_tile(
+        planes: &[&[f32]],
+        at: usize,
+        co: usize,
+        out: &mut [f32],
+        px: [usize; 2],
+    ) {
+        assert!(planes.len() == 16 && planes.iter().all(|p| p.len() >= at + co));
+        assert!(
+            px.iter().all(|&p| (p + 2) * co <= out.len()),
+            "winograd: output ends"
+        );
+        // SAFETY: as in `input_tile`: AVX-512F is this path's condition, and
+        // the asserts put every lane the masks select inside the slices.
+        unsafe { output_tile_avx512(planes, at, co, out, px) }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn output_tile_avx512(
+        planes: &[&[f32]],
+        at: usize,
+        co: usize,
+        out: &mut [f32],
+        px: [usize; 2],
+    ) {
+        for l in (0..co).step_by(16) {
+            let k = mask(co - l);
+            // SAFETY (loads and stores): masked to channels l..co, inside
+            // each plane and each output pixel by the caller's asserts.
+            let m: [__m512; 16] = std::array::from_fn(|xi| unsafe {
+                _mm512_maskz_loadu_ps(k, planes[xi].as_ptr().add(at + l))
+            });
+            // u[2 * s + a] = (Aᵀ M)[a][s]
+            let mut u = [_mm512_setzero_ps(); 8];
+            for s in 0..4 {
+                let (m0, m1, m2, m3) = (m[s], m[4 + s], m[8 + s], m[12 + s]);
+                u[2 * s] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+                u[2 * s + 1] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+            }
+            for (a, &p) in px.iter().enumerate() {
+                let [a0, a1, a2, a3] = [u[a], u[2 + a], u[4 + a], u[6 + a]];
+                let y0 = _mm512_add_ps(_mm512_add_ps(a0, a1), a2);
+                let y1 = _mm512_sub_ps(_mm512_sub_ps(a1, a2), a3);
+                unsafe {
+                    _mm512_mask_storeu_ps(out.as_mut_ptr().add(p * co + l), k, y0);
+                    _mm512_mask_storeu_ps(out.as_mut_ptr().add((p + 1) * co + l), k, y1);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::simd;
+    use crate::rng::Rng;
+
+    /// The AVX-512 tiles against the transforms written out per channel, in
+    /// the loops' order of additions: bitwise equal, a partial 16-channel
+    /// step included.
+    #[test]
+    fn simd_tiles_are_bitwise_the_loops() {
+        if !crate::kernels::packed_gemm::available() {
+            eprintln!("skipped: this CPU has no AVX-512F");
+            return;
+        }
+        let mut rng = Rng::new(3);
+        let c = 70;
+        let mut rand = |n: usize| (0..n).map(|_| rng.normal()).collect::<Vec<f32>>();
+        // input: patch pixels d[rs] -> 16 planes of 2 tiles, the second tile's
+        let px: Vec<Vec<f32>> = (0..16).map(|_| rand(c)).collect();
+        let d: [&[f32]; 16] = std::array::from_fn(|rs| px[rs].as_slice());
+        let mut v = vec![0f32; 16 * 2 * c];
+        let mut planes: Vec<&mut [f32]> = v.chunks_mut(2 * c).collect();
+        simd::input_tile(&d, &mut planes, c, c);
+        for l in 0..c {
+            let x = |r: usize, s: usize| d[4 * r + s][l];
+            let e = |r: usize, s: usize| match r {
+                0 => x(0, s) - x(2, s),
+                1 => x(1, s) + x(2, s),
+                2 => x(2, s) - x(1, s),
+                _ => x(1, s) - x(3, s),
+            };
+            for r in 0..4 {
+                let want = [
+                    e(r, 0) - e(r, 2),
+                    e(r, 1) + e(r, 2),
+                    e(r, 2) - e(r, 1),
+                    e(r, 1) - e(r, 3),
+                ];
+                for (k, w) in want.into_iter().enumerate() {
+                    assert_eq!(
+                        planes[4 * r + k][c + l].to_bits(),
+                        w.to_bits(),
+                        "V[{r}{k}] {l}"
+                    );
+                    assert_eq!(planes[4 * r + k][l], 0.0, "first tile untouched");
+                }
+            }
+        }
+        // output: 16 planes of one tile -> pixels 1, 2 (row 0) and 5, 6 (row 1)
+        let m: Vec<Vec<f32>> = (0..16).map(|_| rand(c)).collect();
+        let mp: Vec<&[f32]> = m.iter().map(|p| p.as_slice()).collect();
+        let mut out = vec![0f32; 8 * c];
+        simd::output_tile(&mp, 0, c, &mut out, [1, 5]);
+        for l in 0..c {
+            let mm = |r: usize, s: usize| m[4 * r + s][l];
+            let u = |a: usize, s: usize| match a {
+                0 => mm(0, s) + mm(1, s) + mm(2, s),
+                _ => mm(1, s) - mm(2, s) - mm(3, s),
+            };
+            for (a, p) in [1, 5].into_iter().enumerate() {
+                let y0 = u(a, 0) + u(a, 1) + u(a, 2);
+                let y1 = u(a, 1) - u(a, 2) - u(a, 3);
+                assert_eq!(out[p * c + l].to_bits(), y0.to_bits(), "row {a} {l}");
+                assert_eq!(out[(p + 1) * c + l].to_bits(), y1.to_bits(), "row {a} {l}");
+            }
+        }
+        for p in [0, 3, 4, 7] {
+            assert!(
+                out[p * c..(p + 1) * c].iter().all(|&y| y == 0.0),
+                "pixel {p}"
+            );
         }
     }
 }
