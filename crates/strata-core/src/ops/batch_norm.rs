@@ -141,36 +141,62 @@ fn normalise_act(x: &[f32], a: &[f32], b: &[f32], relu: bool) -> Vec<f32> {
     y
 }
 
-/// Per-channel `[sum(x - k) | sum((x - k)^2)]` in f64 over rows `r`, with `k` a
-/// per-channel shift (one row of `x`) that keeps the one-pass variance exact
-/// enough even when |mean| >> std.
+/// Rows summed in f32 before their sums join the f64 accumulators: the f32
+/// lanes run 4x as many channels per instruction as f64 ones with no
+/// conversion per element, and 32 terms lose at most ~2e-6 of their sum.
+const F32_ROWS: usize = 32;
+
+/// Per-channel `[sum(x - k) | sum((x - k)^2)]` over rows `r`, in f32 for
+/// [`F32_ROWS`] rows at a time and f64 across them, with `k` a per-channel
+/// shift (one row of `x`) that keeps the one-pass variance exact enough even
+/// when |mean| >> std.
 fn shifted_moments(x: &[f32], c: usize, k: &[f32], r: Range<usize>, acc: &mut [f64]) {
     let (s1, s2) = acc.split_at_mut(c);
-    for row in x[r.start * c..r.end * c].chunks_exact(c) {
-        for (((s1, s2), &v), &k) in s1.iter_mut().zip(s2.iter_mut()).zip(row).zip(k) {
-            let d = (v - k) as f64;
-            *s1 += d;
-            *s2 += d * d;
+    let (mut b1, mut b2) = (vec![0f32; c], vec![0f32; c]);
+    for block in x[r.start * c..r.end * c].chunks(F32_ROWS * c) {
+        b1.fill(0.0);
+        b2.fill(0.0);
+        for row in block.chunks_exact(c) {
+            for (((b1, b2), &v), &k) in b1.iter_mut().zip(b2.iter_mut()).zip(row).zip(k) {
+                let d = v - k;
+                *b1 += d;
+                *b2 += d * d;
+            }
         }
+        add_f64(s1, &b1);
+        add_f64(s2, &b2);
     }
 }
 
-/// Per-channel `[sum dy | sum dy * xhat]` with `xhat = (x - mean) * inv`, f64 sums.
+/// `acc += part`, element by element, in f64.
+fn add_f64(acc: &mut [f64], part: &[f32]) {
+    acc.iter_mut().zip(part).for_each(|(a, &p)| *a += p as f64);
+}
+
+/// Per-channel `[sum dy | sum dy * xhat]` with `xhat = (x - mean) * inv`, in
+/// f32 for [`F32_ROWS`] rows at a time and f64 across them.
 fn sum_dy_and_dy_xhat(x: &[f32], dy: &[f32], mean: &[f32], inv: &[f32], acc: &mut [f64]) {
     let c = mean.len();
     let (sg, sgx) = acc.split_at_mut(c);
-    for (xr, gr) in x.chunks_exact(c).zip(dy.chunks_exact(c)) {
-        let per_ch = sg
-            .iter_mut()
-            .zip(sgx.iter_mut())
-            .zip(xr)
-            .zip(gr)
-            .zip(mean)
-            .zip(inv);
-        for (((((sg, sgx), &x), &g), &mu), &inv) in per_ch {
-            *sg += g as f64;
-            *sgx += (g * ((x - mu) * inv)) as f64;
+    let (mut bg, mut bgx) = (vec![0f32; c], vec![0f32; c]);
+    for (xb, gb) in x.chunks(F32_ROWS * c).zip(dy.chunks(F32_ROWS * c)) {
+        bg.fill(0.0);
+        bgx.fill(0.0);
+        for (xr, gr) in xb.chunks_exact(c).zip(gb.chunks_exact(c)) {
+            let per_ch = bg
+                .iter_mut()
+                .zip(bgx.iter_mut())
+                .zip(xr)
+                .zip(gr)
+                .zip(mean)
+                .zip(inv);
+            for (((((bg, bgx), &x), &g), &mu), &inv) in per_ch {
+                *bg += g;
+                *bgx += g * ((x - mu) * inv);
+            }
         }
+        add_f64(sg, &bg);
+        add_f64(sgx, &bgx);
     }
 }
 
