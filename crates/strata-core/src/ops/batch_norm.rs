@@ -173,9 +173,31 @@ fn add_f64(acc: &mut [f64], part: &[f32]) {
     acc.iter_mut().zip(part).for_each(|(a, &p)| *a += p as f64);
 }
 
+/// `dy` through the ReLU that followed `y = x * a + b` if `RELU` (the ReLU's
+/// own gradient rule, `g * 1` where `y > 0`, else `g * 0`, recomputing `y`),
+/// else `dy` itself.
+#[inline(always)]
+fn through_relu<const RELU: bool>(g: f32, x: f32, a: f32, b: f32) -> f32 {
+    if RELU {
+        g * if x * a + b > 0.0 { 1.0 } else { 0.0 }
+    } else {
+        g
+    }
+}
+
 /// Per-channel `[sum dy | sum dy * xhat]` with `xhat = (x - mean) * inv`, in
-/// f32 for [`F32_ROWS`] rows at a time and f64 across them.
-fn sum_dy_and_dy_xhat(x: &[f32], dy: &[f32], mean: &[f32], inv: &[f32], acc: &mut [f64]) {
+/// f32 for [`F32_ROWS`] rows at a time and f64 across them; `dy` taken
+/// through the ReLU of `x * a + b` first if `RELU`.
+#[allow(clippy::too_many_arguments)]
+fn sum_dy_and_dy_xhat<const RELU: bool>(
+    x: &[f32],
+    dy: &[f32],
+    mean: &[f32],
+    inv: &[f32],
+    a: &[f32],
+    b: &[f32],
+    acc: &mut [f64],
+) {
     let c = mean.len();
     let (sg, sgx) = acc.split_at_mut(c);
     let (mut bg, mut bgx) = (vec![0f32; c], vec![0f32; c]);
@@ -189,8 +211,11 @@ fn sum_dy_and_dy_xhat(x: &[f32], dy: &[f32], mean: &[f32], inv: &[f32], acc: &mu
                 .zip(xr)
                 .zip(gr)
                 .zip(mean)
-                .zip(inv);
-            for (((((bg, bgx), &x), &g), &mu), &inv) in per_ch {
+                .zip(inv)
+                .zip(a)
+                .zip(b);
+            for (((((((bg, bgx), &x), &g), &mu), &inv), &a), &b) in per_ch {
+                let g = through_relu::<RELU>(g, x, a, b);
                 *bg += g;
                 *bgx += g * ((x - mu) * inv);
             }
@@ -200,23 +225,33 @@ fn sum_dy_and_dy_xhat(x: &[f32], dy: &[f32], mean: &[f32], inv: &[f32], acc: &mu
     }
 }
 
-/// `dy` through a ReLU that followed `y = x * a + b`: the ReLU's own gradient
-/// rule (`g * 1` where `y > 0`, else `g * 0`), recomputing `y` from `x`.
-fn relu_masked(x: &[f32], dy: &[f32], a: &[f32], b: &[f32]) -> Vec<f32> {
-    let c = a.len();
-    let mut out = buffers::dirty(dy.len());
-    let rows = threads::chunk_len(dy.len() / c, 256);
-    parallel::for_each_chunk_mut(&mut out, rows * c, |i, o| {
-        let off = i * rows * c;
-        let (xs, gs) = (&x[off..off + o.len()], &dy[off..off + o.len()]);
-        let rows = o.chunks_exact_mut(c).zip(xs.chunks_exact(c));
-        for ((o, xr), gr) in rows.zip(gs.chunks_exact(c)) {
-            for ((((o, &x), &g), &a), &b) in o.iter_mut().zip(xr).zip(gr).zip(a).zip(b) {
-                *o = g * if x * a + b > 0.0 { 1.0 } else { 0.0 };
-            }
+/// `out = p * g + q * x + r` per channel, row by row, with `g` the rows of `dy`
+/// taken through the ReLU of `x * a + b` first if `RELU`: BatchNorm's dx.
+fn dx_rows<const RELU: bool>(
+    out: &mut [f32],
+    x: &[f32],
+    dy: &[f32],
+    [p, q, r]: [&[f32]; 3],
+    a: &[f32],
+    b: &[f32],
+) {
+    let c = p.len();
+    let rows = out.chunks_exact_mut(c).zip(x.chunks_exact(c));
+    for ((o, xr), gr) in rows.zip(dy.chunks_exact(c)) {
+        let per_ch = o
+            .iter_mut()
+            .zip(xr)
+            .zip(gr)
+            .zip(p)
+            .zip(q)
+            .zip(r)
+            .zip(a)
+            .zip(b);
+        for (((((((o, &x), &g), &p), &q), &r), &a), &b) in per_ch {
+            let g = through_relu::<RELU>(g, x, a, b);
+            *o = p * g + q * x + r;
         }
-    });
-    out
+    }
 }
 
 fn values_or(t: Option<&Tensor>, c: usize, v: f32) -> Vec<f32> {
@@ -298,18 +333,17 @@ impl Tensor {
         let (mean_s, inv_s) = (mean.clone(), inv_std);
         let out = Tensor::from_op(y, self.shape().to_vec(), op, &inputs, move |dy| {
             let x = xt.data();
-            let masked = relu.then(|| relu_masked(&x, dy, &scale, &shift));
-            let dy: &[f32] = masked.as_deref().unwrap_or(dy);
             let (mean, inv) = (&mean_s, &inv_s);
+            // the ReLU's mask is recomputed from x in both passes below
+            // instead of written out as a masked copy of dy
+            let (a, b) = (&scale[..], &shift[..]);
             // [sum dy | sum dy * xhat] per channel
             let s = channel_reduce(m, 2 * c, |r, acc| {
-                sum_dy_and_dy_xhat(
-                    &x[r.start * c..r.end * c],
-                    &dy[r.start * c..r.end * c],
-                    mean,
-                    inv,
-                    acc,
-                )
+                let (xs, gs) = (&x[r.start * c..r.end * c], &dy[r.start * c..r.end * c]);
+                match relu {
+                    true => sum_dy_and_dy_xhat::<true>(xs, gs, mean, inv, a, b, acc),
+                    false => sum_dy_and_dy_xhat::<false>(xs, gs, mean, inv, a, b, acc),
+                }
             });
             let (sum_g, sum_gx): (Vec<f32>, Vec<f32>) = (
                 s[..c].iter().map(|&v| v as f32).collect(),
@@ -330,19 +364,13 @@ impl Tensor {
                 parallel::for_each_chunk_mut(&mut dx, rows * c, |i, out| {
                     let off = i * rows * c;
                     let (xs, gs) = (&x[off..off + out.len()], &dy[off..off + out.len()]);
-                    let rows = out.chunks_exact_mut(c).zip(xs.chunks_exact(c));
-                    for ((o, xr), gr) in rows.zip(gs.chunks_exact(c)) {
-                        let per_ch = o.iter_mut().zip(xr).zip(gr).zip(&p).zip(&q).zip(&r);
-                        for (((((o, &x), &g), &p), &q), &r) in per_ch {
-                            *o = p * g + q * x + r;
-                        }
+                    match relu {
+                        true => dx_rows::<true>(out, xs, gs, [&p, &q, &r], a, b),
+                        false => dx_rows::<false>(out, xs, gs, [&p, &q, &r], a, b),
                     }
                 });
                 dx
             });
-            if let Some(mb) = masked {
-                buffers::recycle(mb);
-            }
             let mut grads = vec![dx];
             if has_g {
                 grads.push(want_g.then(|| sum_gx.clone()));
@@ -424,7 +452,8 @@ impl Tensor {
                     let x = xt.data();
                     let s = channel_reduce(m, 2 * c, |r, acc| {
                         let (xs, gs) = (&x[r.start * c..r.end * c], &dy[r.start * c..r.end * c]);
-                        sum_dy_and_dy_xhat(xs, gs, &mean, &inv, acc)
+                        // (no ReLU: the last two per-channel slices go unread)
+                        sum_dy_and_dy_xhat::<false>(xs, gs, &mean, &inv, &mean, &inv, acc)
                     });
                     if has_g {
                         grads.push(want_g.then(|| s[c..].iter().map(|&v| v as f32).collect()));
