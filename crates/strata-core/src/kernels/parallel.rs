@@ -63,6 +63,21 @@ pub fn for_each_chunk_mut(
     });
 }
 
+/// `part(0) + part(1) + ... + part(parts - 1)` for `parts >= 1` equal-length
+/// partial results, each computed as one task on the thread pool and added in
+/// part order, so the sum depends only on `parts`, not on scheduling. The
+/// partials' buffers go back to the pool.
+pub fn sum_of_parts(parts: usize, part: impl Fn(usize) -> Vec<f32> + Sync + Send) -> Vec<f32> {
+    let mut partials: Vec<Vec<f32>> =
+        threads::install(|| (0..parts.max(1)).into_par_iter().map(part).collect());
+    let mut sum = partials.remove(0);
+    for other in partials {
+        add_assign(&mut sum, &other);
+        super::buffers::recycle(other);
+    }
+    sum
+}
+
 /// `acc[i] += x[i]` for equal-length slices (a gradient reaching a tensor twice).
 pub fn add_assign(acc: &mut [f32], x: &[f32]) {
     debug_assert_eq!(acc.len(), x.len());

@@ -582,7 +582,6 @@ fn forward_tiled<'w>(
 /// thread count. Saves the forward from keeping `cols` (kh*kw times the input)
 /// alive until the backward.
 fn dw_tiled(x: &[f32], dy: &[f32], p: &ConvPlan, tile_px: usize) -> Vec<f32> {
-    use rayon::prelude::*;
     let kt = p.kt();
     let ow = p.geo.out_w.max(1);
     let image_rows = p.n * p.geo.out_h;
@@ -628,14 +627,7 @@ fn dw_tiled(x: &[f32], dy: &[f32], p: &ConvPlan, tile_px: usize) -> Vec<f32> {
         });
         dw
     };
-    let mut partials: Vec<Vec<f32>> =
-        crate::threads::install(|| (0..parts).into_par_iter().map(part).collect());
-    let mut dw = partials.remove(0);
-    for other in partials {
-        parallel::add_assign(&mut dw, &other);
-        buffers::recycle(other);
-    }
-    dw
+    parallel::sum_of_parts(parts, part)
 }
 
 thread_local! {

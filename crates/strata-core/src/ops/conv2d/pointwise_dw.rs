@@ -74,7 +74,6 @@ fn product_split(
     cb: usize,
     parts: usize,
 ) -> Vec<f32> {
-    use rayon::prelude::*;
     let parts = parts.clamp(1, rows.div_ceil(KC).max(1));
     let part = |i: usize| -> Vec<f32> {
         let (r0, r1) = (rows * i / parts, rows * (i + 1) / parts);
@@ -95,14 +94,7 @@ fn product_split(
         buffers::recycle(at);
         c
     };
-    let mut partials: Vec<Vec<f32>> =
-        crate::threads::install(|| (0..parts).into_par_iter().map(part).collect());
-    let mut c = partials.remove(0);
-    for other in partials {
-        parallel::add_assign(&mut c, &other);
-        buffers::recycle(other);
-    }
-    c
+    parallel::sum_of_parts(parts, part)
 }
 
 /// `dst` (`cols x rows`) = the transpose of `src` (`rows x cols`), both
