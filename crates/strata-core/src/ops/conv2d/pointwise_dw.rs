@@ -5,11 +5,12 @@
 //! small (`C_in x C_out`). Read in place, Xᵀ is column-major, and a
 //! micro-kernel broadcasting from it would touch a new cache line for every
 //! value of k. So each thread takes a contiguous part of the rows and walks it
-//! in blocks of [`KC`] rows: the block of X is transposed into a thread-private
-//! `C_in x KC` matrix (rows the kernel reads with a unit step), the block of dY
-//! is packed as B, and the kernel accumulates the block's product into the
-//! thread's partial dW. The partials are added in part order, so the result
-//! depends only on the thread count.
+//! in blocks of [`KC`] rows: the block of the narrower of X and dY is
+//! transposed into a thread-private matrix (rows the kernel reads with a unit
+//! step), the other's block is packed as B, and the kernel accumulates the
+//! block's product into the thread's partial result (dW, or dWᵀ when dY is the
+//! narrower, transposed at the end). The partials are added in part order, so
+//! the result depends only on the thread count.
 
 use super::ConvPlan;
 use crate::kernels::gemm::MatRef;
