@@ -111,6 +111,17 @@ pub fn available() -> bool {
     }
 }
 
+/// For tests of the packed kernel: whether this CPU lacks it, saying so
+/// (the test then skips, visibly, instead of failing).
+#[cfg(test)]
+pub(crate) fn skip_without_avx512() -> bool {
+    let skip = !available();
+    if skip {
+        eprintln!("skipped: this CPU has no AVX-512F");
+    }
+    skip
+}
+
 /// Whether `a` can be read by the kernel: rows with unit column stride.
 pub fn accepts(a: &MatRef) -> bool {
     a.col_stride == 1 || a.cols <= 1
@@ -595,8 +606,7 @@ mod tests {
     /// thread and split by rows or by columns: all equal the f64 triple loop.
     #[test]
     fn matches_reference_on_tails_blocks_and_splits() {
-        if !available() {
-            eprintln!("skipped: this CPU has no AVX-512F");
+        if skip_without_avx512() {
             return;
         }
         let mut rng = Rng::new(11);
@@ -678,8 +688,7 @@ mod tests {
     /// all equal the dense product.
     #[test]
     fn row_sources_in_runs_match_the_dense_product() {
-        if !available() {
-            eprintln!("skipped: this CPU has no AVX-512F");
+        if skip_without_avx512() {
             return;
         }
         let mut rng = Rng::new(14);
@@ -732,8 +741,7 @@ mod tests {
     /// how: results are bitwise equal for every thread count.
     #[test]
     fn bitwise_equal_for_every_thread_count() {
-        if !available() {
-            eprintln!("skipped: this CPU has no AVX-512F");
+        if skip_without_avx512() {
             return;
         }
         let mut rng = Rng::new(12);

@@ -1588,8 +1588,7 @@ mod tests {
     /// reference paths.
     #[test]
     fn implicit_gemm_matches_reference() {
-        if !crate::kernels::packed_gemm::available() {
-            eprintln!("skipped: this CPU has no AVX-512F");
+        if crate::kernels::packed_gemm::skip_without_avx512() {
             return;
         }
         let mut rng = Rng::new(41);
@@ -1669,8 +1668,7 @@ mod tests {
     /// as Winograd against the reference paths.
     #[test]
     fn winograd_matches_reference() {
-        if !crate::kernels::packed_gemm::available() {
-            eprintln!("skipped: this CPU has no AVX-512F");
+        if crate::kernels::packed_gemm::skip_without_avx512() {
             return;
         }
         let mut rng = Rng::new(43);

@@ -146,8 +146,7 @@ mod tests {
     /// split over 1-3 parts; the same thread count gives the same bits.
     #[test]
     fn matches_reference_and_is_deterministic() {
-        if !packed_gemm::available() {
-            eprintln!("skipped: this CPU has no AVX-512F");
+        if crate::kernels::packed_gemm::skip_without_avx512() {
             return;
         }
         let mut rng = Rng::new(5);

@@ -114,8 +114,7 @@ mod tests {
     /// never kept for a kernel that trains.
     #[test]
     fn packing_is_cached_only_while_the_weights_stay_put() {
-        if !crate::kernels::packed_gemm::available() {
-            eprintln!("skipped: this CPU has no AVX-512F");
+        if crate::kernels::packed_gemm::skip_without_avx512() {
             return;
         }
         let mut rng = Rng::new(5);

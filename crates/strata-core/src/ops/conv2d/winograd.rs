@@ -376,8 +376,7 @@ mod tests {
     /// step included.
     #[test]
     fn simd_tiles_are_bitwise_the_loops() {
-        if !crate::kernels::packed_gemm::available() {
-            eprintln!("skipped: this CPU has no AVX-512F");
+        if crate::kernels::packed_gemm::skip_without_avx512() {
             return;
         }
         let mut rng = Rng::new(3);
