@@ -5,3 +5,4 @@ pub mod epilogue;
 pub mod gemm;
 pub mod packed_gemm;
 pub mod parallel;
+pub mod transpose;

@@ -63,6 +63,18 @@ impl PackedB {
         }
         let fill = |(j, panel): (usize, &mut [f32])| {
             let (n0, w) = (j * NR, NR.min(n - j * NR));
+            if b.row_stride == 1 && b.col_stride >= k && k > 1 {
+                // a transposed view (Wᵀ for dX): columns n0..n0+w are rows of
+                // the stored matrix, turned in blocks
+                let src = &b.data[n0 * b.col_stride..];
+                super::transpose::transpose(src, w, k, b.col_stride, panel, NR);
+                if w < NR {
+                    panel
+                        .chunks_exact_mut(NR)
+                        .for_each(|row| row[w..].fill(0.0));
+                }
+                return;
+            }
             for (p, row) in panel.chunks_exact_mut(NR).enumerate() {
                 let base = p * b.row_stride + n0 * b.col_stride;
                 if b.col_stride == 1 {

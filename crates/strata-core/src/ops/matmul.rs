@@ -123,16 +123,7 @@ impl Tensor {
 /// Row-major transpose of an `r x c` matrix.
 pub(crate) fn transpose2(x: &[f32], r: usize, c: usize) -> Vec<f32> {
     let mut out = vec![0.0; r * c];
-    const B: usize = 32;
-    for i0 in (0..r).step_by(B) {
-        for j0 in (0..c).step_by(B) {
-            for i in i0..(i0 + B).min(r) {
-                for j in j0..(j0 + B).min(c) {
-                    out[j * r + i] = x[i * c + j];
-                }
-            }
-        }
-    }
+    crate::kernels::transpose::transpose(x, r, c, c, &mut out, r);
     out
 }
 

@@ -15,6 +15,7 @@
 use super::ConvPlan;
 use crate::kernels::gemm::MatRef;
 use crate::kernels::packed_gemm::{self, gemm_rows_serial, PackedB, RowMajor};
+use crate::kernels::transpose::transpose;
 use crate::kernels::{buffers, parallel};
 
 /// Rows of X and dY per block: the transposed block (`C_in x KC`) and the
@@ -58,7 +59,7 @@ fn dw_split(x: &[f32], dy: &[f32], p: &ConvPlan, parts: usize) -> Vec<f32> {
     if cout < cin {
         let dwt = product_split(dy, x, rows, cout, cin, parts);
         let mut dw = buffers::dirty(cin * cout);
-        transpose(&dwt, cout, cin, &mut dw);
+        transpose(&dwt, cout, cin, cin, &mut dw, cout);
         buffers::recycle(dwt);
         return dw;
     }
@@ -87,7 +88,7 @@ fn product_split(
         for k0 in (r0..r1).step_by(KC) {
             let kc = KC.min(r1 - k0);
             let at = &mut at[..ca * kc];
-            transpose(&a[k0 * ca..(k0 + kc) * ca], kc, ca, at);
+            transpose(&a[k0 * ca..(k0 + kc) * ca], kc, ca, ca, at, kc);
             let at = RowMajor::new(MatRef::new(at, ca, kc)).expect("a whole matrix is row-major");
             let bp = PackedB::pack_serial(MatRef::new(&b[k0 * cb..(k0 + kc) * cb], kc, cb));
             gemm_rows_serial(&at, &bp, &mut c, cb, k0 > r0);
@@ -98,49 +99,12 @@ fn product_split(
     parallel::sum_of_parts(parts, part)
 }
 
-/// `dst` (`cols x rows`) = the transpose of `src` (`rows x cols`), both
-/// row-major, in 16 x 16 blocks so that reads and writes both stay on a few
-/// cache lines at a time.
-fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    const B: usize = 16;
-    for r0 in (0..rows).step_by(B) {
-        let r1 = (r0 + B).min(rows);
-        for c0 in (0..cols).step_by(B) {
-            let c1 = (c0 + B).min(cols);
-            for r in r0..r1 {
-                let row = &src[r * cols + c0..r * cols + c1];
-                for (c, &v) in (c0..c1).zip(row) {
-                    dst[c * rows + r] = v;
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kernels::gemm::matmul_reference;
     use crate::ops::conv2d::{plan, Conv2dConfig};
     use crate::rng::Rng;
-
-    #[test]
-    fn transpose_matches_the_definition() {
-        for (rows, cols) in [(1, 1), (3, 17), (16, 16), (33, 70), (256, 64)] {
-            let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
-            let mut dst = vec![0.0; rows * cols];
-            transpose(&src, rows, cols, &mut dst);
-            for r in 0..rows {
-                for c in 0..cols {
-                    assert_eq!(
-                        dst[c * rows + r],
-                        src[r * cols + c],
-                        "{rows}x{cols} ({r},{c})"
-                    );
-                }
-            }
-        }
-    }
 
     /// Against the f64 product for row counts below, at and past a block, and
     /// split over 1-3 parts; the same thread count gives the same bits.
