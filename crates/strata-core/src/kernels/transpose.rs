@@ -12,13 +12,15 @@
 
 /// `dst[c * ldd + r] = src[r * lds + c]` for `r < rows`, `c < cols`: `dst`
 /// (`cols x rows`, row stride `ldd`) becomes the transpose of `src` (`rows x
-/// cols`, row stride `lds`). Panics if either does not fit its slice.
+/// cols`, row stride `lds`; rows may overlap). Panics if either does not fit
+/// its slice, or if `ldd < rows`.
 pub fn transpose(src: &[f32], rows: usize, cols: usize, lds: usize, dst: &mut [f32], ldd: usize) {
     if rows == 0 || cols == 0 {
         return;
     }
+    // source rows may overlap (im2col windows read that way); written ones not
     assert!(
-        lds >= cols && (rows - 1) * lds + cols <= src.len(),
+        (rows - 1) * lds + cols <= src.len(),
         "transpose: source does not fit"
     );
     assert!(
@@ -160,7 +162,7 @@ mod tests {
     use super::*;
 
     fn check(rows: usize, cols: usize, lds: usize, ldd: usize) {
-        let src: Vec<f32> = (0..rows * lds).map(|i| i as f32).collect();
+        let src: Vec<f32> = (0..(rows - 1) * lds + cols).map(|i| i as f32).collect();
         let mut dst = vec![-1.0; cols * ldd];
         transpose(&src, rows, cols, lds, &mut dst, ldd);
         for c in 0..cols {
@@ -191,6 +193,8 @@ mod tests {
         ] {
             check(rows, cols, cols, rows);
             check(rows, cols, cols + 5, rows + 3);
+            // overlapping source rows, as an im2col window sliding by 3
+            check(rows, cols, 3, rows);
         }
     }
 }

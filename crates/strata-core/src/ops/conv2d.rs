@@ -247,6 +247,52 @@ fn im2col_row(x: &[f32], p: &ConvPlan, image_row: usize, row: &mut [f32]) {
     }
 }
 
+/// [`im2col_row`] transposed: the `kt` values of output pixel `ow` go down
+/// column `ow` of `dst` (row stride `ldd`), for a GEMM that reads colsᵀ with a
+/// unit step. Each kernel row of the interior pixels is one transpose of
+/// input runs (a run per pixel, `sw * c` apart); the few border pixels go
+/// through `pixel`, a scratch im2col row.
+fn im2col_row_t(
+    x: &[f32],
+    p: &ConvPlan,
+    image_row: usize,
+    dst: &mut [f32],
+    ldd: usize,
+    pixel: &mut Vec<f32>,
+) {
+    let g = &p.geo;
+    let kt = p.kt();
+    let img = g.in_h * g.in_w * p.c;
+    let (n, oh) = (image_row / g.out_h, image_row % g.out_h);
+    let xi = &x[n * img..(n + 1) * img];
+    let (lo, hi) = if p.groups == 1 && g.dw == 1 && g.kw > 0 && p.c > 0 {
+        interior_columns(g)
+    } else {
+        (0, 0)
+    };
+    if lo < hi {
+        let krow = g.kw * p.c;
+        for ki in 0..g.kh {
+            let d0 = ki * krow * ldd + lo;
+            match g.in_row(oh, ki) {
+                Some(ih) => {
+                    let c0 = (lo * g.sw - g.pad_left) * p.c;
+                    let src = &xi[ih * g.in_w * p.c + c0..(ih + 1) * g.in_w * p.c];
+                    transpose(src, hi - lo, krow, g.sw * p.c, &mut dst[d0..], ldd);
+                }
+                None => (0..krow).for_each(|k| dst[d0 + k * ldd..][..hi - lo].fill(0.0)),
+            }
+        }
+    }
+    pixel.resize(kt, 0.0);
+    for ow in (0..lo).chain(hi.max(lo)..g.out_w) {
+        im2col_pixel(xi, p, oh, ow, pixel);
+        for (k, &v) in pixel.iter().enumerate() {
+            dst[k * ldd + ow] = v;
+        }
+    }
+}
+
 /// The output columns `lo..hi` whose (undilated) windows lie inside the input's
 /// columns, with no padding; `lo >= hi` when there are none.
 fn interior_columns(g: &Geometry2d) -> (usize, usize) {
@@ -579,8 +625,8 @@ fn forward_tiled<'w>(
 /// rows are split into one contiguous part per thread; each part rebuilds its
 /// im2col a tile at a time in the thread's private buffer (so it is still in
 /// cache when the GEMM reads it) and accumulates into a private partial `dW`.
-/// On the packed kernel the tile is built as colsᵀ, an image row at a time
-/// turned by [`transpose`]: read in place as column-major, every one of the
+/// On the packed kernel the tile is built as colsᵀ ([`im2col_row_t`]): read
+/// in place as column-major, every one of the
 /// kernel's loads of A fell on another cache line (and page), and dW ran at
 /// 135-150 GFLOP/s where the forward's GEMMs run at 220.
 /// The partials are added in part order, so the result depends only on the
@@ -613,15 +659,13 @@ fn dw_tiled(x: &[f32], dy: &[f32], p: &ConvPlan, tile_px: usize) -> Vec<f32> {
                 let npx = ((t0 + tile_rows).min(r1) - t0) * ow;
                 let dy_t = &dy[t0 * ow * p.cout..];
                 if packed {
-                    // colsᵀ (kt x npx) built an image row at a time: im2col
-                    // of the row, then turned, so the kernel reads A's rows
-                    // with unit stride; dY's tile packed as B
+                    // colsᵀ (kt x npx) built an image row at a time, so the
+                    // kernel reads A's rows with unit stride; dY's tile
+                    // packed as B
                     TILE_COLS_T.with_borrow_mut(|cols_t| {
-                        cols.resize(ow * kt, 0.0);
                         cols_t.resize(kt * npx, 0.0);
                         for j in 0..npx / ow {
-                            im2col_row(x, p, t0 + j, &mut cols[..ow * kt]);
-                            transpose(&cols[..ow * kt], ow, kt, kt, &mut cols_t[j * ow..], npx);
+                            im2col_row_t(x, p, t0 + j, &mut cols_t[j * ow..], npx, cols);
                         }
                         let a = MatRef::new(&cols_t[..kt * npx], kt, npx);
                         let a = RowMajor::new(a).expect("colsᵀ is row-major");
@@ -1762,6 +1806,15 @@ mod tests {
                 [40, 14, 14, 16],
                 [3, 3, 16, 64],
                 Conv2dConfig::default().with_padding(Padding::Same),
+            ),
+            // stride 2 on the packed kernel: input runs 2 * C apart, padding
+            // on one side only
+            (
+                [24, 29, 29, 16],
+                [3, 3, 16, 64],
+                Conv2dConfig::default()
+                    .with_padding(Padding::Same)
+                    .with_strides(2, 2),
             ),
         ];
         for (i, (xs, ks, cfg)) in cases.into_iter().enumerate() {

@@ -31,7 +31,10 @@ const KC: usize = 256;
 /// against the `gemm` crate): 28x28 512->128 146 -> 194 GFLOP/s, 56x56
 /// 256->64 141 -> 154, 64->256 and 256->128 level; 56x56 64->64 fell 145 ->
 /// 120 (copies outweigh its narrow products), and 7x7 2048->512 (392 rows)
-/// 180 -> 145 (each thread's 4 MiB partial dW outweighs its few rows).
+/// 180 -> 145 (each thread's 4 MiB partial dW outweighs its few rows). Once
+/// the transposes ran in vector blocks, the 14x14 layers (1568 rows) gained
+/// too: forward + backward 256->1024 9.8-10.4 -> 9.4-9.5 ms, 1024->512
+/// 17.2-18.2 -> 16.4-16.9 ms; the 7x7 ones still lost 0-0.7 ms.
 pub(super) fn applies(p: &ConvPlan) -> bool {
     p.pointwise
         && p.groups == 1
@@ -41,8 +44,8 @@ pub(super) fn applies(p: &ConvPlan) -> bool {
         && packed_gemm::available()
 }
 
-/// Fewest rows (pixels of the batch) for [`applies`]: eight blocks.
-const MIN_ROWS: usize = 8 * KC;
+/// Fewest rows (pixels of the batch) for [`applies`]: four blocks.
+const MIN_ROWS: usize = 4 * KC;
 
 /// `dW = Xᵀ · dY` for a convolution that [`applies`], as a `C_in x C_out`
 /// row-major matrix (HWIO with a 1x1 window).
