@@ -247,15 +247,16 @@ fn im2col_row(x: &[f32], p: &ConvPlan, image_row: usize, row: &mut [f32]) {
     }
 }
 
-/// [`im2col_row`] transposed: the `kt` values of output pixel `ow` go down
-/// column `ow` of `dst` (row stride `ldd`), for a GEMM that reads colsᵀ with a
-/// unit step. Each kernel row of the interior pixels is one transpose of
+/// Rows `ks` of the transpose of [`im2col_row`]: value `k` of output pixel `ow`
+/// goes to `dst[(k - ks.start) * ldd + ow]`, for a GEMM that reads colsᵀ with
+/// a unit step. Each kernel row of the interior pixels is one transpose of
 /// input runs (a run per pixel, `sw * c` apart); the few border pixels go
 /// through `pixel`, a scratch im2col row.
 fn im2col_row_t(
     x: &[f32],
     p: &ConvPlan,
     image_row: usize,
+    ks: std::ops::Range<usize>,
     dst: &mut [f32],
     ldd: usize,
     pixel: &mut Vec<f32>,
@@ -273,21 +274,29 @@ fn im2col_row_t(
     if lo < hi {
         let krow = g.kw * p.c;
         for ki in 0..g.kh {
-            let d0 = ki * krow * ldd + lo;
+            // the part of this kernel row's values inside `ks`
+            let (a, b) = (
+                ks.start.clamp(ki * krow, (ki + 1) * krow),
+                ks.end.clamp(ki * krow, (ki + 1) * krow),
+            );
+            if a == b {
+                continue;
+            }
+            let d0 = (a - ks.start) * ldd + lo;
             match g.in_row(oh, ki) {
                 Some(ih) => {
-                    let c0 = (lo * g.sw - g.pad_left) * p.c;
+                    let c0 = (lo * g.sw - g.pad_left) * p.c + (a - ki * krow);
                     let src = &xi[ih * g.in_w * p.c + c0..(ih + 1) * g.in_w * p.c];
-                    transpose(src, hi - lo, krow, g.sw * p.c, &mut dst[d0..], ldd);
+                    transpose(src, hi - lo, b - a, g.sw * p.c, &mut dst[d0..], ldd);
                 }
-                None => (0..krow).for_each(|k| dst[d0 + k * ldd..][..hi - lo].fill(0.0)),
+                None => (0..b - a).for_each(|k| dst[d0 + k * ldd..][..hi - lo].fill(0.0)),
             }
         }
     }
     pixel.resize(kt, 0.0);
     for ow in (0..lo).chain(hi.max(lo)..g.out_w) {
         im2col_pixel(xi, p, oh, ow, pixel);
-        for (k, &v) in pixel.iter().enumerate() {
+        for (k, &v) in pixel[ks.clone()].iter().enumerate() {
             dst[k * ldd + ow] = v;
         }
     }
@@ -625,10 +634,11 @@ fn forward_tiled<'w>(
 /// rows are split into one contiguous part per thread; each part rebuilds its
 /// im2col a tile at a time in the thread's private buffer (so it is still in
 /// cache when the GEMM reads it) and accumulates into a private partial `dW`.
-/// On the packed kernel the tile is built as colsᵀ ([`im2col_row_t`]): read
-/// in place as column-major, every one of the
-/// kernel's loads of A fell on another cache line (and page), and dW ran at
-/// 135-150 GFLOP/s where the forward's GEMMs run at 220.
+/// On the packed kernel the tile is built as colsᵀ ([`im2col_row_t`]), so the
+/// kernel reads A with a unit step (read in place as column-major, each of
+/// its loads fell on another cache line and page, and dW ran at 135-150
+/// GFLOP/s where the forward's GEMMs run at 220), in blocks of rows small
+/// enough to stay in L2 until the kernel reads them.
 /// The partials are added in part order, so the result depends only on the
 /// thread count. Saves the forward from keeping `cols` (kh*kw times the input)
 /// alive until the backward.
@@ -659,19 +669,24 @@ fn dw_tiled(x: &[f32], dy: &[f32], p: &ConvPlan, tile_px: usize) -> Vec<f32> {
                 let npx = ((t0 + tile_rows).min(r1) - t0) * ow;
                 let dy_t = &dy[t0 * ow * p.cout..];
                 if packed {
-                    // colsᵀ (kt x npx) built an image row at a time, so the
-                    // kernel reads A's rows with unit stride; dY's tile
-                    // packed as B
+                    // dY's tile packed as B once; colsᵀ built a block of its
+                    // rows at a time (small enough to stay in L2 until the
+                    // kernel reads it, with a unit step), each block's
+                    // product going to the same rows of dW
+                    let b = PackedB::pack_serial(MatRef::new(&dy_t[..npx * p.cout], npx, p.cout));
+                    let kb = cols_t_block_rows(npx);
                     TILE_COLS_T.with_borrow_mut(|cols_t| {
-                        cols_t.resize(kt * npx, 0.0);
-                        for j in 0..npx / ow {
-                            im2col_row_t(x, p, t0 + j, &mut cols_t[j * ow..], npx, cols);
+                        for k0 in (0..kt).step_by(kb) {
+                            let k1 = (k0 + kb).min(kt);
+                            let block = &mut cols_t_buf(cols_t, (k1 - k0) * npx)[..];
+                            for j in 0..npx / ow {
+                                im2col_row_t(x, p, t0 + j, k0..k1, &mut block[j * ow..], npx, cols);
+                            }
+                            let a = MatRef::new(block, k1 - k0, npx);
+                            let a = RowMajor::new(a).expect("colsᵀ is row-major");
+                            let dw_rows = &mut dw[k0 * p.cout..k1 * p.cout];
+                            gemm_rows_serial(&a, &b, dw_rows, p.cout, t0 > r0);
                         }
-                        let a = MatRef::new(&cols_t[..kt * npx], kt, npx);
-                        let a = RowMajor::new(a).expect("colsᵀ is row-major");
-                        let b =
-                            PackedB::pack_serial(MatRef::new(&dy_t[..npx * p.cout], npx, p.cout));
-                        gemm_rows_serial(&a, &b, &mut dw, p.cout, t0 > r0);
                     });
                     continue;
                 }
@@ -691,11 +706,30 @@ fn dw_tiled(x: &[f32], dy: &[f32], p: &ConvPlan, tile_px: usize) -> Vec<f32> {
     parallel::sum_of_parts(parts, part)
 }
 
+/// Bytes of one block of colsᵀ in [`dw_tiled`]: it stays in L2 (beside dY's
+/// packed tile) between being written and being read.
+const COLS_T_BLOCK_BYTES: usize = 192 << 10;
+
+/// Rows of colsᵀ per block for a tile of `npx` pixels: a multiple of 48, so
+/// that blocks split neither the transposes' 16-row blocks nor the kernel's
+/// 6-row ones.
+fn cols_t_block_rows(npx: usize) -> usize {
+    (COLS_T_BLOCK_BYTES / 4 / npx.max(1) / 48).max(1) * 48
+}
+
+/// `buf` holding at least `len` values, as a slice of exactly `len`.
+fn cols_t_buf(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    &mut buf[..len]
+}
+
 thread_local! {
     /// Each worker thread's im2col tile, kept between calls (at most a few
     /// hundred KiB: one tile of [`TILE_COLS_BYTES`], or more for one image row).
     static TILE_COLS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    /// Each worker thread's transposed im2col tile for [`dw_tiled`].
+    /// Each worker thread's block of colsᵀ for [`dw_tiled`].
     static TILE_COLS_T: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
