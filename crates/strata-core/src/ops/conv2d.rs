@@ -1578,11 +1578,20 @@ mod tests {
     fn fused_epilogue_is_bitwise_the_separate_ops() {
         let mut rng = Rng::new(77);
         // 1x1 (one GEMM, no im2col), 3x3 same, and a 3x3 whose im2col goes in
-        // several chunks of images (the epilogue then runs per chunk, at an offset)
+        // several chunks of images (the epilogue then runs per chunk, at an
+        // offset); then tiles, each with its own epilogue at its offset: a
+        // 1x1 to 70 channels, a 3x3/2 through im2col tiles
         let cases = [
             (vec![2, 9, 9, 8], [1, 1, 8, 12], Padding::Valid, (1, 1)),
             (vec![2, 9, 9, 8], [3, 3, 8, 12], Padding::Same, (2, 2)),
             (vec![3, 64, 64, 32], [3, 3, 32, 16], Padding::Same, (1, 1)),
+            (
+                vec![8, 32, 32, 256],
+                [1, 1, 256, 70],
+                Padding::Valid,
+                (1, 1),
+            ),
+            (vec![16, 40, 40, 8], [3, 3, 8, 64], Padding::Same, (2, 2)),
         ];
         for (xs, ks, pad, st) in cases {
             let cfg = Conv2dConfig::default()
@@ -1614,6 +1623,9 @@ mod tests {
             // no epilogue at all is the plain convolution
             let plain = x.conv2d_fused(&k, None, cfg, &Epilogue::default()).unwrap();
             assert_eq!(plain.to_vec(), x.conv2d(&k, None, cfg).unwrap().to_vec());
+            // a bias is the epilogue's first step: the convolution, then `+ bias`
+            let biased = x.conv2d(&k, Some(&b), cfg).unwrap();
+            assert_eq!(biased.to_vec(), plain.add(&b).unwrap().to_vec());
         }
     }
 
