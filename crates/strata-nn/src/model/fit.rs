@@ -142,7 +142,7 @@ impl Model {
         loss.backward()?;
         if let Some(bad) = params.iter().find(|p| {
             p.value
-                .with_grad(|g| g.is_some_and(|g| g.iter().any(|x| !x.is_finite())))
+                .with_grad(|g| g.is_some_and(|g| !strata_core::kernels::parallel::all_finite(g)))
         }) {
             return Err(NnError::Training(format!(
                 "the gradient of {} became non-finite",
