@@ -39,10 +39,12 @@ fn every_resnet_block_fuses_and_inference_is_bitwise_unchanged() {
         "{chains:#?}"
     );
     // while training, convolutions stay separate (the BatchNorm needs the batch
-    // statistics of their output): only BatchNorm -> ReLU pairs fuse, 1 + 8
+    // statistics of their output): BatchNorm -> ReLU pairs fuse, 1 + 8, and
+    // each block's Add -> ReLU, 8
     let training = m.fused_chains(true);
-    assert_eq!(training.len(), 9, "{training:#?}");
+    assert_eq!(training.len(), 17, "{training:#?}");
     assert!(training.contains(&"layer2.1.bn1 + layer2.1.relu1".to_string()));
+    assert!(training.contains(&"layer2.1.add + layer2.1.relu".to_string()));
 
     let x = Tensor::rand_normal(&[3, 32, 32, 3], 0.0, 1.0, &mut Rng::new(9));
     let fused = no_grad(|| m.forward(std::slice::from_ref(&x), false)).unwrap();
@@ -87,8 +89,13 @@ fn a_trainable_backbone_keeps_its_convolutions_unfused() {
     let mut m = resnet18(13);
     assert!(m.fused_chains(true).iter().all(|c| !c.contains("conv")));
     // inference in grad mode with trainable weights: the weights require grad,
-    // so nothing fuses unless no_grad is on
-    assert!(m.fused_chains(false).is_empty());
+    // so no convolution fuses unless no_grad is on (each block's Add -> ReLU
+    // does: it records its gradient)
+    let chains = m.fused_chains(false);
+    assert_eq!(chains.len(), 8, "{chains:#?}");
+    assert!(chains
+        .iter()
+        .all(|c| c.ends_with(".relu") && c.contains(".add")));
     assert_eq!(no_grad(|| m.fused_chains(false)).len(), 20);
     let x = Tensor::rand_normal(&[2, 32, 32, 3], 0.0, 1.0, &mut Rng::new(14));
     let y = m.forward(std::slice::from_ref(&x), false).unwrap();
@@ -97,7 +104,8 @@ fn a_trainable_backbone_keeps_its_convolutions_unfused() {
 
 #[test]
 fn full_training_steps_are_bitwise_unchanged() {
-    // BatchNorm -> ReLU pairs run as one op while the whole network trains
+    // BatchNorm -> ReLU and Add -> ReLU pairs run as one op while the whole
+    // network trains
     let run = |fusion: bool| {
         let mut m = resnet18(15);
         m.set_fusion(fusion);

@@ -145,6 +145,52 @@ pub fn positive_mask(y: &[f32]) -> PositiveMask {
     PositiveMask { bits, len: y.len() }
 }
 
+/// `max(a + b, 0)` for equal-length slices, and (if `want_mask`) its
+/// [`PositiveMask`], in one pass: a residual block's Add and ReLU without the
+/// sum written out and read back, and the mask taken while the output is in
+/// registers instead of in a third sweep.
+pub fn add_relu(a: &[f32], b: &[f32], want_mask: bool) -> (Vec<f32>, Option<PositiveMask>) {
+    debug_assert_eq!(a.len(), b.len());
+    let mut out = super::buffers::dirty(a.len());
+    let mut bits = vec![0u64; if want_mask { a.len().div_ceil(64) } else { 0 }];
+    let run = |out: &mut [f32], a: &[f32], b: &[f32], words: &mut [u64]| {
+        for (k, ((o, x), y)) in out
+            .chunks_mut(64)
+            .zip(a.chunks(64))
+            .zip(b.chunks(64))
+            .enumerate()
+        {
+            let mut w = 0u64;
+            for (i, ((o, &x), &y)) in o.iter_mut().zip(x).zip(y).enumerate() {
+                *o = (x + y).max(0.0);
+                w |= ((*o > 0.0) as u64) << i;
+            }
+            if let Some(slot) = words.get_mut(k) {
+                *slot = w;
+            }
+        }
+    };
+    if a.len() < PAR_THRESHOLD {
+        run(&mut out, a, b, &mut bits);
+    } else {
+        let word_block = if want_mask { MASK_BLOCK / 64 } else { 0 };
+        threads::install(|| {
+            let tasks = out
+                .par_chunks_mut(MASK_BLOCK)
+                .zip(a.par_chunks(MASK_BLOCK).zip(b.par_chunks(MASK_BLOCK)));
+            if want_mask {
+                tasks
+                    .zip(bits.par_chunks_mut(word_block))
+                    .for_each(|((o, (x, y)), w)| run(o, x, y, w));
+            } else {
+                tasks.for_each(|(o, (x, y))| run(o, x, y, &mut []));
+            }
+        });
+    }
+    let mask = want_mask.then_some(PositiveMask { bits, len: a.len() });
+    (out, mask)
+}
+
 /// The ReLU's gradient rule through a [`PositiveMask`]: `g * 1` where the bit is
 /// set, else `g * 0` (bitwise what `g * relu'(x)` gives, signed zeros included).
 pub fn masked(g: &[f32], mask: &PositiveMask) -> Vec<f32> {

@@ -122,6 +122,45 @@ impl Tensor {
         ))
     }
 
+    /// `max(self + other, 0)`: a residual block's Add then ReLU as one op,
+    /// bitwise `self.add(other)?.relu()` and the same gradients, without the
+    /// sum's buffer or its two sweeps. Operands of different shapes
+    /// (broadcasting) go through the two ops.
+    pub fn add_relu(&self, other: &Tensor) -> Result<Tensor> {
+        if self.shape() != other.shape() {
+            return Ok(self.add(other)?.relu());
+        }
+        let record = crate::autograd::should_record(&[self, other]);
+        let (data, mask) = parallel::add_relu(&self.data(), &other.data(), record);
+        let (ea, eb) = (GraphRef::of(self), GraphRef::of(other));
+        Ok(Tensor::from_op_owned(
+            data,
+            self.shape().to_vec(),
+            "add_relu",
+            &[self, other],
+            move |g| {
+                // the ReLU's rule, then the Add's: each input that needs a
+                // gradient gets it (one of them a copy)
+                let need = [ea.requires_grad(), eb.requires_grad()];
+                let gm = mask.map(|m| parallel::masked(&g, &m));
+                crate::kernels::buffers::recycle(g);
+                match (need, gm) {
+                    ([true, true], Some(gm)) => {
+                        vec![Some(crate::kernels::buffers::copy_of(&gm)), Some(gm)]
+                    }
+                    ([true, false], gm) => vec![gm, None],
+                    ([false, true], gm) => vec![None, gm],
+                    (_, gm) => {
+                        if let Some(gm) = gm {
+                            crate::kernels::buffers::recycle(gm);
+                        }
+                        vec![None, None]
+                    }
+                }
+            },
+        ))
+    }
+
     /// `self - other`, broadcasting.
     pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
         let (data, shape) = binary(self, other, "sub", |x, y| x - y)?;
@@ -221,6 +260,45 @@ mod tests {
     use crate::gradcheck::check_gradients;
     use crate::rng::Rng;
     use crate::tensor::Tensor;
+
+    /// `add_relu` is bitwise `add` then `relu`, values and gradients, for
+    /// sizes below and past the parallel threshold, with either or both
+    /// inputs taking a gradient; it passes the finite-difference check; a
+    /// broadcast goes through the two ops.
+    #[test]
+    fn add_relu_is_bitwise_add_then_relu() {
+        let mut rng = Rng::new(41);
+        for n in [5, 300, (1 << 15) + 77] {
+            for need in [[true, true], [true, false], [false, true]] {
+                let a = Tensor::rand_normal(&[n], 0.0, 1.0, &mut rng);
+                let b = Tensor::rand_normal(&[n], 0.0, 1.0, &mut rng);
+                let g = Tensor::rand_normal(&[n], 0.0, 1.0, &mut rng);
+                let run = |fused: bool| {
+                    let (x, y) = (
+                        a.detach().requires_grad_(need[0]),
+                        b.detach().requires_grad_(need[1]),
+                    );
+                    let out = if fused {
+                        x.add_relu(&y).unwrap()
+                    } else {
+                        x.add(&y).unwrap().relu()
+                    };
+                    out.mul(&g).unwrap().sum_all().backward().unwrap();
+                    let grad = |t: &Tensor| t.grad().map(|g| g.to_vec());
+                    (out.to_vec(), grad(&x), grad(&y))
+                };
+                assert_eq!(run(true), run(false), "{n} {need:?}");
+            }
+        }
+        let a = Tensor::rand_normal(&[3, 4], 0.0, 1.0, &mut rng).requires_grad_(true);
+        let b = Tensor::rand_normal(&[3, 4], 0.0, 1.0, &mut rng).requires_grad_(true);
+        check_gradients(&[a.clone(), b.clone()], |t| t[0].add_relu(&t[1]));
+        let row = Tensor::rand_normal(&[4], 0.0, 1.0, &mut rng);
+        assert_eq!(
+            a.add_relu(&row).unwrap().to_vec(),
+            a.add(&row).unwrap().relu().to_vec()
+        );
+    }
 
     #[test]
     fn add_passes_the_gradient_on_to_each_input_that_needs_it() {

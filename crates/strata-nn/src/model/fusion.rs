@@ -16,7 +16,9 @@
 //!
 //! While training, a BatchNorm with batch statistics followed by a ReLU runs as
 //! one op too (`batch_norm_train_relu`): the ReLU's sweep and its buffer go, and
-//! the backward takes its mask from the BatchNorm's input.
+//! the backward takes its mask from the BatchNorm's input. So does an Add of
+//! two same-shape inputs followed by a ReLU (`add_relu`), a residual block's
+//! end: one sweep writes the output and the ReLU's mask, with no sum between.
 
 use strata_core::{is_grad_enabled, Tensor};
 
@@ -48,6 +50,9 @@ pub(crate) enum Role {
     /// A ReLU after a training-mode BatchNorm (node `bn`): runs both as one op
     /// that records its gradient ([`strata_core::Tensor::batch_norm_train_relu`]).
     BnReluTail { bn: usize },
+    /// A ReLU after an Add of two same-shape inputs (node `add`) that no
+    /// convolution chain took: both as one op ([`strata_core::Tensor::add_relu`]).
+    AddReluTail { add: usize },
 }
 
 /// The role of every node for one forward call.
@@ -143,6 +148,23 @@ pub(crate) fn plan(model: &Model, inputs: &[Tensor], training: bool) -> Vec<Role
         if is_relu && roles[relu] == Role::Plain && model.nodes[relu].inputs.len() == 1 {
             roles[bn] = Role::Inner;
             roles[relu] = Role::BnReluTail { bn };
+        }
+    }
+    // Add -> ReLU (a residual block's end while training): one op
+    for add in 0..n {
+        let is_add = layer_of(add).downcast_ref::<Add>().is_some();
+        if !is_add || roles[add] != Role::Plain || model.nodes[add].inputs.len() != 2 {
+            continue;
+        }
+        let Some(relu) = only_consumer(add) else {
+            continue;
+        };
+        let is_relu = layer_of(relu)
+            .downcast_ref::<ActivationLayer>()
+            .is_some_and(|a| a.activation == Activation::Relu);
+        if is_relu && roles[relu] == Role::Plain && model.nodes[relu].inputs.len() == 1 {
+            roles[add] = Role::Inner;
+            roles[relu] = Role::AddReluTail { add };
         }
     }
     roles

@@ -401,6 +401,15 @@ impl Model {
                     values[ni] = Some(y);
                     continue;
                 }
+                fusion::Role::AddReluTail { add } => {
+                    let ins = &self.nodes[*add].inputs;
+                    let (a, b) = (value(&values, &ins[0]), value(&values, &ins[1]));
+                    for s in ins {
+                        release(&mut values, &mut uses, s);
+                    }
+                    values[ni] = Some(a.add_relu(&b)?);
+                    continue;
+                }
                 fusion::Role::Plain => {}
             }
             let xs: Vec<Tensor> = node.inputs.iter().map(|s| value(&values, s)).collect();
@@ -449,6 +458,9 @@ impl Model {
                         .join(" + "),
                 ),
                 fusion::Role::BnReluTail { bn } => Some(format!("{} + {}", name(*bn), name(tail))),
+                fusion::Role::AddReluTail { add } => {
+                    Some(format!("{} + {}", name(*add), name(tail)))
+                }
                 _ => None,
             })
             .collect()
