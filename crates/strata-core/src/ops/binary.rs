@@ -142,21 +142,17 @@ impl Tensor {
                 // the ReLU's rule, then the Add's: each input that needs a
                 // gradient gets it (one of them a copy)
                 let need = [ea.requires_grad(), eb.requires_grad()];
-                let gm = mask.map(|m| parallel::masked(&g, &m));
+                let grads = match (need, &mask) {
+                    ([true, true], Some(m)) => {
+                        let (ga, gb) = parallel::masked_twice(&g, m);
+                        vec![Some(ga), Some(gb)]
+                    }
+                    ([true, false], Some(m)) => vec![Some(parallel::masked(&g, m)), None],
+                    ([false, true], Some(m)) => vec![None, Some(parallel::masked(&g, m))],
+                    _ => vec![None, None],
+                };
                 crate::kernels::buffers::recycle(g);
-                match (need, gm) {
-                    ([true, true], Some(gm)) => {
-                        vec![Some(crate::kernels::buffers::copy_of(&gm)), Some(gm)]
-                    }
-                    ([true, false], gm) => vec![gm, None],
-                    ([false, true], gm) => vec![None, gm],
-                    (_, gm) => {
-                        if let Some(gm) = gm {
-                            crate::kernels::buffers::recycle(gm);
-                        }
-                        vec![None, None]
-                    }
-                }
+                grads
             },
         ))
     }
