@@ -221,7 +221,7 @@ pub fn masked(g: &[f32], mask: &PositiveMask) -> Vec<f32> {
 /// the first afterwards.
 pub fn masked_twice(g: &[f32], mask: &PositiveMask) -> (Vec<f32>, Vec<f32>) {
     debug_assert_eq!(g.len(), mask.len);
-    let rule = |((out, out2), (gs, words)): ((&mut [f32], &mut [f32]), (&[f32], &[u64]))| {
+    let rule = |out: &mut [f32], out2: &mut [f32], gs: &[f32], words: &[u64]| {
         let rows = out.chunks_mut(64).zip(out2.chunks_mut(64));
         for ((o, o2), (gv, &w)) in rows.zip(gs.chunks(64).zip(words)) {
             for (i, ((o, o2), &gv)) in o.iter_mut().zip(o2).zip(gv).enumerate() {
@@ -233,7 +233,7 @@ pub fn masked_twice(g: &[f32], mask: &PositiveMask) -> (Vec<f32>, Vec<f32>) {
     let mut out = super::buffers::dirty(g.len());
     let mut out2 = super::buffers::dirty(g.len());
     if g.len() < PAR_THRESHOLD {
-        rule(((&mut out, &mut out2), (g, &mask.bits)));
+        rule(&mut out, &mut out2, g, &mask.bits);
         return (out, out2);
     }
     threads::install(|| {
@@ -243,7 +243,7 @@ pub fn masked_twice(g: &[f32], mask: &PositiveMask) -> (Vec<f32>, Vec<f32>) {
                 g.par_chunks(MASK_BLOCK)
                     .zip(mask.bits.par_chunks(MASK_BLOCK / 64)),
             )
-            .for_each(rule)
+            .for_each(|((o, o2), (gs, w))| rule(o, o2, gs, w))
     });
     (out, out2)
 }
