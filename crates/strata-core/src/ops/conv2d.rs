@@ -216,18 +216,11 @@ fn im2col(x: &[f32], p: &ConvPlan, n0: usize, cols: &mut [f32]) {
 fn im2col_row(x: &[f32], p: &ConvPlan, image_row: usize, row: &mut [f32]) {
     let g = &p.geo;
     let kt = p.kt();
-    let img = g.in_h * g.in_w * p.c;
-    let (n, oh) = (image_row / g.out_h, image_row % g.out_h);
-    let xi = &x[n * img..(n + 1) * img];
     // Fast path: one group, undilated columns. For the output columns whose
     // window lies inside the input, each kernel row is one contiguous run of
     // kw*c values; copy them kernel row by kernel row, so the loop over output
     // columns is a plain strided copy of a fixed-length run.
-    let (lo, hi) = if p.groups == 1 && g.dw == 1 && g.kw > 0 && p.c > 0 {
-        interior_columns(g)
-    } else {
-        (0, 0)
-    };
+    let ImageRow { xi, oh, lo, hi } = image_row_of(x, p, image_row);
     if lo < hi {
         let krow = g.kw * p.c;
         for ki in 0..g.kh {
@@ -263,14 +256,7 @@ fn im2col_row_t(
 ) {
     let g = &p.geo;
     let kt = p.kt();
-    let img = g.in_h * g.in_w * p.c;
-    let (n, oh) = (image_row / g.out_h, image_row % g.out_h);
-    let xi = &x[n * img..(n + 1) * img];
-    let (lo, hi) = if p.groups == 1 && g.dw == 1 && g.kw > 0 && p.c > 0 {
-        interior_columns(g)
-    } else {
-        (0, 0)
-    };
+    let ImageRow { xi, oh, lo, hi } = image_row_of(x, p, image_row);
     if lo < hi {
         let krow = g.kw * p.c;
         for ki in 0..g.kh {
@@ -299,6 +285,34 @@ fn im2col_row_t(
         for (k, &v) in pixel[ks.clone()].iter().enumerate() {
             dst[k * ldd + ow] = v;
         }
+    }
+}
+
+/// Where [`im2col_row`] and [`im2col_row_t`] read output image row
+/// `n * out_h + oh`: image `n` (`xi`), the row `oh`, and the output columns
+/// `lo..hi` whose kernel rows are contiguous runs of the input (none unless
+/// the convolution has one group and undilated columns).
+struct ImageRow<'a> {
+    xi: &'a [f32],
+    oh: usize,
+    lo: usize,
+    hi: usize,
+}
+
+fn image_row_of<'a>(x: &'a [f32], p: &ConvPlan, image_row: usize) -> ImageRow<'a> {
+    let g = &p.geo;
+    let img = g.in_h * g.in_w * p.c;
+    let (n, oh) = (image_row / g.out_h, image_row % g.out_h);
+    let (lo, hi) = if p.groups == 1 && g.dw == 1 && g.kw > 0 && p.c > 0 {
+        interior_columns(g)
+    } else {
+        (0, 0)
+    };
+    ImageRow {
+        xi: &x[n * img..(n + 1) * img],
+        oh,
+        lo,
+        hi,
     }
 }
 

@@ -131,6 +131,15 @@ pub(crate) fn plan(model: &Model, inputs: &[Tensor], training: bool) -> Vec<Role
         chain.members = members;
         roles[tail] = Role::Tail(chain);
     }
+    // the plain one-input ReLU that alone consumes node j, if no chain took it
+    let relu_after = |roles: &[Role], j: usize| -> Option<usize> {
+        let relu = only_consumer(j)?;
+        let is_relu = layer_of(relu)
+            .downcast_ref::<ActivationLayer>()
+            .is_some_and(|a| a.activation == Activation::Relu);
+        let free = roles[relu] == Role::Plain && model.nodes[relu].inputs.len() == 1;
+        (is_relu && free).then_some(relu)
+    };
     // training-mode BatchNorm -> ReLU: one op, gradient and all
     for bn in 0..n {
         let Some(b) = layer_of(bn).downcast_ref::<BatchNormalization>() else {
@@ -139,13 +148,7 @@ pub(crate) fn plan(model: &Model, inputs: &[Tensor], training: bool) -> Vec<Role
         if roles[bn] != Role::Plain || b.uses_moving_statistics(training) {
             continue;
         }
-        let Some(relu) = only_consumer(bn) else {
-            continue;
-        };
-        let is_relu = layer_of(relu)
-            .downcast_ref::<ActivationLayer>()
-            .is_some_and(|a| a.activation == Activation::Relu);
-        if is_relu && roles[relu] == Role::Plain && model.nodes[relu].inputs.len() == 1 {
+        if let Some(relu) = relu_after(&roles, bn) {
             roles[bn] = Role::Inner;
             roles[relu] = Role::BnReluTail { bn };
         }
@@ -156,13 +159,7 @@ pub(crate) fn plan(model: &Model, inputs: &[Tensor], training: bool) -> Vec<Role
         if !is_add || roles[add] != Role::Plain || model.nodes[add].inputs.len() != 2 {
             continue;
         }
-        let Some(relu) = only_consumer(add) else {
-            continue;
-        };
-        let is_relu = layer_of(relu)
-            .downcast_ref::<ActivationLayer>()
-            .is_some_and(|a| a.activation == Activation::Relu);
-        if is_relu && roles[relu] == Role::Plain && model.nodes[relu].inputs.len() == 1 {
+        if let Some(relu) = relu_after(&roles, add) {
             roles[add] = Role::Inner;
             roles[relu] = Role::AddReluTail { add };
         }
