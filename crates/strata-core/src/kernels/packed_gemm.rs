@@ -7,7 +7,7 @@
 //! weight tensor between calls while they do not change) into panels of
 //! [`NR`] = 64 columns, K-major, so the micro-kernel reads each panel as one
 //! stream, prefetched a few rows ahead. A is read in place through a
-//! [`RowSource`] (rows of a matrix, a column-major matrix, or a convolution's
+//! [`RowSource`] (rows of a matrix, or a convolution's
 //! input as runs of kernel rows): each micro-kernel call keeps an `MR x kc`
 //! block of A in L1 and broadcasts its elements against the four 16-lane
 //! vectors of a panel row, with `6 x 64` sums in registers.
@@ -142,14 +142,13 @@ pub fn accepts(a: &MatRef) -> bool {
 /// Where the kernel reads A: each row in runs of contiguous values. A matrix
 /// is one run per row; a convolution reads its input in place, one run per
 /// kernel row (`kw * C_in` values of the input row), instead of an im2col copy.
-///
-/// A matrix stored column-major (a transposed view, as im2col's columns are
-/// for dW = colsᵀ · dY) is one run per row with a `step` between its values.
+/// (A transposed operand, as colsᵀ for dW, is built row-major first: read in
+/// place, each of the kernel's loads fell on another cache line.)
 ///
 /// # Safety
 /// For every `i < rows()` and `k0 < depth()`, the values at `row_ptr(i, k0) +
-/// j * step()` for `k0 + j` up to the next multiple of `run()` (or `depth()`,
-/// if nearer) must be readable `f32`s that nothing writes while the source is
+/// j` for `k0 + j` up to the next multiple of `run()` (or `depth()`, if
+/// nearer) must be readable `f32`s that nothing writes while the source is
 /// borrowed.
 pub unsafe trait RowSource: Sync {
     /// Rows of A (M).
@@ -160,58 +159,6 @@ pub unsafe trait RowSource: Sync {
     fn run(&self) -> usize;
     /// Address of `A[i, k0]`.
     fn row_ptr(&self, i: usize, k0: usize) -> *const f32;
-    /// Distance between `A[i, k]` and `A[i, k + 1]` within a run.
-    fn step(&self) -> usize {
-        1
-    }
-}
-
-/// A column-major matrix as a [`RowSource`]: `A[i, k]` at `k * ld + i`.
-#[derive(Clone, Copy)]
-pub struct ColMajor<'a> {
-    data: &'a [f32],
-    rows: usize,
-    depth: usize,
-    ld: usize,
-}
-
-impl<'a> ColMajor<'a> {
-    /// `a` if it is stored column-major (unit row stride) inside its slice.
-    pub fn new(a: MatRef<'a>) -> Option<Self> {
-        let fits = a.rows == 0
-            || a.cols == 0
-            || (a.cols - 1)
-                .checked_mul(a.col_stride)
-                .and_then(|v| v.checked_add(a.rows))
-                .is_some_and(|end| end <= a.data.len());
-        let ok = (a.row_stride == 1 || a.rows <= 1) && fits;
-        ok.then_some(ColMajor {
-            data: a.data,
-            rows: a.rows,
-            depth: a.cols,
-            ld: a.col_stride,
-        })
-    }
-}
-
-// SAFETY: `new` checked that A[i, k] = data[k * ld + i] lies inside the
-// borrowed slice for every i < rows, k < depth; the run is the whole row.
-unsafe impl RowSource for ColMajor<'_> {
-    fn rows(&self) -> usize {
-        self.rows
-    }
-    fn depth(&self) -> usize {
-        self.depth
-    }
-    fn run(&self) -> usize {
-        self.depth.max(1)
-    }
-    fn row_ptr(&self, i: usize, k0: usize) -> *const f32 {
-        self.data.as_ptr().wrapping_add(k0 * self.ld + i)
-    }
-    fn step(&self) -> usize {
-        self.ld
-    }
 }
 
 /// A row-major matrix as a [`RowSource`]: one run per row.
@@ -435,19 +382,7 @@ unsafe fn run(
                         let cp = out.0.add(i0 * ldc + n0);
                         let next = (j == j0).then_some(&next);
                         let next_c = (i0 + MR < rows.end).then(|| cp.wrapping_add(MR * ldc));
-                        micro(
-                            mr,
-                            kl,
-                            &ap,
-                            next,
-                            next_c,
-                            a.step(),
-                            bp,
-                            cp,
-                            ldc,
-                            masks,
-                            load_c,
-                        );
+                        micro(mr, kl, &ap, next, next_c, bp, cp, ldc, masks, load_c);
                     }
                 }
                 ap = next;
@@ -476,7 +411,6 @@ unsafe fn micro(
     a: &[*const f32; MR],
     next: Option<&[*const f32; MR]>,
     next_c: Option<*mut f32>,
-    step: usize,
     b: *const f32,
     c: *mut f32,
     ldc: usize,
@@ -484,25 +418,20 @@ unsafe fn micro(
     load_c: bool,
 ) {
     macro_rules! go {
-        ($unit:literal, $($r:literal)*) => {
+        ($($r:literal)*) => {
             match mr {
                 // SAFETY: forwarded from the caller.
-                $($r => unsafe { kernel::<$r, $unit>(kc, a, next, next_c, step, b, c, ldc, masks, load_c) },)*
+                $($r => unsafe { kernel::<$r>(kc, a, next, next_c, b, c, ldc, masks, load_c) },)*
                 _ => unreachable!("micro-kernel rows {mr}"),
             }
         };
     }
-    // a unit step is a constant, so rows advance by an addressing mode
-    if step == 1 {
-        go!(true, 1 2 3 4 5 6)
-    } else {
-        go!(false, 1 2 3 4 5 6)
-    }
+    go!(1 2 3 4 5 6)
 }
 
 /// `R x NR` block of C (masked to the lanes in `masks`) `(+)=` the `R x kc`
-/// block of A (row `i` from `rows[i]`, values `step` apart, 1 if `UNIT`)
-/// times the `kc x NR` panel rows at `b`.
+/// block of A (row `i` from `rows[i]`, its values adjacent) times the
+/// `kc x NR` panel rows at `b`.
 /// With `next` (the rows of the next block), those rows' first `kc` values
 /// are prefetched as it goes: a panel of A with nothing else to reuse it (one
 /// panel of B, as a 1x1 convolution to 64 channels) would otherwise wait on
@@ -514,19 +443,18 @@ unsafe fn micro(
 /// prefetched, never read.
 ///
 /// # Safety
-/// `rows[i] + p * step` for `i < R`, `p < kc` and `b + p*NR + l` for `l < NR` must
+/// `rows[i] + p` for `i < R`, `p < kc` and `b + p*NR + l` for `l < NR` must
 /// be readable; `c + i*ldc + 16*v + l` must be writable (and readable when
 /// `load_c`) for every lane `l` set in `masks[v]`;
 /// the CPU must have AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel<const R: usize, const UNIT: bool>(
+unsafe fn kernel<const R: usize>(
     kc: usize,
     rows: &[*const f32; MR],
     next: Option<&[*const f32; MR]>,
     next_c: Option<*mut f32>,
-    step: usize,
     b: *const f32,
     c: *mut f32,
     ldc: usize,
@@ -536,12 +464,10 @@ unsafe fn kernel<const R: usize, const UNIT: bool>(
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); NV]; R];
     let rows: [*const f32; R] = std::array::from_fn(|i| rows[i]);
-    let step = if UNIT { 1 } else { step };
     for p in 0..kc {
-        // the next block's A a line (16 values) of each row at a time; a
-        // column-major A shares its lines with the next block, so not that
+        // the next block's A a line (16 values) of each row at a time
         if p % 16 == 0 {
-            if let (true, Some(next)) = (UNIT, next) {
+            if let Some(next) = next {
                 for row in next {
                     // a prefetch never faults, whatever the address
                     _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(p) as *const i8);
@@ -563,7 +489,7 @@ unsafe fn kernel<const R: usize, const UNIT: bool>(
             }
             let bv: [__m512; NV] = std::array::from_fn(|v| _mm512_loadu_ps(b.add(p * NR + 16 * v)));
             for i in 0..R {
-                let av = _mm512_set1_ps(*rows[i].add(p * step));
+                let av = _mm512_set1_ps(*rows[i].add(p));
                 for v in 0..NV {
                     acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
                 }
@@ -588,12 +514,11 @@ unsafe fn kernel<const R: usize, const UNIT: bool>(
 
 #[cfg(not(target_arch = "x86_64"))]
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel<const R: usize, const UNIT: bool>(
+unsafe fn kernel<const R: usize>(
     _kc: usize,
     _rows: &[*const f32; MR],
     _next: Option<&[*const f32; MR]>,
     _next_c: Option<*mut f32>,
-    _step: usize,
     _b: *const f32,
     _c: *mut f32,
     _ldc: usize,
@@ -695,9 +620,8 @@ mod tests {
         }
     }
 
-    /// Runs shorter and longer than a k block (split in equal blocks), a
-    /// last run cut short by the depth, and the matrix stored column-major:
-    /// all equal the dense product.
+    /// Runs shorter and longer than a k block (split in equal blocks) and a
+    /// last run cut short by the depth: all equal the dense product.
     #[test]
     fn row_sources_in_runs_match_the_dense_product() {
         if skip_without_avx512() {
@@ -719,14 +643,6 @@ mod tests {
                 depth: k,
                 run,
             };
-            // the same matrix stored column-major, with 2 spare rows per column
-            let mut cm = vec![0.0; k * (m + 2)];
-            for i in 0..m {
-                for p in 0..k {
-                    cm[p * (m + 2) + i] = dense[i * k + p];
-                }
-            }
-            let col_major = ColMajor::new(MatRef::strided(&cm, k, m, m + 2).t()).unwrap();
             let b = rand(k * n, &mut rng);
             let want = matmul_reference(MatRef::new(&dense, m, k), MatRef::new(&b, k, n));
             let packed = PackedB::pack(MatRef::new(&b, k, n));
@@ -737,9 +653,7 @@ mod tests {
             for t in [1, 2] {
                 let mut c = vec![0.0; m * n];
                 gemm_rows_split(&src, &packed, &mut c, n, false, t);
-                let mut c_cm = vec![0.0; m * n];
-                gemm_rows_split(&col_major, &packed, &mut c_cm, n, false, t);
-                for (g, w) in c.iter().chain(&c_cm).zip(want.iter().chain(&want)) {
+                for (g, w) in c.iter().zip(&want) {
                     assert!(
                         (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
                         "{m}x{k}x{n} run {run}: {g} vs {w}"
