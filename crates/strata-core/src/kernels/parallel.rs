@@ -119,6 +119,19 @@ pub struct PositiveMask {
     len: usize,
 }
 
+/// Bit `i` of a [`PositiveMask`] word, set where the ReLU's output `v` is positive.
+#[inline(always)]
+fn positive_bit(v: f32, i: usize) -> u64 {
+    u64::from(v > 0.0) << i
+}
+
+/// The ReLU's gradient rule for value `i` of a mask word: `g * 1` where its
+/// bit is set, else `g * 0` (signed zeros included).
+#[inline(always)]
+fn through_mask(g: f32, word: u64, i: usize) -> f32 {
+    g * if (word >> i) & 1 != 0 { 1.0 } else { 0.0 }
+}
+
 /// Values per parallel task of the mask loops (a multiple of 64).
 const MASK_BLOCK: usize = 1 << 14;
 
@@ -130,7 +143,7 @@ pub fn positive_mask(y: &[f32]) -> PositiveMask {
             *w = vals
                 .iter()
                 .enumerate()
-                .fold(0u64, |b, (i, &v)| b | (((v > 0.0) as u64) << i));
+                .fold(0u64, |b, (i, &v)| b | positive_bit(v, i));
         }
     };
     if y.len() < PAR_THRESHOLD {
@@ -163,7 +176,7 @@ pub fn add_relu(a: &[f32], b: &[f32], want_mask: bool) -> (Vec<f32>, Option<Posi
             let mut w = 0u64;
             for (i, ((o, &x), &y)) in o.iter_mut().zip(x).zip(y).enumerate() {
                 *o = (x + y).max(0.0);
-                w |= ((*o > 0.0) as u64) << i;
+                w |= positive_bit(*o, i);
             }
             if let Some(slot) = words.get_mut(k) {
                 *slot = w;
@@ -198,7 +211,7 @@ pub fn masked(g: &[f32], mask: &PositiveMask) -> Vec<f32> {
     let rule = |((out, gs), words): ((&mut [f32], &[f32]), &[u64])| {
         for ((o, gv), &w) in out.chunks_mut(64).zip(gs.chunks(64)).zip(words) {
             for (i, (o, &gv)) in o.iter_mut().zip(gv).enumerate() {
-                *o = gv * if (w >> i) & 1 != 0 { 1.0 } else { 0.0 };
+                *o = through_mask(gv, w, i);
             }
         }
     };
@@ -225,7 +238,7 @@ pub fn masked_twice(g: &[f32], mask: &PositiveMask) -> (Vec<f32>, Vec<f32>) {
         let rows = out.chunks_mut(64).zip(out2.chunks_mut(64));
         for ((o, o2), (gv, &w)) in rows.zip(gs.chunks(64).zip(words)) {
             for (i, ((o, o2), &gv)) in o.iter_mut().zip(o2).zip(gv).enumerate() {
-                *o = gv * if (w >> i) & 1 != 0 { 1.0 } else { 0.0 };
+                *o = through_mask(gv, w, i);
                 *o2 = *o;
             }
         }
