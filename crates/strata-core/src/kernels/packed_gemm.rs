@@ -94,6 +94,22 @@ impl PackedB {
         }
         PackedB { k, n, data }
     }
+    /// B (`k x n`) written straight into its panels, on the calling thread:
+    /// `fill(r, n0, dst)` writes columns `n0..n0 + dst.len()` of row `r`
+    /// (the columns past `n` are zeros). For a matrix computed from another
+    /// (Winograd's transformed weights), without a plain copy to pack.
+    pub fn build(k: usize, n: usize, mut fill: impl FnMut(usize, usize, &mut [f32])) -> PackedB {
+        let panels = n.div_ceil(NR);
+        let mut data = super::buffers::dirty(panels * k * NR);
+        for (j, panel) in data.chunks_mut(k.max(1) * NR).enumerate() {
+            let (n0, w) = (j * NR, NR.min(n - j * NR));
+            for (r, row) in panel.chunks_exact_mut(NR).enumerate() {
+                fill(r, n0, &mut row[..w]);
+                row[w..].fill(0.0);
+            }
+        }
+        PackedB { k, n, data }
+    }
     pub fn rows(&self) -> usize {
         self.k
     }
@@ -621,6 +637,22 @@ mod tests {
     }
 
     /// Runs shorter and longer than a k block (split in equal blocks) and a
+    /// `build` writes the same panels as packing the matrix it describes,
+    /// zero padding included, for widths below, at and past one panel.
+    #[test]
+    fn build_matches_pack() {
+        let mut rng = Rng::new(15);
+        for &(k, n) in &[(1, 1), (7, 64), (5, 70), (33, 130), (0, 9)] {
+            let b = rand(k * n, &mut rng);
+            let built = PackedB::build(k, n, |r, n0, dst| {
+                dst.copy_from_slice(&b[r * n + n0..][..dst.len()])
+            });
+            let packed = PackedB::pack(MatRef::new(&b, k, n));
+            assert_eq!((built.rows(), built.cols()), (k, n));
+            assert_eq!(built.data, packed.data, "k {k} n {n}");
+        }
+    }
+
     /// last run cut short by the depth: all equal the dense product.
     #[test]
     fn row_sources_in_runs_match_the_dense_product() {

@@ -22,10 +22,9 @@
 use std::cell::RefCell;
 
 use super::ConvPlan;
-use crate::kernels::buffers;
 use crate::kernels::epilogue::{self, EpilogueRef};
 use crate::kernels::gemm::MatRef;
-use crate::kernels::packed_gemm::{gemm_packed_serial, PackedB};
+use crate::kernels::packed_gemm::{gemm_packed_serial, PackedB, NR};
 
 /// Largest transformed weights (16 * C_in * C_out floats: 4 MiB, 256 -> 256
 /// channels) for which the transform pays: bigger ones stream from memory for
@@ -59,41 +58,38 @@ pub(super) fn applies(p: &ConvPlan) -> bool {
 
 /// `U[ξ] = (G g Gᵀ)[ξ]` of every filter `g` of HWIO weights `w`, as 16 packed
 /// `C_in x C_out` matrices. `G = [[1, 0, 0], [½, ½, ½], [½, -½, ½], [0, 0, 1]]`.
+/// The weights change at every training step, so this runs at every forward
+/// and every dX: the 16 matrices are built in parallel, each written straight
+/// into its panels, a loop over 64 output channels at a time.
 pub(super) fn pack_weights(w: &[f32], p: &ConvPlan) -> Vec<PackedB> {
+    use rayon::prelude::*;
     let (ci, co) = (p.c, p.cout);
-    let mut u = buffers::dirty(16 * ci * co);
-    // one input channel at a time, each step a loop over the output channels
-    let mut t = vec![0f32; 12 * co]; // G g, 4 x 3 rows of co values
-    for i in 0..ci {
-        let g = |r: usize, s: usize| &w[((r * 3 + s) * ci + i) * co..][..co];
-        for s in 0..3 {
-            let (g0, g1, g2) = (g(0, s), g(1, s), g(2, s));
-            let rows = &mut t[..];
-            for o in 0..co {
-                rows[s * co + o] = g0[o];
-                rows[(3 + s) * co + o] = 0.5 * (g0[o] + g1[o] + g2[o]);
-                rows[(6 + s) * co + o] = 0.5 * (g0[o] - g1[o] + g2[o]);
-                rows[(9 + s) * co + o] = g2[o];
+    let plane = |xi: usize| {
+        let (r, s) = (xi / 4, xi % 4);
+        // (G g)[r][kj] for the three kernel columns, then its row times Gᵀ[.][s]
+        let mut t = [[0f32; NR]; 3];
+        PackedB::build(ci, co, |i, o0, dst| {
+            let n = dst.len();
+            for (kj, t) in t.iter_mut().enumerate() {
+                let g = |ki: usize| &w[((ki * 3 + kj) * ci + i) * co + o0..][..n];
+                g_row(r, [g(0), g(1), g(2)], &mut t[..n]);
             }
-        }
-        // (G g) Gᵀ, row r of G g giving U[4r..4r + 4]
-        for r in 0..4 {
-            let trow = |s: usize| &t[(3 * r + s) * co..(3 * r + s + 1) * co];
-            let (a, b, c) = (trow(0), trow(1), trow(2));
-            for o in 0..co {
-                let at = |s: usize| ((4 * r + s) * ci + i) * co + o;
-                u[at(0)] = a[o];
-                u[at(1)] = 0.5 * (a[o] + b[o] + c[o]);
-                u[at(2)] = 0.5 * (a[o] - b[o] + c[o]);
-                u[at(3)] = c[o];
-            }
-        }
+            g_row(s, [&t[0][..n], &t[1][..n], &t[2][..n]], dst);
+        })
+    };
+    crate::threads::install(|| (0..16).into_par_iter().map(plane).collect())
+}
+
+/// Row `r` of `G` applied to three rows: `out = Σ_k G[r][k] * v[k]`, element by
+/// element (with `G`'s halves written as `0.5 * (..)`).
+fn g_row(r: usize, [v0, v1, v2]: [&[f32]; 3], out: &mut [f32]) {
+    let rows = out.iter_mut().zip(v0).zip(v1).zip(v2);
+    match r {
+        0 => out.copy_from_slice(v0),
+        1 => rows.for_each(|(((o, &a), &b), &c)| *o = 0.5 * (a + b + c)),
+        2 => rows.for_each(|(((o, &a), &b), &c)| *o = 0.5 * (a - b + c)),
+        _ => out.copy_from_slice(v2),
     }
-    let packed = (0..16)
-        .map(|x| PackedB::pack(MatRef::new(&u[x * ci * co..(x + 1) * ci * co], ci, co)))
-        .collect();
-    buffers::recycle(u);
-    packed
 }
 
 /// The forward of a convolution that [`applies`], with `u` from
