@@ -99,16 +99,59 @@ impl PackedB {
     /// (the columns past `n` are zeros). For a matrix computed from another
     /// (Winograd's transformed weights), without a plain copy to pack.
     pub fn build(k: usize, n: usize, mut fill: impl FnMut(usize, usize, &mut [f32])) -> PackedB {
+        let [b] = Self::build_n(k, n, |r, n0, [dst]| fill(r, n0, dst));
+        b
+    }
+
+    /// `N` matrices of `k x n` built together, as [`PackedB::build`]: `fill`
+    /// writes the same row and columns of each, for matrices computed from
+    /// the same values (the 16 of a Winograd transform).
+    pub fn build_n<const N: usize>(
+        k: usize,
+        n: usize,
+        fill: impl FnMut(usize, usize, [&mut [f32]; N]),
+    ) -> [PackedB; N] {
+        let len = n.div_ceil(NR) * k * NR;
+        Self::build_n_in(
+            std::array::from_fn(|_| super::buffers::dirty(len)),
+            k,
+            n,
+            fill,
+        )
+    }
+
+    /// [`PackedB::build_n`] into the given buffers (resized as needed), for a
+    /// caller that keeps them from call to call ([`PackedB::into_data`] gives
+    /// them back): buffers too small for the pool would otherwise go back to
+    /// the allocator, and come back as fresh pages, at every call.
+    pub fn build_n_in<const N: usize>(
+        mut data: [Vec<f32>; N],
+        k: usize,
+        n: usize,
+        mut fill: impl FnMut(usize, usize, [&mut [f32]; N]),
+    ) -> [PackedB; N] {
         let panels = n.div_ceil(NR);
-        let mut data = super::buffers::dirty(panels * k * NR);
-        for (j, panel) in data.chunks_mut(k.max(1) * NR).enumerate() {
+        data.iter_mut().for_each(|d| d.resize(panels * k * NR, 0.0));
+        for j in 0..panels {
             let (n0, w) = (j * NR, NR.min(n - j * NR));
-            for (r, row) in panel.chunks_exact_mut(NR).enumerate() {
-                fill(r, n0, &mut row[..w]);
-                row[w..].fill(0.0);
+            for r in 0..k {
+                let at = (j * k + r) * NR;
+                let mut rows = data.iter_mut();
+                let dst = std::array::from_fn(|_| match rows.next() {
+                    Some(d) => &mut d[at..at + w],
+                    None => unreachable!("N rows of N matrices"),
+                });
+                fill(r, n0, dst);
+                if w < NR {
+                    data.iter_mut().for_each(|d| d[at + w..at + NR].fill(0.0));
+                }
             }
         }
-        PackedB { k, n, data }
+        data.map(|data| PackedB { k, n, data })
+    }
+    /// The packed values' buffer, for reuse by [`PackedB::build_n_in`].
+    pub fn into_data(mut self) -> Vec<f32> {
+        std::mem::take(&mut self.data)
     }
     pub fn rows(&self) -> usize {
         self.k

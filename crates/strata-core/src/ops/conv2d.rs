@@ -11,7 +11,9 @@
 //! F(2x2, 3x3) (`winograd.rs`), and others read their input in place instead of
 //! through `cols` where the layout allows (`implicit.rs`).
 //! Backward: `dW = colsᵀ·dY`, rebuilding `cols` tile by tile in cache where the
-//! output has enough rows to tile ([`dw_tiled`]), else chunk by chunk. dX of a
+//! output has enough rows to tile ([`dw_tiled`]), else chunk by chunk; a
+//! convolution that runs as Winograd gets its dW from Winograd's transforms
+//! (`winograd_dw.rs`). dX of a
 //! stride-1 convolution is a convolution of dY with the rotated kernel; otherwise
 //! `dCols = dY·Wᵀ` then a gather-form col2im (every input pixel sums the entries that
 //! read it, in a fixed order). `db` = column sums of `dY`.
@@ -30,6 +32,7 @@ mod implicit;
 mod pointwise_dw;
 mod weights;
 mod winograd;
+mod winograd_dw;
 use weights::{mul, pack_groups, packed_kernel, prepare, Weights};
 
 /// Largest im2col buffer (bytes) built at once; bigger batches go in chunks of images
@@ -784,7 +787,13 @@ fn backward(
         dx = direct_dx;
     }
     // dW tile by tile where the output has enough rows
+    let winograd_dw = want_dw
+        && rows > 0
+        && fast_paths_allowed()
+        && packed_gemm::available()
+        && winograd::applies(p);
     let tiled_dw = match (want_dw, rows > 0, p.pointwise, tile_pixels(p)) {
+        _ if winograd_dw => Some(winograd_dw::dw(x, dy, p)),
         (true, true, false, Some(tile_px)) if fast_paths_allowed() => {
             Some(dw_tiled(x, dy, p, tile_px))
         }
@@ -1782,8 +1791,9 @@ mod tests {
     /// Stride-1 3x3 convolutions that run as Winograd F(2x2, 3x3): paddings,
     /// channel counts off the 16-lane and 64-column blocks, one and several
     /// blocks of tiles, against the reference loops; the inference path with
-    /// cached transformed weights gives the same; and a backward whose dX runs
-    /// as Winograd against the reference paths.
+    /// cached transformed weights gives the same; a backward whose dX runs
+    /// as Winograd, and its dW by Winograd's transforms (one and several
+    /// blocks of tiles per thread), against the reference paths.
     #[test]
     fn winograd_matches_reference() {
         if crate::kernels::packed_gemm::skip_without_avx512() {
@@ -1833,6 +1843,15 @@ mod tests {
                 assert_eq!(again.unwrap().to_vec(), got, "case {case}");
             }
             assert_dx_matches_reference(&x, &k, &p, case, &mut rng);
+            // dW by Winograd's transforms against colsᵀ·dY, the same bits twice
+            let dy = rand_t(&[n, p.geo.out_h, p.geo.out_w, cout], &mut rng);
+            let (xd, kd, dyd) = (x.data(), k.data(), dy.data());
+            let (_, dw) = backward(&xd, &kd, &dyd, &p, false, true);
+            let (_, dw_ref) = reference_backward(&xd, &kd, &dyd, &p, false, true);
+            let dw = dw.unwrap();
+            assert!(close(&dw, &dw_ref.unwrap(), 1e-4), "case {case} dW");
+            let (_, again) = backward(&xd, &kd, &dyd, &p, false, true);
+            assert_eq!(again.unwrap(), dw, "case {case} dW again");
         }
     }
 

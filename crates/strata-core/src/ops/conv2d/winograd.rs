@@ -20,6 +20,7 @@
 //! nor the block size: each output is computed by the same operations.
 
 use std::cell::RefCell;
+use std::ops::Range;
 
 use super::ConvPlan;
 use crate::kernels::epilogue::{self, EpilogueRef};
@@ -113,7 +114,7 @@ pub(super) fn forward(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, 
         let t = nb * tw;
         buf.resize(16 * t * (ci + co), 0.0);
         let (v, m) = buf.split_at_mut(16 * t * ci);
-        input_transform(x, p, th, tw, q0, nb, v);
+        input_transform(x, p, th, tw, q0, 0..t, v);
         for xi in 0..16 {
             let a = MatRef::new(&v[xi * t * ci..(xi + 1) * t * ci], t, ci);
             gemm_packed_serial(a, &u[xi], &mut m[xi * t * co..(xi + 1) * t * co], co, false);
@@ -128,23 +129,24 @@ pub(super) fn forward(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, 
     });
 }
 
-/// `V[ξ][j] = (Bᵀ d B)[ξ]` for the patches `d` of the `nb * tw` tiles of bands
-/// `q0..q0 + nb`, `v` holding 16 matrices of tiles x `ci`. A patch's pixels in
+/// `V[ξ][j] = (Bᵀ d B)[ξ]` for the patches `d` of tiles `tiles` counted from
+/// the first of band `q0` (`tw` to a band), `v` holding 16 matrices of
+/// `tiles.len()` x `ci`. A patch's pixels in
 /// the padding read as zeros (no padded copy of the input is made).
 /// `Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]`.
 /// Every step is a loop over a pixel's channels, which vectorises.
-fn input_transform(
+pub(super) fn input_transform(
     x: &[f32],
     p: &ConvPlan,
     th: usize,
     tw: usize,
     q0: usize,
-    nb: usize,
+    tiles: Range<usize>,
     v: &mut [f32],
 ) {
     let g = &p.geo;
     let ci = p.c;
-    let t = nb * tw;
+    let t = tiles.len();
     let mut planes: Vec<&mut [f32]> = v.chunks_mut(t * ci).collect();
     let zeros = vec![0f32; ci];
     // input pixel (b, yy, xx) of the padded input, or zeros in the padding
@@ -158,12 +160,16 @@ fn input_transform(
         }
     };
     let simd = crate::kernels::packed_gemm::available();
-    // Bᵀ d, stored column-major: e[s * 4 + r] = (Bᵀ d)[r][s]
-    let mut e = vec![0f32; 16 * ci];
-    for q in q0..q0 + nb {
-        let (b, ty) = (q / th, q % th);
-        for tx in 0..tw {
-            let j = (q - q0) * tw + tx;
+    // Bᵀ d, stored column-major: e[s * 4 + r] = (Bᵀ d)[r][s] (the loops' buffer)
+    let mut e = if simd {
+        Vec::new()
+    } else {
+        vec![0f32; 16 * ci]
+    };
+    for (j, tile) in tiles.enumerate() {
+        let q = q0 + tile / tw;
+        let (b, ty, tx) = (q / th, q % th, tile % tw);
+        {
             let d: [&[f32]; 16] =
                 std::array::from_fn(|rs| pixel(b, 2 * ty + rs / 4, 2 * tx + rs % 4));
             #[cfg(target_arch = "x86_64")]
