@@ -45,46 +45,42 @@ pub struct PackedB {
 impl PackedB {
     /// Packs any view of B (the panels are built in parallel for large ones).
     pub fn pack(b: MatRef) -> PackedB {
-        Self::pack_with(b, true)
+        Self::pack_with(&[b], true)
     }
 
     /// [`PackedB::pack`] on the calling thread (for a caller already in parallel).
     pub fn pack_serial(b: MatRef) -> PackedB {
-        Self::pack_with(b, false)
+        Self::pack_with(&[b], false)
     }
 
-    fn pack_with(b: MatRef, parallel: bool) -> PackedB {
+    /// B stacked from `views` (all as wide, their rows one after another),
+    /// packed without building the stacked matrix first: a stride-1
+    /// convolution's dX multiplies by its kernel rotated, which is its taps'
+    /// transposes stacked in reverse order.
+    /// Panics if the views differ in width.
+    pub fn pack_stacked(views: &[MatRef]) -> PackedB {
+        Self::pack_with(views, true)
+    }
+
+    fn pack_with(views: &[MatRef], parallel: bool) -> PackedB {
         use rayon::prelude::*;
-        let (k, n) = (b.rows, b.cols);
+        let n = views.first().map_or(0, |b| b.cols);
+        assert!(
+            views.iter().all(|b| b.cols == n),
+            "pack: views differ in width"
+        );
+        let k: usize = views.iter().map(|b| b.rows).sum();
         let panels = n.div_ceil(NR);
         let mut data = super::buffers::dirty(panels * k * NR);
         if data.is_empty() {
             return PackedB { k, n, data };
         }
         let fill = |(j, panel): (usize, &mut [f32])| {
-            let (n0, w) = (j * NR, NR.min(n - j * NR));
-            if b.row_stride == 1 && b.col_stride >= k && k > 1 {
-                // a transposed view (Wᵀ for dX): columns n0..n0+w are rows of
-                // the stored matrix, turned in blocks
-                let src = &b.data[n0 * b.col_stride..];
-                super::transpose::transpose(src, w, k, b.col_stride, panel, NR);
-                if w < NR {
-                    panel
-                        .chunks_exact_mut(NR)
-                        .for_each(|row| row[w..].fill(0.0));
-                }
-                return;
-            }
-            for (p, row) in panel.chunks_exact_mut(NR).enumerate() {
-                let base = p * b.row_stride + n0 * b.col_stride;
-                if b.col_stride == 1 {
-                    row[..w].copy_from_slice(&b.data[base..base + w]);
-                } else {
-                    for (c, v) in row[..w].iter_mut().enumerate() {
-                        *v = b.data[base + c * b.col_stride];
-                    }
-                }
-                row[w..].fill(0.0);
+            let mut rest = panel;
+            for b in views {
+                let (panel, tail) = rest.split_at_mut(b.rows * NR);
+                rest = tail;
+                fill_panel(b, j, panel);
             }
         };
         if parallel && k * n >= 1 << 16 {
@@ -167,6 +163,35 @@ impl PackedB {
 impl Drop for PackedB {
     fn drop(&mut self) {
         super::buffers::recycle(std::mem::take(&mut self.data));
+    }
+}
+
+/// Panel `j` (columns `j * NR..`) of `b`'s rows, zero-padded past its last column.
+fn fill_panel(b: &MatRef, j: usize, panel: &mut [f32]) {
+    let k = b.rows;
+    let (n0, w) = (j * NR, NR.min(b.cols - j * NR));
+    if b.row_stride == 1 && b.col_stride >= k && k > 1 {
+        // a transposed view (Wᵀ for dX): columns n0..n0+w are rows of
+        // the stored matrix, turned in blocks
+        let src = &b.data[n0 * b.col_stride..];
+        super::transpose::transpose(src, w, k, b.col_stride, panel, NR);
+        if w < NR {
+            panel
+                .chunks_exact_mut(NR)
+                .for_each(|row| row[w..].fill(0.0));
+        }
+        return;
+    }
+    for (p, row) in panel.chunks_exact_mut(NR).enumerate() {
+        let base = p * b.row_stride + n0 * b.col_stride;
+        if b.col_stride == 1 {
+            row[..w].copy_from_slice(&b.data[base..base + w]);
+        } else {
+            for (c, v) in row[..w].iter_mut().enumerate() {
+                *v = b.data[base + c * b.col_stride];
+            }
+        }
+        row[w..].fill(0.0);
     }
 }
 
@@ -680,6 +705,33 @@ mod tests {
     }
 
     /// Runs shorter and longer than a k block (split in equal blocks) and a
+    /// Views stacked (plain, transposed, strided) pack as the matrix they
+    /// stack, built first: widths below and past a panel.
+    #[test]
+    fn pack_stacked_matches_packing_the_stack() {
+        let mut rng = Rng::new(16);
+        for n in [5, 64, 70, 130] {
+            let plain = rand(7 * n, &mut rng);
+            let stored = rand(n * 20, &mut rng); // its transpose is 20 x n
+            let wide = rand(3 * (n + 9), &mut rng); // 3 x n inside rows of n + 9
+            let views = [
+                MatRef::new(&plain, 7, n),
+                MatRef::new(&stored, n, 20).t(),
+                MatRef::strided(&wide, 3, n, n + 9),
+            ];
+            let mut stack = Vec::new();
+            for v in &views {
+                for r in 0..v.rows {
+                    stack.extend((0..n).map(|c| v.data[r * v.row_stride + c * v.col_stride]));
+                }
+            }
+            let want = PackedB::pack(MatRef::new(&stack, 30, n));
+            let got = PackedB::pack_stacked(&views);
+            assert_eq!((got.rows(), got.cols()), (30, n));
+            assert_eq!(got.data, want.data, "n {n}");
+        }
+    }
+
     /// `build` writes the same panels as packing the matrix it describes,
     /// zero padding included, for widths below, at and past one panel.
     #[test]

@@ -33,7 +33,7 @@ mod pointwise_dw;
 mod weights;
 mod winograd;
 mod winograd_dw;
-use weights::{mul, pack_groups, packed_kernel, prepare, Weights};
+use weights::{mul, pack_groups, packed_kernel, prepare, prepare_rotated, Weights};
 
 /// Largest im2col buffer (bytes) built at once; bigger batches go in chunks of images
 /// (at least one). Small enough that the buffer is reused from chunk to chunk while
@@ -765,11 +765,15 @@ fn backward(
     // rotated kernel. The tiled forward computes it without the dcols matrix
     // (kh*kw times the input's size) and its col2im.
     let direct_dx = match want_dx && rows > 0 && fast_paths_allowed() {
-        true => transposed_plan(p).map(|tp| {
-            let wr = rotate_kernel(w, p);
-            let d = forward_with(dy, &wr, None, None, &tp, &NO_EPILOGUE);
-            buffers::recycle(wr);
-            d
+        true => transposed_plan(p).map(|tp| match prepare_rotated(w, p, &tp) {
+            // the packed weights are all the forward reads
+            Some(pk) => forward_with(dy, &[], Some(&pk), None, &tp, &NO_EPILOGUE),
+            None => {
+                let wr = rotate_kernel(w, p);
+                let d = forward_with(dy, &wr, None, None, &tp, &NO_EPILOGUE);
+                buffers::recycle(wr);
+                d
+            }
         }),
         false => None,
     };

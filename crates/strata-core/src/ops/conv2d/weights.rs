@@ -70,6 +70,25 @@ pub(super) fn prepare(w: &[f32], p: &ConvPlan) -> Option<Vec<PackedB>> {
     pack_groups(w, p, false)
 }
 
+/// The kernel that convolves dY into dX ([`super::rotate_kernel`] of `w`,
+/// for `tp`, the [`super::transposed_plan`] of `p`) packed straight from `w`:
+/// its taps' transposes stacked in reverse order, so the rotated kernel is
+/// never built. `None` where [`prepare`] would not give one packed block
+/// (Winograd's layout, or no packed kernel).
+pub(super) fn prepare_rotated(w: &[f32], p: &ConvPlan, tp: &ConvPlan) -> Option<Vec<PackedB>> {
+    let packed = packed_gemm::available() && fast_paths_allowed();
+    if winograd::applies(tp) || tp.groups != 1 || !packed {
+        return None;
+    }
+    let (ci, co) = (p.c, p.cout);
+    let taps = p.geo.kh * p.geo.kw;
+    let views: Vec<MatRef> = (0..taps)
+        .rev()
+        .map(|t| MatRef::new(&w[t * ci * co..(t + 1) * ci * co], ci, co).t())
+        .collect();
+    Some(vec![PackedB::pack_stacked(&views)])
+}
+
 /// The cache key of the layout [`prepare`] gives: the group count, or 0
 /// (never a group count) for Winograd's.
 fn layout_key(p: &ConvPlan) -> usize {
