@@ -128,23 +128,27 @@ impl PackedB {
     ) -> [PackedB; N] {
         let panels = n.div_ceil(NR);
         data.iter_mut().for_each(|d| d.resize(panels * k * NR, 0.0));
-        for j in 0..panels {
-            let (n0, w) = (j * NR, NR.min(n - j * NR));
-            for r in 0..k {
-                let at = (j * k + r) * NR;
-                let mut rows = data.iter_mut();
-                let dst = std::array::from_fn(|_| match rows.next() {
-                    Some(d) => &mut d[at..at + w],
-                    None => unreachable!("N rows of N matrices"),
-                });
-                fill(r, n0, dst);
-                if w < NR {
-                    data.iter_mut().for_each(|d| d[at + w..at + NR].fill(0.0));
-                }
-            }
+        for (j, panel) in panels_of(&mut data, k).into_iter().enumerate() {
+            fill_rows(panel, (j, k, n), &mut fill);
         }
         data.map(|data| PackedB { k, n, data })
     }
+
+    /// [`PackedB::build_n`] with the panels filled in parallel.
+    pub fn build_n_par<const N: usize>(
+        k: usize,
+        n: usize,
+        fill: impl Fn(usize, usize, [&mut [f32]; N]) + Sync,
+    ) -> [PackedB; N] {
+        use rayon::prelude::*;
+        let len = n.div_ceil(NR) * k * NR;
+        let mut data: [Vec<f32>; N] = std::array::from_fn(|_| super::buffers::dirty(len));
+        let panels = panels_of(&mut data, k);
+        let work = |(j, panel)| fill_rows(panel, (j, k, n), &mut |r, n0, dst| fill(r, n0, dst));
+        crate::threads::install(|| panels.into_par_iter().enumerate().for_each(work));
+        data.map(|data| PackedB { k, n, data })
+    }
+
     /// The packed values' buffer, for reuse by [`PackedB::build_n_in`].
     pub fn into_data(mut self) -> Vec<f32> {
         std::mem::take(&mut self.data)
@@ -163,6 +167,46 @@ impl PackedB {
 impl Drop for PackedB {
     fn drop(&mut self) {
         super::buffers::recycle(std::mem::take(&mut self.data));
+    }
+}
+
+/// Each panel (`k` rows of [`NR`]) of `N` matrices' buffers, the `N` side by side.
+fn panels_of<const N: usize>(data: &mut [Vec<f32>; N], k: usize) -> Vec<[&mut [f32]; N]> {
+    let mut cut: Vec<std::slice::ChunksMut<f32>> = data
+        .iter_mut()
+        .map(|d| d.chunks_mut(k.max(1) * NR))
+        .collect();
+    let panels = cut.first().map_or(0, |c| c.len());
+    (0..panels)
+        .map(|_| {
+            std::array::from_fn(|m| match cut[m].next() {
+                Some(p) => p,
+                None => unreachable!("every matrix has the same panels"),
+            })
+        })
+        .collect()
+}
+
+/// Rows `0..k` of panel `j` of `N` matrices `k x n`, from `fill(r, n0,
+/// dsts)`, each zero-padded past column `n`.
+fn fill_rows<const N: usize>(
+    mut panel: [&mut [f32]; N],
+    (j, k, n): (usize, usize, usize),
+    fill: &mut impl FnMut(usize, usize, [&mut [f32]; N]),
+) {
+    let (n0, w) = (j * NR, NR.min(n - j * NR));
+    for r in 0..k {
+        let mut rows = panel.iter_mut();
+        let dst = std::array::from_fn(|_| match rows.next() {
+            Some(p) => &mut p[r * NR..r * NR + w],
+            None => unreachable!("N panels"),
+        });
+        fill(r, n0, dst);
+        if w < NR {
+            panel
+                .iter_mut()
+                .for_each(|p| p[r * NR + w..(r + 1) * NR].fill(0.0));
+        }
     }
 }
 

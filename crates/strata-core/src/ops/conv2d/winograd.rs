@@ -60,25 +60,30 @@ pub(super) fn applies(p: &ConvPlan) -> bool {
 /// `U[ξ] = (G g Gᵀ)[ξ]` of every filter `g` of HWIO weights `w`, as 16 packed
 /// `C_in x C_out` matrices. `G = [[1, 0, 0], [½, ½, ½], [½, -½, ½], [0, 0, 1]]`.
 /// The weights change at every training step, so this runs at every forward
-/// and every dX: the 16 matrices are built in parallel, each written straight
-/// into its panels, a loop over 64 output channels at a time.
+/// and every dX: one pass over the weights writes all 16 matrices straight
+/// into their panels, 64 output channels at a time, the panels in parallel.
 pub(super) fn pack_weights(w: &[f32], p: &ConvPlan) -> Vec<PackedB> {
-    use rayon::prelude::*;
     let (ci, co) = (p.c, p.cout);
-    let plane = |xi: usize| {
-        let (r, s) = (xi / 4, xi % 4);
-        // (G g)[r][kj] for the three kernel columns, then its row times Gᵀ[.][s]
-        let mut t = [[0f32; NR]; 3];
-        PackedB::build(ci, co, |i, o0, dst| {
-            let n = dst.len();
-            for (kj, t) in t.iter_mut().enumerate() {
-                let g = |ki: usize| &w[((ki * 3 + kj) * ci + i) * co + o0..][..n];
-                g_row(r, [g(0), g(1), g(2)], &mut t[..n]);
-            }
-            g_row(s, [&t[0][..n], &t[1][..n], &t[2][..n]], dst);
-        })
-    };
-    crate::threads::install(|| (0..16).into_par_iter().map(plane).collect())
+    let u: [PackedB; 16] = PackedB::build_n_par(ci, co, |i, o0, dst| {
+        let n = dst[0].len();
+        let g = |ki: usize, kj: usize| &w[((ki * 3 + kj) * ci + i) * co + o0..][..n];
+        // (G g)[r][kj] for the four rows of G and the three kernel columns
+        let mut t = [[0f32; NR]; 12];
+        for (rk, t) in t.iter_mut().enumerate() {
+            let (r, kj) = (rk / 3, rk % 3);
+            g_row(r, [g(0, kj), g(1, kj), g(2, kj)], &mut t[..n]);
+        }
+        // then each row times Gᵀ[.][s]
+        for (xi, dst) in dst.into_iter().enumerate() {
+            let (r, s) = (xi / 4, xi % 4);
+            g_row(
+                s,
+                [&t[3 * r][..n], &t[3 * r + 1][..n], &t[3 * r + 2][..n]],
+                dst,
+            );
+        }
+    });
+    u.into()
 }
 
 /// Row `r` of `G` applied to three rows: `out = Σ_k G[r][k] * v[k]`, element by
