@@ -14,7 +14,8 @@
 //! output has enough rows to tile ([`dw_tiled`]), else chunk by chunk; a
 //! convolution that runs as Winograd gets its dW from Winograd's transforms
 //! (`winograd_dw.rs`). dX of a
-//! stride-1 convolution is a convolution of dY with the rotated kernel; otherwise
+//! stride-1 convolution is a convolution of dY with the rotated kernel; a strided
+//! 1x1 one's is dY·Wᵀ written among zeros (`strided_pointwise_dx.rs`); otherwise
 //! `dCols = dY·Wᵀ` then a gather-form col2im (every input pixel sums the entries that
 //! read it, in a fixed order). `db` = column sums of `dY`.
 
@@ -30,6 +31,7 @@ use crate::tensor::Tensor;
 
 mod implicit;
 mod pointwise_dw;
+mod strided_pointwise_dx;
 mod weights;
 mod winograd;
 mod winograd_dw;
@@ -776,6 +778,13 @@ fn backward(
             }
         }),
         false => None,
+    };
+    // a strided 1x1 convolution's dX: dY · Wᵀ written among zeros, tile by tile
+    let direct_dx = match direct_dx {
+        None if want_dx && rows > 0 && fast_paths_allowed() && strided_pointwise_dx::applies(p) => {
+            Some(strided_pointwise_dx::dx(dy, w, p))
+        }
+        d => d,
     };
     let direct = direct_dx.is_some();
     let want_dx = want_dx && !direct;
@@ -1856,6 +1865,41 @@ mod tests {
             assert!(close(&dw, &dw_ref.unwrap(), 1e-4), "case {case} dW");
             let (_, again) = backward(&xd, &kd, &dyd, &p, false, true);
             assert_eq!(again.unwrap(), dw, "case {case} dW again");
+        }
+    }
+
+    /// 1x1 convolutions with strides above 1: dX written tile by tile among
+    /// zeros against col2im, with windows past the last row and column, rows
+    /// of the input no window reads, and windows wholly in the padding.
+    #[test]
+    fn strided_pointwise_dx_matches_col2im() {
+        if crate::kernels::packed_gemm::skip_without_avx512() {
+            return;
+        }
+        let mut rng = Rng::new(44);
+        let pad = |bottom, right| Padding::Explicit {
+            top: 0,
+            bottom,
+            left: 0,
+            right,
+        };
+        let cases = [
+            // (n, h, w, c, cout, strides, padding)
+            (2, 8, 8, 16, 24, (2, 2), Padding::Valid),
+            (1, 7, 9, 20, 70, (2, 3), Padding::Valid),
+            (3, 5, 5, 8, 8, (3, 3), Padding::Same),
+            (1, 6, 6, 64, 130, (2, 2), pad(3, 2)),
+            (2, 28, 28, 32, 64, (2, 2), Padding::Valid),
+        ];
+        for (case, &(n, h, w, c, cout, (sh, sw), padding)) in cases.iter().enumerate() {
+            let x = rand_t(&[n, h, w, c], &mut rng);
+            let k = rand_t(&[1, 1, c, cout], &mut rng);
+            let cfg = Conv2dConfig::default()
+                .with_strides(sh, sw)
+                .with_padding(padding);
+            let p = plan(x.shape(), k.shape(), None, &cfg).unwrap();
+            assert!(strided_pointwise_dx::applies(&p), "case {case}");
+            assert_dx_matches_reference(&x, &k, &p, case, &mut rng);
         }
     }
 
