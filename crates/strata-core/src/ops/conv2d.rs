@@ -395,8 +395,9 @@ fn im2col_pixel(xi: &[f32], p: &ConvPlan, oh: usize, ow: usize, dst: &mut [f32])
     }
 }
 
-/// Gather-form col2im: `dx` (images `n0..`, NHWC) gets, for every input pixel, the
-/// sum of the `dcols` entries that read it, in a fixed (ki, kj) order.
+/// Gather-form col2im: `dx` (images `n0..`, NHWC) is overwritten with, for every
+/// input pixel, the sum of the `dcols` entries that read it, in a fixed (ki, kj)
+/// order, each row cleared just before its sums (no separate zero-fill pass).
 fn col2im(dcols: &[f32], p: &ConvPlan, dx: &mut [f32]) {
     let g = &p.geo;
     let kt = p.kt();
@@ -405,6 +406,8 @@ fn col2im(dcols: &[f32], p: &ConvPlan, dx: &mut [f32]) {
     let unit = g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1;
     parallel::for_each_chunk_mut(dx, row_len.max(1), |idx, row| {
         let (n, ih) = (idx / g.in_h, idx % g.in_h);
+        // every sum starts from zero, cleared here while the row is in cache
+        row.fill(0.0);
         if unit {
             // same (ki, iw, kj, group) order as the general loop below
             for ki in 0..g.kh {
@@ -762,7 +765,6 @@ fn backward(
     want_dw: bool,
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
     let rows = p.n * p.out_pixels();
-    // col2im accumulates into dx; the pointwise path overwrites it with a GEMM
     // A stride-1 convolution's dX is itself a convolution: of dY with the
     // rotated kernel. The tiled forward computes it without the dcols matrix
     // (kh*kw times the input's size) and its col2im.
@@ -789,12 +791,11 @@ fn backward(
     let direct = direct_dx.is_some();
     let want_dx = want_dx && !direct;
     let dx_len = p.n * p.geo.in_h * p.geo.in_w * p.c;
-    let mut dx = want_dx.then(|| {
-        if p.pointwise {
-            buffers::dirty(dx_len)
-        } else {
-            buffers::zeroed(dx_len)
-        }
+    // overwritten by the pointwise GEMM, or cleared row by row by col2im;
+    // with no output rows, no window reads the input: zeros
+    let mut dx = want_dx.then(|| match rows {
+        0 => buffers::zeroed(dx_len),
+        _ => buffers::dirty(dx_len),
     });
     if direct {
         dx = direct_dx;
