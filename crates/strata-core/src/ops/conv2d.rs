@@ -1831,7 +1831,8 @@ mod tests {
                     right: 1,
                 },
             ),
-            (3, 28, 28, 64, 64, Padding::Same),
+            // 112 bands of tiles: several blocks per thread for dW up to 5 threads
+            (8, 28, 28, 64, 64, Padding::Same),
         ];
         for (case, &(n, h, w, c, cout, padding)) in cases.iter().enumerate() {
             let x = rand_t(&[n, h, w, c], &mut rng);
@@ -1863,7 +1864,9 @@ mod tests {
             let (_, dw) = backward(&xd, &kd, &dyd, &p, false, true);
             let (_, dw_ref) = reference_backward(&xd, &kd, &dyd, &p, false, true);
             let dw = dw.unwrap();
-            assert!(close(&dw, &dw_ref.unwrap(), 1e-4), "case {case} dW");
+            // sums of thousands of products in another order: f32 rounding only
+            // (case 3: at most 1.5e-4 off, in sums up to 330 in size)
+            assert!(close(&dw, &dw_ref.unwrap(), 1e-3), "case {case} dW");
             let (_, again) = backward(&xd, &kd, &dyd, &p, false, true);
             assert_eq!(again.unwrap(), dw, "case {case} dW again");
         }
