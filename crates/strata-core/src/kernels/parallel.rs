@@ -82,13 +82,27 @@ pub fn for_each_chunk_mut(
     });
 }
 
-/// `part(0) + part(1) + ... + part(parts - 1)` for `parts >= 1` equal-length
-/// partial results, each computed as one task on the thread pool and added in
-/// part order, so the sum depends only on `parts`, not on scheduling. The
-/// partials' buffers go back to the pool.
-pub fn sum_of_parts(parts: usize, part: impl Fn(usize) -> Vec<f32> + Sync + Send) -> Vec<f32> {
+/// The sum of `len`-value partial results over `items` split into `parts`
+/// (at least 1) contiguous ranges, `part(range)` computed as one task per
+/// range on the thread pool (an empty range gives zeros) and the partials
+/// added in range order, so the sum depends only on `parts`, not on
+/// scheduling. The partials' buffers go back to the pool.
+pub fn sum_over_parts(
+    items: usize,
+    parts: usize,
+    len: usize,
+    part: impl Fn(std::ops::Range<usize>) -> Vec<f32> + Sync + Send,
+) -> Vec<f32> {
+    let parts = parts.max(1);
+    let task = |i: usize| {
+        let range = items * i / parts..items * (i + 1) / parts;
+        match range.is_empty() {
+            true => super::buffers::zeroed(len),
+            false => part(range),
+        }
+    };
     let mut partials: Vec<Vec<f32>> =
-        threads::install(|| (0..parts.max(1)).into_par_iter().map(part).collect());
+        threads::install(|| (0..parts).into_par_iter().map(task).collect());
     let mut sum = partials.remove(0);
     for other in partials {
         add_assign(&mut sum, &other);

@@ -679,11 +679,7 @@ fn dw_tiled(x: &[f32], dy: &[f32], p: &ConvPlan, tile_px: usize) -> Vec<f32> {
         && p.cout >= 64
         && packed_gemm::available()
         && fast_paths_allowed();
-    let part = |i: usize| -> Vec<f32> {
-        let (r0, r1) = (image_rows * i / parts, image_rows * (i + 1) / parts);
-        if r0 == r1 {
-            return buffers::zeroed(dw_len);
-        }
+    let part = |std::ops::Range { start: r0, end: r1 }: std::ops::Range<usize>| -> Vec<f32> {
         // the first tile's GEMMs overwrite every element (the groups' blocks tile it)
         let mut dw = buffers::dirty(dw_len);
         TILE_COLS.with_borrow_mut(|cols| {
@@ -725,7 +721,7 @@ fn dw_tiled(x: &[f32], dy: &[f32], p: &ConvPlan, tile_px: usize) -> Vec<f32> {
         });
         dw
     };
-    parallel::sum_of_parts(parts, part)
+    parallel::sum_over_parts(image_rows, parts, dw_len, part)
 }
 
 /// Bytes of one block of colsᵀ in [`dw_tiled`]: it stays in L2 (beside dY's

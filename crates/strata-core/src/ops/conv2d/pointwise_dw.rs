@@ -80,11 +80,7 @@ fn product_split(
     parts: usize,
 ) -> Vec<f32> {
     let parts = parts.clamp(1, rows.div_ceil(KC).max(1));
-    let part = |i: usize| -> Vec<f32> {
-        let (r0, r1) = (rows * i / parts, rows * (i + 1) / parts);
-        if r0 == r1 {
-            return buffers::zeroed(ca * cb);
-        }
+    let part = |std::ops::Range { start: r0, end: r1 }: std::ops::Range<usize>| -> Vec<f32> {
         // the first block's product overwrites every element
         let mut c = buffers::dirty(ca * cb);
         let mut at = buffers::dirty(ca * KC);
@@ -99,7 +95,7 @@ fn product_split(
         buffers::recycle(at);
         c
     };
-    parallel::sum_of_parts(parts, part)
+    parallel::sum_over_parts(rows, parts, ca * cb, part)
 }
 
 #[cfg(test)]

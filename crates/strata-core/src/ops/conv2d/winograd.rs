@@ -174,41 +174,38 @@ pub(super) fn input_transform(
     for (j, tile) in tiles.enumerate() {
         let q = q0 + tile / tw;
         let (b, ty, tx) = (q / th, q % th, tile % tw);
-        {
-            let d: [&[f32]; 16] =
-                std::array::from_fn(|rs| pixel(b, 2 * ty + rs / 4, 2 * tx + rs % 4));
-            #[cfg(target_arch = "x86_64")]
-            if simd {
-                simd::input_tile(&d, &mut planes, j * ci, ci);
-                continue;
+        let d: [&[f32]; 16] = std::array::from_fn(|rs| pixel(b, 2 * ty + rs / 4, 2 * tx + rs % 4));
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            simd::input_tile(&d, &mut planes, j * ci, ci);
+            continue;
+        }
+        for (s, col) in e.chunks_exact_mut(4 * ci).enumerate() {
+            let (e0, rest) = col.split_at_mut(ci);
+            let (e1, rest) = rest.split_at_mut(ci);
+            let (e2, e3) = rest.split_at_mut(ci);
+            let (d0, d1, d2, d3) = (d[s], d[4 + s], d[8 + s], d[12 + s]);
+            for l in 0..ci {
+                e0[l] = d0[l] - d2[l];
+                e1[l] = d1[l] + d2[l];
+                e2[l] = d2[l] - d1[l];
+                e3[l] = d1[l] - d3[l];
             }
-            for (s, col) in e.chunks_exact_mut(4 * ci).enumerate() {
-                let (e0, rest) = col.split_at_mut(ci);
-                let (e1, rest) = rest.split_at_mut(ci);
-                let (e2, e3) = rest.split_at_mut(ci);
-                let (d0, d1, d2, d3) = (d[s], d[4 + s], d[8 + s], d[12 + s]);
-                for l in 0..ci {
-                    e0[l] = d0[l] - d2[l];
-                    e1[l] = d1[l] + d2[l];
-                    e2[l] = d2[l] - d1[l];
-                    e3[l] = d1[l] - d3[l];
-                }
-            }
-            for r in 0..4 {
-                let row = |s: usize| &e[(s * 4 + r) * ci..(s * 4 + r + 1) * ci];
-                let (a0, a1, a2, a3) = (row(0), row(1), row(2), row(3));
-                let [p0, p1, p2, p3] = &mut planes[4 * r..4 * r + 4] else {
-                    unreachable!("16 planes")
-                };
-                let span = j * ci..(j + 1) * ci;
-                let (o0, o1) = (&mut p0[span.clone()], &mut p1[span.clone()]);
-                let (o2, o3) = (&mut p2[span.clone()], &mut p3[span]);
-                for l in 0..ci {
-                    o0[l] = a0[l] - a2[l];
-                    o1[l] = a1[l] + a2[l];
-                    o2[l] = a2[l] - a1[l];
-                    o3[l] = a1[l] - a3[l];
-                }
+        }
+        for r in 0..4 {
+            let row = |s: usize| &e[(s * 4 + r) * ci..(s * 4 + r + 1) * ci];
+            let (a0, a1, a2, a3) = (row(0), row(1), row(2), row(3));
+            let [p0, p1, p2, p3] = &mut planes[4 * r..4 * r + 4] else {
+                unreachable!("16 planes")
+            };
+            let span = j * ci..(j + 1) * ci;
+            let (o0, o1) = (&mut p0[span.clone()], &mut p1[span.clone()]);
+            let (o2, o3) = (&mut p2[span.clone()], &mut p3[span]);
+            for l in 0..ci {
+                o0[l] = a0[l] - a2[l];
+                o1[l] = a1[l] + a2[l];
+                o2[l] = a2[l] - a1[l];
+                o3[l] = a1[l] - a3[l];
             }
         }
     }

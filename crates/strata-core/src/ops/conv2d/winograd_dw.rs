@@ -68,11 +68,7 @@ pub(super) fn dw(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
     let parts = crate::threads::num_threads().clamp(1, bands.max(1));
     let per = BLOCK_TILES.div_ceil(tw.max(1)).max(1);
     let m_len = 16 * ci * co;
-    let part = |i: usize| -> Vec<f32> {
-        let (q0, q1) = (bands * i / parts, bands * (i + 1) / parts);
-        if q0 == q1 {
-            return buffers::zeroed(m_len);
-        }
+    let part = |Range { start: q0, end: q1 }: Range<usize>| -> Vec<f32> {
         // the first block's GEMMs overwrite every element
         let mut m = buffers::dirty(m_len);
         SCRATCH.with_borrow_mut(|scratch| {
@@ -82,7 +78,7 @@ pub(super) fn dw(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
         });
         m
     };
-    let m = parallel::sum_of_parts(parts, part);
+    let m = parallel::sum_over_parts(bands, parts, m_len, part);
     let dw = output_transform(&m, ci, co);
     buffers::recycle(m);
     dw
