@@ -95,31 +95,20 @@ impl PackedB {
     /// (the columns past `n` are zeros). For a matrix computed from another
     /// (Winograd's transformed weights), without a plain copy to pack.
     pub fn build(k: usize, n: usize, mut fill: impl FnMut(usize, usize, &mut [f32])) -> PackedB {
-        let [b] = Self::build_n(k, n, |r, n0, [dst]| fill(r, n0, dst));
+        let len = n.div_ceil(NR) * k * NR;
+        let [b] = Self::build_n_in([super::buffers::dirty(len)], k, n, |r, n0, [dst]| {
+            fill(r, n0, dst)
+        });
         b
     }
 
-    /// `N` matrices of `k x n` built together, as [`PackedB::build`]: `fill`
-    /// writes the same row and columns of each, for matrices computed from
-    /// the same values (the 16 of a Winograd transform).
-    pub fn build_n<const N: usize>(
-        k: usize,
-        n: usize,
-        fill: impl FnMut(usize, usize, [&mut [f32]; N]),
-    ) -> [PackedB; N] {
-        let len = n.div_ceil(NR) * k * NR;
-        Self::build_n_in(
-            std::array::from_fn(|_| super::buffers::dirty(len)),
-            k,
-            n,
-            fill,
-        )
-    }
-
-    /// [`PackedB::build_n`] into the given buffers (resized as needed), for a
-    /// caller that keeps them from call to call ([`PackedB::into_data`] gives
-    /// them back): buffers too small for the pool would otherwise go back to
-    /// the allocator, and come back as fresh pages, at every call.
+    /// `N` matrices of `k x n` built together, as [`PackedB::build`], into the
+    /// given buffers (resized as needed): `fill` writes the same row and
+    /// columns of each, for matrices computed from the same values (the 16
+    /// of a Winograd transform). The caller keeps the buffers from call to
+    /// call ([`PackedB::into_data`] gives them back): buffers too small for
+    /// the pool would otherwise go back to the allocator, and come back as
+    /// fresh pages, at every call.
     pub fn build_n_in<const N: usize>(
         mut data: [Vec<f32>; N],
         k: usize,
@@ -134,7 +123,7 @@ impl PackedB {
         data.map(|data| PackedB { k, n, data })
     }
 
-    /// [`PackedB::build_n`] with the panels filled in parallel.
+    /// [`PackedB::build_n_in`] into fresh buffers, the panels filled in parallel.
     pub fn build_n_par<const N: usize>(
         k: usize,
         n: usize,
