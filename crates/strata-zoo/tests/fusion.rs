@@ -1,6 +1,7 @@
-//! Inference fusion (Conv2D -> BatchNorm -> [Add] -> [ReLU] as one convolution) on
-//! a real ResNet: which chains fuse, and that the outputs and a frozen-backbone
-//! training step are bitwise those of the unfused layers.
+//! Fusion on a real ResNet: which chains fuse, that inference outputs and a
+//! frozen-backbone training step are bitwise those of the unfused layers, and
+//! that full training steps (where a BatchNorm's batch statistics come from
+//! the convolution before it, summed in other pieces) match them to rounding.
 
 use strata_core::{no_grad, Rng, Tensor};
 use strata_nn::{Loss, Optimizer, Targets};
@@ -38,13 +39,23 @@ fn every_resnet_block_fuses_and_inference_is_bitwise_unchanged() {
             .contains(&"layer1.0.conv2 + layer1.0.bn2 + layer1.0.add + layer1.0.relu".to_string()),
         "{chains:#?}"
     );
-    // while training, convolutions stay separate (the BatchNorm needs the batch
-    // statistics of their output): BatchNorm -> ReLU pairs fuse, 1 + 8, and
-    // each block's Add -> ReLU, 8
+    // while training, each convolution takes its BatchNorm's batch statistics
+    // (with the ReLU after, where there is one): the same 1 + 8 + 8 + 3
+    // Conv2D -> BatchNorm pairs, and each block's Add -> ReLU, 8
     let training = m.fused_chains(true);
-    assert_eq!(training.len(), 17, "{training:#?}");
-    assert!(training.contains(&"layer2.1.bn1 + layer2.1.relu1".to_string()));
-    assert!(training.contains(&"layer2.1.add + layer2.1.relu".to_string()));
+    assert_eq!(training.len(), 28, "{training:#?}");
+    for chain in [
+        "conv1 + bn1 + relu",
+        "layer2.1.conv1 + layer2.1.bn1 + layer2.1.relu1",
+        "layer2.1.conv2 + layer2.1.bn2",
+        "layer2.0.downsample.0 + layer2.0.downsample.1",
+        "layer2.1.add + layer2.1.relu",
+    ] {
+        assert!(
+            training.contains(&chain.to_string()),
+            "{chain}: {training:#?}"
+        );
+    }
 
     let x = Tensor::rand_normal(&[3, 32, 32, 3], 0.0, 1.0, &mut Rng::new(9));
     let fused = no_grad(|| m.forward(std::slice::from_ref(&x), false)).unwrap();
@@ -85,9 +96,19 @@ fn frozen_backbone_training_step_is_bitwise_unchanged() {
 }
 
 #[test]
-fn a_trainable_backbone_keeps_its_convolutions_unfused() {
+fn a_trainable_backbone_fuses_no_convolution_with_its_affine_map() {
     let mut m = resnet18(13);
-    assert!(m.fused_chains(true).iter().all(|c| !c.contains("conv")));
+    // while training, a convolution only hands its BatchNorm the batch
+    // statistics: no chain reaches an Add
+    let training = m.fused_chains(true);
+    let with_conv = training
+        .iter()
+        .filter(|c| c.contains("conv") || c.contains("downsample"));
+    assert_eq!(with_conv.clone().count(), 20, "{training:#?}");
+    assert!(
+        with_conv.clone().all(|c| !c.contains(".add")),
+        "{training:#?}"
+    );
     // inference in grad mode with trainable weights: the weights require grad,
     // so no convolution fuses unless no_grad is on (each block's Add -> ReLU
     // does: it records its gradient)
@@ -103,14 +124,26 @@ fn a_trainable_backbone_keeps_its_convolutions_unfused() {
 }
 
 #[test]
-fn full_training_steps_are_bitwise_unchanged() {
-    // BatchNorm -> ReLU and Add -> ReLU pairs run as one op while the whole
-    // network trains
+fn full_training_steps_match_the_unfused_layers() {
+    // Conv2D -> BatchNorm [-> ReLU] with the statistics from the convolution's
+    // epilogue, BatchNorm -> ReLU and Add -> ReLU as one op while the whole
+    // network trains: the same steps up to the rounding of the batch
+    // statistics, and bitwise the same from run to run
     let run = |fusion: bool| {
         let mut m = resnet18(15);
         m.set_fusion(fusion);
         two_steps(&mut m, 16, 0.05)
     };
     let (fused, plain) = (run(true), run(false));
-    assert_eq!(fused, plain);
+    assert_eq!(fused, run(true));
+    let mut worst = 0f32;
+    for (f, p) in fused.iter().zip(&plain) {
+        for (&a, &b) in f.iter().zip(p) {
+            worst = worst.max((a - b).abs() / (1.0 + b.abs()));
+        }
+    }
+    // layer4's BatchNorms normalise 4 rows here (batch 4 at 1x1), where
+    // rounding-level differences in the statistics grow the most through
+    // two momentum steps: measured 7.3e-4
+    assert!(worst <= 5e-3, "fused and unfused steps differ by {worst}");
 }

@@ -7,6 +7,7 @@
 //! unfused ops (`x * a + b`, then `+ r`, then `max(0)`), so fused and unfused
 //! results are bitwise identical.
 
+use crate::kernels::moments::MomentSink;
 use crate::kernels::parallel;
 use crate::threads;
 
@@ -20,6 +21,9 @@ pub struct EpilogueRef<'a> {
     /// Added after the affine map; same layout and length as the output.
     pub residual: Option<&'a [f32]>,
     pub relu: bool,
+    /// Takes the per-channel moments of the final rows (a training
+    /// BatchNorm's batch statistics, while the rows are in cache).
+    pub moments: Option<&'a MomentSink>,
 }
 
 impl EpilogueRef<'_> {
@@ -30,6 +34,7 @@ impl EpilogueRef<'_> {
             && self.shift.is_none()
             && self.residual.is_none()
             && !self.relu
+            && self.moments.is_none()
     }
 }
 
@@ -49,6 +54,21 @@ pub fn apply(out: &mut [f32], channels: usize, offset: usize, ep: &EpilogueRef) 
 /// [`apply`] on the calling thread (for a caller that already runs in parallel).
 pub fn apply_serial(out: &mut [f32], channels: usize, offset: usize, ep: &EpilogueRef) {
     if ep.is_identity() || out.is_empty() || channels == 0 {
+        return;
+    }
+    apply_steps(out, channels, offset, ep);
+    if let Some(sink) = ep.moments {
+        sink.add(offset, out);
+    }
+}
+
+/// The steps of `ep` but its moments, on the calling thread.
+fn apply_steps(out: &mut [f32], channels: usize, offset: usize, ep: &EpilogueRef) {
+    let no_steps = EpilogueRef {
+        moments: None,
+        ..*ep
+    };
+    if no_steps.is_identity() {
         return;
     }
     let res = ep.residual.map(|r| &r[offset..offset + out.len()]);
@@ -158,6 +178,7 @@ mod tests {
             shift: Some(&b),
             residual: Some(&r),
             relu: true,
+            moments: None,
         };
         apply(&mut got, c, 0, &ep);
         assert_eq!(got, want);
@@ -173,6 +194,7 @@ mod tests {
             shift: None,
             residual: None,
             relu: true,
+            moments: None,
         };
         apply(&mut got, c, 0, &relu_only);
         assert_eq!(got, x.iter().map(|v| v.max(0.0)).collect::<Vec<_>>());

@@ -3,6 +3,7 @@
 pub mod buffers;
 pub mod epilogue;
 pub mod gemm;
+pub mod moments;
 pub mod packed_gemm;
 pub mod parallel;
 pub mod transpose;

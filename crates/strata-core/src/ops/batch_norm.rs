@@ -12,6 +12,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use crate::error::{fmt_shape, CoreError, Result};
+use crate::kernels::moments::ChannelMoments;
 use crate::kernels::{buffers, parallel};
 use crate::tensor::Tensor;
 use crate::threads;
@@ -268,7 +269,7 @@ impl Tensor {
         beta: Option<&Tensor>,
         epsilon: f32,
     ) -> Result<(Tensor, Vec<f32>, Vec<f32>)> {
-        self.batch_norm_train_act(gamma, beta, epsilon, false)
+        self.batch_norm_train_act(gamma, beta, epsilon, false, None)
     }
 
     /// [`Tensor::batch_norm_train`] followed by a ReLU, as one op: the forward
@@ -281,7 +282,23 @@ impl Tensor {
         beta: Option<&Tensor>,
         epsilon: f32,
     ) -> Result<(Tensor, Vec<f32>, Vec<f32>)> {
-        self.batch_norm_train_act(gamma, beta, epsilon, true)
+        self.batch_norm_train_act(gamma, beta, epsilon, true, None)
+    }
+
+    /// [`Tensor::batch_norm_train`] (then a ReLU when `relu`, as
+    /// [`Tensor::batch_norm_train_relu`]) with the batch statistics given:
+    /// `moments` of `self`, as [`Tensor::conv2d_moments`] returns them with
+    /// its output. The same op and gradients; the statistics differ from the
+    /// ones it would take itself by rounding only (other partial sums).
+    pub fn batch_norm_train_with(
+        &self,
+        moments: &ChannelMoments,
+        gamma: Option<&Tensor>,
+        beta: Option<&Tensor>,
+        epsilon: f32,
+        relu: bool,
+    ) -> Result<(Tensor, Vec<f32>, Vec<f32>)> {
+        self.batch_norm_train_act(gamma, beta, epsilon, relu, Some(moments))
     }
 
     fn batch_norm_train_act(
@@ -290,6 +307,7 @@ impl Tensor {
         beta: Option<&Tensor>,
         epsilon: f32,
         relu: bool,
+        given: Option<&ChannelMoments>,
     ) -> Result<(Tensor, Vec<f32>, Vec<f32>)> {
         const OP: &str = "batch_norm_train";
         let op: &'static str = if relu { "batch_norm_train_relu" } else { OP };
@@ -302,16 +320,35 @@ impl Tensor {
             ],
         )?;
         check_epsilon(OP, epsilon)?;
+        if let Some(g) = given {
+            if (g.count, g.mean.len(), g.m2.len()) != (m, c, c) {
+                return Err(CoreError::arg(
+                    op,
+                    "moments",
+                    format!(
+                        "must be of the input's {m} rows of {c} channels, found {} rows of {}",
+                        g.count,
+                        g.mean.len()
+                    ),
+                ));
+            }
+        }
         let x = self.data();
-        let k = &x[..c];
-        let moments = channel_reduce(m, 2 * c, |r, acc| shifted_moments(&x, c, k, r, acc));
-        let (s1, s2) = moments.split_at(c);
-        let mf = m as f64;
-        let mean64: Vec<f64> = (0..c).map(|ch| k[ch] as f64 + s1[ch] / mf).collect();
-        // biased variance: E[(x-k)^2] - (E[x-k])^2, clamped at 0 against rounding
-        let var64: Vec<f64> = (0..c)
-            .map(|ch| (s2[ch] / mf - (s1[ch] / mf) * (s1[ch] / mf)).max(0.0))
-            .collect();
+        let (mean64, var64) = match given {
+            Some(g) => (g.mean.clone(), g.variance()),
+            None => {
+                let k = &x[..c];
+                let moments = channel_reduce(m, 2 * c, |r, acc| shifted_moments(&x, c, k, r, acc));
+                let (s1, s2) = moments.split_at(c);
+                let mf = m as f64;
+                let mean64: Vec<f64> = (0..c).map(|ch| k[ch] as f64 + s1[ch] / mf).collect();
+                // biased variance: E[(x-k)^2] - (E[x-k])^2, clamped at 0 against rounding
+                let var64: Vec<f64> = (0..c)
+                    .map(|ch| (s2[ch] / mf - (s1[ch] / mf) * (s1[ch] / mf)).max(0.0))
+                    .collect();
+                (mean64, var64)
+            }
+        };
         let var: Vec<f32> = var64.iter().map(|&v| v as f32).collect();
         let mean: Vec<f32> = mean64.iter().map(|&v| v as f32).collect();
         let inv_std: Vec<f32> = var64
@@ -624,5 +661,59 @@ mod tests {
                 .batch_norm_train_relu(Some(&t[1]), Some(&t[2]), 1e-3)?
                 .0)
         });
+    }
+
+    /// Given moments (as a convolution's epilogue takes them) give the op's
+    /// own output and gradients up to the statistics' rounding; moments of
+    /// another shape are refused.
+    #[test]
+    fn train_with_given_moments_matches_and_checks_them() {
+        use crate::kernels::moments::MomentSink;
+        let mut rng = Rng::new(8);
+        let x = Tensor::rand_normal(&[3, 5, 7, 6], 2.0, 1.5, &mut rng).requires_grad_(true);
+        let gamma = Tensor::rand_normal(&[6], 1.0, 0.2, &mut rng).requires_grad_(true);
+        let beta = Tensor::rand_normal(&[6], 0.0, 0.2, &mut rng).requires_grad_(true);
+        let sink = MomentSink::new(6);
+        let xs = x.to_vec();
+        // pieces as an epilogue would hand them over, out of order
+        for r in [(40usize, 105usize), (0, 40)] {
+            sink.add(r.0 * 6, &xs[r.0 * 6..r.1 * 6]);
+        }
+        let m = sink.finish();
+        for relu in [false, true] {
+            let run = |given: bool| {
+                for t in [&x, &gamma, &beta] {
+                    t.zero_grad();
+                }
+                let (y, mean, var) = match (given, relu) {
+                    (true, _) => x.batch_norm_train_with(&m, Some(&gamma), Some(&beta), 1e-3, relu),
+                    (false, true) => x.batch_norm_train_relu(Some(&gamma), Some(&beta), 1e-3),
+                    (false, false) => x.batch_norm_train(Some(&gamma), Some(&beta), 1e-3),
+                }
+                .unwrap();
+                let w = Tensor::rand_normal(y.shape(), 0.0, 1.0, &mut Rng::new(2));
+                y.mul(&w).unwrap().sum_all().backward().unwrap();
+                let grads = [&x, &gamma, &beta].map(|t| t.grad().unwrap().to_vec());
+                (y.to_vec(), mean, var, grads)
+            };
+            let (a, b) = (run(true), run(false));
+            let close = |p: &[f32], q: &[f32]| {
+                p.iter()
+                    .zip(q)
+                    .all(|(u, v)| (u - v).abs() <= 1e-5 * (1.0 + v.abs()))
+            };
+            assert!(
+                close(&a.0, &b.0) && close(&a.1, &b.1) && close(&a.2, &b.2),
+                "relu {relu}"
+            );
+            for (ga, gb) in a.3.iter().zip(&b.3) {
+                assert!(close(ga, gb), "relu {relu}: gradients differ");
+            }
+        }
+        let short = crate::kernels::moments::ChannelMoments::of_rows(&xs[..60], 6);
+        let err = x
+            .batch_norm_train_with(&short, None, None, 1e-3, false)
+            .unwrap_err();
+        assert!(err.to_string().contains("moments"), "{err}");
     }
 }

@@ -23,6 +23,7 @@ use crate::error::{fmt_shape, CoreError, Result};
 use crate::kernels::buffers;
 use crate::kernels::epilogue::{self, EpilogueRef};
 use crate::kernels::gemm::{gemm, gemm_serial, MatRef};
+use crate::kernels::moments::{ChannelMoments, MomentSink};
 use crate::kernels::packed_gemm::{self, gemm_rows_serial, PackedB, RowMajor};
 use crate::kernels::parallel;
 use crate::kernels::transpose::transpose;
@@ -74,6 +75,7 @@ const NO_EPILOGUE: EpilogueRef<'static> = EpilogueRef {
     shift: None,
     residual: None,
     relu: false,
+    moments: None,
 };
 
 impl Default for Conv2dConfig {
@@ -1019,7 +1021,24 @@ impl Tensor {
         bias: Option<&Tensor>,
         config: Conv2dConfig,
     ) -> Result<Tensor> {
-        self.conv2d_act(kernel, bias, config, false)
+        self.conv2d_act(kernel, bias, config, false, None)
+    }
+
+    /// [`Tensor::conv2d`] that also returns the per-channel moments (count,
+    /// mean, squared deviations) of its output, taken in the epilogue while
+    /// each block of rows is in cache: a training BatchNorm after it
+    /// ([`Tensor::batch_norm_train_with`]) then needs no sweep of its own for
+    /// its batch statistics. The output and gradients are those of `conv2d`.
+    pub fn conv2d_moments(
+        &self,
+        kernel: &Tensor,
+        bias: Option<&Tensor>,
+        config: Conv2dConfig,
+    ) -> Result<(Tensor, ChannelMoments)> {
+        let c = kernel.shape().last().copied().unwrap_or(0);
+        let sink = MomentSink::new(c);
+        let y = self.conv2d_act(kernel, bias, config, false, Some(&sink))?;
+        Ok((y, sink.finish()))
     }
 
     /// `relu(conv2d(x, kernel) + bias)` as one op (Keras `Conv2D(activation="relu")`):
@@ -1032,7 +1051,7 @@ impl Tensor {
         bias: Option<&Tensor>,
         config: Conv2dConfig,
     ) -> Result<Tensor> {
-        self.conv2d_act(kernel, bias, config, true)
+        self.conv2d_act(kernel, bias, config, true, None)
     }
 
     fn conv2d_act(
@@ -1041,6 +1060,7 @@ impl Tensor {
         bias: Option<&Tensor>,
         config: Conv2dConfig,
         relu: bool,
+        moments: Option<&MomentSink>,
     ) -> Result<Tensor> {
         let p = plan(
             self.shape(),
@@ -1050,6 +1070,7 @@ impl Tensor {
         )?;
         let ep = EpilogueRef {
             relu,
+            moments,
             ..NO_EPILOGUE
         };
         let data = {
@@ -1164,6 +1185,7 @@ impl Tensor {
                 shift: ep.shift,
                 residual: rd.as_deref().map(|v| &v[..]),
                 relu: ep.relu,
+                moments: None,
             };
             let (x, w) = (self.data(), kernel.data());
             let packed = packed_kernel(kernel, &w, &p);
@@ -2064,5 +2086,55 @@ mod tests {
         check_gradients(&[x, k, b], |t| {
             t[0].conv2d_relu(&t[1], Some(&t[2]), Conv2dConfig::default())
         });
+    }
+
+    /// `conv2d_moments` on every forward path (Winograd, in place, tiled,
+    /// 1x1, im2col chunks, groups, strides, dilation, a bias): the output is
+    /// bitwise `conv2d`'s, and the moments are the output's two-pass f64
+    /// mean and biased variance up to f32 rounding of the partial sums.
+    #[test]
+    fn conv2d_moments_are_the_outputs_statistics() {
+        let mut rng = Rng::new(41);
+        // (n, hw, cin, cout, k, stride, dilation, groups)
+        let cases: [[usize; 8]; 8] = [
+            [2, 8, 64, 64, 3, 1, 1, 1],
+            [2, 9, 16, 24, 3, 1, 1, 1],
+            [8, 14, 32, 40, 1, 1, 1, 1],
+            [1, 5, 8, 12, 1, 1, 1, 1],
+            [2, 11, 8, 16, 3, 2, 1, 1],
+            [1, 9, 8, 8, 3, 1, 2, 1],
+            [2, 7, 8, 12, 3, 1, 1, 4],
+            [3, 30, 6, 20, 5, 1, 1, 1],
+        ];
+        for (case, &[n, hw, cin, cout, k, s, d, g]) in cases.iter().enumerate() {
+            let x = Tensor::rand_normal(&[n, hw, hw, cin], 0.5, 1.0, &mut rng);
+            let w = Tensor::rand_normal(&[k, k, cin / g, cout], 0.0, 0.2, &mut rng);
+            let b = Tensor::rand_normal(&[cout], 3.0, 1.0, &mut rng);
+            let cfg = Conv2dConfig {
+                strides: (s, s),
+                padding: Padding::Same,
+                dilation: (d, d),
+                groups: g,
+            };
+            let y = x.conv2d(&w, Some(&b), cfg).unwrap();
+            let (y2, m) = x.conv2d_moments(&w, Some(&b), cfg).unwrap();
+            assert_eq!(y.to_vec(), y2.to_vec(), "case {case}");
+            let v = y.to_vec();
+            let rows = v.len() / cout;
+            assert_eq!(m.count, rows, "case {case}");
+            for (ch, var) in m.variance().into_iter().enumerate() {
+                let col = || v.iter().skip(ch).step_by(cout).map(|&t| t as f64);
+                let mean = col().sum::<f64>() / rows as f64;
+                let want = col().map(|t| (t - mean).powi(2)).sum::<f64>() / rows as f64;
+                assert!(
+                    (m.mean[ch] - mean).abs() <= 1e-6 * (1.0 + mean.abs()),
+                    "case {case}"
+                );
+                assert!(
+                    (var - want).abs() <= 1e-5 * want + 1e-9,
+                    "case {case} ch {ch}: {var} vs {want}"
+                );
+            }
+        }
     }
 }

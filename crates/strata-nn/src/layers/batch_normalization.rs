@@ -68,14 +68,27 @@ impl BatchNormalization {
     /// a following ReLU in the same op when `relu` (the model's fusion hands it
     /// BatchNorm -> ReLU pairs): bitwise what the separate layers give.
     fn forward_train(&mut self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        self.forward_train_with(x, None, relu)
+    }
+
+    /// The training-mode forward (then a ReLU when `relu`), with the batch
+    /// statistics given as `x`'s moments when the convolution before took
+    /// them ([`Tensor::batch_norm_train_with`]), else taken here; updates the
+    /// moving statistics.
+    fn forward_train_with(
+        &mut self,
+        x: &Tensor,
+        moments: Option<&strata_core::kernels::moments::ChannelMoments>,
+        relu: bool,
+    ) -> Result<Tensor> {
         let name = &self.base.name;
         let (mm, mv) = self.moving_for(x)?;
         let gamma = self.gamma.as_ref().map(|w| &w.value);
         let beta = self.beta.as_ref().map(|w| &w.value);
-        let (y, mean, var) = if relu {
-            x.batch_norm_train_relu(gamma, beta, self.epsilon)
-        } else {
-            x.batch_norm_train(gamma, beta, self.epsilon)
+        let (y, mean, var) = match (moments, relu) {
+            (Some(m), _) => x.batch_norm_train_with(m, gamma, beta, self.epsilon, relu),
+            (None, true) => x.batch_norm_train_relu(gamma, beta, self.epsilon),
+            (None, false) => x.batch_norm_train(gamma, beta, self.epsilon),
         }
         .in_layer(name)?;
         let m = self.momentum;
@@ -173,6 +186,14 @@ impl Layer for BatchNormalization {
         let (mean, var) = (mm.value.to_vec(), mv.value.to_vec());
         x.batch_norm_infer(&mean, &var, gamma, beta, self.epsilon)
             .in_layer(&self.base.name)
+    }
+    fn forward_with_moments(
+        &mut self,
+        x: &Tensor,
+        moments: &strata_core::kernels::moments::ChannelMoments,
+        relu: bool,
+    ) -> Option<Result<Tensor>> {
+        Some(self.forward_train_with(x, Some(moments), relu))
     }
     fn forward_relu(&mut self, inputs: &[Tensor], ctx: &mut Ctx) -> Option<Result<Tensor>> {
         (inputs.len() == 1 && !self.uses_moving_statistics(ctx.training))

@@ -176,6 +176,20 @@ impl Conv2D {
         .in_layer(&self.base.name)
     }
 
+    /// The convolution plus bias with its output's per-channel moments, for
+    /// a training BatchNorm after it ([`Tensor::conv2d_moments`]). The
+    /// layer's own activation must be linear: the model's fusion pass only
+    /// hands it such a Conv2D.
+    pub(crate) fn forward_moments(
+        &self,
+        x: &Tensor,
+    ) -> Result<(Tensor, strata_core::kernels::moments::ChannelMoments)> {
+        let k = self.kernel_for(x)?;
+        let bias = self.bias.as_ref().map(|b| &b.value);
+        x.conv2d_moments(&k.value, bias, self.config_core())
+            .in_layer(&self.base.name)
+    }
+
     /// The convolution with an epilogue fused in (inference only; see
     /// [`Tensor::conv2d_fused`]). The layer's own activation must be linear: the
     /// model's fusion pass only hands it chains that start with such a Conv2D.

@@ -8,6 +8,7 @@
 use std::any::Any;
 
 use serde_json::{Map, Value};
+use strata_core::kernels::moments::ChannelMoments;
 use strata_core::{Rng, Tensor};
 
 use crate::error::Result;
@@ -87,6 +88,19 @@ pub trait Layer: Send {
     /// with that ReLU applied, bitwise as the two layers (the model's fusion
     /// pass uses it); `None` where it cannot.
     fn forward_relu(&mut self, _inputs: &[Tensor], _ctx: &mut Ctx) -> Option<Result<Tensor>> {
+        None
+    }
+
+    /// For a layer that normalises with batch statistics: its training-mode
+    /// output (then a ReLU when `relu`) with those statistics given as the
+    /// input's `moments`, taken by the convolution before it (the model's
+    /// fusion pass uses it); `None` where it cannot.
+    fn forward_with_moments(
+        &mut self,
+        _x: &Tensor,
+        _moments: &ChannelMoments,
+        _relu: bool,
+    ) -> Option<Result<Tensor>> {
         None
     }
 

@@ -50,6 +50,11 @@ pub(crate) enum Role {
     /// A ReLU after a training-mode BatchNorm (node `bn`): runs both as one op
     /// that records its gradient ([`strata_core::Tensor::batch_norm_train_relu`]).
     BnReluTail { bn: usize },
+    /// The last node of a training-mode `Conv2D -> BatchNormalization ->
+    /// [ReLU]` chain (nodes `conv`, `bn`): the convolution takes the batch
+    /// statistics in its epilogue and the BatchNorm (with the ReLU) uses
+    /// them, each op recording its gradient.
+    ConvBnTrainTail { conv: usize, bn: usize, relu: bool },
     /// A ReLU after an Add of two same-shape inputs (node `add`) that no
     /// convolution chain took: both as one op ([`strata_core::Tensor::add_relu`]).
     AddReluTail { add: usize },
@@ -140,6 +145,44 @@ pub(crate) fn plan(model: &Model, inputs: &[Tensor], training: bool) -> Vec<Role
         let free = roles[relu] == Role::Plain && model.nodes[relu].inputs.len() == 1;
         (is_relu && free).then_some(relu)
     };
+    // training-mode Conv2D -> BatchNorm [-> ReLU]: the batch statistics from
+    // the convolution's epilogue
+    for conv in 0..n {
+        let Some(c) = layer_of(conv).downcast_ref::<Conv2D>() else {
+            continue;
+        };
+        let single = model.nodes[conv].inputs.len() == 1;
+        if c.activation != Activation::Linear || !single || roles[conv] != Role::Plain {
+            continue;
+        }
+        let Some(bn) = only_consumer(conv) else {
+            continue;
+        };
+        let is_train_bn = layer_of(bn)
+            .downcast_ref::<BatchNormalization>()
+            .is_some_and(|b| !b.uses_moving_statistics(training));
+        if !is_train_bn || roles[bn] != Role::Plain || model.nodes[bn].inputs.len() != 1 {
+            continue;
+        }
+        roles[conv] = Role::Inner;
+        match relu_after(&roles, bn) {
+            Some(relu) => {
+                roles[bn] = Role::Inner;
+                roles[relu] = Role::ConvBnTrainTail {
+                    conv,
+                    bn,
+                    relu: true,
+                };
+            }
+            None => {
+                roles[bn] = Role::ConvBnTrainTail {
+                    conv,
+                    bn,
+                    relu: false,
+                }
+            }
+        }
+    }
     // training-mode BatchNorm -> ReLU: one op, gradient and all
     for bn in 0..n {
         let Some(b) = layer_of(bn).downcast_ref::<BatchNormalization>() else {

@@ -388,6 +388,23 @@ impl Model {
                     values[ni] = Some(y);
                     continue;
                 }
+                fusion::Role::ConvBnTrainTail { conv, bn, relu } => {
+                    let conv_in = &self.nodes[*conv].inputs[0];
+                    let x = value(&values, conv_in);
+                    release(&mut values, &mut uses, conv_in);
+                    let (conv_l, bn_l) = (self.nodes[*conv].layer, self.nodes[*bn].layer);
+                    let conv_any = self.layers[conv_l].as_any();
+                    let Some(c) = conv_any.downcast_ref::<crate::layers::Conv2D>() else {
+                        return Err(not_fusable(self.layers[conv_l].name()));
+                    };
+                    let (z, moments) = c.forward_moments(&x)?;
+                    let bn_layer = &mut self.layers[bn_l];
+                    let Some(y) = bn_layer.forward_with_moments(&z, &moments, *relu) else {
+                        return Err(not_fusable(bn_layer.name()));
+                    };
+                    values[ni] = Some(y?);
+                    continue;
+                }
                 fusion::Role::BnReluTail { bn } => {
                     let bn_in = &self.nodes[*bn].inputs[0];
                     let x = value(&values, bn_in);
@@ -458,6 +475,10 @@ impl Model {
                         .join(" + "),
                 ),
                 fusion::Role::BnReluTail { bn } => Some(format!("{} + {}", name(*bn), name(tail))),
+                fusion::Role::ConvBnTrainTail { conv, bn, relu } => Some(match relu {
+                    true => format!("{} + {} + {}", name(*conv), name(*bn), name(tail)),
+                    false => format!("{} + {}", name(*conv), name(*bn)),
+                }),
                 fusion::Role::AddReluTail { add } => {
                     Some(format!("{} + {}", name(*add), name(tail)))
                 }
@@ -497,6 +518,13 @@ impl Model {
         }
         false
     }
+}
+
+/// The error for a fused node whose layer cannot run the part the plan gave it.
+fn not_fusable(layer: &str) -> NnError {
+    NnError::Training(format!(
+        "layer '{layer}' cannot run its part of a fused chain"
+    ))
 }
 
 /// Runs one fused chain (see `fusion`): the Conv2D with the BatchNorm's
