@@ -14,9 +14,18 @@
 //! chain then runs at its last node's place in the graph, where both the conv's
 //! input and the residual are available.
 //!
-//! While training, a BatchNorm with batch statistics followed by a ReLU runs as
-//! one op too (`batch_norm_train_relu`): the ReLU's sweep and its buffer go, and
-//! the backward takes its mask from the BatchNorm's input. So does an Add of
+//! While training, a Conv2D (linear, one input) whose only consumer is a
+//! BatchNorm with batch statistics takes those statistics in its epilogue,
+//! each block of output rows summed while it is in cache
+//! (`conv2d_moments`), and the BatchNorm, with a ReLU after it where there is
+//! one, uses them (`batch_norm_train_with`) instead of a sweep of its own over
+//! the activation. Both ops record their gradients as the separate layers do;
+//! the statistics differ from the BatchNorm's own by rounding only (other
+//! partial sums), so such a training step matches the unfused one to
+//! rounding, not bitwise, and stays bitwise the same from run to run. A
+//! BatchNorm with batch statistics followed by a ReLU runs as one op too
+//! (`batch_norm_train_relu`): the ReLU's sweep and its buffer go, and the
+//! backward takes its mask from the BatchNorm's input. So does an Add of
 //! two same-shape inputs followed by a ReLU (`add_relu`), a residual block's
 //! end: one sweep writes the output and the ReLU's mask, with no sum between.
 

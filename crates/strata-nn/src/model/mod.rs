@@ -487,11 +487,13 @@ impl Model {
             .collect()
     }
 
-    /// Turns inference fusion on (the default) or off for this model's own graph
-    /// (a nested model keeps its own setting). With it on, every Conv2D ->
+    /// Turns fusion on (the default) or off for this model's own graph (a
+    /// nested model keeps its own setting). With it on, every Conv2D ->
     /// BatchNormalization -> [Add] -> [ReLU] chain that records no gradient and
-    /// whose BatchNorm uses its moving statistics runs as one fused convolution;
-    /// the outputs are bitwise the same either way, only faster.
+    /// whose BatchNorm uses its moving statistics runs as one fused convolution,
+    /// bitwise the same outputs only faster; while training, a Conv2D before a
+    /// BatchNorm with batch statistics takes those statistics in its epilogue,
+    /// the same up to their rounding (see `fusion.rs`).
     pub fn set_fusion(&mut self, on: bool) {
         self.fusion = on;
     }
