@@ -14,14 +14,48 @@ use std::sync::Arc;
 use crate::error::{CoreError, Result};
 use crate::tensor::{Tensor, TensorInner};
 
-/// Maps the output gradient, handed over, to one optional gradient per input.
-pub(crate) type BackwardFn = Box<dyn FnOnce(Vec<f32>) -> Vec<Option<Vec<f32>>> + Send>;
+/// One optional gradient per input of an op.
+pub(crate) type InputGrads = Vec<Option<Vec<f32>>>;
+
+/// A backward that takes the output gradient over.
+type OwnedFn = Box<dyn FnOnce(Vec<f32>) -> InputGrads + Send>;
+/// A backward that only reads the output gradient.
+type BorrowedFn = Box<dyn FnOnce(&[f32]) -> InputGrads + Send>;
+
+/// Maps the output gradient to the inputs' gradients.
+pub(crate) enum BackwardFn {
+    /// Takes the gradient over (to pass it on to an input as it is): the
+    /// engine copies it first if another input still shares it.
+    Owned(OwnedFn),
+    /// Only reads it: a gradient shared with another input is read in place.
+    Borrowed(BorrowedFn),
+}
 
 /// The record of one op application.
 pub(crate) struct Node {
     pub(crate) op: &'static str,
     pub(crate) inputs: Vec<GraphRef>,
     pub(crate) backward: BackwardFn,
+    /// `(from, to)`: input `to` gets the same gradient as input `from` (an
+    /// Add's two inputs), shared instead of copied, where the backward
+    /// returns none for `to`.
+    pub(crate) same_grad: Option<(usize, usize)>,
+}
+
+/// A gradient on its way, shared by the inputs of an op that gave them the
+/// same values ([`Node::same_grad`]) until one of them writes to it.
+type Grad = Arc<Vec<f32>>;
+
+/// The values of `g`, taken over, or copied while another holder shares them.
+fn owned(g: Grad) -> Vec<f32> {
+    Arc::try_unwrap(g).unwrap_or_else(|shared| crate::kernels::buffers::copy_of(&shared))
+}
+
+/// Drops a holder of `g`, giving the buffer back to the pool if it was the last.
+fn release(g: Grad) {
+    if let Ok(v) = Arc::try_unwrap(g) {
+        crate::kernels::buffers::recycle(v);
+    }
 }
 
 thread_local! {
@@ -124,8 +158,21 @@ pub(crate) fn backward(root: &Tensor) -> Result<()> {
         ));
     }
     let order = topo_order(root);
-    let mut grads: HashMap<u64, Vec<f32>> = HashMap::new();
-    grads.insert(root.id(), vec![1.0]);
+    let mut grads: HashMap<u64, Grad> = HashMap::new();
+    grads.insert(root.id(), Arc::new(vec![1.0]));
+    // adds `gi` to the gradient on its way to `inp`, or starts it; one that is
+    // still shared is copied before it is written to
+    let deliver =
+        |grads: &mut HashMap<u64, Grad>, inp: &GraphRef, gi: Grad| match grads.get_mut(&inp.id()) {
+            Some(acc) => {
+                let acc: &mut Vec<f32> = Arc::make_mut(acc);
+                crate::kernels::parallel::add_assign(acc, &gi);
+                release(gi);
+            }
+            None => {
+                grads.insert(inp.id(), gi);
+            }
+        };
     for t in order.iter().rev() {
         let Some(g) = grads.remove(&t.id()) else {
             continue;
@@ -137,27 +184,35 @@ pub(crate) fn backward(root: &Tensor) -> Result<()> {
                     op,
                     inputs,
                     backward,
+                    same_grad,
                 } = node;
-                let input_grads = backward(g);
+                let input_grads = match backward {
+                    BackwardFn::Owned(f) => f(owned(g)),
+                    BackwardFn::Borrowed(f) => {
+                        let r = f(&g);
+                        release(g);
+                        r
+                    }
+                };
                 debug_assert_eq!(input_grads.len(), inputs.len(), "{op}");
+                let mut input_grads: Vec<Option<Grad>> =
+                    input_grads.into_iter().map(|g| g.map(Arc::new)).collect();
+                if let Some((from, to)) = same_grad {
+                    if inputs[to].requires_grad() && input_grads[to].is_none() {
+                        input_grads[to] = input_grads[from].clone();
+                    }
+                }
                 for (inp, gi) in inputs.iter().zip(input_grads) {
                     let Some(gi) = gi else { continue };
                     if !inp.requires_grad() {
+                        release(gi);
                         continue;
                     }
                     debug_assert_eq!(gi.len(), inp.numel(), "gradient length of {op}");
-                    match grads.get_mut(&inp.id()) {
-                        Some(acc) => {
-                            crate::kernels::parallel::add_assign(acc, &gi);
-                            crate::kernels::buffers::recycle(gi);
-                        }
-                        None => {
-                            grads.insert(inp.id(), gi);
-                        }
-                    }
+                    deliver(&mut grads, inp, gi);
                 }
             }
-            None => t.0.accumulate_grad(g),
+            None => t.0.accumulate_grad(owned(g)),
         }
     }
     Ok(())

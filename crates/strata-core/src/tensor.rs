@@ -115,11 +115,45 @@ impl Tensor {
         inputs: &[&Tensor],
         backward: impl FnOnce(&[f32]) -> Vec<Option<Vec<f32>>> + Send + 'static,
     ) -> Tensor {
-        Tensor::from_op_owned(data, shape, op, inputs, move |g: Vec<f32>| {
-            let grads = backward(&g);
-            crate::kernels::buffers::recycle(g);
-            grads
-        })
+        let backward = autograd::BackwardFn::Borrowed(Box::new(backward));
+        Tensor::with_node(data, shape, op, inputs, backward, None)
+    }
+
+    /// [`Tensor::from_op`] for an op whose inputs `from` and `to` take the
+    /// same gradient (an Add): the backward gives it for `from` only (none
+    /// for `to`), and the engine hands both the same buffer, copied only if
+    /// one of them is written to while the other still reads it.
+    pub(crate) fn from_op_same_grad(
+        data: Vec<f32>,
+        shape: Vec<usize>,
+        op: &'static str,
+        inputs: &[&Tensor],
+        (from, to): (usize, usize),
+        backward: impl FnOnce(&[f32]) -> Vec<Option<Vec<f32>>> + Send + 'static,
+    ) -> Tensor {
+        let backward = autograd::BackwardFn::Borrowed(Box::new(backward));
+        Tensor::with_node(data, shape, op, inputs, backward, Some((from, to)))
+    }
+
+    /// The op's output, recording its node when an input needs a gradient.
+    fn with_node(
+        data: Vec<f32>,
+        shape: Vec<usize>,
+        op: &'static str,
+        inputs: &[&Tensor],
+        backward: autograd::BackwardFn,
+        same_grad: Option<(usize, usize)>,
+    ) -> Tensor {
+        if !autograd::should_record(inputs) {
+            return Tensor::build(data, shape, None);
+        }
+        let node = Node {
+            op,
+            inputs: inputs.iter().map(|t| autograd::GraphRef::of(t)).collect(),
+            backward,
+            same_grad,
+        };
+        Tensor::build(data, shape, Some(node))
     }
 
     /// [`Tensor::from_op`] for a backward that takes the output gradient over
@@ -131,16 +165,8 @@ impl Tensor {
         inputs: &[&Tensor],
         backward: impl FnOnce(Vec<f32>) -> Vec<Option<Vec<f32>>> + Send + 'static,
     ) -> Tensor {
-        if autograd::should_record(inputs) {
-            let node = Node {
-                op,
-                inputs: inputs.iter().map(|t| autograd::GraphRef::of(t)).collect(),
-                backward: Box::new(backward),
-            };
-            Tensor::build(data, shape, Some(node))
-        } else {
-            Tensor::build(data, shape, None)
-        }
+        let backward = autograd::BackwardFn::Owned(Box::new(backward));
+        Tensor::with_node(data, shape, op, inputs, backward, None)
     }
 
     /// A new op defined outside the core (a fused loss, say): `data` is its

@@ -243,38 +243,6 @@ pub fn masked(g: &[f32], mask: &PositiveMask) -> Vec<f32> {
     out
 }
 
-/// [`masked`] written twice in one sweep, for a residual Add whose two
-/// inputs each take the gradient (one buffer each) without a copy made from
-/// the first afterwards.
-pub fn masked_twice(g: &[f32], mask: &PositiveMask) -> (Vec<f32>, Vec<f32>) {
-    debug_assert_eq!(g.len(), mask.len);
-    let rule = |out: &mut [f32], out2: &mut [f32], gs: &[f32], words: &[u64]| {
-        let rows = out.chunks_mut(64).zip(out2.chunks_mut(64));
-        for ((o, o2), (gv, &w)) in rows.zip(gs.chunks(64).zip(words)) {
-            for (i, ((o, o2), &gv)) in o.iter_mut().zip(o2).zip(gv).enumerate() {
-                *o = through_mask(gv, w, i);
-                *o2 = *o;
-            }
-        }
-    };
-    let mut out = super::buffers::dirty(g.len());
-    let mut out2 = super::buffers::dirty(g.len());
-    if g.len() < PAR_THRESHOLD {
-        rule(&mut out, &mut out2, g, &mask.bits);
-        return (out, out2);
-    }
-    threads::install(|| {
-        out.par_chunks_mut(MASK_BLOCK)
-            .zip(out2.par_chunks_mut(MASK_BLOCK))
-            .zip(
-                g.par_chunks(MASK_BLOCK)
-                    .zip(mask.bits.par_chunks(MASK_BLOCK / 64)),
-            )
-            .for_each(|((o, o2), (gs, w))| rule(o, o2, gs, w))
-    });
-    (out, out2)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -133,26 +133,21 @@ impl Tensor {
         let record = crate::autograd::should_record(&[self, other]);
         let (data, mask) = parallel::add_relu(&self.data(), &other.data(), record);
         let (ea, eb) = (GraphRef::of(self), GraphRef::of(other));
-        Ok(Tensor::from_op_owned(
+        Ok(Tensor::from_op_same_grad(
             data,
             self.shape().to_vec(),
             "add_relu",
             &[self, other],
+            (0, 1),
             move |g| {
-                // the ReLU's rule, then the Add's: each input that needs a
-                // gradient gets it (one of them a copy)
+                // the ReLU's rule, then the Add's: both inputs take the same
+                // gradient, one buffer the engine shares between them
                 let need = [ea.requires_grad(), eb.requires_grad()];
-                let grads = match (need, &mask) {
-                    ([true, true], Some(m)) => {
-                        let (ga, gb) = parallel::masked_twice(&g, m);
-                        vec![Some(ga), Some(gb)]
-                    }
-                    ([true, false], Some(m)) => vec![Some(parallel::masked(&g, m)), None],
-                    ([false, true], Some(m)) => vec![None, Some(parallel::masked(&g, m))],
+                match (need, &mask) {
+                    ([true, _], Some(m)) => vec![Some(parallel::masked(g, m)), None],
+                    ([false, true], Some(m)) => vec![None, Some(parallel::masked(g, m))],
                     _ => vec![None, None],
-                };
-                crate::kernels::buffers::recycle(g);
-                grads
+                }
             },
         ))
     }
@@ -294,6 +289,51 @@ mod tests {
             a.add_relu(&row).unwrap().to_vec(),
             a.add(&row).unwrap().relu().to_vec()
         );
+    }
+
+    /// `add_relu`'s two inputs share one gradient buffer: a residual block
+    /// (the shortcut's input also feeds the other branch, through an op that
+    /// only reads its gradient and one that takes it over), the same tensor
+    /// on both sides, and a shortcut that is a leaf all get what the two
+    /// separate ops give, and the shared buffer is never written while read.
+    #[test]
+    fn add_relu_shares_one_gradient_between_its_inputs() {
+        let mut rng = Rng::new(43);
+        let n = (1 << 15) + 9;
+        let a = Tensor::rand_normal(&[n], 0.0, 1.0, &mut rng);
+        let c = Tensor::rand_normal(&[n], 0.0, 1.0, &mut rng);
+        let g = Tensor::rand_normal(&[n], 0.0, 1.0, &mut rng);
+        type Graph = fn(&Tensor, &Tensor, bool) -> Tensor;
+        let graphs: [Graph; 3] = [
+            // x -> exp (reads its gradient) and x as the shortcut
+            |x, _, fused| match fused {
+                true => x.exp().add_relu(x).unwrap(),
+                false => x.exp().add(x).unwrap().relu(),
+            },
+            // x -> add c (takes its gradient over), then x * the sum
+            |x, c, fused| {
+                let h = x.add(c).unwrap();
+                let out = match fused {
+                    true => h.add_relu(x).unwrap(),
+                    false => h.add(x).unwrap().relu(),
+                };
+                out.mul(x).unwrap()
+            },
+            // the same tensor on both sides
+            |x, _, fused| match fused {
+                true => x.add_relu(x).unwrap(),
+                false => x.add(x).unwrap().relu(),
+            },
+        ];
+        for (i, graph) in graphs.iter().enumerate() {
+            let run = |fused: bool| {
+                let x = a.detach().requires_grad_(true);
+                let out = graph(&x, &c, fused);
+                out.mul(&g).unwrap().sum_all().backward().unwrap();
+                (out.to_vec(), x.grad().map(|g| g.to_vec()))
+            };
+            assert_eq!(run(true), run(false), "graph {i}");
+        }
     }
 
     #[test]
