@@ -119,19 +119,19 @@ impl Tensor {
         Tensor::with_node(data, shape, op, inputs, backward, None)
     }
 
-    /// [`Tensor::from_op`] for an op whose inputs `from` and `to` take the
-    /// same gradient (an Add): the backward gives it for `from` only (none
-    /// for `to`), and the engine hands both the same buffer, copied only if
-    /// one of them is written to while the other still reads it.
+    /// [`Tensor::from_op_owned`] for an op whose inputs `from` and `to` take
+    /// the same gradient (an Add): the backward gives it for `from` only
+    /// (none for `to`), and the engine hands both the same buffer, copied
+    /// only if one of them is written to while the other still reads it.
     pub(crate) fn from_op_same_grad(
         data: Vec<f32>,
         shape: Vec<usize>,
         op: &'static str,
         inputs: &[&Tensor],
         (from, to): (usize, usize),
-        backward: impl FnOnce(&[f32]) -> Vec<Option<Vec<f32>>> + Send + 'static,
+        backward: impl FnOnce(Vec<f32>) -> Vec<Option<Vec<f32>>> + Send + 'static,
     ) -> Tensor {
-        let backward = autograd::BackwardFn::Borrowed(Box::new(backward));
+        let backward = autograd::BackwardFn::Owned(Box::new(backward));
         Tensor::with_node(data, shape, op, inputs, backward, Some((from, to)))
     }
 

@@ -243,6 +243,28 @@ pub fn masked(g: &[f32], mask: &PositiveMask) -> Vec<f32> {
     out
 }
 
+/// [`masked`] written over `g` itself (for a gradient the caller owns: no
+/// second buffer to allocate and fill).
+pub fn masked_in_place(g: &mut [f32], mask: &PositiveMask) {
+    debug_assert_eq!(g.len(), mask.len);
+    let rule = |(gs, words): (&mut [f32], &[u64])| {
+        for (gv, &w) in gs.chunks_mut(64).zip(words) {
+            for (i, gv) in gv.iter_mut().enumerate() {
+                *gv = through_mask(*gv, w, i);
+            }
+        }
+    };
+    if g.len() < PAR_THRESHOLD {
+        rule((g, &mask.bits));
+        return;
+    }
+    threads::install(|| {
+        g.par_chunks_mut(MASK_BLOCK)
+            .zip(mask.bits.par_chunks(MASK_BLOCK / 64))
+            .for_each(rule)
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

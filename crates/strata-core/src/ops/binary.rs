@@ -139,14 +139,24 @@ impl Tensor {
             "add_relu",
             &[self, other],
             (0, 1),
-            move |g| {
-                // the ReLU's rule, then the Add's: both inputs take the same
-                // gradient, one buffer the engine shares between them
+            move |mut g| {
+                // the ReLU's rule, over the gradient itself, then the Add's:
+                // both inputs take the same gradient, one buffer the engine
+                // shares between them
                 let need = [ea.requires_grad(), eb.requires_grad()];
                 match (need, &mask) {
-                    ([true, _], Some(m)) => vec![Some(parallel::masked(g, m)), None],
-                    ([false, true], Some(m)) => vec![None, Some(parallel::masked(g, m))],
-                    _ => vec![None, None],
+                    ([true, _], Some(m)) => {
+                        parallel::masked_in_place(&mut g, m);
+                        vec![Some(g), None]
+                    }
+                    ([false, true], Some(m)) => {
+                        parallel::masked_in_place(&mut g, m);
+                        vec![None, Some(g)]
+                    }
+                    _ => {
+                        crate::kernels::buffers::recycle(g);
+                        vec![None, None]
+                    }
                 }
             },
         ))
