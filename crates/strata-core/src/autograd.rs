@@ -22,6 +22,27 @@ type OwnedFn = Box<dyn FnOnce(Vec<f32>) -> InputGrads + Send>;
 /// A backward that only reads the output gradient.
 type BorrowedFn = Box<dyn FnOnce(&[f32]) -> InputGrads + Send>;
 
+/// A backward that writes over the output gradient when it is the only
+/// holder, and reads it where it is shared.
+type EitherFn = Box<dyn FnOnce(Upstream) -> InputGrads + Send>;
+
+/// The output gradient as a backward of [`BackwardFn::Either`] gets it.
+pub(crate) enum Upstream {
+    /// No one else holds it: the backward may write over it.
+    Owned(Vec<f32>),
+    /// Shared with another input's gradient: read only.
+    Shared(Grad),
+}
+
+impl Upstream {
+    pub(crate) fn as_slice(&self) -> &[f32] {
+        match self {
+            Upstream::Owned(v) => v,
+            Upstream::Shared(g) => g,
+        }
+    }
+}
+
 /// Maps the output gradient to the inputs' gradients.
 pub(crate) enum BackwardFn {
     /// Takes the gradient over (to pass it on to an input as it is): the
@@ -29,6 +50,8 @@ pub(crate) enum BackwardFn {
     Owned(OwnedFn),
     /// Only reads it: a gradient shared with another input is read in place.
     Borrowed(BorrowedFn),
+    /// Gets it over when it is not shared, else reads it.
+    Either(EitherFn),
 }
 
 /// The record of one op application.
@@ -44,7 +67,7 @@ pub(crate) struct Node {
 
 /// A gradient on its way, shared by the inputs of an op that gave them the
 /// same values ([`Node::same_grad`]) until one of them writes to it.
-type Grad = Arc<Vec<f32>>;
+pub(crate) type Grad = Arc<Vec<f32>>;
 
 /// The values of `g`, taken over, or copied while another holder shares them.
 fn owned(g: Grad) -> Vec<f32> {
@@ -193,6 +216,10 @@ pub(crate) fn backward(root: &Tensor) -> Result<()> {
                         release(g);
                         r
                     }
+                    BackwardFn::Either(f) => f(match Arc::try_unwrap(g) {
+                        Ok(v) => Upstream::Owned(v),
+                        Err(shared) => Upstream::Shared(shared),
+                    }),
                 };
                 debug_assert_eq!(input_grads.len(), inputs.len(), "{op}");
                 let mut input_grads: Vec<Option<Grad>> =

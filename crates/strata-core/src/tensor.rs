@@ -135,6 +135,20 @@ impl Tensor {
         Tensor::with_node(data, shape, op, inputs, backward, Some((from, to)))
     }
 
+    /// [`Tensor::from_op`] for a backward that writes its result over the
+    /// output gradient when no other input shares that buffer
+    /// ([`autograd::Upstream`]), saving a fresh buffer.
+    pub(crate) fn from_op_either(
+        data: Vec<f32>,
+        shape: Vec<usize>,
+        op: &'static str,
+        inputs: &[&Tensor],
+        backward: impl FnOnce(autograd::Upstream) -> Vec<Option<Vec<f32>>> + Send + 'static,
+    ) -> Tensor {
+        let backward = autograd::BackwardFn::Either(Box::new(backward));
+        Tensor::with_node(data, shape, op, inputs, backward, None)
+    }
+
     /// The op's output, recording its node when an input needs a gradient.
     fn with_node(
         data: Vec<f32>,

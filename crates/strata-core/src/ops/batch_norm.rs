@@ -11,6 +11,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use crate::autograd::Upstream;
 use crate::error::{fmt_shape, CoreError, Result};
 use crate::kernels::moments::ChannelMoments;
 use crate::kernels::{buffers, parallel};
@@ -255,6 +256,25 @@ fn dx_rows<const RELU: bool>(
     }
 }
 
+/// [`dx_rows`] written over `io`, which holds `dy` on entry (a gradient the
+/// backward owns); bitwise the same values.
+fn dx_rows_in_place<const RELU: bool>(
+    io: &mut [f32],
+    x: &[f32],
+    [p, q, r]: [&[f32]; 3],
+    a: &[f32],
+    b: &[f32],
+) {
+    let c = p.len();
+    for (o, xr) in io.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+        let per_ch = o.iter_mut().zip(xr).zip(p).zip(q).zip(r).zip(a).zip(b);
+        for ((((((o, &x), &p), &q), &r), &a), &b) in per_ch {
+            let g = through_relu::<RELU>(*o, x, a, b);
+            *o = p * g + q * x + r;
+        }
+    }
+}
+
 fn values_or(t: Option<&Tensor>, c: usize, v: f32) -> Vec<f32> {
     t.map_or_else(|| vec![v; c], |t| t.to_vec())
 }
@@ -368,7 +388,8 @@ impl Tensor {
         let want_g = gamma.is_some_and(|t| t.requires_grad());
         let want_b = beta.is_some_and(|t| t.requires_grad());
         let (mean_s, inv_s) = (mean.clone(), inv_std);
-        let out = Tensor::from_op(y, self.shape().to_vec(), op, &inputs, move |dy| {
+        let out = Tensor::from_op_either(y, self.shape().to_vec(), op, &inputs, move |up| {
+            let dy = up.as_slice();
             let x = xt.data();
             let (mean, inv) = (&mean_s, &inv_s);
             // the ReLU's mask is recomputed from x in both passes below
@@ -396,17 +417,33 @@ impl Tensor {
                 let r: Vec<f32> = (0..c)
                     .map(|ch| -k[ch] * sum_g[ch] - q[ch] * mean[ch])
                     .collect();
-                let mut dx = buffers::dirty(x.len());
+                let pqr = [&p[..], &q[..], &r[..]];
                 let rows = threads::chunk_len(m, 256);
-                parallel::for_each_chunk_mut(&mut dx, rows * c, |i, out| {
-                    let off = i * rows * c;
-                    let (xs, gs) = (&x[off..off + out.len()], &dy[off..off + out.len()]);
-                    match relu {
-                        true => dx_rows::<true>(out, xs, gs, [&p, &q, &r], a, b),
-                        false => dx_rows::<false>(out, xs, gs, [&p, &q, &r], a, b),
+                match up {
+                    // dy is this backward's alone: dx is written over it
+                    Upstream::Owned(mut dx) => {
+                        parallel::for_each_chunk_mut(&mut dx, rows * c, |i, io| {
+                            let xs = &x[i * rows * c..][..io.len()];
+                            match relu {
+                                true => dx_rows_in_place::<true>(io, xs, pqr, a, b),
+                                false => dx_rows_in_place::<false>(io, xs, pqr, a, b),
+                            }
+                        });
+                        dx
                     }
-                });
-                dx
+                    Upstream::Shared(dy) => {
+                        let mut dx = buffers::dirty(x.len());
+                        parallel::for_each_chunk_mut(&mut dx, rows * c, |i, out| {
+                            let off = i * rows * c;
+                            let (xs, gs) = (&x[off..off + out.len()], &dy[off..off + out.len()]);
+                            match relu {
+                                true => dx_rows::<true>(out, xs, gs, pqr, a, b),
+                                false => dx_rows::<false>(out, xs, gs, pqr, a, b),
+                            }
+                        });
+                        dx
+                    }
+                }
             });
             let mut grads = vec![dx];
             if has_g {
@@ -715,5 +752,32 @@ mod tests {
             .batch_norm_train_with(&short, None, None, 1e-3, false)
             .unwrap_err();
         assert!(err.to_string().contains("moments"), "{err}");
+    }
+
+    /// The backward writes dx over dy when it holds dy alone, and into a
+    /// buffer of its own when dy is shared (a residual Add hands both its
+    /// inputs one gradient): bitwise the same gradients either way.
+    #[test]
+    fn backward_in_place_and_shared_agree_bitwise() {
+        let mut rng = Rng::new(12);
+        let x0 = Tensor::rand_normal(&[4, 3, 3, 5], 1.0, 2.0, &mut rng);
+        let z0 = Tensor::rand_normal(&[4, 3, 3, 5], 0.0, 1.0, &mut rng);
+        let w = Tensor::rand_normal(&[4, 3, 3, 5], 0.0, 1.0, &mut rng);
+        for relu in [false, true] {
+            let run = |shared: bool| {
+                let x = x0.detach().requires_grad_(true);
+                let z = z0.detach().requires_grad_(shared);
+                let (y, _, _) = match relu {
+                    true => x.batch_norm_train_relu(None, None, 1e-3),
+                    false => x.batch_norm_train(None, None, 1e-3),
+                }
+                .unwrap();
+                // add_relu shares its gradient between y and z when z takes one
+                let out = y.add_relu(&z).unwrap();
+                out.mul(&w).unwrap().sum_all().backward().unwrap();
+                x.grad().unwrap().to_vec()
+            };
+            assert_eq!(run(true), run(false), "relu {relu}");
+        }
     }
 }
