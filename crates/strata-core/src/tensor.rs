@@ -119,10 +119,12 @@ impl Tensor {
         Tensor::with_node(data, shape, op, inputs, backward, None)
     }
 
-    /// [`Tensor::from_op_owned`] for an op whose inputs `from` and `to` take
-    /// the same gradient (an Add): the backward gives it for `from` only
-    /// (none for `to`), and the engine hands both the same buffer, copied
-    /// only if one of them is written to while the other still reads it.
+    /// [`Tensor::from_op`] for an op whose inputs `from` and `to` take the
+    /// same gradient (an Add), with a backward that takes the output gradient
+    /// over (to pass it on as it is, or to write over it): it gives the
+    /// gradient for `from` only (none for `to`), and the engine hands both
+    /// the same buffer, copied only if one of them is written to while the
+    /// other still reads it.
     pub(crate) fn from_op_same_grad(
         data: Vec<f32>,
         shape: Vec<usize>,
@@ -168,19 +170,6 @@ impl Tensor {
             same_grad,
         };
         Tensor::build(data, shape, Some(node))
-    }
-
-    /// [`Tensor::from_op`] for a backward that takes the output gradient over
-    /// (to pass it on to an input as it is, without a copy).
-    pub(crate) fn from_op_owned(
-        data: Vec<f32>,
-        shape: Vec<usize>,
-        op: &'static str,
-        inputs: &[&Tensor],
-        backward: impl FnOnce(Vec<f32>) -> Vec<Option<Vec<f32>>> + Send + 'static,
-    ) -> Tensor {
-        let backward = autograd::BackwardFn::Owned(Box::new(backward));
-        Tensor::with_node(data, shape, op, inputs, backward, None)
     }
 
     /// A new op defined outside the core (a fused loss, say): `data` is its

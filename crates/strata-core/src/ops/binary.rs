@@ -93,15 +93,17 @@ impl Tensor {
         let (data, shape) = binary(self, other, "add", |x, y| x + y)?;
         let (sa, sb, so) = (self.shape().to_vec(), other.shape().to_vec(), shape.clone());
         let (ea, eb) = (GraphRef::of(self), GraphRef::of(other));
-        Ok(Tensor::from_op_owned(
+        Ok(Tensor::from_op_same_grad(
             data,
             shape,
             "add",
             &[self, other],
+            (0, 1),
             move |g| {
-                // an input of the output's shape gets `g` itself (the last such
-                // one takes it over; a residual Add copies once, not twice); an
-                // input that needs no gradient gets none
+                // an input of the output's shape gets `g` itself; when both
+                // do, the engine shares the one buffer between them (a
+                // residual Add copies nothing); an input that needs no
+                // gradient gets none
                 let need = [ea.requires_grad(), eb.requires_grad()];
                 let pass = [need[0] && sa == so, need[1] && sb == so];
                 let mut grads = vec![
@@ -109,10 +111,7 @@ impl Tensor {
                     (need[1] && !pass[1]).then(|| reduce_to_shape(&g, &so, &sb)),
                 ];
                 match pass {
-                    [true, true] => {
-                        grads[0] = Some(crate::kernels::buffers::copy_of(&g));
-                        grads[1] = Some(g);
-                    }
+                    [true, true] => grads[0] = Some(g),
                     [true, false] => grads[0] = Some(g),
                     [false, true] => grads[1] = Some(g),
                     [false, false] => crate::kernels::buffers::recycle(g),

@@ -19,6 +19,7 @@
 //! `dCols = dY·Wᵀ` then a gather-form col2im (every input pixel sums the entries that
 //! read it, in a fixed order). `db` = column sums of `dY`.
 
+use crate::autograd::Upstream;
 use crate::error::{fmt_shape, CoreError, Result};
 use crate::kernels::buffers;
 use crate::kernels::epilogue::{self, EpilogueRef};
@@ -1094,15 +1095,23 @@ impl Tensor {
         let out_shape = vec![p.n, p.geo.out_h, p.geo.out_w, p.cout];
         let (x, w, has_bias) = (self.clone(), kernel.clone(), bias.is_some());
         let b_grad = bias.is_some_and(|b| b.requires_grad());
-        Ok(Tensor::from_op(
+        Ok(Tensor::from_op_either(
             data,
             out_shape,
             if relu { "conv2d_relu" } else { "conv2d" },
             &inputs,
-            move |g| {
-                // through the ReLU first: its own rule, g * 1 where y > 0, else g * 0
-                let masked = mask.map(|m| parallel::masked(g, &m));
-                let g: &[f32] = masked.as_deref().unwrap_or(g);
+            move |up| {
+                // through the ReLU first: its own rule, g * 1 where y > 0, else
+                // g * 0, over the gradient itself when no one else holds it
+                let masked = match (mask, up) {
+                    (Some(m), Upstream::Owned(mut g)) => {
+                        parallel::masked_in_place(&mut g, &m);
+                        Upstream::Owned(g)
+                    }
+                    (Some(m), Upstream::Shared(g)) => Upstream::Owned(parallel::masked(&g, &m)),
+                    (None, up) => up,
+                };
+                let g: &[f32] = masked.as_slice();
                 let (dx, dw) = backward(
                     &x.data(),
                     &w.data(),
@@ -1115,7 +1124,7 @@ impl Tensor {
                 if has_bias {
                     grads.push(b_grad.then(|| column_sums(g, p.cout)));
                 }
-                if let Some(gm) = masked {
+                if let Upstream::Owned(gm) = masked {
                     buffers::recycle(gm);
                 }
                 grads
@@ -2135,6 +2144,34 @@ mod tests {
                     "case {case} ch {ch}: {var} vs {want}"
                 );
             }
+        }
+    }
+
+    /// `conv2d_relu`'s backward masks the gradient in place when it holds it
+    /// alone, into a buffer of its own when it is shared (a residual Add's
+    /// two inputs share one): bitwise `conv2d` then `relu` either way.
+    #[test]
+    fn conv2d_relu_masks_an_owned_or_shared_gradient_alike() {
+        let mut rng = Rng::new(44);
+        let x0 = Tensor::rand_normal(&[2, 6, 6, 3], 0.0, 1.0, &mut rng);
+        let w0 = Tensor::rand_normal(&[3, 3, 3, 4], 0.0, 0.5, &mut rng);
+        let z0 = Tensor::rand_normal(&[2, 6, 6, 4], 0.0, 1.0, &mut rng);
+        let g = Tensor::rand_normal(&[2, 6, 6, 4], 0.0, 1.0, &mut rng);
+        let cfg = Conv2dConfig::default().with_padding(Padding::Same);
+        for shared in [false, true] {
+            let run = |fused: bool| {
+                let x = x0.detach().requires_grad_(true);
+                let w = w0.detach().requires_grad_(true);
+                let z = z0.detach().requires_grad_(shared);
+                let y = match fused {
+                    true => x.conv2d_relu(&w, None, cfg).unwrap(),
+                    false => x.conv2d(&w, None, cfg).unwrap().relu(),
+                };
+                let out = y.add_relu(&z).unwrap();
+                out.mul(&g).unwrap().sum_all().backward().unwrap();
+                (x.grad().unwrap().to_vec(), w.grad().unwrap().to_vec())
+            };
+            assert_eq!(run(true), run(false), "shared {shared}");
         }
     }
 }
