@@ -96,6 +96,11 @@ fn block_sums(block: &[f32], k: &[f32], b1: &mut [f32], b2: &mut [f32]) {
         unsafe { simd::block_sums(block, k, b1, b2) };
         return;
     }
+    block_sums_portable(block, k, b1, b2);
+}
+
+/// [`block_sums`] on any CPU.
+fn block_sums_portable(block: &[f32], k: &[f32], b1: &mut [f32], b2: &mut [f32]) {
     b1.fill(0.0);
     b2.fill(0.0);
     for row in block.chunks_exact(k.len()) {
@@ -109,11 +114,11 @@ fn block_sums(block: &[f32], k: &[f32], b1: &mut [f32], b2: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    /// [`super::block_sums`] 16 channels at a time, the two sums of each
-    /// group of channels in registers down all the rows (the portable loop
-    /// loads and stores them at every row). Each sum still adds the rows in
-    /// order, `d * d` rounded before it is added as there, so the results
-    /// are bitwise the portable ones.
+    /// [`super::block_sums`] 64 channels (four vectors) at a time, the two
+    /// sums of each in registers down all the rows (the portable loop loads
+    /// and stores them at every row). Each sum still adds the rows in order,
+    /// `d * d` rounded before it is added as there, so the results are
+    /// bitwise the portable ones.
     ///
     /// # Safety
     /// The CPU must have AVX-512F.
@@ -260,6 +265,21 @@ mod tests {
             assert_eq!(m, run(&[3, 1, 4, 0, 2]));
         }
         let empty = MomentSink::new(3).finish();
+        // the AVX-512 sums are bitwise the portable ones, for channel counts
+        // that fill the vectors and ones that leave partial vectors
+        #[cfg(target_arch = "x86_64")]
+        if crate::kernels::packed_gemm::available() {
+            for c in [1, 16, 70, 130] {
+                let block: Vec<f32> = (0..F32_ROWS * c).map(|_| 3.0 + rng.normal()).collect();
+                let k = &block[..c];
+                let (mut a1, mut a2, mut p1, mut p2) =
+                    (vec![9.0; c], vec![9.0; c], vec![0.0; c], vec![0.0; c]);
+                // SAFETY: the CPU has AVX-512F (checked above).
+                unsafe { simd::block_sums(&block, k, &mut a1, &mut a2) };
+                block_sums_portable(&block, k, &mut p1, &mut p2);
+                assert_eq!((a1, a2), (p1, p2), "{c} channels");
+            }
+        }
         assert_eq!((empty.count, empty.variance()), (0, vec![0.0; 3]));
     }
 }
