@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::{fast_paths_allowed, winograd, ConvPlan};
+use super::{fast_paths_allowed, winograd, winograd_f4, ConvPlan};
 use crate::kernels::gemm::{gemm, gemm_serial, MatRef};
 use crate::kernels::packed_gemm::{self, PackedB};
 use crate::tensor::Tensor;
@@ -60,11 +60,15 @@ pub(super) fn pack_groups(w: &[f32], p: &ConvPlan, transposed: bool) -> Option<V
     Some((0..p.groups).map(pack).collect())
 }
 
-/// `w` prepared for the forward's packed kernel: Winograd's 16 transformed
-/// matrices where [`winograd::applies`], else every group's block; `None`
-/// where the packed kernel does not run.
+/// `w` prepared for the forward's packed kernel: Winograd's 36 (F(4x4, 3x3),
+/// where [`winograd_f4::applies`]) or 16 (F(2x2, 3x3)) transformed matrices
+/// where [`winograd::applies`], else every group's block; `None` where the
+/// packed kernel does not run.
 pub(super) fn prepare(w: &[f32], p: &ConvPlan) -> Option<Vec<PackedB>> {
     if winograd::applies(p) && packed_gemm::available() && fast_paths_allowed() {
+        if winograd_f4::applies(p) {
+            return Some(winograd_f4::pack_weights(w, p));
+        }
         return Some(winograd::pack_weights(w, p));
     }
     pack_groups(w, p, false)
@@ -89,10 +93,12 @@ pub(super) fn prepare_rotated(w: &[f32], p: &ConvPlan, tp: &ConvPlan) -> Option<
     Some(vec![PackedB::pack_stacked(&views)])
 }
 
-/// The cache key of the layout [`prepare`] gives: the group count, or 0
-/// (never a group count) for Winograd's.
+/// The cache key of the layout [`prepare`] gives: the group count, or 0 and
+/// `usize::MAX` (never group counts) for Winograd's F(2x2, 3x3) and F(4x4, 3x3).
 fn layout_key(p: &ConvPlan) -> usize {
-    if winograd::applies(p) {
+    if winograd_f4::applies(p) {
+        usize::MAX
+    } else if winograd::applies(p) {
         0
     } else {
         p.groups

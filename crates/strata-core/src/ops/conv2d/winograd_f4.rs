@@ -1,0 +1,560 @@
+//! Winograd F(4x4, 3x3): a stride-1 3x3 convolution in 36 GEMMs of 4x
+//! fewer multiplications than the direct convolution, 1.78x fewer than
+//! F(2x2, 3x3) (`winograd.rs`).
+//!
+//! Each 4x4 block of output pixels (a tile) depends on a 6x6 patch of input.
+//! With `V = Bᵀ d B` of each patch and `U = G g Gᵀ` of each 3x3 filter, the
+//! tile is `Aᵀ (U ⊙ V) A`; summed over input channels, each of the 36
+//! positions ξ of the 6x6 transform is one GEMM
+//! `M[ξ] = V[ξ] (tiles x C_in) · U[ξ] (C_in x C_out)`: 36 * C_in * C_out
+//! multiplications per tile against 144 * C_in * C_out direct. The matrices
+//! are those of Lavin & Gray (interpolation points 0, ±1, ±2, ∞); the
+//! transforms are a few additions and multiply-adds by small constants.
+//!
+//! The work is laid out as in F(2x2, 3x3): blocks of whole bands of tiles
+//! (four output rows), each on one thread, transforms and GEMMs in the
+//! thread's L2. Tiles past the output's edge (an output side not a multiple
+//! of 4) are computed whole and only their pixels inside the output are
+//! written. It pays where the 36 transformed weight matrices stay small
+//! (ResNet's 64- and 128-channel stages: ResNet-50's inference at batch 8
+//! ~284 -> ~266 ms, its training step ~981 -> ~965 ms). At 256 channels they
+//! are 9 MiB, streamed for every block of a few tiles, and ResNet-50 ran no
+//! faster than with F(2x2, 3x3), which runs there.
+//! Results differ from the direct convolution by rounding only (in the
+//! tests, up to about 2e-5 of the outputs' root mean square), and depend on
+//! neither the thread count nor the block size.
+
+use std::cell::RefCell;
+
+use super::ConvPlan;
+use crate::kernels::epilogue::{self, EpilogueRef};
+use crate::kernels::gemm::MatRef;
+use crate::kernels::packed_gemm::{gemm_packed_serial, PackedB, NR};
+
+/// Largest transformed weights (36 * C_in * C_out floats: 2.25 MiB, 128 ->
+/// 128 channels) that run as F(4x4, 3x3).
+const MAX_U_FLOATS: usize = 36 * 128 * 128;
+
+/// Bytes of `V` and `M` (36 matrices each of tiles x C_in and tiles x C_out)
+/// per block, which stay in L2 between the transforms and the GEMMs.
+const BLOCK_BYTES: usize = 768 << 10;
+
+thread_local! {
+    /// Each thread's `V` and `M` for its block.
+    static BLOCK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether a convolution that runs as Winograd ([`super::winograd::applies`])
+/// runs as F(4x4, 3x3) rather than F(2x2, 3x3).
+pub(super) fn applies(p: &ConvPlan) -> bool {
+    super::winograd::applies(p) && 36 * p.c * p.cout <= MAX_U_FLOATS
+}
+
+/// `U[ξ] = (G g Gᵀ)[ξ]` of every filter `g` of HWIO weights `w`, as 36 packed
+/// `C_in x C_out` matrices, written straight into their panels, the panels
+/// in parallel. `G = [[¼, 0, 0], [-⅙, -⅙, -⅙], [-⅙, ⅙, -⅙],
+/// [1/24, 1/12, ⅙], [1/24, -1/12, ⅙], [0, 0, 1]]`.
+pub(super) fn pack_weights(w: &[f32], p: &ConvPlan) -> Vec<PackedB> {
+    let (ci, co) = (p.c, p.cout);
+    let u: [PackedB; 36] = PackedB::build_n_par(ci, co, |i, o0, dst| {
+        let n = dst[0].len();
+        let g = |ki: usize, kj: usize| &w[((ki * 3 + kj) * ci + i) * co + o0..][..n];
+        // (G g)[r][kj] for the six rows of G and the three kernel columns
+        let mut t = [[0f32; NR]; 18];
+        for (rk, t) in t.iter_mut().enumerate() {
+            let (r, kj) = (rk / 3, rk % 3);
+            g_row(r, [g(0, kj), g(1, kj), g(2, kj)], &mut t[..n]);
+        }
+        // then each row times Gᵀ[.][s]
+        for (xi, dst) in dst.into_iter().enumerate() {
+            let (r, s) = (xi / 6, xi % 6);
+            g_row(
+                s,
+                [&t[3 * r][..n], &t[3 * r + 1][..n], &t[3 * r + 2][..n]],
+                dst,
+            );
+        }
+    });
+    u.into()
+}
+
+/// Row `r` of `G` applied to three rows, element by element.
+fn g_row(r: usize, [v0, v1, v2]: [&[f32]; 3], out: &mut [f32]) {
+    let rows = out.iter_mut().zip(v0).zip(v1).zip(v2);
+    let (sixth, twelfth, twenty_fourth) = (1.0 / 6.0, 1.0 / 12.0, 1.0 / 24.0);
+    match r {
+        0 => rows.for_each(|(((o, &a), _), _)| *o = 0.25 * a),
+        1 => rows.for_each(|(((o, &a), &b), &c)| *o = -sixth * (a + b + c)),
+        2 => rows.for_each(|(((o, &a), &b), &c)| *o = -sixth * (a - b + c)),
+        3 => rows.for_each(|(((o, &a), &b), &c)| *o = twenty_fourth * a + twelfth * b + sixth * c),
+        4 => rows.for_each(|(((o, &a), &b), &c)| *o = twenty_fourth * a - twelfth * b + sixth * c),
+        _ => out.copy_from_slice(v2),
+    }
+}
+
+/// Where the tiles of a convolution lie: `th x tw` tiles to an image, bands
+/// of `tw` tiles (four output rows, fewer in an image's last band) numbered
+/// over the whole batch.
+#[derive(Clone, Copy)]
+struct Tiling {
+    th: usize,
+    tw: usize,
+    out_h: usize,
+    out_w: usize,
+}
+
+impl Tiling {
+    fn of(p: &ConvPlan) -> Self {
+        let (out_h, out_w) = (p.geo.out_h, p.geo.out_w);
+        Tiling {
+            th: out_h.div_ceil(4),
+            tw: out_w.div_ceil(4),
+            out_h,
+            out_w,
+        }
+    }
+    /// The output row (counted over the batch) where band `q` starts.
+    fn band_row(&self, q: usize) -> usize {
+        (q / self.th) * self.out_h + (q % self.th) * 4
+    }
+}
+
+/// The forward of a convolution that [`applies`], with `u` from
+/// [`pack_weights`]; the epilogue runs on each block's output rows.
+pub(super) fn forward(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, out: &mut [f32]) {
+    use rayon::prelude::*;
+    assert_eq!(u.len(), 36, "winograd F(4x4, 3x3): 36 weight matrices");
+    let (ci, co) = (p.c, p.cout);
+    let tl = Tiling::of(p);
+    let bands = p.n * tl.th;
+    let band_bytes = 36 * tl.tw * (ci + co) * 4;
+    let threads = crate::threads::num_threads();
+    // bands per block: within L2, and at least two blocks per thread if possible
+    let per = (BLOCK_BYTES / band_bytes)
+        .max(1)
+        .min(bands.div_ceil(2 * threads).max(1));
+    let row_len = tl.out_w * co;
+    // each block's output rows, in order
+    let mut blocks = Vec::with_capacity(bands.div_ceil(per));
+    let mut rest = out;
+    for q0 in (0..bands).step_by(per) {
+        let q1 = (q0 + per).min(bands);
+        let rows = tl.band_row(q1) - tl.band_row(q0);
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(rows * row_len);
+        blocks.push((q0, q1, head));
+        rest = tail;
+    }
+    let work = |buf: &mut Vec<f32>, (q0, q1, out_b): (usize, usize, &mut [f32])| {
+        let t = (q1 - q0) * tl.tw;
+        buf.resize(36 * t * (ci + co), 0.0);
+        let (v, m) = buf.split_at_mut(36 * t * ci);
+        input_transform(x, p, tl, q0, t, v);
+        for xi in 0..36 {
+            let a = MatRef::new(&v[xi * t * ci..(xi + 1) * t * ci], t, ci);
+            gemm_packed_serial(a, &u[xi], &mut m[xi * t * co..(xi + 1) * t * co], co, false);
+        }
+        output_transform(m, co, tl, q0, t, out_b);
+        epilogue::apply_serial(out_b, co, tl.band_row(q0) * row_len, ep);
+    };
+    crate::threads::install(|| {
+        blocks
+            .into_par_iter()
+            .for_each(|b| BLOCK.with_borrow_mut(|buf| work(buf, b)))
+    });
+}
+
+/// `V[ξ][j] = (Bᵀ d B)[ξ]` for the patches `d` of the `t` tiles counted from
+/// the first of band `q0`, `v` holding 36 matrices of `t x ci`. Pixels in the
+/// padding or past the input's edge read as zeros.
+fn input_transform(x: &[f32], p: &ConvPlan, tl: Tiling, q0: usize, t: usize, v: &mut [f32]) {
+    let g = &p.geo;
+    let ci = p.c;
+    let mut planes: Vec<&mut [f32]> = v.chunks_mut(t * ci).collect();
+    let zeros = vec![0f32; ci];
+    let pixel = |b: usize, yy: usize, xx: usize| -> &[f32] {
+        match (yy.checked_sub(g.pad_top), xx.checked_sub(g.pad_left)) {
+            (Some(iy), Some(ix)) if iy < g.in_h && ix < g.in_w => {
+                let at = ((b * g.in_h + iy) * g.in_w + ix) * ci;
+                &x[at..at + ci]
+            }
+            _ => &zeros,
+        }
+    };
+    let simd = crate::kernels::packed_gemm::available();
+    for j in 0..t {
+        let q = q0 + j / tl.tw;
+        let (b, ty, tx) = (q / tl.th, q % tl.th, j % tl.tw);
+        let d: [&[f32]; 36] = std::array::from_fn(|rs| pixel(b, 4 * ty + rs / 6, 4 * tx + rs % 6));
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            simd::input_tile(&d, &mut planes, j * ci, ci);
+            continue;
+        }
+        let _ = simd;
+        input_tile_loops(&d, &mut planes, j * ci, ci);
+    }
+}
+
+/// `Y = Aᵀ M A` for each of the `t` tiles from band `q0`, the pixels inside
+/// the output written to `out_b` (the block's output rows).
+fn output_transform(m: &[f32], co: usize, tl: Tiling, q0: usize, t: usize, out_b: &mut [f32]) {
+    let planes: Vec<&[f32]> = m.chunks(t * co).collect();
+    let simd = crate::kernels::packed_gemm::available();
+    let first_row = tl.band_row(q0);
+    for j in 0..t {
+        let q = q0 + j / tl.tw;
+        let (ty, tx) = (q % tl.th, j % tl.tw);
+        let rows = (tl.out_h - 4 * ty).min(4);
+        let cols = (tl.out_w - 4 * tx).min(4);
+        let origin = (tl.band_row(q) - first_row) * tl.out_w + 4 * tx;
+        let at = Placement {
+            origin,
+            row_stride: tl.out_w,
+            rows,
+            cols,
+        };
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            simd::output_tile(&planes, j * co, co, out_b, at);
+            continue;
+        }
+        let _ = simd;
+        output_tile_loops(&planes, j * co, co, out_b, at);
+    }
+}
+
+/// Where a tile's outputs go: the pixel of its top-left output, the pixels
+/// from one output row to the next, and how many rows and columns of its
+/// 4x4 lie inside the output.
+#[derive(Clone, Copy)]
+struct Placement {
+    origin: usize,
+    row_stride: usize,
+    rows: usize,
+    cols: usize,
+}
+
+impl Placement {
+    /// Panics unless every pixel written lies inside `len` floats of `co`
+    /// channels each.
+    fn check(&self, co: usize, len: usize) {
+        assert!(self.rows <= 4 && self.cols <= 4, "winograd: tile is 4x4");
+        if self.rows > 0 && self.cols > 0 {
+            let last = self.origin + (self.rows - 1) * self.row_stride + self.cols;
+            assert!(last * co <= len, "winograd: output ends");
+        }
+    }
+}
+
+/// `Bᵀ d` of one column of six values (multiply-adds as `mul_add`, in the
+/// order of the AVX-512 tile, so the two agree bitwise).
+/// `Bᵀ = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+/// [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]`.
+fn bt(d: [f32; 6]) -> [f32; 6] {
+    let t0 = (-4f32).mul_add(d[2], d[4]);
+    let t1 = (-4f32).mul_add(d[1], d[3]);
+    let t2 = d[4] - d[2];
+    let t3 = 2.0 * (d[3] - d[1]);
+    [
+        4f32.mul_add(d[0], (-5f32).mul_add(d[2], d[4])),
+        t0 + t1,
+        t0 - t1,
+        t2 + t3,
+        t2 - t3,
+        4f32.mul_add(d[1], (-5f32).mul_add(d[3], d[5])),
+    ]
+}
+
+/// `Aᵀ m` of one column of six values.
+/// `Aᵀ = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
+/// [0, 1, -1, 8, -8, 1]]`.
+fn at(m: [f32; 6]) -> [f32; 4] {
+    let (a, b) = (m[1] + m[2], m[1] - m[2]);
+    let (c, e) = (m[3] + m[4], m[3] - m[4]);
+    [
+        (m[0] + a) + c,
+        2f32.mul_add(e, b),
+        4f32.mul_add(c, a),
+        8f32.mul_add(e, b) + m[5],
+    ]
+}
+
+/// The input transform of one tile, channel by channel (where AVX-512 is
+/// missing, and the reference of the AVX-512 tile).
+fn input_tile_loops(d: &[&[f32]; 36], planes: &mut [&mut [f32]], at: usize, ci: usize) {
+    for l in 0..ci {
+        // e[r][s] = (Bᵀ d)[r][s]
+        let mut e = [[0f32; 6]; 6];
+        for s in 0..6 {
+            let col = bt(std::array::from_fn(|r| d[6 * r + s][l]));
+            for (r, v) in col.into_iter().enumerate() {
+                e[r][s] = v;
+            }
+        }
+        for (r, e) in e.into_iter().enumerate() {
+            for (c, v) in bt(e).into_iter().enumerate() {
+                planes[6 * r + c][at + l] = v;
+            }
+        }
+    }
+}
+
+/// The output transform of one tile, channel by channel.
+fn output_tile_loops(planes: &[&[f32]], at_ch: usize, co: usize, out: &mut [f32], pl: Placement) {
+    pl.check(co, out.len());
+    for l in 0..co {
+        // u[a][s] = (Aᵀ M)[a][s]
+        let mut u = [[0f32; 6]; 4];
+        for s in 0..6 {
+            let col = at(std::array::from_fn(|r| planes[6 * r + s][at_ch + l]));
+            for (a, v) in col.into_iter().enumerate() {
+                u[a][s] = v;
+            }
+        }
+        for (a, u) in u.into_iter().enumerate().take(pl.rows) {
+            for (b, y) in at(u).into_iter().enumerate().take(pl.cols) {
+                out[(pl.origin + a * pl.row_stride + b) * co + l] = y;
+            }
+        }
+    }
+}
+
+/// The transforms of one tile with AVX-512, 16 channels at a time: the same
+/// operations in the same order as the loops above, so bitwise the same.
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use super::Placement;
+    use std::arch::x86_64::*;
+
+    /// The low `min(w, 16)` bits: the channels of a 16-wide step to touch.
+    fn mask(w: usize) -> u16 {
+        if w >= 16 {
+            u16::MAX
+        } else {
+            (1u16 << w) - 1
+        }
+    }
+
+    /// `V[ξ] = (Bᵀ d B)[ξ]` of the patch `d` (36 pixels of `ci` channels),
+    /// written to channels `at..at + ci` of the 36 planes.
+    /// Panics if a pixel has fewer than `ci` channels or a plane ends first.
+    pub(super) fn input_tile(d: &[&[f32]; 36], planes: &mut [&mut [f32]], at: usize, ci: usize) {
+        assert!(d.iter().all(|px| px.len() >= ci), "winograd: short pixel");
+        assert!(planes.len() == 36 && planes.iter().all(|p| p.len() >= at + ci));
+        assert!(crate::kernels::packed_gemm::available());
+        // SAFETY: the CPU has AVX-512F (asserted above); the asserts put
+        // every lane the masks select, channels `l..ci`, inside the slices.
+        unsafe { input_tile_avx512(d, planes, at, ci) }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn bt(d: [__m512; 6]) -> [__m512; 6] {
+        let (four, m4, m5) = (
+            _mm512_set1_ps(4.0),
+            _mm512_set1_ps(-4.0),
+            _mm512_set1_ps(-5.0),
+        );
+        let t0 = _mm512_fmadd_ps(m4, d[2], d[4]);
+        let t1 = _mm512_fmadd_ps(m4, d[1], d[3]);
+        let t2 = _mm512_sub_ps(d[4], d[2]);
+        let t3 = _mm512_mul_ps(_mm512_set1_ps(2.0), _mm512_sub_ps(d[3], d[1]));
+        [
+            _mm512_fmadd_ps(four, d[0], _mm512_fmadd_ps(m5, d[2], d[4])),
+            _mm512_add_ps(t0, t1),
+            _mm512_sub_ps(t0, t1),
+            _mm512_add_ps(t2, t3),
+            _mm512_sub_ps(t2, t3),
+            _mm512_fmadd_ps(four, d[1], _mm512_fmadd_ps(m5, d[3], d[5])),
+        ]
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn at(m: [__m512; 6]) -> [__m512; 4] {
+        let (a, b) = (_mm512_add_ps(m[1], m[2]), _mm512_sub_ps(m[1], m[2]));
+        let (c, e) = (_mm512_add_ps(m[3], m[4]), _mm512_sub_ps(m[3], m[4]));
+        [
+            _mm512_add_ps(_mm512_add_ps(m[0], a), c),
+            _mm512_fmadd_ps(_mm512_set1_ps(2.0), e, b),
+            _mm512_fmadd_ps(_mm512_set1_ps(4.0), c, a),
+            _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0), e, b), m[5]),
+        ]
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn input_tile_avx512(d: &[&[f32]; 36], planes: &mut [&mut [f32]], at: usize, ci: usize) {
+        for l in (0..ci).step_by(16) {
+            let k = mask(ci - l);
+            // e[r][s] = (Bᵀ d)[r][s], a column of the patch at a time
+            let mut e = [[_mm512_setzero_ps(); 6]; 6];
+            for s in 0..6 {
+                // SAFETY: masked to channels l..ci, inside each pixel (caller)
+                let col: [__m512; 6] = std::array::from_fn(|r| unsafe {
+                    _mm512_maskz_loadu_ps(k, d[6 * r + s].as_ptr().add(l))
+                });
+                for (r, v) in bt(col).into_iter().enumerate() {
+                    e[r][s] = v;
+                }
+            }
+            for (r, e) in e.into_iter().enumerate() {
+                for (c, v) in bt(e).into_iter().enumerate() {
+                    // SAFETY: masked to channels l..ci, inside each plane
+                    unsafe {
+                        _mm512_mask_storeu_ps(planes[6 * r + c].as_mut_ptr().add(at + l), k, v)
+                    };
+                }
+            }
+        }
+    }
+
+    /// `Y = Aᵀ M A` of one tile (`M` at channels `at..at + co` of the 36
+    /// planes), its pixels inside the output written where `pl` says.
+    /// Panics if a plane or the output ends first.
+    pub(super) fn output_tile(
+        planes: &[&[f32]],
+        at: usize,
+        co: usize,
+        out: &mut [f32],
+        pl: Placement,
+    ) {
+        assert!(planes.len() == 36 && planes.iter().all(|p| p.len() >= at + co));
+        pl.check(co, out.len());
+        assert!(crate::kernels::packed_gemm::available());
+        // SAFETY: as in `input_tile`: AVX-512F is asserted, and the asserts
+        // put every lane the masks select inside the slices.
+        unsafe { output_tile_avx512(planes, at, co, out, pl) }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn output_tile_avx512(
+        planes: &[&[f32]],
+        at_ch: usize,
+        co: usize,
+        out: &mut [f32],
+        pl: Placement,
+    ) {
+        for l in (0..co).step_by(16) {
+            let k = mask(co - l);
+            // u[a][s] = (Aᵀ M)[a][s]
+            let mut u = [[_mm512_setzero_ps(); 6]; 4];
+            for s in 0..6 {
+                // SAFETY: masked to channels l..co, inside each plane
+                let col: [__m512; 6] = std::array::from_fn(|r| unsafe {
+                    _mm512_maskz_loadu_ps(k, planes[6 * r + s].as_ptr().add(at_ch + l))
+                });
+                for (a, v) in at(col).into_iter().enumerate() {
+                    u[a][s] = v;
+                }
+            }
+            for (a, u) in u.into_iter().enumerate().take(pl.rows) {
+                for (b, y) in at(u).into_iter().enumerate().take(pl.cols) {
+                    let px = pl.origin + a * pl.row_stride + b;
+                    // SAFETY: masked to channels l..co of a pixel inside
+                    // the output (`Placement::check`)
+                    unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr().add(px * co + l), k, y) };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    /// The transform matrices written out, applied by plain matrix products
+    /// in f64: `Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A` is the 3x3 correlation of the 6x6
+    /// patch, for each of the 4x4 outputs.
+    #[test]
+    fn transforms_compute_the_correlation() {
+        let mut rng = Rng::new(8);
+        let d: Vec<f32> = (0..36).map(|_| rng.normal()).collect();
+        let g: Vec<f32> = (0..9).map(|_| rng.normal()).collect();
+        // U = G g Gᵀ through the packing's row function
+        let col = |k: usize| [g[k], g[3 + k], g[6 + k]];
+        let mut gg = [[0f32; 3]; 6]; // (G g)[r][kj]
+        for kj in 0..3 {
+            let c = col(kj);
+            for (r, row) in gg.iter_mut().enumerate() {
+                let mut o = [0f32];
+                g_row(r, [&c[0..1], &c[1..2], &c[2..3]], &mut o);
+                row[kj] = o[0];
+            }
+        }
+        let mut u = [0f32; 36];
+        for r in 0..6 {
+            for s in 0..6 {
+                let mut o = [0f32];
+                g_row(s, [&gg[r][0..1], &gg[r][1..2], &gg[r][2..3]], &mut o);
+                u[6 * r + s] = o[0];
+            }
+        }
+        // V through the loops' input tile, one channel
+        let px: Vec<[f32; 1]> = d.iter().map(|&v| [v]).collect();
+        let dp: [&[f32]; 36] = std::array::from_fn(|i| px[i].as_slice());
+        let mut v = [0f32; 36];
+        let mut planes: Vec<&mut [f32]> = v.chunks_mut(1).collect();
+        input_tile_loops(&dp, &mut planes, 0, 1);
+        let m: Vec<f32> = (0..36).map(|i| u[i] * v[i]).collect();
+        let mp: Vec<&[f32]> = m.chunks(1).collect();
+        let mut y = vec![0f32; 16];
+        let pl = Placement {
+            origin: 0,
+            row_stride: 4,
+            rows: 4,
+            cols: 4,
+        };
+        output_tile_loops(&mp, 0, 1, &mut y, pl);
+        for a in 0..4 {
+            for b in 0..4 {
+                let want: f64 = (0..9)
+                    .map(|k| d[(a + k / 3) * 6 + b + k % 3] as f64 * g[k] as f64)
+                    .sum();
+                let got = y[a * 4 + b] as f64;
+                assert!(
+                    (got - want).abs() < 1e-4 * (1.0 + want.abs()),
+                    "y[{a}][{b}] {got} vs {want}"
+                );
+            }
+        }
+    }
+
+    /// The AVX-512 tiles against the loops: bitwise equal, a partial
+    /// 16-channel step and a partial tile (3 rows, 2 columns) included.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn simd_tiles_are_bitwise_the_loops() {
+        if crate::kernels::packed_gemm::skip_without_avx512() {
+            return;
+        }
+        let mut rng = Rng::new(4);
+        let c = 37;
+        let mut rand = |n: usize| (0..n).map(|_| rng.normal()).collect::<Vec<f32>>();
+        let px: Vec<Vec<f32>> = (0..36).map(|_| rand(c)).collect();
+        let d: [&[f32]; 36] = std::array::from_fn(|rs| px[rs].as_slice());
+        let (mut v1, mut v2) = (vec![0f32; 36 * 2 * c], vec![0f32; 36 * 2 * c]);
+        let mut p1: Vec<&mut [f32]> = v1.chunks_mut(2 * c).collect();
+        let mut p2: Vec<&mut [f32]> = v2.chunks_mut(2 * c).collect();
+        simd::input_tile(&d, &mut p1, c, c);
+        input_tile_loops(&d, &mut p2, c, c);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&v1), bits(&v2));
+        assert!(v1.chunks(2 * c).all(|p| p[..c].iter().all(|&x| x == 0.0)));
+        let m: Vec<Vec<f32>> = (0..36).map(|_| rand(c)).collect();
+        let mp: Vec<&[f32]> = m.iter().map(|p| p.as_slice()).collect();
+        for (rows, cols) in [(4, 4), (3, 2)] {
+            let pl = Placement {
+                origin: 1,
+                row_stride: 6,
+                rows,
+                cols,
+            };
+            let (mut o1, mut o2) = (vec![0f32; 24 * c], vec![0f32; 24 * c]);
+            simd::output_tile(&mp, 0, c, &mut o1, pl);
+            output_tile_loops(&mp, 0, c, &mut o2, pl);
+            assert_eq!(bits(&o1), bits(&o2), "{rows}x{cols}");
+            let written = o1.chunks(c).filter(|p| p.iter().any(|&x| x != 0.0)).count();
+            assert_eq!(written, rows * cols, "{rows}x{cols}");
+        }
+    }
+}
