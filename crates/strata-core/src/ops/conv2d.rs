@@ -1914,9 +1914,13 @@ mod tests {
             let (_, dw) = backward(&xd, &kd, &dyd, &p, false, true);
             let (_, dw_ref) = reference_backward(&xd, &kd, &dyd, &p, false, true);
             let dw = dw.unwrap();
-            // sums of thousands of products in another order: f32 rounding only
-            // (case 3: at most 1.5e-4 off, in sums up to 330 in size)
-            assert!(close(&dw, &dw_ref.unwrap(), 1e-3), "case {case} dW");
+            // sums of thousands of products in another order: f32 rounding
+            // only, at most 3.4e-5 of the gradient's root mean square with
+            // F(4x4, 3x3) (case 3: 2.6e-3 off, rms 77), 1.9e-6 with F(2x2)
+            assert!(
+                close_to_scale(&dw, &dw_ref.unwrap(), 1e-4),
+                "case {case} dW"
+            );
             let (_, again) = backward(&xd, &kd, &dyd, &p, false, true);
             assert_eq!(again.unwrap(), dw, "case {case} dW again");
         }

@@ -1,42 +1,45 @@
-//! The kernel gradient of a Winograd F(2x2, 3x3) convolution ([`winograd`]),
-//! in 16 GEMMs of 2.25x fewer multiplications than `colsᵀ·dY`.
+//! The kernel gradient of a Winograd convolution ([`winograd`], F(2x2, 3x3),
+//! or [`winograd_f4`], F(4x4, 3x3)), in GEMMs of 2.25x (F(2x2)) or 4x
+//! (F(4x4)) fewer multiplications than `colsᵀ·dY`.
 //!
-//! The forward computes each 2x2 output tile as `Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`.
+//! The forward computes each output tile as `Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`.
 //! Differentiating that with respect to the filter `g` gives, summed over the
-//! tiles, `dW = Gᵀ M G` with, for each of the 16 positions ξ,
+//! tiles, `dW = Gᵀ M G` with, for each position ξ of the transform,
 //! `M[ξ] = Σ_tiles V[ξ]ᵀ D[ξ]`: `V = Bᵀ d B` is the forward's own input
-//! transform and `D = A dY Aᵀ` the transform of the tile's 2x2 gradient.
-//! Each `M[ξ]` is one `C_in x C_out` GEMM whose depth runs over the tiles:
-//! 16 * C_in * C_out multiplications per tile against 36 * C_in * C_out for
-//! the 4 pixels of `colsᵀ·dY`. The transforms are additions only.
+//! transform and `D = A dY Aᵀ` the transform of the tile's gradient (zeros
+//! past the output's edge, for F(4x4)'s clipped tiles). Each `M[ξ]` is one
+//! `C_in x C_out` GEMM whose depth runs over the tiles: 16 (F(2x2)) or 36
+//! (F(4x4)) * C_in * C_out multiplications per tile against 36 or 144 *
+//! C_in * C_out for its pixels in `colsᵀ·dY`.
 //!
 //! The tiles are split into one contiguous part per thread; each part goes
-//! through blocks of about [`BLOCK_TILES`] tiles (whole bands of two output
-//! rows): `V` of the block, turned to `C_in x tiles` so the kernel reads it
-//! with a unit step, `D[ξ]` written straight into packed panels, and the 16
+//! through blocks of about [`BLOCK_TILES`] tiles (whole bands of tiles):
+//! `V` of the block, turned to `C_in x tiles` so the kernel reads it
+//! with a unit step, `D[ξ]` written straight into packed panels, and the
 //! products added into the part's private `M`. The parts' `M` are added in
 //! part order, so the result depends only on the thread count; it differs
-//! from `colsᵀ·dY` by rounding only. Against the tiled `colsᵀ·dY`, interleaved
-//! in one process, min of 25 (batch 8): 56x56 64->64 17.6 -> 11.5 ms,
-//! 28x28 128->128 9.6 -> 8.1, 14x14 256->256 9.3 -> 7.4.
+//! from `colsᵀ·dY` by rounding only. F(2x2) against the tiled `colsᵀ·dY`,
+//! interleaved in one process, min of 25 (batch 8): 56x56 64->64 17.6 ->
+//! 11.5 ms, 28x28 128->128 9.6 -> 8.1, 14x14 256->256 9.3 -> 7.4.
 
 use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::winograd::input_transform;
-use super::ConvPlan;
+use super::{winograd, winograd_f4, ConvPlan};
 use crate::kernels::buffers;
 use crate::kernels::gemm::MatRef;
 use crate::kernels::packed_gemm::{gemm_packed_serial, PackedB, NR};
 use crate::kernels::parallel;
 use crate::kernels::transpose::transpose;
 
-/// Tiles per block: the depth of the block's 16 GEMMs. Deep enough that
-/// adding into `M` (16 * C_in * C_out, 4 MiB at 256 -> 256 channels, from
-/// L3) costs little beside the products; `V` and `D` of a block of 256 -> 256
-/// channels take about 8 MiB.
-const BLOCK_TILES: usize = 256;
+/// Tiles per block (rounded up to whole bands): the depth of the block's
+/// GEMMs. Shallow blocks keep `V` and `D` in L2; deeper ones add into `M`
+/// less often but lose more. In ResNet-50's training step (batch 8), from
+/// 256 to 64 tiles: 56x56 64->64 (F(4x4)) 4.97-5.17 -> 4.31-4.38 ms,
+/// 28x28 128->128 (F(4x4)) 4.32-4.63 -> 3.74-3.80, 14x14 256->256 (F(2x2))
+/// 5.13-5.45 -> 4.89-5.06; 512 and 1024 were slower still than 256.
+const BLOCK_TILES: usize = 64;
 
 /// Tiles whose `V` is transformed at once, then turned a plane at a time:
 /// one 16-row block of the transposes.
@@ -50,43 +53,78 @@ struct Scratch {
     stage: Vec<f32>,
     /// `V` of the block turned (C_in x tiles per ξ).
     vt: Vec<f32>,
-    /// The block's packed `D`, one buffer per ξ.
-    d: [Vec<f32>; 16],
+    /// The block's packed `D`, one buffer per ξ (16 or 36 of them).
+    d: Vec<Vec<f32>>,
 }
+
+/// What differs between the two Winograd transforms, for `N` positions ξ
+/// (16 or 36) on a `P x P` patch (`P = M + 2`) of an `M x M` output tile.
+trait Transform<const N: usize> {
+    /// Output pixels on a tile's side.
+    const M: usize;
+    /// The patch's side.
+    const P: usize = Self::M + 2;
+    /// `V` of tiles `tiles` counted from the first of band `q0`, as the
+    /// forward transforms them (16 or 36 matrices of `tiles.len() x C_in`).
+    fn input_transform(x: &[f32], p: &ConvPlan, q0: usize, tiles: Range<usize>, v: &mut [f32]);
+    /// Row `r` of `A` (`P x M`) applied to `M` rows: `out = Σ_c A[r][c] v[c]`.
+    fn a_row(r: usize, v: &[&[f32]], out: &mut [f32]);
+    /// Row `k` of `Gᵀ` (`3 x P`) applied to `P` rows: `out = Σ_r G[r][k] v[r]`.
+    fn gt_row(k: usize, v: &[&[f32]], out: &mut [f32]);
+}
+
+/// F(2x2, 3x3).
+struct F2;
+
+/// F(4x4, 3x3).
+struct F4;
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
 /// `dW` (HWIO, `3 x 3 x C_in x C_out`) of a convolution that
-/// [`super::winograd::applies`], from its input `x` and output gradient `dy`.
+/// [`winograd::applies`], from its input `x` and output gradient `dy`, by the
+/// transform its forward uses.
 pub(super) fn dw(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
-    let g = &p.geo;
+    match winograd_f4::applies(p) {
+        true => dw_by::<F4, 36>(x, dy, p),
+        false => dw_by::<F2, 16>(x, dy, p),
+    }
+}
+
+/// Tiles on the output's height and width, the last ones clipped.
+fn tiles_of<W: Transform<N>, const N: usize>(p: &ConvPlan) -> (usize, usize) {
+    (p.geo.out_h.div_ceil(W::M), p.geo.out_w.div_ceil(W::M))
+}
+
+fn dw_by<W: Transform<N>, const N: usize>(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
     let (ci, co) = (p.c, p.cout);
-    let (th, tw) = (g.out_h / 2, g.out_w / 2);
+    let (th, tw) = tiles_of::<W, N>(p);
     let bands = p.n * th;
     let parts = crate::threads::num_threads().clamp(1, bands.max(1));
     let per = BLOCK_TILES.div_ceil(tw.max(1)).max(1);
-    let m_len = 16 * ci * co;
+    let m_len = N * ci * co;
     let part = |Range { start: q0, end: q1 }: Range<usize>| -> Vec<f32> {
         // the first block's GEMMs overwrite every element
         let mut m = buffers::dirty(m_len);
         SCRATCH.with_borrow_mut(|scratch| {
             for b0 in (q0..q1).step_by(per) {
-                add_block(scratch, x, dy, p, b0..(b0 + per).min(q1), &mut m, b0 > q0);
+                let bands = b0..(b0 + per).min(q1);
+                add_block::<W, N>(scratch, x, dy, p, bands, &mut m, b0 > q0);
             }
         });
         m
     };
     let m = parallel::sum_over_parts(bands, parts, m_len, part);
-    let dw = output_transform(&m, ci, co);
+    let dw = output_transform::<W, N>(&m, ci, co);
     buffers::recycle(m);
     dw
 }
 
 /// `m[ξ] (+)= V[ξ]ᵀ D[ξ]` over the tiles of `bands` (whole bands of tiles),
 /// overwriting `m` unless `accumulate`.
-fn add_block(
+fn add_block<W: Transform<N>, const N: usize>(
     s: &mut Scratch,
     x: &[f32],
     dy: &[f32],
@@ -96,97 +134,166 @@ fn add_block(
     accumulate: bool,
 ) {
     let (ci, co) = (p.c, p.cout);
-    let (th, tw) = (p.geo.out_h / 2, p.geo.out_w / 2);
+    let (_, tw) = tiles_of::<W, N>(p);
     let (b0, t) = (bands.start, bands.len() * tw);
     // vt's rows are whole cache lines (`lt` floats, from a 64-byte boundary),
     // so each turned run of 16 tiles writes whole lines
     let lt = t.next_multiple_of(16);
-    s.vt.resize(16 * ci * lt + 16, 0.0);
+    s.vt.resize(N * ci * lt + 16, 0.0);
     let at = s.vt.as_ptr().align_offset(64).min(16);
-    let vt = &mut s.vt[at..at + 16 * ci * lt];
+    let vt = &mut s.vt[at..at + N * ci * lt];
     // V a few tiles at a time, each plane then turned into vt's columns
     // while the few tiles are still in L1
-    s.stage.resize(16 * STAGE_TILES * ci, 0.0);
+    s.stage.resize(N * STAGE_TILES * ci, 0.0);
     for j0 in (0..t).step_by(STAGE_TILES) {
         let n = STAGE_TILES.min(t - j0);
-        let stage = &mut s.stage[..16 * n * ci];
-        input_transform(x, p, th, tw, b0, j0..j0 + n, stage);
+        let stage = &mut s.stage[..N * n * ci];
+        W::input_transform(x, p, b0, j0..j0 + n, stage);
         for (xi, plane) in stage.chunks_exact(n * ci).enumerate() {
             transpose(plane, n, ci, ci, &mut vt[xi * ci * lt + j0..], lt);
         }
     }
-    let d = grad_transform(std::mem::take(&mut s.d), dy, p, b0, t);
+    // the block's buffers of D, kept from block to block (and from call to
+    // call: an F(2x2) layer leaves F(4x4)'s last 20 in place)
+    let mut spare = std::mem::take(&mut s.d);
+    let mut bufs = spare
+        .drain(..N.min(spare.len()))
+        .collect::<Vec<_>>()
+        .into_iter();
+    let bufs: [Vec<f32>; N] = std::array::from_fn(|_| bufs.next().unwrap_or_default());
+    let d = grad_transform::<W, N>(bufs, dy, p, b0, t);
     for (xi, d) in d.iter().enumerate() {
         let a = MatRef::strided(&vt[xi * ci * lt..(xi + 1) * ci * lt], ci, t, lt);
         let mx = &mut m[xi * ci * co..(xi + 1) * ci * co];
         gemm_packed_serial(a, d, mx, co, accumulate);
     }
-    s.d = d.map(PackedB::into_data);
+    s.d = d.map(PackedB::into_data).into();
+    s.d.append(&mut spare);
 }
 
-/// Row `r` of `A = [[1, 0], [1, 1], [1, -1], [0, -1]]` applied to two rows:
-/// `out = A[r][0] * v0 + A[r][1] * v1`, element by element.
-fn a_row(r: usize, v0: &[f32], v1: &[f32], out: &mut [f32]) {
-    let rows = out.iter_mut().zip(v0).zip(v1);
-    match r {
-        0 => out.copy_from_slice(v0),
-        1 => rows.for_each(|((o, &a), &b)| *o = a + b),
-        2 => rows.for_each(|((o, &a), &b)| *o = a - b),
-        _ => rows.for_each(|((o, _), &b)| *o = -b),
+impl Transform<16> for F2 {
+    const M: usize = 2;
+    fn input_transform(x: &[f32], p: &ConvPlan, q0: usize, tiles: Range<usize>, v: &mut [f32]) {
+        let (th, tw) = (p.geo.out_h / 2, p.geo.out_w / 2);
+        winograd::input_transform(x, p, th, tw, q0, tiles, v)
+    }
+    /// `A = [[1, 0], [1, 1], [1, -1], [0, -1]]`.
+    fn a_row(r: usize, v: &[&[f32]], out: &mut [f32]) {
+        let rows = out.iter_mut().zip(v[0]).zip(v[1]);
+        match r {
+            0 => out.copy_from_slice(v[0]),
+            1 => rows.for_each(|((o, &a), &b)| *o = a + b),
+            2 => rows.for_each(|((o, &a), &b)| *o = a - b),
+            _ => rows.for_each(|((o, _), &b)| *o = -b),
+        }
+    }
+    /// `Gᵀ = [[1, ½, ½, 0], [0, ½, -½, 0], [0, ½, ½, 1]]`.
+    fn gt_row(k: usize, v: &[&[f32]], out: &mut [f32]) {
+        let rows = out.iter_mut().zip(v[0]).zip(v[1]).zip(v[2]).zip(v[3]);
+        match k {
+            0 => rows.for_each(|((((o, &a), &b), &c), _)| *o = a + 0.5 * (b + c)),
+            1 => rows.for_each(|((((o, _), &b), &c), _)| *o = 0.5 * (b - c)),
+            _ => rows.for_each(|((((o, _), &b), &c), &d)| *o = 0.5 * (b + c) + d),
+        }
     }
 }
 
-/// `D[ξ] = (A g Aᵀ)[ξ]` for the 2x2 gradients `g` of the `t` tiles of the
-/// block starting at band `b0`, packed (tiles x C_out) for the GEMMs: the 16
-/// matrices a row at a time, 64 output channels at a time.
-/// `bufs` are the 16 matrices' buffers, kept from block to block.
-fn grad_transform(
-    bufs: [Vec<f32>; 16],
+impl Transform<36> for F4 {
+    const M: usize = 4;
+    fn input_transform(x: &[f32], p: &ConvPlan, q0: usize, tiles: Range<usize>, v: &mut [f32]) {
+        winograd_f4::input_transform(x, p, q0, tiles, v)
+    }
+    /// `A = [[1, 0, 0, 0], [1, 1, 1, 1], [1, -1, 1, -1], [1, 2, 4, 8],
+    /// [1, -2, 4, -8], [0, 0, 0, 1]]`.
+    fn a_row(r: usize, v: &[&[f32]], out: &mut [f32]) {
+        let rows = out.iter_mut().zip(v[0]).zip(v[1]).zip(v[2]).zip(v[3]);
+        match r {
+            0 => out.copy_from_slice(v[0]),
+            1 => rows.for_each(|((((o, &a), &b), &c), &d)| *o = (a + c) + (b + d)),
+            2 => rows.for_each(|((((o, &a), &b), &c), &d)| *o = (a + c) - (b + d)),
+            3 => {
+                rows.for_each(|((((o, &a), &b), &c), &d)| *o = (a + 4.0 * c) + 2.0 * (b + 4.0 * d))
+            }
+            4 => {
+                rows.for_each(|((((o, &a), &b), &c), &d)| *o = (a + 4.0 * c) - 2.0 * (b + 4.0 * d))
+            }
+            _ => out.copy_from_slice(v[3]),
+        }
+    }
+    /// `Gᵀ = [[¼, -⅙, -⅙, 1/24, 1/24, 0], [0, -⅙, ⅙, 1/12, -1/12, 0],
+    /// [0, -⅙, -⅙, ⅙, ⅙, 1]]`.
+    fn gt_row(k: usize, v: &[&[f32]], out: &mut [f32]) {
+        let (sixth, twelfth, twenty_fourth) = (1.0 / 6.0, 1.0 / 12.0, 1.0 / 24.0);
+        let rows = out
+            .iter_mut()
+            .zip(v[0])
+            .zip(v[1])
+            .zip(v[2])
+            .zip(v[3])
+            .zip(v[4])
+            .zip(v[5]);
+        match k {
+            0 => rows.for_each(|((((((o, &a), &b), &c), &d), &e), _)| {
+                *o = 0.25 * a - sixth * (b + c) + twenty_fourth * (d + e)
+            }),
+            1 => rows.for_each(|((((((o, _), &b), &c), &d), &e), _)| {
+                *o = sixth * (c - b) + twelfth * (d - e)
+            }),
+            _ => rows.for_each(|((((((o, _), &b), &c), &d), &e), &f)| {
+                *o = sixth * ((d + e) - (b + c)) + f
+            }),
+        }
+    }
+}
+
+/// `D[ξ] = (A g Aᵀ)[ξ]` for the gradients `g` of the `t` tiles of the
+/// block starting at band `b0` (zeros past the output's edge), packed
+/// (tiles x C_out) for the GEMMs: the matrices a row at a time, 64 output
+/// channels at a time. `bufs` are their buffers, kept from block to block.
+fn grad_transform<W: Transform<N>, const N: usize>(
+    bufs: [Vec<f32>; N],
     dy: &[f32],
     p: &ConvPlan,
     b0: usize,
     t: usize,
-) -> [PackedB; 16] {
+) -> [PackedB; N] {
     let g = &p.geo;
-    let (th, tw) = (g.out_h / 2, g.out_w / 2);
-    let (co, ow) = (p.cout, g.out_w);
-    // (A g)[r][c] for the tile's two columns c, then (A g Aᵀ)[r][s]
-    let mut h = [[0f32; NR]; 8];
-    PackedB::build_n_in(bufs, t, co, |j, o0, dst: [&mut [f32]; 16]| {
+    let (th, tw) = tiles_of::<W, N>(p);
+    let (co, ow, (m, pp)) = (p.cout, g.out_w, (W::M, W::P));
+    let zeros = [0f32; NR];
+    // (A g)[r][c] for the tile's columns c, then (A g Aᵀ)[r][s]
+    let mut h = vec![[0f32; NR]; pp * m];
+    PackedB::build_n_in(bufs, t, co, |j, o0, dst: [&mut [f32]; N]| {
         let n = dst[0].len();
         let q = b0 + j / tw;
         let (b, ty, tx) = (q / th, q % th, j % tw);
         // gradient pixel (row a, column c) of the tile, channels o0..o0 + n
         let px = |a: usize, c: usize| {
-            let at = ((b * g.out_h + 2 * ty + a) * ow + 2 * tx + c) * co + o0;
+            let (oy, ox) = (m * ty + a, m * tx + c);
+            if oy >= g.out_h || ox >= ow {
+                return &zeros[..n];
+            }
+            let at = ((b * g.out_h + oy) * ow + ox) * co + o0;
             &dy[at..at + n]
         };
         for (rc, h) in h.iter_mut().enumerate() {
-            let (r, c) = (rc / 2, rc % 2);
-            a_row(r, px(0, c), px(1, c), &mut h[..n]);
+            let (r, c) = (rc / m, rc % m);
+            let col: [&[f32]; 4] = std::array::from_fn(|a| px(a.min(m - 1), c));
+            W::a_row(r, &col[..m], &mut h[..n]);
         }
         for (xi, dst) in dst.into_iter().enumerate() {
-            let (r, s) = (xi / 4, xi % 4);
-            a_row(s, &h[2 * r][..n], &h[2 * r + 1][..n], dst);
+            let (r, s) = (xi / pp, xi % pp);
+            let row: [&[f32]; 4] = std::array::from_fn(|c| &h[m * r + c.min(m - 1)][..n]);
+            W::a_row(s, &row[..m], dst);
         }
     })
 }
 
-/// Row `k` of `Gᵀ = [[1, ½, ½, 0], [0, ½, -½, 0], [0, ½, ½, 1]]` applied to
-/// four rows: `out = Σ_r G[r][k] * v[r]`, element by element.
-fn gt_row(k: usize, [v0, v1, v2, v3]: [&[f32]; 4], out: &mut [f32]) {
-    let rows = out.iter_mut().zip(v0).zip(v1).zip(v2).zip(v3);
-    match k {
-        0 => rows.for_each(|((((o, &a), &b), &c), _)| *o = a + 0.5 * (b + c)),
-        1 => rows.for_each(|((((o, _), &b), &c), _)| *o = 0.5 * (b - c)),
-        _ => rows.for_each(|((((o, _), &b), &c), &d)| *o = 0.5 * (b + c) + d),
-    }
-}
-
-/// `dW[ki][kj] = (Gᵀ M G)[ki][kj]` for every pair of channels, from the 16
+/// `dW[ki][kj] = (Gᵀ M G)[ki][kj]` for every pair of channels, from the `N`
 /// `C_in x C_out` matrices `m`: input channels in parallel, each a loop over
 /// the output channels.
-fn output_transform(m: &[f32], ci: usize, co: usize) -> Vec<f32> {
+fn output_transform<W: Transform<N>, const N: usize>(m: &[f32], ci: usize, co: usize) -> Vec<f32> {
+    let pp = W::P;
     let mut dw = buffers::dirty(9 * ci * co);
     if ci * co == 0 {
         return dw;
@@ -200,26 +307,22 @@ fn output_transform(m: &[f32], ci: usize, co: usize) -> Vec<f32> {
         }
     }
     let work = |(k, mut taps): (usize, Vec<&mut [f32]>)| {
-        // (M G)[r][kj]: 4 x 3 rows of one input channel
-        let mut n = vec![0f32; 12 * co];
+        // (M G)[r][kj]: P x 3 rows of one input channel
+        let mut n = vec![0f32; 3 * pp * co];
         for (ii, i) in (k * run..((k + 1) * run).min(ci)).enumerate() {
             let mrow = |xi: usize| &m[(xi * ci + i) * co..][..co];
-            for r in 0..4 {
-                let v = [
-                    mrow(4 * r),
-                    mrow(4 * r + 1),
-                    mrow(4 * r + 2),
-                    mrow(4 * r + 3),
-                ];
+            for r in 0..pp {
+                let v: [&[f32]; 6] = std::array::from_fn(|s| mrow(pp * r + s.min(pp - 1)));
                 for kj in 0..3 {
-                    gt_row(kj, v, &mut n[(3 * r + kj) * co..][..co]);
+                    W::gt_row(kj, &v[..pp], &mut n[(3 * r + kj) * co..][..co]);
                 }
             }
             for ki in 0..3 {
                 for kj in 0..3 {
-                    let col = |r: usize| &n[(3 * r + kj) * co..][..co];
+                    let col: [&[f32]; 6] =
+                        std::array::from_fn(|r| &n[(3 * r.min(pp - 1) + kj) * co..][..co]);
                     let out = &mut taps[ki * 3 + kj][ii * co..(ii + 1) * co];
-                    gt_row(ki, [col(0), col(1), col(2), col(3)], out);
+                    W::gt_row(ki, &col[..pp], out);
                 }
             }
         }

@@ -25,6 +25,7 @@
 //! neither the thread count nor the block size.
 
 use std::cell::RefCell;
+use std::ops::Range;
 
 use super::ConvPlan;
 use crate::kernels::epilogue::{self, EpilogueRef};
@@ -148,7 +149,7 @@ pub(super) fn forward(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, 
         let t = (q1 - q0) * tl.tw;
         buf.resize(36 * t * (ci + co), 0.0);
         let (v, m) = buf.split_at_mut(36 * t * ci);
-        input_transform(x, p, tl, q0, t, v);
+        input_transform(x, p, q0, 0..t, v);
         for xi in 0..36 {
             let a = MatRef::new(&v[xi * t * ci..(xi + 1) * t * ci], t, ci);
             gemm_packed_serial(a, &u[xi], &mut m[xi * t * co..(xi + 1) * t * co], co, false);
@@ -163,13 +164,21 @@ pub(super) fn forward(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, 
     });
 }
 
-/// `V[ξ][j] = (Bᵀ d B)[ξ]` for the patches `d` of the `t` tiles counted from
-/// the first of band `q0`, `v` holding 36 matrices of `t x ci`. Pixels in the
-/// padding or past the input's edge read as zeros.
-fn input_transform(x: &[f32], p: &ConvPlan, tl: Tiling, q0: usize, t: usize, v: &mut [f32]) {
+/// `V[ξ][j] = (Bᵀ d B)[ξ]` for the patches `d` of tiles `tiles` counted from
+/// the first of band `q0`, `v` holding 36 matrices of `tiles.len() x ci`
+/// (also dW's, in `winograd_dw.rs`). Pixels in the padding or past the
+/// input's edge read as zeros.
+pub(super) fn input_transform(
+    x: &[f32],
+    p: &ConvPlan,
+    q0: usize,
+    tiles: Range<usize>,
+    v: &mut [f32],
+) {
     let g = &p.geo;
+    let tl = Tiling::of(p);
     let ci = p.c;
-    let mut planes: Vec<&mut [f32]> = v.chunks_mut(t * ci).collect();
+    let mut planes: Vec<&mut [f32]> = v.chunks_mut(tiles.len() * ci).collect();
     let zeros = vec![0f32; ci];
     let pixel = |b: usize, yy: usize, xx: usize| -> &[f32] {
         match (yy.checked_sub(g.pad_top), xx.checked_sub(g.pad_left)) {
@@ -181,9 +190,9 @@ fn input_transform(x: &[f32], p: &ConvPlan, tl: Tiling, q0: usize, t: usize, v: 
         }
     };
     let simd = crate::kernels::packed_gemm::available();
-    for j in 0..t {
-        let q = q0 + j / tl.tw;
-        let (b, ty, tx) = (q / tl.th, q % tl.th, j % tl.tw);
+    for (j, tile) in tiles.enumerate() {
+        let q = q0 + tile / tl.tw;
+        let (b, ty, tx) = (q / tl.th, q % tl.th, tile % tl.tw);
         let d: [&[f32]; 36] = std::array::from_fn(|rs| pixel(b, 4 * ty + rs / 6, 4 * tx + rs % 6));
         #[cfg(target_arch = "x86_64")]
         if simd {
