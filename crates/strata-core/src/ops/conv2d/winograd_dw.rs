@@ -38,7 +38,8 @@ use crate::kernels::transpose::transpose;
 /// less often but lose more. In ResNet-50's training step (batch 8), from
 /// 256 to 64 tiles: 56x56 64->64 (F(4x4)) 4.97-5.17 -> 4.31-4.38 ms,
 /// 28x28 128->128 (F(4x4)) 4.32-4.63 -> 3.74-3.80, 14x14 256->256 (F(2x2))
-/// 5.13-5.45 -> 4.89-5.06; 512 and 1024 were slower still than 256.
+/// 5.13-5.45 -> 4.89-5.06; with 512 or 1024 tiles 56x56 64->64 took
+/// 5.76-6.26 ms.
 const BLOCK_TILES: usize = 64;
 
 /// Tiles whose `V` is transformed at once, then turned a plane at a time:
@@ -98,6 +99,7 @@ fn tiles_of<W: Transform<N>, const N: usize>(p: &ConvPlan) -> (usize, usize) {
     (p.geo.out_h.div_ceil(W::M), p.geo.out_w.div_ceil(W::M))
 }
 
+/// [`dw`] by the transform `W`.
 fn dw_by<W: Transform<N>, const N: usize>(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
     let (ci, co) = (p.c, p.cout);
     let (th, tw) = tiles_of::<W, N>(p);
