@@ -508,8 +508,9 @@ unsafe fn run(
     }
 }
 
-/// The low `min(w, 16)` bits set: the lanes of a 16-lane vector to store.
-fn lane_mask(w: usize) -> u16 {
+/// The low `min(w, 16)` bits set: the lanes of a 16-lane vector to store
+/// (also the channel steps of the Winograd transforms).
+pub(crate) fn lane_mask(w: usize) -> u16 {
     if w >= 16 {
         u16::MAX
     } else {

@@ -60,22 +60,36 @@ pub(super) fn applies(p: &ConvPlan) -> bool {
 /// `U[ξ] = (G g Gᵀ)[ξ]` of every filter `g` of HWIO weights `w`, as 16 packed
 /// `C_in x C_out` matrices. `G = [[1, 0, 0], [½, ½, ½], [½, -½, ½], [0, 0, 1]]`.
 /// The weights change at every training step, so this runs at every forward
-/// and every dX: one pass over the weights writes all 16 matrices straight
-/// into their panels, 64 output channels at a time, the panels in parallel.
+/// and every dX.
 pub(super) fn pack_weights(w: &[f32], p: &ConvPlan) -> Vec<PackedB> {
+    pack_transformed::<16>(w, p, 4, g_row)
+}
+
+/// `U = G g Gᵀ` for a transform whose `G` has `side` rows (`N = side²`
+/// positions ξ), row `r` of `G` applied to three rows by `g_row`: one pass
+/// over the weights writes all `N` packed `C_in x C_out` matrices straight
+/// into their panels, 64 output channels at a time, the panels in parallel.
+/// F(2x2, 3x3)'s and F(4x4, 3x3)'s weights alike.
+pub(super) fn pack_transformed<const N: usize>(
+    w: &[f32],
+    p: &ConvPlan,
+    side: usize,
+    g_row: fn(usize, [&[f32]; 3], &mut [f32]),
+) -> Vec<PackedB> {
+    assert!(side * side == N && side <= 6, "winograd: {N} positions");
     let (ci, co) = (p.c, p.cout);
-    let u: [PackedB; 16] = PackedB::build_n_par(ci, co, |i, o0, dst| {
+    let u: [PackedB; N] = PackedB::build_n_par(ci, co, |i, o0, dst| {
         let n = dst[0].len();
         let g = |ki: usize, kj: usize| &w[((ki * 3 + kj) * ci + i) * co + o0..][..n];
-        // (G g)[r][kj] for the four rows of G and the three kernel columns
-        let mut t = [[0f32; NR]; 12];
-        for (rk, t) in t.iter_mut().enumerate() {
+        // (G g)[r][kj] for the rows of G and the three kernel columns
+        let mut t = [[0f32; NR]; 18];
+        for (rk, t) in t.iter_mut().enumerate().take(3 * side) {
             let (r, kj) = (rk / 3, rk % 3);
             g_row(r, [g(0, kj), g(1, kj), g(2, kj)], &mut t[..n]);
         }
         // then each row times Gᵀ[.][s]
         for (xi, dst) in dst.into_iter().enumerate() {
-            let (r, s) = (xi / 4, xi % 4);
+            let (r, s) = (xi / side, xi % side);
             g_row(
                 s,
                 [&t[3 * r][..n], &t[3 * r + 1][..n], &t[3 * r + 2][..n]],
@@ -84,6 +98,25 @@ pub(super) fn pack_weights(w: &[f32], p: &ConvPlan) -> Vec<PackedB> {
         }
     });
     u.into()
+}
+
+/// Pixel `(b, yy, xx)` of the input `x` as padded by the plan (rows and
+/// columns counted from the padding's first), or `zeros` in the padding and
+/// past the input's edge: no padded copy of the input is made.
+pub(super) fn padded_pixel<'a>(
+    x: &'a [f32],
+    p: &ConvPlan,
+    zeros: &'a [f32],
+    (b, yy, xx): (usize, usize, usize),
+) -> &'a [f32] {
+    let g = &p.geo;
+    match (yy.checked_sub(g.pad_top), xx.checked_sub(g.pad_left)) {
+        (Some(iy), Some(ix)) if iy < g.in_h && ix < g.in_w => {
+            let at = ((b * g.in_h + iy) * g.in_w + ix) * p.c;
+            &x[at..at + p.c]
+        }
+        _ => zeros,
+    }
 }
 
 /// Row `r` of `G` applied to three rows: `out = Σ_k G[r][k] * v[k]`, element by
@@ -149,21 +182,11 @@ pub(super) fn input_transform(
     tiles: Range<usize>,
     v: &mut [f32],
 ) {
-    let g = &p.geo;
     let ci = p.c;
     let t = tiles.len();
     let mut planes: Vec<&mut [f32]> = v.chunks_mut(t * ci).collect();
     let zeros = vec![0f32; ci];
-    // input pixel (b, yy, xx) of the padded input, or zeros in the padding
-    let pixel = |b: usize, yy: usize, xx: usize| -> &[f32] {
-        match (yy.checked_sub(g.pad_top), xx.checked_sub(g.pad_left)) {
-            (Some(iy), Some(ix)) if iy < g.in_h && ix < g.in_w => {
-                let at = ((b * g.in_h + iy) * g.in_w + ix) * ci;
-                &x[at..at + ci]
-            }
-            _ => &zeros,
-        }
-    };
+    let pixel = |b: usize, yy: usize, xx: usize| padded_pixel(x, p, &zeros, (b, yy, xx));
     let simd = crate::kernels::packed_gemm::available();
     // Bᵀ d, stored column-major: e[s * 4 + r] = (Bᵀ d)[r][s] (the loops' buffer)
     let mut e = if simd {
@@ -259,14 +282,7 @@ fn output_transform(m: &[f32], co: usize, ow: usize, tw: usize, nb: usize, out_b
 mod simd {
     use std::arch::x86_64::*;
 
-    /// The low `min(w, 16)` bits: the channels of a 16-wide step to touch.
-    fn mask(w: usize) -> u16 {
-        if w >= 16 {
-            u16::MAX
-        } else {
-            (1u16 << w) - 1
-        }
-    }
+    use crate::kernels::packed_gemm::lane_mask as mask;
 
     /// `V[ξ] = (Bᵀ d B)[ξ]` of the patch `d` (16 pixels of `ci` channels),
     /// written to channels `at..at + ci` of the 16 planes.

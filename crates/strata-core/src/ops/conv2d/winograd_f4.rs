@@ -27,10 +27,11 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
+use super::winograd::padded_pixel;
 use super::ConvPlan;
 use crate::kernels::epilogue::{self, EpilogueRef};
 use crate::kernels::gemm::MatRef;
-use crate::kernels::packed_gemm::{gemm_packed_serial, PackedB, NR};
+use crate::kernels::packed_gemm::{gemm_packed_serial, PackedB};
 
 /// Largest transformed weights (36 * C_in * C_out floats: 2.25 MiB, 128 ->
 /// 128 channels) that run as F(4x4, 3x3).
@@ -52,31 +53,10 @@ pub(super) fn applies(p: &ConvPlan) -> bool {
 }
 
 /// `U[ξ] = (G g Gᵀ)[ξ]` of every filter `g` of HWIO weights `w`, as 36 packed
-/// `C_in x C_out` matrices, written straight into their panels, the panels
-/// in parallel. `G = [[¼, 0, 0], [-⅙, -⅙, -⅙], [-⅙, ⅙, -⅙],
+/// `C_in x C_out` matrices. `G = [[¼, 0, 0], [-⅙, -⅙, -⅙], [-⅙, ⅙, -⅙],
 /// [1/24, 1/12, ⅙], [1/24, -1/12, ⅙], [0, 0, 1]]`.
 pub(super) fn pack_weights(w: &[f32], p: &ConvPlan) -> Vec<PackedB> {
-    let (ci, co) = (p.c, p.cout);
-    let u: [PackedB; 36] = PackedB::build_n_par(ci, co, |i, o0, dst| {
-        let n = dst[0].len();
-        let g = |ki: usize, kj: usize| &w[((ki * 3 + kj) * ci + i) * co + o0..][..n];
-        // (G g)[r][kj] for the six rows of G and the three kernel columns
-        let mut t = [[0f32; NR]; 18];
-        for (rk, t) in t.iter_mut().enumerate() {
-            let (r, kj) = (rk / 3, rk % 3);
-            g_row(r, [g(0, kj), g(1, kj), g(2, kj)], &mut t[..n]);
-        }
-        // then each row times Gᵀ[.][s]
-        for (xi, dst) in dst.into_iter().enumerate() {
-            let (r, s) = (xi / 6, xi % 6);
-            g_row(
-                s,
-                [&t[3 * r][..n], &t[3 * r + 1][..n], &t[3 * r + 2][..n]],
-                dst,
-            );
-        }
-    });
-    u.into()
+    super::winograd::pack_transformed::<36>(w, p, 6, g_row)
 }
 
 /// Row `r` of `G` applied to three rows, element by element.
@@ -175,20 +155,11 @@ pub(super) fn input_transform(
     tiles: Range<usize>,
     v: &mut [f32],
 ) {
-    let g = &p.geo;
     let tl = Tiling::of(p);
     let ci = p.c;
     let mut planes: Vec<&mut [f32]> = v.chunks_mut(tiles.len() * ci).collect();
     let zeros = vec![0f32; ci];
-    let pixel = |b: usize, yy: usize, xx: usize| -> &[f32] {
-        match (yy.checked_sub(g.pad_top), xx.checked_sub(g.pad_left)) {
-            (Some(iy), Some(ix)) if iy < g.in_h && ix < g.in_w => {
-                let at = ((b * g.in_h + iy) * g.in_w + ix) * ci;
-                &x[at..at + ci]
-            }
-            _ => &zeros,
-        }
-    };
+    let pixel = |b: usize, yy: usize, xx: usize| padded_pixel(x, p, &zeros, (b, yy, xx));
     let simd = crate::kernels::packed_gemm::available();
     for (j, tile) in tiles.enumerate() {
         let q = q0 + tile / tl.tw;
@@ -335,14 +306,7 @@ mod simd {
     use super::Placement;
     use std::arch::x86_64::*;
 
-    /// The low `min(w, 16)` bits: the channels of a 16-wide step to touch.
-    fn mask(w: usize) -> u16 {
-        if w >= 16 {
-            u16::MAX
-        } else {
-            (1u16 << w) - 1
-        }
-    }
+    use crate::kernels::packed_gemm::lane_mask as mask;
 
     /// `V[ξ] = (Bᵀ d B)[ξ]` of the patch `d` (36 pixels of `ci` channels),
     /// written to channels `at..at + ci` of the 36 planes.
