@@ -8,8 +8,9 @@
 //! The batch is processed in chunks of images so `cols` stays under [`COLS_BUDGET_BYTES`].
 //! On CPUs with AVX-512 the GEMMs run on strata's packed kernel with the weights
 //! packed once (`weights.rs`); there a stride-1 3x3 convolution runs as Winograd
-//! F(4x4, 3x3) up to 128 channels (`winograd_f4.rs`), else F(2x2, 3x3)
-//! (`winograd.rs`), and others read their input in place instead of
+//! F(4x4, 3x3) (`winograd_f4.rs`: in blocks up to 128 channels, over the whole
+//! batch for wider ones with enough tiles), else F(2x2, 3x3) (`winograd.rs`),
+//! and others read their input in place instead of
 //! through `cols` where the layout allows (`implicit.rs`).
 //! Backward: `dW = colsᵀ·dY`, rebuilding `cols` tile by tile in cache where the
 //! output has enough rows to tile ([`dw_tiled`]), else chunk by chunk; a
@@ -532,12 +533,12 @@ fn forward_with(
         }
     };
     // (`prepare` packed Winograd's transformed weights exactly when it applies)
+    if let (Some(u), true) = (packed, winograd_f4::applies(p)) {
+        winograd_f4::forward(x, u, p, ep, &mut out);
+        return out;
+    }
     if let (Some(u), true) = (packed, winograd::applies(p)) {
-        if winograd_f4::applies(p) {
-            winograd_f4::forward(x, u, p, ep, &mut out);
-        } else {
-            winograd::forward(x, u, p, ep, &mut out);
-        }
+        winograd::forward(x, u, p, ep, &mut out);
         return out;
     }
     let w_block = |gr: usize| match packed {
@@ -1882,47 +1883,82 @@ mod tests {
             // too many channels for F(4x4, 3x3): F(2x2, 3x3)
             (2, 6, 10, 192, 96, Padding::Same),
         ];
-        for (case, &(n, h, w, c, cout, padding)) in cases.iter().enumerate() {
-            let x = rand_t(&[n, h, w, c], &mut rng);
-            let k = rand_t(&[3, 3, c, cout], &mut rng);
-            let b = rand_t(&[cout], &mut rng);
-            let cfg = Conv2dConfig::default().with_padding(padding);
-            let p = plan(x.shape(), k.shape(), Some(b.shape()), &cfg).unwrap();
+        for (case, &shape) in cases.iter().enumerate() {
+            let p = assert_3x3_matches_reference(shape, case, &mut rng);
             assert!(winograd::applies(&p), "case {case}");
             // F(4x4, 3x3), with tiles past the output's edge in cases 0-2
+            assert_eq!(winograd_f4::blocked(&p), case < 4, "case {case}");
             assert_eq!(winograd_f4::applies(&p), case < 4, "case {case}");
-            let want = conv_reference(
-                &x.data(),
-                (n, h, w, c),
-                &k.data(),
-                (3, 3, c, cout),
-                Some(&b.data()),
-                &p.geo,
-                1,
-            );
-            let got = x.conv2d(&k, Some(&b), cfg).unwrap().to_vec();
-            assert!(close_to_scale(&got, &want, 1e-4), "case {case}");
-            // twice under no_grad: packed then cached, both the same values
-            for _ in 0..2 {
-                let again = crate::autograd::no_grad(|| x.conv2d(&k, Some(&b), cfg));
-                assert_eq!(again.unwrap().to_vec(), got, "case {case}");
-            }
-            assert_dx_matches_reference(&x, &k, &p, case, &mut rng);
-            // dW by Winograd's transforms against colsᵀ·dY, the same bits twice
-            let dy = rand_t(&[n, p.geo.out_h, p.geo.out_w, cout], &mut rng);
-            let (xd, kd, dyd) = (x.data(), k.data(), dy.data());
-            let (_, dw) = backward(&xd, &kd, &dyd, &p, false, true);
-            let (_, dw_ref) = reference_backward(&xd, &kd, &dyd, &p, false, true);
-            let dw = dw.unwrap();
-            // sums of thousands of products in another order: f32 rounding
-            // only, at most 3.4e-5 of the gradient's root mean square with
-            // F(4x4, 3x3) (case 3: 2.6e-3 off, rms 77), 1.9e-6 with F(2x2)
-            assert!(
-                close_to_scale(&dw, &dw_ref.unwrap(), 1e-4),
-                "case {case} dW"
-            );
-            let (_, again) = backward(&xd, &kd, &dyd, &p, false, true);
-            assert_eq!(again.unwrap(), dw, "case {case} dW again");
+        }
+    }
+
+    /// A stride-1 3x3 convolution of shape `(n, h, w, c, cout, padding)`
+    /// through the fast paths against the reference loops: the forward
+    /// (packed, then twice under no_grad: cached, the same values), dX, and
+    /// dW (the same bits twice). Returns its plan, for the caller to check
+    /// which path ran.
+    fn assert_3x3_matches_reference(
+        (n, h, w, c, cout, padding): (usize, usize, usize, usize, usize, Padding),
+        case: usize,
+        rng: &mut Rng,
+    ) -> ConvPlan {
+        let x = rand_t(&[n, h, w, c], rng);
+        let k = rand_t(&[3, 3, c, cout], rng);
+        let b = rand_t(&[cout], rng);
+        let cfg = Conv2dConfig::default().with_padding(padding);
+        let p = plan(x.shape(), k.shape(), Some(b.shape()), &cfg).unwrap();
+        let want = conv_reference(
+            &x.data(),
+            (n, h, w, c),
+            &k.data(),
+            (3, 3, c, cout),
+            Some(&b.data()),
+            &p.geo,
+            1,
+        );
+        let got = x.conv2d(&k, Some(&b), cfg).unwrap().to_vec();
+        assert!(close_to_scale(&got, &want, 1e-4), "case {case}");
+        for _ in 0..2 {
+            let again = crate::autograd::no_grad(|| x.conv2d(&k, Some(&b), cfg));
+            assert_eq!(again.unwrap().to_vec(), got, "case {case}");
+        }
+        assert_dx_matches_reference(&x, &k, &p, case, rng);
+        let dy = rand_t(&[n, p.geo.out_h, p.geo.out_w, cout], rng);
+        let (xd, kd, dyd) = (x.data(), k.data(), dy.data());
+        let (_, dw) = backward(&xd, &kd, &dyd, &p, false, true);
+        let (_, dw_ref) = reference_backward(&xd, &kd, &dyd, &p, false, true);
+        let dw = dw.unwrap();
+        // sums of thousands of products in another order: f32 rounding
+        // only, at most 3.4e-5 of the gradient's root mean square with
+        // F(4x4, 3x3) (2.6e-3 off in a gradient of rms 77), 1.9e-6 with F(2x2)
+        assert!(
+            close_to_scale(&dw, &dw_ref.unwrap(), 1e-4),
+            "case {case} dW"
+        );
+        let (_, again) = backward(&xd, &kd, &dyd, &p, false, true);
+        assert_eq!(again.unwrap(), dw, "case {case} dW again");
+        p
+    }
+
+    /// Wider stride-1 3x3 convolutions that run as Winograd F(4x4, 3x3) over
+    /// the whole batch: odd and even output sides, paddings, against the
+    /// reference loops, forward (packed, then cached), dX and dW.
+    #[test]
+    fn winograd_f4_over_the_whole_batch_matches_reference() {
+        if crate::kernels::packed_gemm::skip_without_avx512() {
+            return;
+        }
+        let mut rng = Rng::new(44);
+        let cases = [
+            // (n, h, w, c, cout, padding): 32, 32 and 48 tiles
+            (8, 7, 7, 160, 144, Padding::Same),
+            (8, 10, 9, 144, 160, Padding::Valid),
+            (4, 12, 16, 160, 144, Padding::Same),
+        ];
+        for (case, &shape) in cases.iter().enumerate() {
+            let p = assert_3x3_matches_reference(shape, case, &mut rng);
+            assert!(winograd_f4::applies(&p), "case {case}");
+            assert!(!winograd_f4::blocked(&p), "case {case}");
         }
     }
 

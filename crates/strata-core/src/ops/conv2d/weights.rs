@@ -60,16 +60,18 @@ pub(super) fn pack_groups(w: &[f32], p: &ConvPlan, transposed: bool) -> Option<V
     Some((0..p.groups).map(pack).collect())
 }
 
-/// `w` prepared for the forward's packed kernel: Winograd's 36 (F(4x4, 3x3),
-/// where [`winograd_f4::applies`]) or 16 (F(2x2, 3x3)) transformed matrices
-/// where [`winograd::applies`], else every group's block; `None` where the
+/// `w` prepared for the forward's packed kernel: Winograd's 36 transformed
+/// matrices where [`winograd_f4::applies`], its 16 (F(2x2, 3x3)) where
+/// [`winograd::applies`], else every group's block; `None` where the
 /// packed kernel does not run.
 pub(super) fn prepare(w: &[f32], p: &ConvPlan) -> Option<Vec<PackedB>> {
-    if winograd::applies(p) && packed_gemm::available() && fast_paths_allowed() {
+    if packed_gemm::available() && fast_paths_allowed() {
         if winograd_f4::applies(p) {
             return Some(winograd_f4::pack_weights(w, p));
         }
-        return Some(winograd::pack_weights(w, p));
+        if winograd::applies(p) {
+            return Some(winograd::pack_weights(w, p));
+        }
     }
     pack_groups(w, p, false)
 }
@@ -81,7 +83,7 @@ pub(super) fn prepare(w: &[f32], p: &ConvPlan) -> Option<Vec<PackedB>> {
 /// (Winograd's layout, or no packed kernel).
 pub(super) fn prepare_rotated(w: &[f32], p: &ConvPlan, tp: &ConvPlan) -> Option<Vec<PackedB>> {
     let packed = packed_gemm::available() && fast_paths_allowed();
-    if winograd::applies(tp) || tp.groups != 1 || !packed {
+    if winograd::applies(tp) || winograd_f4::applies(tp) || tp.groups != 1 || !packed {
         return None;
     }
     let (ci, co) = (p.c, p.cout);

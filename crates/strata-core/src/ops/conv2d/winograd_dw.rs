@@ -85,10 +85,11 @@ thread_local! {
 }
 
 /// `dW` (HWIO, `3 x 3 x C_in x C_out`) of a convolution that
-/// [`winograd::applies`], from its input `x` and output gradient `dy`, by the
-/// transform its forward uses.
+/// [`winograd::applies`], from its input `x` and output gradient `dy`: by
+/// F(4x4)'s transforms where its forward runs F(4x4) in blocks
+/// ([`winograd_f4::blocked`]), else by F(2x2)'s.
 pub(super) fn dw(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
-    match winograd_f4::applies(p) {
+    match winograd_f4::blocked(p) {
         true => dw_by::<F4, 36>(x, dy, p),
         false => dw_by::<F2, 16>(x, dy, p),
     }

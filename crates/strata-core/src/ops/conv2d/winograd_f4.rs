@@ -11,15 +11,19 @@
 //! are those of Lavin & Gray (interpolation points 0, ±1, ±2, ∞); the
 //! transforms are a few additions and multiply-adds by small constants.
 //!
-//! The work is laid out as in F(2x2, 3x3): blocks of whole bands of tiles
-//! (four output rows), each on one thread, transforms and GEMMs in the
-//! thread's L2. Tiles past the output's edge (an output side not a multiple
-//! of 4) are computed whole and only their pixels inside the output are
-//! written. It pays where the 36 transformed weight matrices stay small
-//! (ResNet's 64- and 128-channel stages: ResNet-50's inference at batch 8
-//! ~284 -> ~266 ms, its training step ~981 -> ~965 ms). At 256 channels they
-//! are 9 MiB, streamed for every block of a few tiles, and ResNet-50 ran no
-//! faster than with F(2x2, 3x3), which runs there.
+//! Up to 128 -> 128 channels ([`blocked`]) the work is laid out as in
+//! F(2x2, 3x3): blocks of whole bands of tiles (four output rows), each on
+//! one thread, transforms and GEMMs in the thread's L2 (ResNet's 64- and
+//! 128-channel stages: ResNet-50's inference at batch 8 ~284 -> ~266 ms,
+//! its training step ~981 -> ~965 ms). Past that the 36 transformed weight
+//! matrices (9 MiB at 256 channels, 36 MiB at 512) would stream for every
+//! block, so a batch with enough tiles runs whole ([`whole_batch`]): every
+//! tile's input transform, then the 36 GEMMs, each reading its matrix once,
+//! then the output transform. ResNet-50's 7x7 stage at batch 8 went 8.9 ->
+//! 3.8-3.9 ms a forward, its inference 271.9 -> 260.0 ms (median of 3
+//! alternated rounds); its 14x14 stage takes 4.2 ms as with F(2x2, 3x3).
+//! Tiles past the output's edge (an output side not a multiple of 4) are
+//! computed whole and only their pixels inside the output are written.
 //! Results differ from the direct convolution by rounding only (in the
 //! tests, up to about 2e-5 of the outputs' root mean square), and depend on
 //! neither the thread count nor the block size.
@@ -29,6 +33,7 @@ use std::ops::Range;
 
 use super::winograd::padded_pixel;
 use super::ConvPlan;
+use crate::kernels::buffers;
 use crate::kernels::epilogue::{self, EpilogueRef};
 use crate::kernels::gemm::MatRef;
 use crate::kernels::packed_gemm::{gemm_packed_serial, PackedB};
@@ -46,10 +51,48 @@ thread_local! {
     static BLOCK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Whether a convolution that runs as Winograd ([`super::winograd::applies`])
-/// runs as F(4x4, 3x3) rather than F(2x2, 3x3).
+/// Largest `V` and `M` of the whole batch (36 matrices each of tiles x C_in
+/// and tiles x C_out) for [`whole_batch`]: they stay in L3 from one phase to
+/// the next.
+const WHOLE_BYTES: usize = 16 << 20;
+
+/// Fewest tiles for [`whole_batch`]: each `U[ξ]` (1 MiB at 512 -> 512
+/// channels) is read for that many rows of its GEMM; with fewer the layer is
+/// bound by reading the 36 matrices.
+const WHOLE_MIN_TILES: usize = 32;
+
+/// Whether the convolution runs as F(4x4, 3x3), in blocks ([`blocked`]) or
+/// over the whole batch ([`whole_batch`]).
 pub(super) fn applies(p: &ConvPlan) -> bool {
+    blocked(p) || whole_batch(p)
+}
+
+/// F(4x4, 3x3) in blocks of bands, each through transforms and GEMMs in L2:
+/// a convolution that runs as Winograd ([`super::winograd::applies`]) with
+/// transformed weights small enough to stream for every block (at most 128
+/// -> 128 channels). Its dW is F(4x4)'s too (`winograd_dw.rs`).
+pub(super) fn blocked(p: &ConvPlan) -> bool {
     super::winograd::applies(p) && 36 * p.c * p.cout <= MAX_U_FLOATS
+}
+
+/// F(4x4, 3x3) for wider convolutions, the whole batch at once, position by
+/// position: the input transform of every tile, then each of the 36 GEMMs
+/// on one thread (its `U[ξ]` read once), then the output transform. For a
+/// stride-1 3x3 convolution past [`blocked`]'s channels whose batch has at
+/// least [`WHOLE_MIN_TILES`] tiles and whose `V` and `M` fit [`WHOLE_BYTES`]
+/// (ResNet's 14x14 and 7x7 stages at batch 8; the output's sides need not be
+/// even). Its dW is not F(4x4)'s.
+fn whole_batch(p: &ConvPlan) -> bool {
+    let g = &p.geo;
+    let tl = Tiling::of(p);
+    let tiles = p.n * tl.th * tl.tw;
+    p.groups == 1
+        && (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw) == (3, 3, 1, 1, 1, 1)
+        && p.c >= 64
+        && p.cout >= 64
+        && 36 * p.c * p.cout > MAX_U_FLOATS
+        && tiles >= WHOLE_MIN_TILES
+        && 36 * tiles * (p.c + p.cout) * 4 <= WHOLE_BYTES
 }
 
 /// `U[ξ] = (G g Gᵀ)[ξ]` of every filter `g` of HWIO weights `w`, as 36 packed
@@ -103,8 +146,91 @@ impl Tiling {
 /// The forward of a convolution that [`applies`], with `u` from
 /// [`pack_weights`]; the epilogue runs on each block's output rows.
 pub(super) fn forward(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, out: &mut [f32]) {
-    use rayon::prelude::*;
     assert_eq!(u.len(), 36, "winograd F(4x4, 3x3): 36 weight matrices");
+    match blocked(p) {
+        true => forward_blocked(x, u, p, ep, out),
+        false => forward_whole(x, u, p, ep, out),
+    }
+}
+
+/// Each block's output rows with the first band of the block, in order:
+/// `bands` bands in blocks of `per`.
+fn blocks_of(
+    tl: Tiling,
+    bands: usize,
+    per: usize,
+    row_len: usize,
+    out: &mut [f32],
+) -> Vec<(usize, usize, &mut [f32])> {
+    let mut blocks = Vec::with_capacity(bands.div_ceil(per));
+    let mut rest = out;
+    for q0 in (0..bands).step_by(per) {
+        let q1 = (q0 + per).min(bands);
+        let rows = tl.band_row(q1) - tl.band_row(q0);
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(rows * row_len);
+        blocks.push((q0, q1, head));
+        rest = tail;
+    }
+    blocks
+}
+
+/// [`forward`] for a [`whole_batch`] convolution: `V` of every tile (tiles
+/// split among the threads), the 36 GEMMs `M[ξ] = V[ξ] · U[ξ]` spread over
+/// the threads, then the output transform and epilogue by blocks of bands.
+fn forward_whole(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, out: &mut [f32]) {
+    use rayon::prelude::*;
+    let (ci, co) = (p.c, p.cout);
+    let tl = Tiling::of(p);
+    let bands = p.n * tl.th;
+    let t = bands * tl.tw;
+    let threads = crate::threads::num_threads();
+    // whole bands per piece of the transforms, a few pieces per thread
+    let per = bands.div_ceil(4 * threads).max(1);
+    let mut v = buffers::dirty(36 * t * ci);
+    let mut m = buffers::dirty(36 * t * co);
+    {
+        // each piece's tiles in every plane of V
+        let mut pieces: Vec<(usize, Vec<&mut [f32]>)> = (0..bands.div_ceil(per))
+            .map(|k| (k * per, Vec::with_capacity(36)))
+            .collect();
+        for plane in v.chunks_mut(t * ci) {
+            for ((_, planes), part) in pieces.iter_mut().zip(plane.chunks_mut(per * tl.tw * ci)) {
+                planes.push(part);
+            }
+        }
+        crate::threads::install(|| {
+            pieces.into_par_iter().for_each(|(q0, mut planes)| {
+                let tiles = q0 * tl.tw..((q0 + per).min(bands)) * tl.tw;
+                input_planes(x, p, 0, tiles, &mut planes)
+            })
+        });
+    }
+    crate::threads::install(|| {
+        m.par_chunks_mut(t * co)
+            .zip(v.par_chunks(t * ci))
+            .zip(u.par_iter())
+            .with_max_len(1)
+            .for_each(|((mx, vx), ux)| {
+                gemm_packed_serial(MatRef::new(vx, t, ci), ux, mx, co, false)
+            })
+    });
+    buffers::recycle(v);
+    let planes: Vec<&[f32]> = m.chunks(t * co).collect();
+    let row_len = tl.out_w * co;
+    let blocks = blocks_of(tl, bands, per, row_len, out);
+    crate::threads::install(|| {
+        blocks.into_par_iter().for_each(|(q0, q1, out_b)| {
+            output_planes(&planes, co, tl, 0, q0 * tl.tw..q1 * tl.tw, out_b);
+            epilogue::apply_serial(out_b, co, tl.band_row(q0) * row_len, ep);
+        })
+    });
+    drop(planes);
+    buffers::recycle(m);
+}
+
+/// [`forward`] for a [`blocked`] convolution.
+fn forward_blocked(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, out: &mut [f32]) {
+    use rayon::prelude::*;
     let (ci, co) = (p.c, p.cout);
     let tl = Tiling::of(p);
     let bands = p.n * tl.th;
@@ -115,16 +241,7 @@ pub(super) fn forward(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, 
         .max(1)
         .min(bands.div_ceil(2 * threads).max(1));
     let row_len = tl.out_w * co;
-    // each block's output rows, in order
-    let mut blocks = Vec::with_capacity(bands.div_ceil(per));
-    let mut rest = out;
-    for q0 in (0..bands).step_by(per) {
-        let q1 = (q0 + per).min(bands);
-        let rows = tl.band_row(q1) - tl.band_row(q0);
-        let (head, tail) = std::mem::take(&mut rest).split_at_mut(rows * row_len);
-        blocks.push((q0, q1, head));
-        rest = tail;
-    }
+    let blocks = blocks_of(tl, bands, per, row_len, out);
     let work = |buf: &mut Vec<f32>, (q0, q1, out_b): (usize, usize, &mut [f32])| {
         let t = (q1 - q0) * tl.tw;
         buf.resize(36 * t * (ci + co), 0.0);
@@ -134,7 +251,8 @@ pub(super) fn forward(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, 
             let a = MatRef::new(&v[xi * t * ci..(xi + 1) * t * ci], t, ci);
             gemm_packed_serial(a, &u[xi], &mut m[xi * t * co..(xi + 1) * t * co], co, false);
         }
-        output_transform(m, co, tl, q0, t, out_b);
+        let planes: Vec<&[f32]> = m.chunks(t * co).collect();
+        output_planes(&planes, co, tl, q0, 0..t, out_b);
         epilogue::apply_serial(out_b, co, tl.band_row(q0) * row_len, ep);
     };
     crate::threads::install(|| {
@@ -155,9 +273,21 @@ pub(super) fn input_transform(
     tiles: Range<usize>,
     v: &mut [f32],
 ) {
+    let mut planes: Vec<&mut [f32]> = v.chunks_mut(tiles.len() * p.c).collect();
+    input_planes(x, p, q0, tiles, &mut planes);
+}
+
+/// [`input_transform`] into 36 planes given apart, tile `tiles.start + j`
+/// at channel `j * C_in` of each.
+fn input_planes(
+    x: &[f32],
+    p: &ConvPlan,
+    q0: usize,
+    tiles: Range<usize>,
+    planes: &mut [&mut [f32]],
+) {
     let tl = Tiling::of(p);
     let ci = p.c;
-    let mut planes: Vec<&mut [f32]> = v.chunks_mut(tiles.len() * ci).collect();
     let zeros = vec![0f32; ci];
     let pixel = |b: usize, yy: usize, xx: usize| padded_pixel(x, p, &zeros, (b, yy, xx));
     let simd = crate::kernels::packed_gemm::available();
@@ -167,21 +297,28 @@ pub(super) fn input_transform(
         let d: [&[f32]; 36] = std::array::from_fn(|rs| pixel(b, 4 * ty + rs / 6, 4 * tx + rs % 6));
         #[cfg(target_arch = "x86_64")]
         if simd {
-            simd::input_tile(&d, &mut planes, j * ci, ci);
+            simd::input_tile(&d, planes, j * ci, ci);
             continue;
         }
         let _ = simd;
-        input_tile_loops(&d, &mut planes, j * ci, ci);
+        input_tile_loops(&d, planes, j * ci, ci);
     }
 }
 
-/// `Y = Aᵀ M A` for each of the `t` tiles from band `q0`, the pixels inside
-/// the output written to `out_b` (the block's output rows).
-fn output_transform(m: &[f32], co: usize, tl: Tiling, q0: usize, t: usize, out_b: &mut [f32]) {
-    let planes: Vec<&[f32]> = m.chunks(t * co).collect();
+/// `Y = Aᵀ M A` for tiles `tiles` (whole bands) of the 36 planes `planes`,
+/// whose tile 0 is the first of band `q0`: the pixels inside the output
+/// written to `out_b`, the output rows from the first tile's band on.
+fn output_planes(
+    planes: &[&[f32]],
+    co: usize,
+    tl: Tiling,
+    q0: usize,
+    tiles: Range<usize>,
+    out_b: &mut [f32],
+) {
     let simd = crate::kernels::packed_gemm::available();
-    let first_row = tl.band_row(q0);
-    for j in 0..t {
+    let first_row = tl.band_row(q0 + tiles.start / tl.tw);
+    for j in tiles {
         let q = q0 + j / tl.tw;
         let (ty, tx) = (q % tl.th, j % tl.tw);
         let rows = (tl.out_h - 4 * ty).min(4);
@@ -195,11 +332,11 @@ fn output_transform(m: &[f32], co: usize, tl: Tiling, q0: usize, t: usize, out_b
         };
         #[cfg(target_arch = "x86_64")]
         if simd {
-            simd::output_tile(&planes, j * co, co, out_b, at);
+            simd::output_tile(planes, j * co, co, out_b, at);
             continue;
         }
         let _ = simd;
-        output_tile_loops(&planes, j * co, co, out_b, at);
+        output_tile_loops(planes, j * co, co, out_b, at);
     }
 }
 
