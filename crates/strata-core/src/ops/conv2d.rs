@@ -2168,8 +2168,10 @@ mod tests {
     fn conv2d_moments_are_the_outputs_statistics() {
         let mut rng = Rng::new(41);
         // (n, hw, cin, cout, k, stride, dilation, groups)
-        let cases: [[usize; 8]; 8] = [
+        let cases: [[usize; 8]; 9] = [
             [2, 8, 64, 64, 3, 1, 1, 1],
+            // Winograd F(4x4, 3x3) over the whole batch (32 tiles)
+            [8, 7, 160, 144, 3, 1, 1, 1],
             [2, 9, 16, 24, 3, 1, 1, 1],
             [8, 14, 32, 40, 1, 1, 1, 1],
             [1, 5, 8, 12, 1, 1, 1, 1],
