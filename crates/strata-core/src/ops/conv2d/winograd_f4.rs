@@ -21,7 +21,9 @@
 //! tile's input transform, then the 36 GEMMs, each reading its matrix once,
 //! then the output transform. ResNet-50's 7x7 stage at batch 8 went 8.9 ->
 //! 3.8-3.9 ms a forward, its inference 271.9 -> 260.0 ms (median of 3
-//! alternated rounds); its 14x14 stage takes 4.2 ms as with F(2x2, 3x3).
+//! alternated rounds). Its 14x14 stage gains less: 4.2 ms a forward either
+//! way in one alternated comparison, 3.4 against F(2x2)'s 3.9 ms in runs AB
+//! and Z of `bench/RESULTS.md`.
 //! Tiles past the output's edge (an output side not a multiple of 4) are
 //! computed whole and only their pixels inside the output are written.
 //! Results differ from the direct convolution by rounding only (in the
@@ -39,7 +41,7 @@ use crate::kernels::gemm::MatRef;
 use crate::kernels::packed_gemm::{gemm_packed_serial, PackedB};
 
 /// Largest transformed weights (36 * C_in * C_out floats: 2.25 MiB, 128 ->
-/// 128 channels) that run as F(4x4, 3x3).
+/// 128 channels) that run as F(4x4, 3x3) in blocks ([`blocked`]).
 const MAX_U_FLOATS: usize = 36 * 128 * 128;
 
 /// Bytes of `V` and `M` (36 matrices each of tiles x C_in and tiles x C_out)
