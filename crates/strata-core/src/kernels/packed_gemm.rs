@@ -6,7 +6,10 @@
 //! arithmetic. Here the weights are packed once ([`PackedB`], cached on the
 //! weight tensor between calls while they do not change) into panels of
 //! [`NR`] = 64 columns, K-major, so the micro-kernel reads each panel as one
-//! stream, prefetched a few rows ahead. A is read in place through a
+//! stream, prefetched a few rows ahead. A B used once (an activation block
+//! in a dW) is read where it lies instead, if its width is a whole number of
+//! panels ([`Panels::in_place`]): its column blocks are panels whose rows
+//! lie a row stride apart. A is read in place through a
 //! [`RowSource`] (rows of a matrix, or a convolution's
 //! input as runs of kernel rows): each micro-kernel call keeps an `MR x kc`
 //! block of A in L1 and broadcasts its elements against the four 16-lane
@@ -148,9 +151,6 @@ impl PackedB {
     pub fn cols(&self) -> usize {
         self.n
     }
-    fn panels(&self) -> usize {
-        self.n.div_ceil(NR)
-    }
 }
 
 impl Drop for PackedB {
@@ -158,6 +158,65 @@ impl Drop for PackedB {
         super::buffers::recycle(std::mem::take(&mut self.data));
     }
 }
+
+/// B as the micro-kernel reads it: `ceil(n / NR)` panels of `k` rows of
+/// [`NR`] values, panel `j` at `ptr + j * panel_step`, its row `p` at
+/// `+ p * row_step`. A [`PackedB`] is one (rows [`NR`] apart); so is a
+/// row-major matrix whose width is a multiple of [`NR`], read in place
+/// ([`Panels::in_place`]): its panels are column blocks, rows a row stride
+/// apart, and the copy that packing it would make is saved.
+#[derive(Clone, Copy)]
+pub struct Panels<'a> {
+    ptr: *const f32,
+    k: usize,
+    n: usize,
+    row_step: usize,
+    panel_step: usize,
+    _values: std::marker::PhantomData<&'a [f32]>,
+}
+
+impl<'a> Panels<'a> {
+    /// `b`'s panels read where they lie, if its rows are contiguous, inside
+    /// its slice, and `NR`-wide panels tile it exactly (no column past the
+    /// last to pad).
+    pub fn in_place(b: MatRef<'a>) -> Option<Self> {
+        let fits = b.rows == 0
+            || (b.rows - 1)
+                .checked_mul(b.row_stride)
+                .and_then(|v| v.checked_add(b.cols))
+                .is_some_and(|end| end <= b.data.len());
+        (b.col_stride == 1 && b.cols.is_multiple_of(NR) && b.row_stride >= b.cols && fits)
+            .then_some(Panels {
+                ptr: b.data.as_ptr(),
+                k: b.rows,
+                n: b.cols,
+                row_step: b.row_stride,
+                panel_step: NR,
+                _values: std::marker::PhantomData,
+            })
+    }
+    fn panels(&self) -> usize {
+        self.n.div_ceil(NR)
+    }
+}
+
+impl<'a> From<&'a PackedB> for Panels<'a> {
+    fn from(b: &'a PackedB) -> Self {
+        Panels {
+            ptr: b.data.as_ptr(),
+            k: b.k,
+            n: b.n,
+            row_step: NR,
+            panel_step: b.k * NR,
+            _values: std::marker::PhantomData,
+        }
+    }
+}
+
+// SAFETY: a `Panels` only reads through its pointer, and it borrows the
+// values it reads (`'a`) as a shared slice would.
+unsafe impl Send for Panels<'_> {}
+unsafe impl Sync for Panels<'_> {}
 
 /// Each panel (`k` rows of [`NR`]) of `N` matrices' buffers, the `N` side by side.
 fn panels_of<const N: usize>(data: &mut [Vec<f32>; N], k: usize) -> Vec<[&mut [f32]; N]> {
@@ -318,9 +377,9 @@ unsafe impl RowSource for RowMajor<'_> {
 /// `c = a · b` (or `c += a · b` when `accumulate`) on the calling thread, `c`
 /// row-major with row stride `c_row_stride`. Panics on an internal misuse: a
 /// CPU without AVX-512, `a` not row-major, or views that do not fit their slices.
-pub fn gemm_packed_serial(
+pub fn gemm_packed_serial<'b>(
     a: MatRef,
-    b: &PackedB,
+    b: impl Into<Panels<'b>>,
     c: &mut [f32],
     c_row_stride: usize,
     accumulate: bool,
@@ -330,9 +389,9 @@ pub fn gemm_packed_serial(
 }
 
 /// [`gemm_packed_serial`] with A from any [`RowSource`].
-pub fn gemm_rows_serial(
+pub fn gemm_rows_serial<'b>(
     a: &impl RowSource,
-    b: &PackedB,
+    b: impl Into<Panels<'b>>,
     c: &mut [f32],
     c_row_stride: usize,
     accumulate: bool,
@@ -343,15 +402,21 @@ pub fn gemm_rows_serial(
 /// [`gemm_packed_serial`] with the work split over the thread pool: by rows
 /// where there are enough, else by panels of columns. Every element of C is
 /// computed by the same kernel calls in the same order whatever the split.
-pub fn gemm_packed(a: MatRef, b: &PackedB, c: &mut [f32], c_row_stride: usize, accumulate: bool) {
+pub fn gemm_packed<'b>(
+    a: MatRef,
+    b: impl Into<Panels<'b>>,
+    c: &mut [f32],
+    c_row_stride: usize,
+    accumulate: bool,
+) {
     let a = RowMajor::new(a).expect("gemm_packed: A must be row-major, inside its slice");
     gemm_rows(&a, b, c, c_row_stride, accumulate)
 }
 
 /// [`gemm_packed`] with A from any [`RowSource`].
-pub fn gemm_rows(
+pub fn gemm_rows<'b>(
     a: &impl RowSource,
-    b: &PackedB,
+    b: impl Into<Panels<'b>>,
     c: &mut [f32],
     c_row_stride: usize,
     accumulate: bool,
@@ -362,16 +427,17 @@ pub fn gemm_rows(
 
 /// [`gemm_rows`] with its work split into `t` parts (one part runs on the
 /// calling thread).
-fn gemm_rows_split(
+fn gemm_rows_split<'b>(
     a: &impl RowSource,
-    b: &PackedB,
+    b: impl Into<Panels<'b>>,
     c: &mut [f32],
     c_row_stride: usize,
     accumulate: bool,
     t: usize,
 ) {
     use rayon::prelude::*;
-    check(a, b, c.len(), c_row_stride);
+    let b: Panels = b.into();
+    check(a, &b, c.len(), c_row_stride);
     let (m, panels) = (a.rows(), b.panels());
     if m == 0 || b.n == 0 {
         return;
@@ -386,7 +452,7 @@ fn gemm_rows_split(
     // no two threads write the same element, and `c` stays mutably borrowed
     // until they end.
     if t == 1 || flops < 2_000_000 {
-        unsafe { run(a, b, out, ldc, accumulate, 0..m, 0..panels) };
+        unsafe { run(a, &b, out, ldc, accumulate, 0..m, 0..panels) };
         return;
     }
     let parts: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> = if m >= 8 * MR * t {
@@ -405,7 +471,7 @@ fn gemm_rows_split(
     crate::threads::install(|| {
         parts
             .into_par_iter()
-            .for_each(|(rows, cols)| unsafe { run(a, b, out, ldc, accumulate, rows, cols) })
+            .for_each(|(rows, cols)| unsafe { run(a, &b, out, ldc, accumulate, rows, cols) })
     });
 }
 
@@ -417,7 +483,7 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
-fn check(a: &impl RowSource, b: &PackedB, c_len: usize, ldc: usize) {
+fn check(a: &impl RowSource, b: &Panels, c_len: usize, ldc: usize) {
     assert!(available(), "gemm_packed: this CPU has no AVX-512F");
     assert_eq!(a.depth(), b.k, "gemm_packed: inner dimensions differ");
     let m = a.rows();
@@ -448,7 +514,7 @@ fn k_blocks(k: usize, run: usize) -> impl Iterator<Item = (usize, usize)> {
 /// touch this block of C, and the CPU must have AVX-512F.
 unsafe fn run(
     a: &impl RowSource,
-    b: &PackedB,
+    b: &Panels,
     out: OutPtr,
     ldc: usize,
     accumulate: bool,
@@ -495,11 +561,22 @@ unsafe fn run(
                     // k0..k0+kl of panel j; rows i0..i0+mr, columns n0..n0+w of
                     // C: all inside the ranges the caller vouches for.
                     unsafe {
-                        let bp = b.data.as_ptr().add(j * k * NR + k0 * NR);
+                        let bp = b.ptr.add(j * b.panel_step + k0 * b.row_step);
                         let cp = out.0.add(i0 * ldc + n0);
                         let next = (j == j0).then_some(&next);
                         let next_c = (i0 + MR < rows.end).then(|| cp.wrapping_add(MR * ldc));
-                        micro(mr, kl, &ap, next, next_c, bp, cp, ldc, masks, load_c);
+                        micro(
+                            mr,
+                            kl,
+                            &ap,
+                            next,
+                            next_c,
+                            (bp, b.row_step),
+                            cp,
+                            ldc,
+                            masks,
+                            load_c,
+                        );
                     }
                 }
                 ap = next;
@@ -529,7 +606,7 @@ unsafe fn micro(
     a: &[*const f32; MR],
     next: Option<&[*const f32; MR]>,
     next_c: Option<*mut f32>,
-    b: *const f32,
+    b: (*const f32, usize),
     c: *mut f32,
     ldc: usize,
     masks: [u16; NV],
@@ -549,7 +626,7 @@ unsafe fn micro(
 
 /// `R x NR` block of C (masked to the lanes in `masks`) `(+)=` the `R x kc`
 /// block of A (row `i` from `rows[i]`, its values adjacent) times the
-/// `kc x NR` panel rows at `b`.
+/// `kc x NR` panel rows at `b.0`, `b.1` values apart.
 /// With `next` (the rows of the next block), those rows' first `kc` values
 /// are prefetched as it goes: a panel of A with nothing else to reuse it (one
 /// panel of B, as a 1x1 convolution to 64 channels) would otherwise wait on
@@ -561,8 +638,8 @@ unsafe fn micro(
 /// prefetched, never read.
 ///
 /// # Safety
-/// `rows[i] + p` for `i < R`, `p < kc` and `b + p*NR + l` for `l < NR` must
-/// be readable; `c + i*ldc + 16*v + l` must be writable (and readable when
+/// `rows[i] + p` for `i < R`, `p < kc` and `b.0 + p*b.1 + l` for `l < NR`
+/// must be readable; `c + i*ldc + 16*v + l` must be writable (and readable when
 /// `load_c`) for every lane `l` set in `masks[v]`;
 /// the CPU must have AVX-512F.
 #[cfg(target_arch = "x86_64")]
@@ -573,7 +650,7 @@ unsafe fn kernel<const R: usize>(
     rows: &[*const f32; MR],
     next: Option<&[*const f32; MR]>,
     next_c: Option<*mut f32>,
-    b: *const f32,
+    (b, ldb): (*const f32, usize),
     c: *mut f32,
     ldc: usize,
     masks: [u16; NV],
@@ -601,11 +678,12 @@ unsafe fn kernel<const R: usize>(
         }
         // SAFETY: p < kc, so these reads are inside what the caller vouches for.
         unsafe {
-            let ahead = b.wrapping_add((p + PREFETCH_K) * NR) as *const i8;
+            let ahead = b.wrapping_add((p + PREFETCH_K) * ldb) as *const i8;
             for v in 0..NV {
                 _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * v));
             }
-            let bv: [__m512; NV] = std::array::from_fn(|v| _mm512_loadu_ps(b.add(p * NR + 16 * v)));
+            let bv: [__m512; NV] =
+                std::array::from_fn(|v| _mm512_loadu_ps(b.add(p * ldb + 16 * v)));
             for i in 0..R {
                 let av = _mm512_set1_ps(*rows[i].add(p));
                 for v in 0..NV {
@@ -637,7 +715,7 @@ unsafe fn kernel<const R: usize>(
     _rows: &[*const f32; MR],
     _next: Option<&[*const f32; MR]>,
     _next_c: Option<*mut f32>,
-    _b: *const f32,
+    _b: (*const f32, usize),
     _c: *mut f32,
     _ldc: usize,
     _masks: [u16; NV],
@@ -709,6 +787,35 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// B read in place (rows a stride apart, several k blocks and panels) gives
+    /// the bits its packed copy gives, split or not; widths that are not whole
+    /// panels, non-unit column steps and views past their slice are refused.
+    #[test]
+    fn panels_in_place_match_packed_ones() {
+        if skip_without_avx512() {
+            return;
+        }
+        let mut rng = Rng::new(12);
+        for &(m, k, n, ldb) in &[(7, 5, 64, 64), (40, 400, 128, 200), (13, 900, 192, 192)] {
+            let a = rand(m * k, &mut rng);
+            let b = rand(k * ldb, &mut rng);
+            let bv = MatRef::strided(&b, k, n, ldb);
+            let src = RowMajor::new(MatRef::new(&a, m, k)).unwrap();
+            let in_place = Panels::in_place(bv).unwrap();
+            let packed = PackedB::pack(bv);
+            for threads in [1, 2] {
+                let (mut c1, mut c2) = (vec![0f32; m * n], vec![0f32; m * n]);
+                gemm_rows_split(&src, in_place, &mut c1, n, false, threads);
+                gemm_rows_split(&src, &packed, &mut c2, n, false, threads);
+                assert_eq!(c1, c2, "{m}x{k}x{n} ldb {ldb} t{threads}");
+            }
+        }
+        let b = vec![0f32; 64 * 130];
+        assert!(Panels::in_place(MatRef::new(&b, 64, 130)).is_none());
+        assert!(Panels::in_place(MatRef::new(&b, 130, 64).t()).is_none());
+        assert!(Panels::in_place(MatRef::strided(&b, 64, 64, 200)).is_none());
     }
 
     /// A stored run-major: run `j` of every row together, as a convolution's

@@ -27,7 +27,7 @@ use crate::kernels::buffers;
 use crate::kernels::epilogue::{self, EpilogueRef};
 use crate::kernels::gemm::{gemm, gemm_serial, MatRef};
 use crate::kernels::moments::{ChannelMoments, MomentSink};
-use crate::kernels::packed_gemm::{self, gemm_rows_serial, PackedB, RowMajor};
+use crate::kernels::packed_gemm::{self, gemm_rows_serial, PackedB, Panels, RowMajor};
 use crate::kernels::parallel;
 use crate::kernels::transpose::transpose;
 use crate::ops::padding::{nhwc, Geometry2d, Padding};
@@ -697,11 +697,20 @@ fn dw_tiled(x: &[f32], dy: &[f32], p: &ConvPlan, tile_px: usize) -> Vec<f32> {
                 let npx = ((t0 + tile_rows).min(r1) - t0) * ow;
                 let dy_t = &dy[t0 * ow * p.cout..];
                 if packed {
-                    // dY's tile packed as B once; colsᵀ built a block of its
+                    // dY's tile as B, read in place (packed if its width is
+                    // not whole panels); colsᵀ built a block of its
                     // rows at a time (small enough to stay in L2 until the
                     // kernel reads it, with a unit step), each block's
                     // product going to the same rows of dW
-                    let b = PackedB::pack_serial(MatRef::new(&dy_t[..npx * p.cout], npx, p.cout));
+                    let dy_tile = MatRef::new(&dy_t[..npx * p.cout], npx, p.cout);
+                    let packed_dy;
+                    let b = match Panels::in_place(dy_tile) {
+                        Some(b) => b,
+                        None => {
+                            packed_dy = PackedB::pack_serial(dy_tile);
+                            Panels::from(&packed_dy)
+                        }
+                    };
                     let kb = cols_t_block_rows(npx);
                     TILE_COLS_T.with_borrow_mut(|cols_t| {
                         for k0 in (0..kt).step_by(kb) {
@@ -713,7 +722,7 @@ fn dw_tiled(x: &[f32], dy: &[f32], p: &ConvPlan, tile_px: usize) -> Vec<f32> {
                             let a = MatRef::new(block, k1 - k0, npx);
                             let a = RowMajor::new(a).expect("colsᵀ is row-major");
                             let dw_rows = &mut dw[k0 * p.cout..k1 * p.cout];
-                            gemm_rows_serial(&a, &b, dw_rows, p.cout, t0 > r0);
+                            gemm_rows_serial(&a, b, dw_rows, p.cout, t0 > r0);
                         }
                     });
                     continue;
