@@ -300,7 +300,7 @@ fn call(
 
 /// `a · b` into a new row-major `m x n` buffer.
 pub fn matmul(a: MatRef, b: MatRef) -> Vec<f32> {
-    let mut c = vec![0.0; a.rows * b.cols];
+    let mut c = super::buffers::zeroed(a.rows * b.cols);
     gemm(a, b, &mut c, b.cols, false);
     c
 }

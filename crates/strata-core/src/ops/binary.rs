@@ -5,7 +5,7 @@
 
 use crate::autograd::GraphRef;
 use crate::error::Result;
-use crate::kernels::parallel;
+use crate::kernels::{buffers, parallel};
 use crate::shape::{broadcast_shapes, broadcast_strides, numel, strides};
 use crate::tensor::Tensor;
 
@@ -23,7 +23,7 @@ fn broadcast_zip(
     }
     let n = numel(out_shape);
     let rank = out_shape.len();
-    let mut out = vec![0.0; n];
+    let mut out = buffers::zeroed(n);
     if n == 0 {
         return out;
     }
@@ -60,7 +60,7 @@ pub(crate) fn reduce_to_shape(g: &[f32], from: &[usize], to: &[usize]) -> Vec<f3
     if from == to {
         return crate::kernels::buffers::copy_of(g);
     }
-    let mut out = vec![0.0; numel(to)];
+    let mut out = buffers::zeroed(numel(to));
     let st = broadcast_strides(to, from);
     let fstr = strides(from);
     for (idx, &v) in g.iter().enumerate() {

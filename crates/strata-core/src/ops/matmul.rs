@@ -2,6 +2,7 @@
 //! which is what Dense on any rank needs) and batched `a [B.., M, K] · b [B.., K, N]`.
 
 use crate::error::{fmt_shape, CoreError, Result};
+use crate::kernels::buffers;
 use crate::kernels::gemm::{gemm, matmul as mm, MatRef};
 use crate::shape::numel;
 use crate::tensor::Tensor;
@@ -50,7 +51,9 @@ impl Tensor {
                     let ga = a.requires_grad().then(|| {
                         // dA = dC · B^T; B^T is packed first (the crate is slow on a transposed rhs)
                         let bt = transpose2(&b.data(), k, n);
-                        mm(MatRef::new(g, rows, n), MatRef::new(&bt, n, k))
+                        let ga = mm(MatRef::new(g, rows, n), MatRef::new(&bt, n, k));
+                        buffers::recycle(bt);
+                        ga
                     });
                     let gb = b
                         .requires_grad()
@@ -67,7 +70,7 @@ impl Tensor {
             ));
         }
         let batches = numel(batch_a);
-        let mut data = vec![0.0; batches * m * n];
+        let mut data = buffers::zeroed(batches * m * n);
         {
             let (ad, bd) = (self.data(), other.data());
             for i in 0..batches {
@@ -88,7 +91,7 @@ impl Tensor {
             move |g| {
                 let (ad, bd) = (a.data(), b.data());
                 let ga = a.requires_grad().then(|| {
-                    let mut ga = vec![0.0; batches * m * k];
+                    let mut ga = buffers::zeroed(batches * m * k);
                     for i in 0..batches {
                         let bt = transpose2(&bd[i * k * n..(i + 1) * k * n], k, n);
                         gemm(
@@ -98,11 +101,12 @@ impl Tensor {
                             k,
                             false,
                         );
+                        buffers::recycle(bt);
                     }
                     ga
                 });
                 let gb = b.requires_grad().then(|| {
-                    let mut gb = vec![0.0; batches * k * n];
+                    let mut gb = buffers::zeroed(batches * k * n);
                     for i in 0..batches {
                         gemm(
                             MatRef::new(&ad[i * m * k..(i + 1) * m * k], m, k).t(),
@@ -122,7 +126,7 @@ impl Tensor {
 
 /// Row-major transpose of an `r x c` matrix.
 pub(crate) fn transpose2(x: &[f32], r: usize, c: usize) -> Vec<f32> {
-    let mut out = vec![0.0; r * c];
+    let mut out = buffers::dirty(r * c);
     crate::kernels::transpose::transpose(x, r, c, c, &mut out, r);
     out
 }

@@ -283,7 +283,7 @@ impl Tensor {
         const OP: &str = "avg_pool2d";
         let (n, c, g) = pool_geometry(OP, self.shape(), pool_size, strides, padding)?;
         let img = g.in_h * g.in_w * c;
-        let mut out = vec![0.0; n * g.out_h * g.out_w * c];
+        let mut out = buffers::zeroed(n * g.out_h * g.out_w * c);
         {
             let x = self.data();
             parallel::for_each_chunk_mut(&mut out, (g.out_w * c).max(1), |idx, row| {
@@ -306,7 +306,7 @@ impl Tensor {
         }
         let shape = vec![n, g.out_h, g.out_w, c];
         Ok(Tensor::from_op(out, shape, OP, &[self], move |gr| {
-            let mut dx = vec![0.0; n * img];
+            let mut dx = buffers::zeroed(n * img);
             parallel::for_each_chunk_mut(&mut dx, (g.in_w * c).max(1), |idx, row| {
                 let (b, ih) = (idx / g.in_h, idx % g.in_h);
                 for ki in 0..g.kh {
@@ -344,7 +344,7 @@ impl Tensor {
             ));
         }
         let inv = 1.0 / hw as f32;
-        let mut out = vec![0.0; n * c];
+        let mut out = buffers::zeroed(n * c);
         {
             let x = self.data();
             parallel::for_each_chunk_mut(&mut out, c.max(1), |b, o| {
@@ -360,7 +360,7 @@ impl Tensor {
             vec![n, c]
         };
         Ok(Tensor::from_op(out, shape, OP, &[self], move |gr| {
-            let mut dx = vec![0.0; n * hw * c];
+            let mut dx = buffers::zeroed(n * hw * c);
             parallel::for_each_chunk_mut(&mut dx, (hw * c).max(1), |b, d| {
                 let gs = &gr[b * c..(b + 1) * c];
                 for px in d.chunks_mut(c.max(1)) {

@@ -1,6 +1,7 @@
 //! Reductions over chosen axes: sum, mean, max (with keepdims).
 
 use crate::error::{CoreError, Result};
+use crate::kernels::buffers;
 use crate::shape::{normalize_axis, numel, split_at_axis};
 use crate::tensor::Tensor;
 
@@ -160,7 +161,7 @@ impl Tensor {
 pub(crate) fn broadcast_back(g: &[f32], small: &[usize], big: &[usize]) -> Vec<f32> {
     let st = crate::shape::broadcast_strides(small, big);
     let bstr = crate::shape::strides(big);
-    let mut out = vec![0.0; numel(big)];
+    let mut out = buffers::zeroed(numel(big));
     for (idx, o) in out.iter_mut().enumerate() {
         let mut rem = idx;
         let mut off = 0;

@@ -1,6 +1,7 @@
 //! Softmax and log-softmax on any axis: max-shifted, fused, one pass per row.
 
 use crate::error::Result;
+use crate::kernels::buffers;
 use crate::shape::{normalize_axis, split_at_axis};
 use crate::tensor::Tensor;
 
@@ -20,7 +21,7 @@ fn for_each_lane(
 }
 
 fn softmax_forward(x: &[f32], outer: usize, len: usize, inner: usize, log: bool) -> Vec<f32> {
-    let mut y = vec![0.0; x.len()];
+    let mut y = buffers::zeroed(x.len());
     for_each_lane(outer, len, inner, |at| {
         let m = (0..len).map(|l| x[at(l)]).fold(f32::NEG_INFINITY, f32::max);
         let mut s = 0.0f32;
@@ -57,7 +58,7 @@ impl Tensor {
             &[self],
             move |g| {
                 // dx = y * (g - sum(g * y))
-                let mut dx = vec![0.0; g.len()];
+                let mut dx = buffers::zeroed(g.len());
                 for_each_lane(outer, len, inner, |at| {
                     let dot: f32 = (0..len).map(|l| g[at(l)] * saved[at(l)]).sum();
                     for l in 0..len {
@@ -82,7 +83,7 @@ impl Tensor {
             &[self],
             move |g| {
                 // dx = g - softmax * sum(g)
-                let mut dx = vec![0.0; g.len()];
+                let mut dx = buffers::zeroed(g.len());
                 for_each_lane(outer, len, inner, |at| {
                     let s: f32 = (0..len).map(|l| g[at(l)]).sum();
                     for l in 0..len {
