@@ -101,7 +101,7 @@ fn whole_batch(p: &ConvPlan) -> bool {
 /// `C_in x C_out` matrices. `G = [[¼, 0, 0], [-⅙, -⅙, -⅙], [-⅙, ⅙, -⅙],
 /// [1/24, 1/12, ⅙], [1/24, -1/12, ⅙], [0, 0, 1]]`.
 pub(super) fn pack_weights(w: &[f32], p: &ConvPlan) -> Vec<PackedB> {
-    super::winograd::pack_transformed::<36>(w, p, 6, g_row)
+    super::winograd::pack_transformed::<36, 6>(w, p, g_row)
 }
 
 /// Row `r` of `G` applied to three rows, element by element.
