@@ -92,6 +92,9 @@ def main():
     ap.add_argument("commands", nargs="*", default=["all"])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--mnist-runs", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="untimed runs before each row's timed ones, in both engines (the first "
+                         "steps of a training loop are slower in both while their memory settles)")
     ap.add_argument("--threads", default=None, help="comma-separated thread counts for every row")
     ap.add_argument("--rounds", type=int, default=1,
                     help="repeat the strata/torch alternation this many times and report, per row, "
@@ -105,7 +108,7 @@ def main():
             if c2 not in cmds:
                 cmds.append(c2)
     py = venv_python()
-    common = ["--runs", str(args.runs), "--mnist-runs", str(args.mnist_runs)]
+    common = ["--runs", str(args.runs), "--warmup", str(args.warmup), "--mnist-runs", str(args.mnist_runs)]
     if args.threads:
         common += ["--threads", args.threads]
     run(["cargo", "build", "--release", "-q", "-p", "strata-bench"])

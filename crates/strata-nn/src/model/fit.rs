@@ -109,6 +109,19 @@ impl Model {
         targets: &Targets,
         sample_weights: Option<&[f32]>,
     ) -> Result<(f32, Tensor)> {
+        // the whole step on one of the kernels' worker threads: every parallel
+        // kernel then starts on a running thread and wakes only the others
+        strata_core::threads::install(|| {
+            self.train_step_on_this_thread(inputs, targets, sample_weights)
+        })
+    }
+
+    fn train_step_on_this_thread(
+        &mut self,
+        inputs: &[Tensor],
+        targets: &Targets,
+        sample_weights: Option<&[f32]>,
+    ) -> Result<(f32, Tensor)> {
         self.compiled_or_err()?;
         let params = self.trainable_params();
         for p in &params {
