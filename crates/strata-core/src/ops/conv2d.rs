@@ -527,6 +527,14 @@ fn forward_with(
     let owned;
     let packed = match packed {
         Some(pk) => Some(pk),
+        // weights used once: transformed and packed a share at a time
+        None if packed_gemm::available()
+            && fast_paths_allowed()
+            && winograd_f4::packs_as_it_goes(p) =>
+        {
+            winograd_f4::forward_packing(x, w, p, ep, &mut out);
+            return out;
+        }
         None => {
             owned = prepare(w, p);
             owned.as_deref()

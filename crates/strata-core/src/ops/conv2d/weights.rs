@@ -111,12 +111,18 @@ fn layout_key(p: &ConvPlan) -> usize {
 /// holds their read lock, so no write can slip between packing and caching).
 /// A kernel that takes a gradient is packed for this call only: its values
 /// change every step, and a cached copy would add their size to the training
-/// step's peak memory; any copy cached by an earlier inference goes.
+/// step's peak memory; any copy cached by an earlier inference goes. For a
+/// convolution that [`winograd_f4::packs_as_it_goes`], nothing is packed
+/// here (`None`): the forward packs a share at a time.
 pub(super) fn packed_kernel(kernel: &Tensor, w: &[f32], p: &ConvPlan) -> Option<Arc<Vec<PackedB>>> {
     let mut cache = kernel.packed_cache();
     if crate::autograd::should_record(&[kernel]) {
         cache.take();
         drop(cache);
+        // the forward packs these a share at a time
+        if winograd_f4::packs_as_it_goes(p) {
+            return None;
+        }
         return prepare(w, p).map(Arc::new);
     }
     if let Some((key, packed)) = cache.as_ref() {

@@ -21,7 +21,9 @@
 //! tile's input transform, then the 36 GEMMs, each reading its matrix once,
 //! then the output transform. ResNet-50's 7x7 stage at batch 8 went 8.9 ->
 //! 3.8-3.9 ms a forward, its inference 271.9 -> 260.0 ms (median of 3
-//! alternated rounds). Its 14x14 stage gains less: 4.2 ms a forward either
+//! alternated rounds). Weights used once (training) are transformed a share
+//! of the output channels at a time, each share's GEMMs run while it is in
+//! L3 ([`forward_packing`]). Its 14x14 stage gains less: 4.2 ms a forward either
 //! way in one alternated comparison, 3.4 against F(2x2)'s 3.9 ms in runs AB
 //! and Z of `bench/RESULTS.md`.
 //! Tiles past the output's edge (an output side not a multiple of 4) are
@@ -38,7 +40,7 @@ use super::ConvPlan;
 use crate::kernels::buffers;
 use crate::kernels::epilogue::{self, EpilogueRef};
 use crate::kernels::gemm::MatRef;
-use crate::kernels::packed_gemm::{gemm_packed_serial, PackedB};
+use crate::kernels::packed_gemm::{gemm_packed_serial, PackedB, NR};
 
 /// Largest transformed weights (36 * C_in * C_out floats: 2.25 MiB, 128 ->
 /// 128 channels) that run as F(4x4, 3x3) in blocks ([`blocked`]).
@@ -101,7 +103,26 @@ fn whole_batch(p: &ConvPlan) -> bool {
 /// `C_in x C_out` matrices. `G = [[¼, 0, 0], [-⅙, -⅙, -⅙], [-⅙, ⅙, -⅙],
 /// [1/24, 1/12, ⅙], [1/24, -1/12, ⅙], [0, 0, 1]]`.
 pub(super) fn pack_weights(w: &[f32], p: &ConvPlan) -> Vec<PackedB> {
-    super::winograd::pack_transformed::<36, 6>(w, p, g_row)
+    super::winograd::pack_transformed::<36, 6>(w, p, 0..p.cout, g_row)
+}
+
+/// Largest share of the 36 transformed weight matrices packed at once by
+/// [`forward_packing`]: small enough to stay in L3 between being written and
+/// being read (the whole of them is 36 MiB at 512 -> 512 channels).
+const U_CHUNK_BYTES: usize = 10 << 20;
+
+/// Whether a forward with weights that are used once (a training step's,
+/// or dX's rotated ones) runs [`forward_packing`]: the [`whole_batch`]
+/// convolutions, whose transformed weights outgrow L3 at 512 channels.
+pub(super) fn packs_as_it_goes(p: &ConvPlan) -> bool {
+    whole_batch(p)
+}
+
+/// The output channels of each share [`forward_packing`] packs: whole
+/// panels, at most [`U_CHUNK_BYTES`] of transformed weights.
+fn column_chunk(p: &ConvPlan) -> usize {
+    let per_col = 36 * p.c * 4;
+    ((U_CHUNK_BYTES / per_col) / NR * NR).max(NR)
 }
 
 /// Row `r` of `G` applied to three rows, element by element.
@@ -180,6 +201,60 @@ fn blocks_of(
 /// split among the threads), the 36 GEMMs `M[ξ] = V[ξ] · U[ξ]` spread over
 /// the threads, then the output transform and epilogue by blocks of bands.
 fn forward_whole(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, out: &mut [f32]) {
+    whole_with(x, WholeWeights::Packed(u), p, ep, out)
+}
+
+/// [`forward`] of a convolution that [`packs_as_it_goes`], from its HWIO
+/// weights `w`: the transformed weights packed a share of the output
+/// channels at a time ([`column_chunk`]), each share's 36 GEMMs run while
+/// it is in L3. The products are those of [`forward`] with [`pack_weights`],
+/// bit for bit: each element of `M` is summed by the same kernel calls. In
+/// ResNet-50's training step the 7x7 stage's transformed weights went from
+/// 36 MiB in one piece (5.1-5.3 ms to pack, written at 7 GB/s) to four
+/// pieces of 9 MiB.
+pub(super) fn forward_packing(
+    x: &[f32],
+    w: &[f32],
+    p: &ConvPlan,
+    ep: &EpilogueRef,
+    out: &mut [f32],
+) {
+    whole_with(x, WholeWeights::Raw(w, column_chunk(p)), p, ep, out)
+}
+
+/// The weights of [`whole_with`]: the 36 matrices packed, or HWIO weights to
+/// pack so many output channels at a time.
+#[derive(Clone, Copy)]
+enum WholeWeights<'a> {
+    Packed(&'a [PackedB]),
+    Raw(&'a [f32], usize),
+}
+
+/// The 36 GEMMs `M[ξ] = V[ξ] · U[ξ]` (`V` and `M`: 36 planes of `t` rows),
+/// spread over the threads, each reading its `U[ξ]` once.
+fn whole_gemms(
+    v: &[f32],
+    m: &mut [f32],
+    u: &[PackedB],
+    t: usize,
+    ci: usize,
+    co: usize,
+    cols: Range<usize>,
+) {
+    use rayon::prelude::*;
+    crate::threads::install(|| {
+        m.par_chunks_mut(t * co)
+            .zip(v.par_chunks(t * ci))
+            .zip(u.par_iter())
+            .with_max_len(1)
+            .for_each(|((mx, vx), ux)| {
+                gemm_packed_serial(MatRef::new(vx, t, ci), ux, &mut mx[cols.start..], co, false)
+            })
+    });
+}
+
+/// [`forward_whole`] and [`forward_packing`].
+fn whole_with(x: &[f32], u: WholeWeights, p: &ConvPlan, ep: &EpilogueRef, out: &mut [f32]) {
     use rayon::prelude::*;
     let (ci, co) = (p.c, p.cout);
     let tl = Tiling::of(p);
@@ -207,15 +282,17 @@ fn forward_whole(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, out: 
             })
         });
     }
-    crate::threads::install(|| {
-        m.par_chunks_mut(t * co)
-            .zip(v.par_chunks(t * ci))
-            .zip(u.par_iter())
-            .with_max_len(1)
-            .for_each(|((mx, vx), ux)| {
-                gemm_packed_serial(MatRef::new(vx, t, ci), ux, mx, co, false)
-            })
-    });
+    match u {
+        WholeWeights::Packed(u) => whole_gemms(&v, &mut m, u, t, ci, co, 0..co),
+        WholeWeights::Raw(w, chunk) => {
+            for c0 in (0..co).step_by(chunk) {
+                let cols = c0..(c0 + chunk).min(co);
+                let u = super::winograd::pack_transformed::<36, 6>(w, p, cols.clone(), g_row);
+                whole_gemms(&v, &mut m, &u, t, ci, co, cols);
+                u.into_iter().for_each(|u| buffers::recycle(u.into_data()));
+            }
+        }
+    }
     buffers::recycle(v);
     let planes: Vec<&[f32]> = m.chunks(t * co).collect();
     let row_len = tl.out_w * co;
@@ -667,6 +744,52 @@ mod tests {
             assert_eq!(bits(&o1), bits(&o2), "{rows}x{cols}");
             let written = o1.chunks(c).filter(|p| p.iter().any(|&x| x != 0.0)).count();
             assert_eq!(written, rows * cols, "{rows}x{cols}");
+        }
+    }
+
+    /// Packed a share of the output channels at a time, the forward gives
+    /// the bits of the forward with all 36 matrices packed at once: shares
+    /// of one and two panels, the last one partial, odd and even sides.
+    #[test]
+    fn packing_as_it_goes_changes_no_bit() {
+        if crate::kernels::packed_gemm::skip_without_avx512() {
+            return;
+        }
+        let mut rng = Rng::new(9);
+        for (n, hw, c, cout) in [(8, 7, 160, 144), (2, 16, 144, 200)] {
+            let p = crate::ops::conv2d::plan(
+                &[n, hw, hw, c],
+                &[3, 3, c, cout],
+                None,
+                &crate::ops::Conv2dConfig::default().with_padding(crate::ops::Padding::Same),
+            )
+            .unwrap();
+            assert!(packs_as_it_goes(&p), "{n}x{hw}x{hw}x{c}->{cout}");
+            let x: Vec<f32> = (0..n * hw * hw * c).map(|_| rng.normal()).collect();
+            let w: Vec<f32> = (0..9 * c * cout).map(|_| rng.normal()).collect();
+            let rows = n * hw * hw;
+            let mut want = vec![0f32; rows * cout];
+            forward(
+                &x,
+                &pack_weights(&w, &p),
+                &p,
+                &super::super::NO_EPILOGUE,
+                &mut want,
+            );
+            for chunk in [NR, 2 * NR, column_chunk(&p)] {
+                let mut got = vec![f32::NAN; rows * cout];
+                whole_with(
+                    &x,
+                    WholeWeights::Raw(&w, chunk),
+                    &p,
+                    &super::super::NO_EPILOGUE,
+                    &mut got,
+                );
+                assert_eq!(
+                    got, want,
+                    "{n}x{hw}x{hw}x{c}->{cout}, {chunk} columns at a time"
+                );
+            }
         }
     }
 }
