@@ -21,11 +21,11 @@
 //! tile's input transform, then the 36 GEMMs, each reading its matrix once,
 //! then the output transform. ResNet-50's 7x7 stage at batch 8 went 8.9 ->
 //! 3.8-3.9 ms a forward, its inference 271.9 -> 260.0 ms (median of 3
-//! alternated rounds). Weights used once (training) are transformed a share
-//! of the output channels at a time, each share's GEMMs run while it is in
-//! L3 ([`forward_packing`]). Its 14x14 stage gains less: 4.2 ms a forward either
+//! alternated rounds). Its 14x14 stage gains less: 4.2 ms a forward either
 //! way in one alternated comparison, 3.4 against F(2x2)'s 3.9 ms in runs AB
-//! and Z of `bench/RESULTS.md`.
+//! and Z of `bench/RESULTS.md`. Weights used once (training) are transformed
+//! a share of the output channels at a time, each share's GEMMs run while it
+//! is in L3 ([`forward_packing`]).
 //! Tiles past the output's edge (an output side not a multiple of 4) are
 //! computed whole and only their pixels inside the output are written.
 //! Results differ from the direct convolution by rounding only (in the
@@ -208,10 +208,12 @@ fn forward_whole(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, out: 
 /// weights `w`: the transformed weights packed a share of the output
 /// channels at a time ([`column_chunk`]), each share's 36 GEMMs run while
 /// it is in L3. The products are those of [`forward`] with [`pack_weights`],
-/// bit for bit: each element of `M` is summed by the same kernel calls. In
-/// ResNet-50's training step the 7x7 stage's transformed weights went from
-/// 36 MiB in one piece (5.1-5.3 ms to pack, written at 7 GB/s) to four
-/// pieces of 9 MiB.
+/// bit for bit: each element of `M` is summed by the same kernel calls.
+/// ResNet-50's 7x7 stage at batch 8 packed its 36 MiB in one piece in
+/// 5.1-5.3 ms (written at 7 GB/s, past L3); in four pieces of 9 MiB its
+/// training forward went 9.2-10.8 -> 7.2-8.3 ms and its backward (dX this
+/// way, and dW) 20.6-23.1 -> 18.6-20.1 ms (old and new alternated); shares
+/// of 256 channels gained nothing.
 pub(super) fn forward_packing(
     x: &[f32],
     w: &[f32],
