@@ -103,7 +103,12 @@ fn whole_batch(p: &ConvPlan) -> bool {
 /// `C_in x C_out` matrices. `G = [[¼, 0, 0], [-⅙, -⅙, -⅙], [-⅙, ⅙, -⅙],
 /// [1/24, 1/12, ⅙], [1/24, -1/12, ⅙], [0, 0, 1]]`.
 pub(super) fn pack_weights(w: &[f32], p: &ConvPlan) -> Vec<PackedB> {
-    super::winograd::pack_transformed::<36, 6>(w, p, 0..p.cout, g_row)
+    pack_columns(w, p, 0..p.cout)
+}
+
+/// [`pack_weights`] of the output channels `cols` only.
+fn pack_columns(w: &[f32], p: &ConvPlan, cols: Range<usize>) -> Vec<PackedB> {
+    super::winograd::pack_transformed::<36, 6>(w, p, cols, g_row)
 }
 
 /// Largest share of the 36 transformed weight matrices packed at once by
@@ -289,7 +294,7 @@ fn whole_with(x: &[f32], u: WholeWeights, p: &ConvPlan, ep: &EpilogueRef, out: &
         WholeWeights::Raw(w, chunk) => {
             for c0 in (0..co).step_by(chunk) {
                 let cols = c0..(c0 + chunk).min(co);
-                let u = super::winograd::pack_transformed::<36, 6>(w, p, cols.clone(), g_row);
+                let u = pack_columns(w, p, cols.clone());
                 whole_gemms(&v, &mut m, &u, t, ci, co, cols);
                 u.into_iter().for_each(|u| buffers::recycle(u.into_data()));
             }
