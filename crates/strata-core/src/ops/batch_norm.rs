@@ -275,6 +275,16 @@ fn dx_rows_in_place<const RELU: bool>(
     }
 }
 
+/// What follows the BatchNorm's affine map in one training-mode op.
+#[derive(Clone, Copy)]
+enum Tail<'a> {
+    None,
+    /// A ReLU, its mask recomputed from the input in the backward.
+    Relu,
+    /// The Add of a residual, then a ReLU, its mask kept as bits.
+    AddRelu(&'a Tensor),
+}
+
 fn values_or(t: Option<&Tensor>, c: usize, v: f32) -> Vec<f32> {
     t.map_or_else(|| vec![v; c], |t| t.to_vec())
 }
@@ -289,7 +299,7 @@ impl Tensor {
         beta: Option<&Tensor>,
         epsilon: f32,
     ) -> Result<(Tensor, Vec<f32>, Vec<f32>)> {
-        self.batch_norm_train_act(gamma, beta, epsilon, false, None)
+        self.batch_norm_train_act(gamma, beta, epsilon, Tail::None, None)
     }
 
     /// [`Tensor::batch_norm_train`] followed by a ReLU, as one op: the forward
@@ -302,7 +312,7 @@ impl Tensor {
         beta: Option<&Tensor>,
         epsilon: f32,
     ) -> Result<(Tensor, Vec<f32>, Vec<f32>)> {
-        self.batch_norm_train_act(gamma, beta, epsilon, true, None)
+        self.batch_norm_train_act(gamma, beta, epsilon, Tail::Relu, None)
     }
 
     /// [`Tensor::batch_norm_train`] (then a ReLU when `relu`, as
@@ -318,7 +328,38 @@ impl Tensor {
         epsilon: f32,
         relu: bool,
     ) -> Result<(Tensor, Vec<f32>, Vec<f32>)> {
-        self.batch_norm_train_act(gamma, beta, epsilon, relu, Some(moments))
+        let tail = if relu { Tail::Relu } else { Tail::None };
+        self.batch_norm_train_act(gamma, beta, epsilon, tail, Some(moments))
+    }
+
+    /// `relu(batch_norm_train(self) + residual)`, a residual block's end while
+    /// training, as one op: one sweep normalises, adds the shortcut and
+    /// applies the ReLU, keeping only the ReLU's mask (one bit per value) for
+    /// the backward, which gives `residual` its gradient and runs the
+    /// BatchNorm's on the same values. With `moments` (of `self`, as
+    /// [`Tensor::batch_norm_train_with`] takes them) the batch statistics are
+    /// not swept again. Bitwise [`Tensor::batch_norm_train`] then
+    /// [`Tensor::add_relu`] when the statistics are the same.
+    pub fn batch_norm_train_add_relu(
+        &self,
+        residual: &Tensor,
+        moments: Option<&ChannelMoments>,
+        gamma: Option<&Tensor>,
+        beta: Option<&Tensor>,
+        epsilon: f32,
+    ) -> Result<(Tensor, Vec<f32>, Vec<f32>)> {
+        if residual.shape() != self.shape() {
+            return Err(CoreError::arg(
+                "batch_norm_train_add_relu",
+                "residual",
+                format!(
+                    "must have the input's shape {}, found {}",
+                    fmt_shape(self.shape()),
+                    fmt_shape(residual.shape())
+                ),
+            ));
+        }
+        self.batch_norm_train_act(gamma, beta, epsilon, Tail::AddRelu(residual), moments)
     }
 
     fn batch_norm_train_act(
@@ -326,11 +367,17 @@ impl Tensor {
         gamma: Option<&Tensor>,
         beta: Option<&Tensor>,
         epsilon: f32,
-        relu: bool,
+        tail: Tail,
         given: Option<&ChannelMoments>,
     ) -> Result<(Tensor, Vec<f32>, Vec<f32>)> {
         const OP: &str = "batch_norm_train";
-        let op: &'static str = if relu { "batch_norm_train_relu" } else { OP };
+        let op: &'static str = match tail {
+            Tail::None => OP,
+            Tail::Relu => "batch_norm_train_relu",
+            Tail::AddRelu(_) => "batch_norm_train_add_relu",
+        };
+        // the ReLU's mask is recomputed from x where it follows the affine map alone
+        let relu = matches!(tail, Tail::Relu);
         let (m, c) = check(
             OP,
             self,
@@ -378,18 +425,48 @@ impl Tensor {
         let g = values_or(gamma, c, 1.0);
         let scale: Vec<f32> = inv_std.iter().zip(&g).map(|(i, g)| i * g).collect();
         let shift = shift_of(&mean, &scale, beta.map(|b| b.to_vec()).as_deref());
-        let y = normalise_act(&x, &scale, &shift, relu);
-        drop(x);
         let mut inputs = vec![self];
         inputs.extend(gamma);
         inputs.extend(beta);
+        let (y, mask) = match tail {
+            Tail::AddRelu(r) => {
+                inputs.push(r);
+                let record = crate::autograd::should_record(&inputs);
+                parallel::normalise_add_relu(&x, &scale, &shift, &r.data(), record)
+            }
+            _ => (normalise_act(&x, &scale, &shift, relu), None),
+        };
+        drop(x);
+        let want_r = match tail {
+            Tail::AddRelu(r) => Some(r.requires_grad()),
+            _ => None,
+        };
         let xt = self.clone();
         let (has_g, has_b) = (gamma.is_some(), beta.is_some());
         let want_g = gamma.is_some_and(|t| t.requires_grad());
         let want_b = beta.is_some_and(|t| t.requires_grad());
         let (mean_s, inv_s) = (mean.clone(), inv_std);
         let out = Tensor::from_op_either(y, self.shape().to_vec(), op, &inputs, move |up| {
-            let dy = up.as_slice();
+            // after an Add and a ReLU: dy through the ReLU's mask is the
+            // residual's gradient, and the BatchNorm's upstream, read only
+            let (up, residual_g) = match &mask {
+                Some(mask) => {
+                    let through = match up {
+                        Upstream::Owned(mut g) => {
+                            parallel::masked_in_place(&mut g, mask);
+                            g
+                        }
+                        Upstream::Shared(dy) => parallel::masked(&dy, mask),
+                    };
+                    (None, Some(through))
+                }
+                None => (Some(up), None),
+            };
+            let dy: &[f32] = match (&up, &residual_g) {
+                (Some(up), _) => up.as_slice(),
+                (None, Some(through)) => through,
+                (None, None) => unreachable!("a gradient without an upstream"),
+            };
             let x = xt.data();
             let (mean, inv) = (&mean_s, &inv_s);
             // the ReLU's mask is recomputed from x in both passes below
@@ -419,9 +496,22 @@ impl Tensor {
                     .collect();
                 let pqr = [&p[..], &q[..], &r[..]];
                 let rows = threads::chunk_len(m, 256);
+                // dx from a dy it only reads
+                let read_only = |dy: &[f32]| {
+                    let mut dx = buffers::dirty(x.len());
+                    parallel::for_each_chunk_mut(&mut dx, rows * c, |i, out| {
+                        let off = i * rows * c;
+                        let (xs, gs) = (&x[off..off + out.len()], &dy[off..off + out.len()]);
+                        match relu {
+                            true => dx_rows::<true>(out, xs, gs, pqr, a, b),
+                            false => dx_rows::<false>(out, xs, gs, pqr, a, b),
+                        }
+                    });
+                    dx
+                };
                 match up {
                     // dy is this backward's alone: dx is written over it
-                    Upstream::Owned(mut dx) => {
+                    Some(Upstream::Owned(mut dx)) => {
                         parallel::for_each_chunk_mut(&mut dx, rows * c, |i, io| {
                             let xs = &x[i * rows * c..][..io.len()];
                             match relu {
@@ -431,18 +521,8 @@ impl Tensor {
                         });
                         dx
                     }
-                    Upstream::Shared(dy) => {
-                        let mut dx = buffers::dirty(x.len());
-                        parallel::for_each_chunk_mut(&mut dx, rows * c, |i, out| {
-                            let off = i * rows * c;
-                            let (xs, gs) = (&x[off..off + out.len()], &dy[off..off + out.len()]);
-                            match relu {
-                                true => dx_rows::<true>(out, xs, gs, pqr, a, b),
-                                false => dx_rows::<false>(out, xs, gs, pqr, a, b),
-                            }
-                        });
-                        dx
-                    }
+                    Some(Upstream::Shared(dy)) => read_only(&dy),
+                    None => read_only(residual_g.as_deref().unwrap_or_default()),
                 }
             });
             let mut grads = vec![dx];
@@ -451,6 +531,17 @@ impl Tensor {
             }
             if has_b {
                 grads.push(want_b.then(|| sum_g.clone()));
+            }
+            if let Some(want_r) = want_r {
+                grads.push(match (want_r, residual_g) {
+                    (true, g) => g,
+                    (false, g) => {
+                        if let Some(g) = g {
+                            buffers::recycle(g);
+                        }
+                        None
+                    }
+                });
             }
             grads
         });
@@ -698,6 +789,76 @@ mod tests {
                 .batch_norm_train_relu(Some(&t[1]), Some(&t[2]), 1e-3)?
                 .0)
         });
+    }
+
+    /// BatchNorm, Add and ReLU as one op give the three ops' outputs and
+    /// gradients bit for bit: rows of 5 and 100 channels (the parallel sweep's
+    /// tasks then start mid-row), each input with or without a gradient, the
+    /// upstream owned or shared; a residual of another shape is refused.
+    #[test]
+    fn train_add_relu_is_bitwise_the_three_ops() {
+        let mut rng = Rng::new(54);
+        for shape in [vec![7, 5], vec![3, 6, 5, 8], vec![2, 20, 20, 100]] {
+            let c = *shape.last().unwrap();
+            for (need_x, need_r, shared) in [
+                (true, true, false),
+                (true, false, false),
+                (false, true, false),
+                (true, true, true),
+            ] {
+                let x = Tensor::rand_normal(&shape, 0.2, 1.0, &mut rng).requires_grad_(need_x);
+                let r = Tensor::rand_normal(&shape, 0.0, 1.0, &mut rng).requires_grad_(need_r);
+                let g = Tensor::rand_normal(&[c], 1.0, 0.3, &mut rng).requires_grad_(true);
+                let b = Tensor::rand_normal(&[c], 0.1, 0.3, &mut rng).requires_grad_(true);
+                let w = Tensor::rand_normal(&shape, 0.0, 1.0, &mut rng).requires_grad_(true);
+                let dy = Tensor::rand_normal(&shape, 0.0, 1.0, &mut rng);
+                let run = |fused: bool| {
+                    [&x, &r, &g, &b, &w].iter().for_each(|t| t.zero_grad());
+                    let (y, mean, var) = if fused {
+                        x.batch_norm_train_add_relu(&r, None, Some(&g), Some(&b), 1e-3)
+                            .unwrap()
+                    } else {
+                        let (y, m, v) = x.batch_norm_train(Some(&g), Some(&b), 1e-3).unwrap();
+                        (y.add_relu(&r).unwrap(), m, v)
+                    };
+                    // an Add shares its gradient between y and w
+                    let top = if shared {
+                        y.add(&w).unwrap()
+                    } else {
+                        y.clone()
+                    };
+                    top.mul(&dy).unwrap().sum_all().backward().unwrap();
+                    let grads: Vec<Option<Vec<f32>>> = [&x, &r, &g, &b]
+                        .iter()
+                        .map(|t| t.grad().map(|g| g.to_vec()))
+                        .collect();
+                    (y.to_vec(), mean, var, grads)
+                };
+                let (fused, plain) = (run(true), run(false));
+                assert!(fused.0.contains(&0.0) && fused.0.iter().any(|&v| v > 0.0));
+                assert_eq!(fused.3[0].is_some(), need_x);
+                assert_eq!(fused.3[1].is_some(), need_r);
+                assert_eq!(fused, plain, "{shape:?} {need_x} {need_r} {shared}");
+            }
+        }
+        let x = Tensor::rand_normal(&[6, 4], 0.3, 1.0, &mut rng);
+        let r = Tensor::rand_normal(&[6, 4], 0.0, 1.0, &mut rng);
+        let g = Tensor::rand_normal(&[4], 1.0, 0.3, &mut rng);
+        let b = Tensor::rand_normal(&[4], 0.2, 0.3, &mut rng);
+        check_gradients(&[x.clone(), r, g, b], |t| {
+            Ok(t[0]
+                .batch_norm_train_add_relu(&t[1], None, Some(&t[2]), Some(&t[3]), 1e-3)?
+                .0)
+        });
+        let wrong = Tensor::zeros(&[6, 5]);
+        let err = x
+            .batch_norm_train_add_relu(&wrong, None, None, None, 1e-3)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("residual") && err.contains("(6, 4)") && err.contains("(6, 5)"),
+            "{err}"
+        );
     }
 
     /// Given moments (as a convolution's epilogue takes them) give the op's

@@ -81,14 +81,28 @@ impl BatchNormalization {
         moments: Option<&strata_core::kernels::moments::ChannelMoments>,
         relu: bool,
     ) -> Result<Tensor> {
+        self.forward_train_then(x, moments, relu, None)
+    }
+
+    /// The training-mode forward, then a ReLU (`relu`), or the Add of
+    /// `residual` and a ReLU, in the same op; the moving statistics updated.
+    fn forward_train_then(
+        &mut self,
+        x: &Tensor,
+        moments: Option<&strata_core::kernels::moments::ChannelMoments>,
+        relu: bool,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let name = &self.base.name;
         let (mm, mv) = self.moving_for(x)?;
         let gamma = self.gamma.as_ref().map(|w| &w.value);
         let beta = self.beta.as_ref().map(|w| &w.value);
-        let (y, mean, var) = match (moments, relu) {
-            (Some(m), _) => x.batch_norm_train_with(m, gamma, beta, self.epsilon, relu),
-            (None, true) => x.batch_norm_train_relu(gamma, beta, self.epsilon),
-            (None, false) => x.batch_norm_train(gamma, beta, self.epsilon),
+        let eps = self.epsilon;
+        let (y, mean, var) = match (residual, moments, relu) {
+            (Some(r), m, _) => x.batch_norm_train_add_relu(r, m, gamma, beta, eps),
+            (None, Some(m), _) => x.batch_norm_train_with(m, gamma, beta, eps, relu),
+            (None, None, true) => x.batch_norm_train_relu(gamma, beta, eps),
+            (None, None, false) => x.batch_norm_train(gamma, beta, eps),
         }
         .in_layer(name)?;
         let m = self.momentum;
@@ -194,6 +208,14 @@ impl Layer for BatchNormalization {
         relu: bool,
     ) -> Option<Result<Tensor>> {
         Some(self.forward_train_with(x, Some(moments), relu))
+    }
+    fn forward_with_moments_add_relu(
+        &mut self,
+        x: &Tensor,
+        moments: &strata_core::kernels::moments::ChannelMoments,
+        residual: &Tensor,
+    ) -> Option<Result<Tensor>> {
+        Some(self.forward_train_then(x, Some(moments), true, Some(residual)))
     }
     fn forward_relu(&mut self, inputs: &[Tensor], ctx: &mut Ctx) -> Option<Result<Tensor>> {
         (inputs.len() == 1 && !self.uses_moving_statistics(ctx.training))

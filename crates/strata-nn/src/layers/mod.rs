@@ -104,6 +104,17 @@ pub trait Layer: Send {
         None
     }
 
+    /// [`Layer::forward_with_moments`] followed by the Add of `residual` and
+    /// a ReLU, a residual block's end, as one op; `None` where it cannot.
+    fn forward_with_moments_add_relu(
+        &mut self,
+        _x: &Tensor,
+        _moments: &ChannelMoments,
+        _residual: &Tensor,
+    ) -> Option<Result<Tensor>> {
+        None
+    }
+
     /// The layer's weights in Keras order (kernel before bias, ...).
     fn weights(&self) -> Vec<&Weight> {
         Vec::new()

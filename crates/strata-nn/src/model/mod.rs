@@ -405,6 +405,27 @@ impl Model {
                     values[ni] = Some(y?);
                     continue;
                 }
+                fusion::Role::ConvBnAddReluTail {
+                    conv, bn, residual, ..
+                } => {
+                    let conv_in = &self.nodes[*conv].inputs[0];
+                    let x = value(&values, conv_in);
+                    let r = value(&values, residual);
+                    release(&mut values, &mut uses, conv_in);
+                    release(&mut values, &mut uses, residual);
+                    let (conv_l, bn_l) = (self.nodes[*conv].layer, self.nodes[*bn].layer);
+                    let conv_any = self.layers[conv_l].as_any();
+                    let Some(c) = conv_any.downcast_ref::<crate::layers::Conv2D>() else {
+                        return Err(not_fusable(self.layers[conv_l].name()));
+                    };
+                    let (z, moments) = c.forward_moments(&x)?;
+                    let bn_layer = &mut self.layers[bn_l];
+                    let Some(y) = bn_layer.forward_with_moments_add_relu(&z, &moments, &r) else {
+                        return Err(not_fusable(bn_layer.name()));
+                    };
+                    values[ni] = Some(y?);
+                    continue;
+                }
                 fusion::Role::BnReluTail { bn } => {
                     let bn_in = &self.nodes[*bn].inputs[0];
                     let x = value(&values, bn_in);
@@ -482,6 +503,13 @@ impl Model {
                 fusion::Role::AddReluTail { add } => {
                     Some(format!("{} + {}", name(*add), name(tail)))
                 }
+                fusion::Role::ConvBnAddReluTail { conv, bn, add, .. } => Some(format!(
+                    "{} + {} + {} + {}",
+                    name(*conv),
+                    name(*bn),
+                    name(*add),
+                    name(tail)
+                )),
                 _ => None,
             })
             .collect()
