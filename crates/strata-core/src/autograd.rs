@@ -43,6 +43,15 @@ impl Upstream {
     }
 }
 
+/// The gradients already on their way to an op's inputs, one slot per input,
+/// that a backward of [`BackwardFn::Accumulating`] may add its own to in
+/// place: it takes a slot's buffer and returns it, its own gradient added,
+/// as that input's gradient. A slot it leaves is added to as usual.
+pub(crate) type Accumulators = Vec<Option<Vec<f32>>>;
+
+/// A backward that may add into the inputs' gradients so far.
+type AccumulatingFn = Box<dyn FnOnce(Upstream, &mut Accumulators) -> InputGrads + Send>;
+
 /// Maps the output gradient to the inputs' gradients.
 pub(crate) enum BackwardFn {
     /// Takes the gradient over (to pass it on to an input as it is): the
@@ -52,6 +61,11 @@ pub(crate) enum BackwardFn {
     Borrowed(BorrowedFn),
     /// Gets it over when it is not shared, else reads it.
     Either(EitherFn),
+    /// As `Either`, and handed the gradients that already reached its
+    /// inputs (where no one else holds them) to add its own into, saving
+    /// the sweep that would add the two (a residual block's input: the
+    /// shortcut's gradient, then the first convolution's dX).
+    Accumulating(AccumulatingFn),
 }
 
 /// The record of one op application.
@@ -72,6 +86,14 @@ pub(crate) type Grad = Arc<Vec<f32>>;
 /// The values of `g`, taken over, or copied while another holder shares them.
 fn owned(g: Grad) -> Vec<f32> {
     Arc::try_unwrap(g).unwrap_or_else(|shared| crate::kernels::buffers::copy_of(&shared))
+}
+
+/// The output gradient as a backward that may write over it gets it.
+fn upstream(g: Grad) -> Upstream {
+    match Arc::try_unwrap(g) {
+        Ok(v) => Upstream::Owned(v),
+        Err(shared) => Upstream::Shared(shared),
+    }
 }
 
 /// Drops a holder of `g`, giving the buffer back to the pool if it was the last.
@@ -216,10 +238,40 @@ pub(crate) fn backward(root: &Tensor) -> Result<()> {
                         release(g);
                         r
                     }
-                    BackwardFn::Either(f) => f(match Arc::try_unwrap(g) {
-                        Ok(v) => Upstream::Owned(v),
-                        Err(shared) => Upstream::Shared(shared),
-                    }),
+                    BackwardFn::Either(f) => f(upstream(g)),
+                    BackwardFn::Accumulating(f) => {
+                        // each input's gradient so far, where this op alone would hold it
+                        let mut acc: Accumulators = inputs
+                            .iter()
+                            .map(|inp| {
+                                let g = grads.remove(&inp.id())?;
+                                Arc::try_unwrap(g)
+                                    .map_err(|shared| grads.insert(inp.id(), shared))
+                                    .ok()
+                            })
+                            .collect();
+                        let given: Vec<bool> = acc.iter().map(Option::is_some).collect();
+                        let mut r = f(upstream(g), &mut acc);
+                        let slots = inputs.iter().zip(given).zip(acc).zip(r.iter_mut());
+                        for (((inp, given), left), gi) in slots {
+                            match (given, left) {
+                                // not added to: back on its way, added to as usual
+                                (_, Some(left)) => {
+                                    grads.insert(inp.id(), Arc::new(left));
+                                }
+                                // taken: the backward's gradient is the total
+                                (true, None) => {
+                                    let total = gi.take();
+                                    debug_assert!(total.is_some(), "{op} took a gradient");
+                                    if let Some(total) = total {
+                                        grads.insert(inp.id(), Arc::new(total));
+                                    }
+                                }
+                                (false, None) => {}
+                            }
+                        }
+                        r
+                    }
                 };
                 debug_assert_eq!(input_grads.len(), inputs.len(), "{op}");
                 let mut input_grads: Vec<Option<Grad>> =

@@ -151,6 +151,22 @@ impl Tensor {
         Tensor::with_node(data, shape, op, inputs, backward, None)
     }
 
+    /// [`Tensor::from_op_either`] for a backward that may add its gradients
+    /// into the ones already on their way to its inputs
+    /// ([`autograd::Accumulators`]) instead of handing them over to be added.
+    pub(crate) fn from_op_accumulating(
+        data: Vec<f32>,
+        shape: Vec<usize>,
+        op: &'static str,
+        inputs: &[&Tensor],
+        backward: impl FnOnce(autograd::Upstream, &mut autograd::Accumulators) -> Vec<Option<Vec<f32>>>
+            + Send
+            + 'static,
+    ) -> Tensor {
+        let backward = autograd::BackwardFn::Accumulating(Box::new(backward));
+        Tensor::with_node(data, shape, op, inputs, backward, None)
+    }
+
     /// The op's output, recording its node when an input needs a gradient.
     fn with_node(
         data: Vec<f32>,

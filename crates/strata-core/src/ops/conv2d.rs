@@ -778,14 +778,17 @@ thread_local! {
     static TILE_COLS_T: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Gradients of the input and the kernel (each only when asked for).
+/// Gradients of the input and the kernel (each only when asked for). Where
+/// `dx_so_far` holds the input's gradient from its other consumers and the
+/// path allows (a 1x1 stride-1 convolution's dX, one GEMM), dX is added into
+/// it and it is returned as dX; otherwise it is left for the caller to add.
 fn backward(
     x: &[f32],
     w: &[f32],
     dy: &[f32],
     p: &ConvPlan,
-    want_dx: bool,
-    want_dw: bool,
+    (want_dx, want_dw): (bool, bool),
+    dx_so_far: &mut Option<Vec<f32>>,
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
     let rows = p.n * p.out_pixels();
     // A stride-1 convolution's dX is itself a convolution: of dY with the
@@ -816,10 +819,18 @@ fn backward(
     let dx_len = p.n * p.geo.in_h * p.geo.in_w * p.c;
     // overwritten by the pointwise GEMM, or cleared row by row by col2im;
     // with no output rows, no window reads the input: zeros
-    let mut dx = want_dx.then(|| match rows {
-        0 => buffers::zeroed(dx_len),
-        _ => buffers::dirty(dx_len),
-    });
+    // the pointwise GEMM adds dX into the gradient so far instead
+    let dx_added =
+        p.pointwise && want_dx && rows > 0 && dx_so_far.as_ref().is_some_and(|g| g.len() == dx_len);
+    #[cfg(test)]
+    DX_ADDED.with(|n| n.set(n.get() + usize::from(dx_added)));
+    let mut dx = match dx_added {
+        true => dx_so_far.take(),
+        false => want_dx.then(|| match rows {
+            0 => buffers::zeroed(dx_len),
+            _ => buffers::dirty(dx_len),
+        }),
+    };
     if direct {
         dx = direct_dx;
     }
@@ -880,7 +891,7 @@ fn backward(
             }
             if let (Some(dx), Some(wt)) = (dx.as_mut(), wt_of(gr)) {
                 let dx = &mut dx[gr * p.cin_g..];
-                mul(dy_block(gr, 0, rows), wt, dx, p.c, false, false);
+                mul(dy_block(gr, 0, rows), wt, dx, p.c, dx_added, false);
             }
         }
         if let Some(wt) = wt {
@@ -943,6 +954,13 @@ thread_local! {
     /// Tests turn the backward's fast paths (direct dX, tiled dW) off to compare
     /// them with the reference ones (col2im, one im2col matrix per chunk).
     static REFERENCE_PATHS_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Backwards that added dX into the gradient so far, for a test to see
+    /// that the path ran.
+    static DX_ADDED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 fn fast_paths_allowed() -> bool {
@@ -1119,12 +1137,12 @@ impl Tensor {
         let out_shape = vec![p.n, p.geo.out_h, p.geo.out_w, p.cout];
         let (x, w, has_bias) = (self.clone(), kernel.clone(), bias.is_some());
         let b_grad = bias.is_some_and(|b| b.requires_grad());
-        Ok(Tensor::from_op_either(
+        Ok(Tensor::from_op_accumulating(
             data,
             out_shape,
             if relu { "conv2d_relu" } else { "conv2d" },
             &inputs,
-            move |up| {
+            move |up, acc| {
                 // through the ReLU first: its own rule, g * 1 where y > 0, else
                 // g * 0, over the gradient itself when no one else holds it
                 let masked = match (mask, up) {
@@ -1141,8 +1159,8 @@ impl Tensor {
                     &w.data(),
                     g,
                     &p,
-                    x.requires_grad(),
-                    w.requires_grad(),
+                    (x.requires_grad(), w.requires_grad()),
+                    &mut acc[0],
                 );
                 let mut grads = vec![dx, dw];
                 if has_bias {
@@ -1518,12 +1536,12 @@ mod tests {
         assert_eq!(p.chunk, 5);
         let one = forward(&x.data(), &k.data(), None, &p);
         let dy: Vec<f32> = (0..one.len()).map(|_| rng.normal()).collect();
-        let (dx1, dw1) = backward(&x.data(), &k.data(), &dy, &p, true, true);
+        let (dx1, dw1) = backward(&x.data(), &k.data(), &dy, &p, (true, true), &mut None);
         for chunk in [1, 2, 3] {
             p.chunk = chunk;
             let o = forward(&x.data(), &k.data(), None, &p);
             assert!(close(&o, &one, 1e-5), "forward, chunk {chunk}");
-            let (dx, dw) = backward(&x.data(), &k.data(), &dy, &p, true, true);
+            let (dx, dw) = backward(&x.data(), &k.data(), &dy, &p, (true, true), &mut None);
             assert!(
                 close(&dx.unwrap(), dx1.as_ref().unwrap(), 1e-5),
                 "dx, chunk {chunk}"
@@ -1542,7 +1560,7 @@ mod tests {
         // repeated runs are bitwise identical
         p.chunk = 5;
         assert_eq!(x.conv2d(&k, None, cfg).unwrap().to_vec(), one);
-        let (dx2, dw2) = backward(&x.data(), &k.data(), &dy, &p, true, true);
+        let (dx2, dw2) = backward(&x.data(), &k.data(), &dy, &p, (true, true), &mut None);
         assert_eq!(dx2, dx1);
         assert_eq!(dw2, dw1);
     }
@@ -1643,7 +1661,7 @@ mod tests {
                     [(true, false), (false, true)].into_iter().enumerate()
                 {
                     let t0 = std::time::Instant::now();
-                    let _ = backward(&x.data(), &k.data(), &dy, &p, want_dx, want_dw);
+                    let _ = backward(&x.data(), &k.data(), &dy, &p, (want_dx, want_dw), &mut None);
                     best[i + 1] = best[i + 1].min(t0.elapsed().as_secs_f64() * 1e3);
                 }
             }
@@ -1780,9 +1798,80 @@ mod tests {
         want_dw: bool,
     ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
         REFERENCE_PATHS_ONLY.with(|c| c.set(true));
-        let r = backward(x, w, dy, p, want_dx, want_dw);
+        let r = backward(x, w, dy, p, (want_dx, want_dw), &mut None);
         REFERENCE_PATHS_ONLY.with(|c| c.set(false));
         r
+    }
+
+    /// An input that also feeds another op (a residual block's input, whose
+    /// shortcut's gradient arrives first) gets the sum of both gradients,
+    /// whether the convolution's dX is added into the other in its GEMM (a
+    /// 1x1 stride-1 one, grouped or not) or by the engine (3x3, strided, or
+    /// a gradient so far that another input still shares).
+    #[test]
+    fn dx_added_into_the_gradient_so_far_is_the_sum() {
+        let mut rng = Rng::new(43);
+        for (kh, stride, groups, cin, cout) in [
+            (1, 1, 1, 64, 96),
+            (1, 1, 2, 32, 64),
+            (1, 2, 1, 16, 24),
+            (3, 1, 1, 8, 16),
+        ] {
+            for (shared, other_first) in [(false, true), (false, false), (true, true)] {
+                let cfg = Conv2dConfig::default()
+                    .with_strides(stride, stride)
+                    .with_groups(groups)
+                    .with_padding(Padding::Same);
+                let x = rand_t(&[2, 6, 5, cin], &mut rng).requires_grad_(true);
+                let k = rand_t(&[kh, kh, cin / groups, cout], &mut rng).requires_grad_(true);
+                let d1 = rand_t(
+                    &[2, 6usize.div_ceil(stride), 5usize.div_ceil(stride), cout],
+                    &mut rng,
+                );
+                let d2 = rand_t(&[2, 6, 5, cin], &mut rng);
+                let other = rand_t(&[2, 6, 5, cin], &mut rng).requires_grad_(true);
+                // x's other consumer: x * d2, or (x + other) * d2, whose Add
+                // shares its gradient between x and `other`
+                let second = match shared {
+                    false => x.mul(&d2).unwrap(),
+                    true => x.add(&other).unwrap().mul(&d2).unwrap(),
+                };
+                let y = x.conv2d(&k, None, cfg).unwrap();
+                // the other gradient reaches x before the convolution's
+                // backward runs, or after it
+                let (first, second) = (y.mul(&d1).unwrap().sum_all(), second.sum_all());
+                let loss = match other_first {
+                    true => second.add(&first).unwrap(),
+                    false => first.add(&second).unwrap(),
+                };
+                let added = DX_ADDED.with(|n| n.get());
+                loss.backward().unwrap();
+                let added = DX_ADDED.with(|n| n.get()) - added;
+                // the backward runs on this thread: the GEMM added dX where it could
+                let pointwise = kh == 1 && stride == 1;
+                assert_eq!(
+                    added == 1,
+                    pointwise && other_first,
+                    "k{kh} s{stride} g{groups}"
+                );
+                let p = plan(x.shape(), k.shape(), None, &cfg).unwrap();
+                let (dx, _) = reference_backward(&x.data(), &k.data(), &d1.data(), &p, true, false);
+                let want: Vec<f32> = dx
+                    .unwrap()
+                    .iter()
+                    .zip(d2.to_vec())
+                    .map(|(a, b)| a + b)
+                    .collect();
+                let got = x.grad().unwrap().to_vec();
+                assert!(
+                    close(&got, &want, 1e-4),
+                    "k{kh} s{stride} g{groups} {shared} {other_first}"
+                );
+                if shared {
+                    assert_eq!(other.grad().unwrap().to_vec(), d2.to_vec());
+                }
+            }
+        }
     }
 
     /// Convolutions that read their input in place (one group, undilated, a
@@ -1857,7 +1946,7 @@ mod tests {
     ) {
         let dy = rand_t(&[p.n, p.geo.out_h, p.geo.out_w, p.cout], rng);
         let (xd, kd, dyd) = (x.data(), k.data(), dy.data());
-        let (dx, _) = backward(&xd, &kd, &dyd, p, true, false);
+        let (dx, _) = backward(&xd, &kd, &dyd, p, (true, false), &mut None);
         let (dx_ref, _) = reference_backward(&xd, &kd, &dyd, p, true, false);
         assert!(
             close_to_scale(&dx.unwrap(), &dx_ref.unwrap(), 1e-4),
@@ -1942,7 +2031,7 @@ mod tests {
         assert_dx_matches_reference(&x, &k, &p, case, rng);
         let dy = rand_t(&[n, p.geo.out_h, p.geo.out_w, cout], rng);
         let (xd, kd, dyd) = (x.data(), k.data(), dy.data());
-        let (_, dw) = backward(&xd, &kd, &dyd, &p, false, true);
+        let (_, dw) = backward(&xd, &kd, &dyd, &p, (false, true), &mut None);
         let (_, dw_ref) = reference_backward(&xd, &kd, &dyd, &p, false, true);
         let dw = dw.unwrap();
         // sums of thousands of products in another order: f32 rounding
@@ -1952,7 +2041,7 @@ mod tests {
             close_to_scale(&dw, &dw_ref.unwrap(), 1e-4),
             "case {case} dW"
         );
-        let (_, again) = backward(&xd, &kd, &dyd, &p, false, true);
+        let (_, again) = backward(&xd, &kd, &dyd, &p, (false, true), &mut None);
         assert_eq!(again.unwrap(), dw, "case {case} dW again");
         p
     }
@@ -2064,8 +2153,15 @@ mod tests {
             let x = rand_t(&xs, &mut rng).to_vec();
             let w = rand_t(&ks, &mut rng).to_vec();
             let dy = rand_t(&[xs[0], p.geo.out_h, p.geo.out_w, ks[3]], &mut rng).to_vec();
-            let tiled = backward(&x, &w, &dy, &p, false, true).1.unwrap();
-            assert_eq!(backward(&x, &w, &dy, &p, false, true).1.unwrap(), tiled);
+            let tiled = backward(&x, &w, &dy, &p, (false, true), &mut None)
+                .1
+                .unwrap();
+            assert_eq!(
+                backward(&x, &w, &dy, &p, (false, true), &mut None)
+                    .1
+                    .unwrap(),
+                tiled
+            );
             let whole = reference_backward(&x, &w, &dy, &p, false, true).1.unwrap();
             // sums of thousands of products in another order: f32 rounding only
             assert!(close(&tiled, &whole, 1e-3), "case {i}");
@@ -2086,8 +2182,15 @@ mod tests {
             let x = rand_t(&xs, &mut rng).to_vec();
             let w = rand_t(&ks, &mut rng).to_vec();
             let dy = rand_t(&[2, 33, 32, cout], &mut rng).to_vec();
-            let got = backward(&x, &w, &dy, &p, false, true).1.unwrap();
-            assert_eq!(backward(&x, &w, &dy, &p, false, true).1.unwrap(), got);
+            let got = backward(&x, &w, &dy, &p, (false, true), &mut None)
+                .1
+                .unwrap();
+            assert_eq!(
+                backward(&x, &w, &dy, &p, (false, true), &mut None)
+                    .1
+                    .unwrap(),
+                got
+            );
             let want = reference_backward(&x, &w, &dy, &p, false, true).1.unwrap();
             assert!(close(&got, &want, 1e-3), "{cin} -> {cout}");
         }
@@ -2127,7 +2230,9 @@ mod tests {
             let x = rand_t(&xs, &mut rng).to_vec();
             let w = rand_t(&ks, &mut rng).to_vec();
             let dy = rand_t(&[2, p.geo.out_h, p.geo.out_w, 11], &mut rng).to_vec();
-            let direct = backward(&x, &w, &dy, &p, true, false).0.unwrap();
+            let direct = backward(&x, &w, &dy, &p, (true, false), &mut None)
+                .0
+                .unwrap();
             let col2im = reference_backward(&x, &w, &dy, &p, true, false).0.unwrap();
             // sums of up to 5*5*11 products in another order: f32 rounding only
             assert!(close(&direct, &col2im, 1e-4), "case {i}");
