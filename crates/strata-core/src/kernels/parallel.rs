@@ -133,6 +133,13 @@ pub struct PositiveMask {
     len: usize,
 }
 
+impl PositiveMask {
+    /// The bits, value `i`'s at bit `i % 64` of word `i / 64`.
+    pub fn words(&self) -> &[u64] {
+        &self.bits
+    }
+}
+
 /// Bit `i` of a [`PositiveMask`] word, set where the ReLU's output `v` is positive.
 #[inline(always)]
 fn positive_bit(v: f32, i: usize) -> u64 {
@@ -142,7 +149,7 @@ fn positive_bit(v: f32, i: usize) -> u64 {
 /// The ReLU's gradient rule for value `i` of a mask word: `g * 1` where its
 /// bit is set, else `g * 0` (signed zeros included).
 #[inline(always)]
-fn through_mask(g: f32, word: u64, i: usize) -> f32 {
+pub fn through_mask(g: f32, word: u64, i: usize) -> f32 {
     g * if (word >> i) & 1 != 0 { 1.0 } else { 0.0 }
 }
 

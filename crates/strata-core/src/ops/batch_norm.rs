@@ -27,14 +27,28 @@ pub fn update_moving(moving: &mut [f32], batch: &[f32], momentum: f32) {
         .for_each(|(m, &b)| *m = *m * momentum + b * (1.0 - momentum));
 }
 
+/// Rows per block of [`channel_reduce`] and [`channel_reduce_mut`].
+fn reduce_block(rows: usize) -> usize {
+    threads::chunk_len(rows, 512).max(1)
+}
+
+/// The blocks' partial sums added in block order.
+fn add_partials(width: usize, partials: Vec<Vec<f64>>) -> Vec<f64> {
+    let mut total = vec![0.0f64; width];
+    for p in partials {
+        total.iter_mut().zip(p).for_each(|(t, v)| *t += v);
+    }
+    total
+}
+
 /// Sums `k * width` f64 accumulators over `rows`, block by block in a fixed order.
 fn channel_reduce(
     rows: usize,
     width: usize,
     f: impl Fn(Range<usize>, &mut [f64]) + Sync + Send,
 ) -> Vec<f64> {
-    let block = threads::chunk_len(rows, 512);
-    let starts: Vec<usize> = (0..rows).step_by(block.max(1)).collect();
+    let block = reduce_block(rows);
+    let starts: Vec<usize> = (0..rows).step_by(block).collect();
     let run = |&s: &usize| {
         let mut acc = vec![0.0f64; width];
         f(s..(s + block).min(rows), &mut acc);
@@ -45,11 +59,36 @@ fn channel_reduce(
     } else {
         starts.iter().map(run).collect()
     };
-    let mut total = vec![0.0f64; width];
-    for p in partials {
-        total.iter_mut().zip(p).for_each(|(t, v)| *t += v);
-    }
-    total
+    add_partials(width, partials)
+}
+
+/// [`channel_reduce`] (the same blocks, so the same sums) over the rows of
+/// `data` (`row_len` values each), each block's `f` also given its rows to
+/// write.
+fn channel_reduce_mut(
+    data: &mut [f32],
+    row_len: usize,
+    width: usize,
+    f: impl Fn(Range<usize>, &mut [f32], &mut [f64]) + Sync + Send,
+) -> Vec<f64> {
+    let rows = data.len() / row_len.max(1);
+    let block = reduce_block(rows);
+    let run = |(b, part): (usize, &mut [f32])| {
+        let mut acc = vec![0.0f64; width];
+        let s = b * block;
+        f(s..(s + block).min(rows), part, &mut acc);
+        acc
+    };
+    let partials: Vec<Vec<f64>> = if rows > block {
+        let parts = data.par_chunks_mut(block * row_len).enumerate();
+        threads::install(|| parts.map(run).collect())
+    } else {
+        data.chunks_mut(block * row_len)
+            .enumerate()
+            .map(run)
+            .collect()
+    };
+    add_partials(width, partials)
 }
 
 /// Checks `x` (rank >= 2, non-empty) and an optional per-channel parameter.
@@ -218,6 +257,66 @@ fn sum_dy_and_dy_xhat<const RELU: bool>(
                 .zip(b);
             for (((((((bg, bgx), &x), &g), &mu), &inv), &a), &b) in per_ch {
                 let g = through_relu::<RELU>(g, x, a, b);
+                *bg += g;
+                *bgx += g * ((x - mu) * inv);
+            }
+        }
+        add_f64(sg, &bg);
+        add_f64(sgx, &bgx);
+    }
+}
+
+/// [`sum_dy_and_dy_xhat`] (no ReLU) of `g`, `dy` taken through a ReLU's
+/// mask (`words`, the bits of these rows, whose width is a whole number of
+/// words), writing `g` to `out` as it goes, so the masked gradient is not
+/// swept once to be written and again to be summed. `dy` is `src`, or `out`
+/// itself when that holds it. The same sums bit for bit.
+#[allow(clippy::too_many_arguments)]
+fn masked_sums(
+    out: &mut [f32],
+    src: Option<&[f32]>,
+    words: &[u64],
+    x: &[f32],
+    mean: &[f32],
+    inv: &[f32],
+    acc: &mut [f64],
+) {
+    let c = mean.len();
+    debug_assert!(c.is_multiple_of(64) && words.len() * 64 == out.len());
+    let (sg, sgx) = acc.split_at_mut(c);
+    let (mut bg, mut bgx) = (vec![0f32; c], vec![0f32; c]);
+    let block = F32_ROWS * c;
+    let rows = out.chunks_mut(block).zip(x.chunks(block)).enumerate();
+    for (bi, (ob, xb)) in rows {
+        bg.fill(0.0);
+        bgx.fill(0.0);
+        for (ri, (or, xr)) in ob.chunks_exact_mut(c).zip(xb.chunks_exact(c)).enumerate() {
+            // the row through the mask, into `out` (in L1 for the sums below)
+            let r0 = (bi * F32_ROWS + ri) * c;
+            let row_words = &words[r0 / 64..(r0 + c) / 64];
+            for (k, (o, &w)) in or.chunks_exact_mut(64).zip(row_words).enumerate() {
+                match src {
+                    Some(src) => {
+                        let s = &src[r0 + 64 * k..r0 + 64 * (k + 1)];
+                        for (i, (o, &d)) in o.iter_mut().zip(s).enumerate() {
+                            *o = parallel::through_mask(d, w, i);
+                        }
+                    }
+                    None => {
+                        for (i, o) in o.iter_mut().enumerate() {
+                            *o = parallel::through_mask(*o, w, i);
+                        }
+                    }
+                }
+            }
+            let per_ch = bg
+                .iter_mut()
+                .zip(bgx.iter_mut())
+                .zip(&*or)
+                .zip(xr)
+                .zip(mean)
+                .zip(inv);
+            for (((((bg, bgx), &g), &x), &mu), &inv) in per_ch {
                 *bg += g;
                 *bgx += g * ((x - mu) * inv);
             }
@@ -449,8 +548,32 @@ impl Tensor {
         let out = Tensor::from_op_either(y, self.shape().to_vec(), op, &inputs, move |up| {
             // after an Add and a ReLU: dy through the ReLU's mask is the
             // residual's gradient, and the BatchNorm's upstream, read only
-            let (up, residual_g) = match &mask {
-                Some(mask) => {
+            let x = xt.data();
+            let (mean, inv) = (&mean_s, &inv_s);
+            // rows of whole mask words: the mask applied in the sweep that
+            // sums (else in one of its own first)
+            let words_per_row = c.is_multiple_of(64);
+            let (up, residual_g, s) = match (&mask, up) {
+                (Some(mask), up) if words_per_row => {
+                    let words = mask.words();
+                    let sweep = |g: &mut [f32], src: Option<&[f32]>| {
+                        channel_reduce_mut(g, c, 2 * c, |r, rows, acc| {
+                            let (f0, f1) = (r.start * c, r.end * c);
+                            let src = src.map(|s| &s[f0..f1]);
+                            let (w, xs) = (&words[f0 / 64..f1 / 64], &x[f0..f1]);
+                            masked_sums(rows, src, w, xs, mean, inv, acc)
+                        })
+                    };
+                    let (s, g) = match up {
+                        Upstream::Owned(mut g) => (sweep(&mut g, None), g),
+                        Upstream::Shared(dy) => {
+                            let mut g = buffers::dirty(dy.len());
+                            (sweep(&mut g, Some(&dy)), g)
+                        }
+                    };
+                    (None, Some(g), Some(s))
+                }
+                (Some(mask), up) => {
                     let through = match up {
                         Upstream::Owned(mut g) => {
                             parallel::masked_in_place(&mut g, mask);
@@ -458,27 +581,27 @@ impl Tensor {
                         }
                         Upstream::Shared(dy) => parallel::masked(&dy, mask),
                     };
-                    (None, Some(through))
+                    (None, Some(through), None)
                 }
-                None => (Some(up), None),
+                (None, up) => (Some(up), None, None),
             };
             let dy: &[f32] = match (&up, &residual_g) {
                 (Some(up), _) => up.as_slice(),
                 (None, Some(through)) => through,
                 (None, None) => unreachable!("a gradient without an upstream"),
             };
-            let x = xt.data();
-            let (mean, inv) = (&mean_s, &inv_s);
             // the ReLU's mask is recomputed from x in both passes below
             // instead of written out as a masked copy of dy
             let (a, b) = (&scale[..], &shift[..]);
             // [sum dy | sum dy * xhat] per channel
-            let s = channel_reduce(m, 2 * c, |r, acc| {
-                let (xs, gs) = (&x[r.start * c..r.end * c], &dy[r.start * c..r.end * c]);
-                match relu {
-                    true => sum_dy_and_dy_xhat::<true>(xs, gs, mean, inv, a, b, acc),
-                    false => sum_dy_and_dy_xhat::<false>(xs, gs, mean, inv, a, b, acc),
-                }
+            let s = s.unwrap_or_else(|| {
+                channel_reduce(m, 2 * c, |r, acc| {
+                    let (xs, gs) = (&x[r.start * c..r.end * c], &dy[r.start * c..r.end * c]);
+                    match relu {
+                        true => sum_dy_and_dy_xhat::<true>(xs, gs, mean, inv, a, b, acc),
+                        false => sum_dy_and_dy_xhat::<false>(xs, gs, mean, inv, a, b, acc),
+                    }
+                })
             });
             let (sum_g, sum_gx): (Vec<f32>, Vec<f32>) = (
                 s[..c].iter().map(|&v| v as f32).collect(),
@@ -793,12 +916,22 @@ mod tests {
 
     /// BatchNorm, Add and ReLU as one op give the three ops' outputs and
     /// gradients bit for bit: rows of 5 and 100 channels (the parallel sweep's
-    /// tasks then start mid-row), each input with or without a gradient, the
-    /// upstream owned or shared; a residual of another shape is refused.
+    /// tasks then start mid-row), and of 64 and 128 (the backward masks the
+    /// gradient in the sweep that sums it), serial and parallel sizes, each
+    /// input with or without a gradient, the upstream owned or shared; a
+    /// residual of another shape is refused.
     #[test]
     fn train_add_relu_is_bitwise_the_three_ops() {
         let mut rng = Rng::new(54);
-        for shape in [vec![7, 5], vec![3, 6, 5, 8], vec![2, 20, 20, 100]] {
+        let shapes = [
+            vec![7, 5],
+            vec![3, 6, 5, 8],
+            vec![2, 20, 20, 100],
+            vec![3, 5, 7, 64],
+            vec![2, 16, 16, 128],
+            vec![4, 32, 32, 64],
+        ];
+        for shape in shapes {
             let c = *shape.last().unwrap();
             for (need_x, need_r, shared) in [
                 (true, true, false),
