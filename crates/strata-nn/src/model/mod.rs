@@ -392,13 +392,8 @@ impl Model {
                     let conv_in = &self.nodes[*conv].inputs[0];
                     let x = value(&values, conv_in);
                     release(&mut values, &mut uses, conv_in);
-                    let (conv_l, bn_l) = (self.nodes[*conv].layer, self.nodes[*bn].layer);
-                    let conv_any = self.layers[conv_l].as_any();
-                    let Some(c) = conv_any.downcast_ref::<crate::layers::Conv2D>() else {
-                        return Err(not_fusable(self.layers[conv_l].name()));
-                    };
-                    let (z, moments) = c.forward_moments(&x)?;
-                    let bn_layer = &mut self.layers[bn_l];
+                    let (z, moments) = conv_moments(&self.layers, self.nodes[*conv].layer, &x)?;
+                    let bn_layer = &mut self.layers[self.nodes[*bn].layer];
                     let Some(y) = bn_layer.forward_with_moments(&z, &moments, *relu) else {
                         return Err(not_fusable(bn_layer.name()));
                     };
@@ -413,13 +408,8 @@ impl Model {
                     let r = value(&values, residual);
                     release(&mut values, &mut uses, conv_in);
                     release(&mut values, &mut uses, residual);
-                    let (conv_l, bn_l) = (self.nodes[*conv].layer, self.nodes[*bn].layer);
-                    let conv_any = self.layers[conv_l].as_any();
-                    let Some(c) = conv_any.downcast_ref::<crate::layers::Conv2D>() else {
-                        return Err(not_fusable(self.layers[conv_l].name()));
-                    };
-                    let (z, moments) = c.forward_moments(&x)?;
-                    let bn_layer = &mut self.layers[bn_l];
+                    let (z, moments) = conv_moments(&self.layers, self.nodes[*conv].layer, &x)?;
+                    let bn_layer = &mut self.layers[self.nodes[*bn].layer];
                     let Some(y) = bn_layer.forward_with_moments_add_relu(&z, &moments, &r) else {
                         return Err(not_fusable(bn_layer.name()));
                     };
@@ -551,6 +541,22 @@ impl Model {
 }
 
 /// The error for a fused node whose layer cannot run the part the plan gave it.
+/// The convolution of a training-mode chain on `x`, with its output's
+/// per-channel moments for the BatchNorm after it.
+fn conv_moments(
+    layers: &[Box<dyn Layer>],
+    conv: usize,
+    x: &Tensor,
+) -> Result<(Tensor, strata_core::kernels::moments::ChannelMoments)> {
+    match layers[conv]
+        .as_any()
+        .downcast_ref::<crate::layers::Conv2D>()
+    {
+        Some(c) => c.forward_moments(x),
+        None => Err(not_fusable(layers[conv].name())),
+    }
+}
+
 fn not_fusable(layer: &str) -> NnError {
     NnError::Training(format!(
         "layer '{layer}' cannot run its part of a fused chain"
