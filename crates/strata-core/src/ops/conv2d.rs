@@ -840,18 +840,22 @@ fn backward(
         && fast_paths_allowed()
         && packed_gemm::available()
         && winograd::applies(p);
+    let pointwise_dw =
+        want_dw && rows > 0 && p.pointwise && fast_paths_allowed() && pointwise_dw::applies(p);
+    let pointwise_dx_dw = pointwise_dw && want_dx && pointwise_dw::dx_in_the_same_pass(p);
     let tiled_dw = match (want_dw, rows > 0, p.pointwise, tile_pixels(p)) {
         _ if winograd_dw => Some(winograd_dw::dw(x, dy, p)),
         (true, true, false, Some(tile_px)) if fast_paths_allowed() => {
             Some(dw_tiled(x, dy, p, tile_px))
         }
-        // a 1x1 convolution's input is colsᵀ already: transposed a block at a time
-        (true, true, true, _) if fast_paths_allowed() && pointwise_dw::applies(p) => {
+        // a 1x1 convolution's input is colsᵀ already: transposed a block at a
+        // time (with dX in the same pass over dY where that pays, below)
+        (true, true, true, _) if pointwise_dw && !pointwise_dx_dw => {
             Some(pointwise_dw::dw(x, dy, p))
         }
         _ => None,
     };
-    let want_dw = want_dw && tiled_dw.is_none();
+    let want_dw = want_dw && tiled_dw.is_none() && !pointwise_dx_dw;
     let mut dw = match tiled_dw {
         Some(d) => Some(d),
         // the GEMMs below overwrite it (the first chunk does not accumulate);
@@ -877,6 +881,17 @@ fn backward(
     let dy_block = |gr: usize, r0: usize, nrows: usize| {
         MatRef::strided(&dy[r0 * p.cout + gr * p.cout_g..], nrows, p.cout_g, p.cout)
     };
+    if p.pointwise && pointwise_dx_dw {
+        // one group (`pointwise_dw::applies`): dX and dW in one pass over dY
+        match (dx.as_mut(), wt_packed.as_ref().and_then(|w| w.first())) {
+            (Some(d), Some(wt)) => {
+                dw = Some(pointwise_dw::dx_and_dw(x, dy, wt, p, d, dx_added));
+                return (dx, dw);
+            }
+            // (Wᵀ is packed wherever the dW path runs) dW alone, dX below
+            _ => dw = Some(pointwise_dw::dw(x, dy, p)),
+        }
+    }
     if p.pointwise {
         for gr in 0..p.groups {
             if let Some(dw) = dw.as_mut().filter(|_| want_dw) {
