@@ -190,6 +190,23 @@ mod tests {
     use crate::ops::conv2d::{plan, Conv2dConfig};
     use crate::rng::Rng;
 
+    /// A 1x1 convolution's plan over `n` images of `hw x hw`, its row
+    /// count, and random X and dY.
+    fn case(
+        n: usize,
+        hw: usize,
+        cin: usize,
+        cout: usize,
+        rng: &mut Rng,
+    ) -> (ConvPlan, usize, Vec<f32>, Vec<f32>) {
+        let shape = [n, hw, hw, cin];
+        let p = plan(&shape, &[1, 1, cin, cout], None, &Conv2dConfig::default()).unwrap();
+        let rows = n * hw * hw;
+        let x: Vec<f32> = (0..rows * cin).map(|_| rng.normal()).collect();
+        let dy: Vec<f32> = (0..rows * cout).map(|_| rng.normal()).collect();
+        (p, rows, x, dy)
+    }
+
     /// dX and dW in one pass are bitwise dW alone and dX from its own GEMM
     /// (written, or added into a gradient so far), for row counts below, at
     /// and past a block and either operand the narrower.
@@ -205,16 +222,7 @@ mod tests {
             (3, 13, 300, 64),
             (2, 24, 128, 64),
         ] {
-            let p = plan(
-                &[n, hw, hw, cin],
-                &[1, 1, cin, cout],
-                None,
-                &Conv2dConfig::default(),
-            )
-            .unwrap();
-            let rows = n * hw * hw;
-            let x: Vec<f32> = (0..rows * cin).map(|_| rng.normal()).collect();
-            let dy: Vec<f32> = (0..rows * cout).map(|_| rng.normal()).collect();
+            let (p, rows, x, dy) = case(n, hw, cin, cout, &mut rng);
             let w: Vec<f32> = (0..cin * cout).map(|_| rng.normal()).collect();
             let wt = PackedB::pack(MatRef::new(&w, cin, cout).t());
             let so_far: Vec<f32> = (0..rows * cin).map(|_| rng.normal()).collect();
@@ -244,16 +252,7 @@ mod tests {
             (3, 13, 300, 64),
             (1, 47, 256, 70),
         ] {
-            let p = plan(
-                &[n, hw, hw, cin],
-                &[1, 1, cin, cout],
-                None,
-                &Conv2dConfig::default(),
-            )
-            .unwrap();
-            let rows = n * hw * hw;
-            let x: Vec<f32> = (0..rows * cin).map(|_| rng.normal()).collect();
-            let dy: Vec<f32> = (0..rows * cout).map(|_| rng.normal()).collect();
+            let (p, rows, x, dy) = case(n, hw, cin, cout, &mut rng);
             let xt = MatRef::new(&x, rows, cin).t();
             let want = matmul_reference(xt, MatRef::new(&dy, rows, cout));
             for parts in [1, 2, 3] {
