@@ -881,7 +881,7 @@ fn backward(
     let dy_block = |gr: usize, r0: usize, nrows: usize| {
         MatRef::strided(&dy[r0 * p.cout + gr * p.cout_g..], nrows, p.cout_g, p.cout)
     };
-    if p.pointwise && pointwise_dx_dw {
+    if pointwise_dx_dw {
         // one group (`pointwise_dw::applies`): dX and dW in one pass over dY
         match (dx.as_mut(), wt_packed.as_ref().and_then(|w| w.first())) {
             (Some(d), Some(wt)) => {

@@ -22,6 +22,7 @@ use crate::kernels::gemm::MatRef;
 use crate::kernels::packed_gemm::{self, gemm_rows_serial, PackedB, Panels, RowMajor};
 use crate::kernels::transpose::transpose;
 use crate::kernels::{buffers, parallel};
+use std::sync::{Mutex, PoisonError};
 
 /// Rows of X and dY per block: the transposed block (`C_in x KC`) and the
 /// other (`KC x C_out`) stay in L2 for C_in and C_out up to 512, and
@@ -111,19 +112,18 @@ pub(super) fn dx_and_dw(
     for i in 0..parts {
         let len = (rows * (i + 1) / parts - rows * i / parts) * cin;
         let (part, tail) = rest.split_at_mut(len);
-        dx_parts.push(std::sync::Mutex::new(part));
+        dx_parts.push(Mutex::new(part));
         rest = tail;
     }
+    // a block's dX rows, in the part that starts at row r0 (each part's
+    // lock is only ever taken by the one thread that runs that part)
     let dx_block = |r0: usize, k0: usize, kc: usize| {
-        let part = dx_parts[(0..parts).find(|&i| rows * i / parts == r0).unwrap_or(0)]
-            .lock()
-            .map(|mut part| {
-                let a = MatRef::new(&dy[k0 * cout..(k0 + kc) * cout], kc, cout);
-                let a = RowMajor::new(a).expect("a whole matrix is row-major");
-                let off = (k0 - r0) * cin;
-                gemm_rows_serial(&a, wt, &mut part[off..off + kc * cin], cin, dx_accumulate);
-            });
-        debug_assert!(part.is_ok());
+        let i = (0..parts).find(|&i| rows * i / parts == r0).unwrap_or(0);
+        let mut part = dx_parts[i].lock().unwrap_or_else(PoisonError::into_inner);
+        let a = MatRef::new(&dy[k0 * cout..(k0 + kc) * cout], kc, cout);
+        let a = RowMajor::new(a).expect("a whole matrix is row-major");
+        let off = (k0 - r0) * cin;
+        gemm_rows_serial(&a, wt, &mut part[off..off + kc * cin], cin, dx_accumulate);
     };
     // dWᵀ = dYᵀ · X where dY is the narrower (transposed at the end)
     if cout < cin {
