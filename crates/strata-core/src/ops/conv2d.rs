@@ -845,6 +845,9 @@ fn backward(
     let pointwise_dx_dw = pointwise_dw && want_dx && pointwise_dw::dx_in_the_same_pass(p);
     let tiled_dw = match (want_dw, rows > 0, p.pointwise, tile_pixels(p)) {
         _ if winograd_dw => Some(winograd_dw::dw(x, dy, p)),
+        (true, true, false, _) if fast_paths_allowed() && winograd_dw::by_positions(p) => {
+            Some(winograd_dw::dw_by_positions(x, dy, p))
+        }
         (true, true, false, Some(tile_px)) if fast_paths_allowed() => {
             Some(dw_tiled(x, dy, p, tile_px))
         }
@@ -2063,7 +2066,8 @@ mod tests {
 
     /// Wider stride-1 3x3 convolutions that run as Winograd F(4x4, 3x3) over
     /// the whole batch: odd and even output sides, paddings, against the
-    /// reference loops, forward (packed, then cached), dX and dW.
+    /// reference loops, forward (packed, then cached), dX and dW (by F(4x4)'s
+    /// positions where a side is odd).
     #[test]
     fn winograd_f4_over_the_whole_batch_matches_reference() {
         if crate::kernels::packed_gemm::skip_without_avx512() {
@@ -2080,6 +2084,9 @@ mod tests {
             let p = assert_3x3_matches_reference(shape, case, &mut rng);
             assert!(winograd_f4::applies(&p), "case {case}");
             assert!(!winograd_f4::blocked(&p), "case {case}");
+            // dW by F(4x4)'s positions where a side is odd, else by F(2x2)
+            let odd = p.geo.out_h % 2 == 1 || p.geo.out_w % 2 == 1;
+            assert_eq!(winograd_dw::by_positions(&p), odd, "case {case}");
         }
     }
 

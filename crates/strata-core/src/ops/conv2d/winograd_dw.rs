@@ -18,7 +18,9 @@
 //! with a unit step, `D[ξ]` written straight into packed panels, and the
 //! products added into the part's private `M`. The parts' `M` are added in
 //! part order, so the result depends only on the thread count; it differs
-//! from `colsᵀ·dY` by rounding only. F(2x2) against the tiled `colsᵀ·dY`,
+//! from `colsᵀ·dY` by rounding only. A convolution with few tiles and wide
+//! channels (ResNet's 7x7 stage) splits its input channels among the threads
+//! instead ([`dw_by_positions`]). F(2x2) against the tiled `colsᵀ·dY`,
 //! interleaved in one process, min of 25 (batch 8): 56x56 64->64 17.6 ->
 //! 11.5 ms, 28x28 128->128 9.6 -> 8.1, 14x14 256->256 9.3 -> 7.4.
 
@@ -29,7 +31,7 @@ use rayon::prelude::*;
 use super::{winograd, winograd_f4, ConvPlan};
 use crate::kernels::buffers;
 use crate::kernels::gemm::MatRef;
-use crate::kernels::packed_gemm::{gemm_packed_serial, PackedB, NR};
+use crate::kernels::packed_gemm::{self, gemm_packed_serial, PackedB, NR};
 use crate::kernels::parallel;
 use crate::kernels::transpose::transpose;
 
@@ -94,6 +96,80 @@ pub(super) fn dw(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
         false => dw_by::<F2, 16>(x, dy, p),
     }
 }
+
+/// Whether [`dw_by_positions`] computes this convolution's dW: one that runs
+/// F(4x4, 3x3) over the whole batch (`winograd_f4`) with an odd output side,
+/// where F(2x2) does not apply (ResNet's 7x7 stage).
+pub(super) fn by_positions(p: &ConvPlan) -> bool {
+    winograd_f4::applies(p) && !winograd::applies(p) && packed_gemm::available()
+}
+
+/// `dW` of a convolution that runs F(4x4, 3x3) over the whole batch, by
+/// F(4x4)'s transforms: `V` and `D` of every tile at once (few: 32 at 7x7,
+/// batch 8), then for each block of [`ROWS`] input channels its rows of the
+/// 36 `M[ξ] = V[ξ]ᵀ D[ξ]` and at once its rows of `dW = Gᵀ M G`, the blocks
+/// split among the threads. The tiles are not split: with so few, each
+/// thread's partial `M` (36 MiB at 512 -> 512 channels) would cost more to
+/// write and add up than its products; nor is the whole `M` written out
+/// before its transform. Each product sums over the tiles in order, so the
+/// result does not depend on the thread count. 7x7 512 -> 512 at batch 8,
+/// against `dw_tiled` in one process, median of 15: 10.8 -> 5.1 ms; 14x14
+/// 256 -> 256 (where F(2x2)'s dW runs) 5.2 against 5.0, so not taken there.
+pub(super) fn dw_by_positions(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
+    const N: usize = 36;
+    let (ci, co) = (p.c, p.cout);
+    let (th, tw) = tiles_of::<F4, N>(p);
+    let t = p.n * th * tw;
+    let lt = t.next_multiple_of(16);
+    let v = winograd_f4::whole_input_transform(x, p);
+    // D of every tile, in the calling thread's buffers kept from call to call
+    let mut spare = SCRATCH.with_borrow_mut(|s| std::mem::take(&mut s.d));
+    let mut bufs = spare
+        .drain(..N.min(spare.len()))
+        .collect::<Vec<_>>()
+        .into_iter();
+    let bufs: [Vec<f32>; N] = std::array::from_fn(|_| bufs.next().unwrap_or_default());
+    let d = grad_transform::<F4, N>(bufs, dy, p, 0, t);
+    // Vᵀ of every position (C_in x tiles), rows a whole number of lines
+    let mut vt = buffers::dirty(N * ci * lt);
+    let turn = |(xi, vt): (usize, &mut [f32])| {
+        transpose(&v[xi * t * ci..(xi + 1) * t * ci], t, ci, ci, vt, lt)
+    };
+    crate::threads::install(|| vt.par_chunks_mut(ci * lt).enumerate().for_each(turn));
+    buffers::recycle(v);
+    // each block of input channels: its rows of the 36 M[ξ], then its rows of
+    // dW from them while they are in L2
+    let mut dw = buffers::dirty(9 * ci * co);
+    let mut runs: Vec<Vec<&mut [f32]>> = (0..ci.div_ceil(ROWS)).map(|_| Vec::new()).collect();
+    for tap in dw.chunks_mut(ci * co) {
+        for (k, piece) in tap.chunks_mut(ROWS * co).enumerate() {
+            runs[k].push(piece);
+        }
+    }
+    let work = |(k, mut taps): (usize, Vec<&mut [f32]>)| {
+        let rows = k * ROWS..((k + 1) * ROWS).min(ci);
+        let r = rows.len();
+        let mut m = buffers::dirty(N * r * co);
+        for (xi, mx) in m.chunks_mut(r * co).enumerate() {
+            let a = &vt[(xi * ci + rows.start) * lt..(xi * ci + rows.end) * lt];
+            gemm_packed_serial(MatRef::strided(a, r, t, lt), &d[xi], mx, co, false);
+        }
+        output_rows::<F4, N>(&m, r, 0..r, co, &mut taps);
+        buffers::recycle(m);
+    };
+    crate::threads::install(|| runs.into_par_iter().enumerate().for_each(work));
+    buffers::recycle(vt);
+    SCRATCH.with_borrow_mut(|s| {
+        s.d = d.map(PackedB::into_data).into();
+        s.d.append(&mut spare);
+    });
+    dw
+}
+
+/// Input channels per block of [`dw_by_positions`]: the block's rows of the
+/// 36 `M[ξ]` (864 KiB at 512 output channels) stay in L2. 7x7 512 -> 512,
+/// median of 15: 6 rows 6.3 ms, 12 5.1, 16-48 5.0-6.6 (a noisier spell).
+const ROWS: usize = 12;
 
 /// Tiles on the output's height and width, the last ones clipped.
 fn tiles_of<W: Transform<N>, const N: usize>(p: &ConvPlan) -> (usize, usize) {
@@ -296,7 +372,6 @@ fn grad_transform<W: Transform<N>, const N: usize>(
 /// `C_in x C_out` matrices `m`: input channels in parallel, each a loop over
 /// the output channels.
 fn output_transform<W: Transform<N>, const N: usize>(m: &[f32], ci: usize, co: usize) -> Vec<f32> {
-    let pp = W::P;
     let mut dw = buffers::dirty(9 * ci * co);
     if ci * co == 0 {
         return dw;
@@ -310,26 +385,40 @@ fn output_transform<W: Transform<N>, const N: usize>(m: &[f32], ci: usize, co: u
         }
     }
     let work = |(k, mut taps): (usize, Vec<&mut [f32]>)| {
-        // (M G)[r][kj]: P x 3 rows of one input channel
-        let mut n = vec![0f32; 3 * pp * co];
-        for (ii, i) in (k * run..((k + 1) * run).min(ci)).enumerate() {
-            let mrow = |xi: usize| &m[(xi * ci + i) * co..][..co];
-            for r in 0..pp {
-                let v: [&[f32]; 6] = std::array::from_fn(|s| mrow(pp * r + s.min(pp - 1)));
-                for kj in 0..3 {
-                    W::gt_row(kj, &v[..pp], &mut n[(3 * r + kj) * co..][..co]);
-                }
-            }
-            for ki in 0..3 {
-                for kj in 0..3 {
-                    let col: [&[f32]; 6] =
-                        std::array::from_fn(|r| &n[(3 * r.min(pp - 1) + kj) * co..][..co]);
-                    let out = &mut taps[ki * 3 + kj][ii * co..(ii + 1) * co];
-                    W::gt_row(ki, &col[..pp], out);
-                }
-            }
-        }
+        output_rows::<W, N>(m, ci, k * run..((k + 1) * run).min(ci), co, &mut taps)
     };
     crate::threads::install(|| runs.into_par_iter().enumerate().for_each(work));
     dw
+}
+
+/// `dW[ki][kj] = (Gᵀ M G)[ki][kj]` for the input channels `rows` of `m` (`N`
+/// matrices of `ld x co`), written to the nine taps' rows in `taps` (the
+/// first of `rows` at each one's start).
+fn output_rows<W: Transform<N>, const N: usize>(
+    m: &[f32],
+    ld: usize,
+    rows: Range<usize>,
+    co: usize,
+    taps: &mut [&mut [f32]],
+) {
+    let pp = W::P;
+    // (M G)[r][kj]: P x 3 rows of one input channel
+    let mut n = vec![0f32; 3 * pp * co];
+    for (ii, i) in rows.enumerate() {
+        let mrow = |xi: usize| &m[(xi * ld + i) * co..][..co];
+        for r in 0..pp {
+            let v: [&[f32]; 6] = std::array::from_fn(|s| mrow(pp * r + s.min(pp - 1)));
+            for kj in 0..3 {
+                W::gt_row(kj, &v[..pp], &mut n[(3 * r + kj) * co..][..co]);
+            }
+        }
+        for ki in 0..3 {
+            for kj in 0..3 {
+                let col: [&[f32]; 6] =
+                    std::array::from_fn(|r| &n[(3 * r.min(pp - 1) + kj) * co..][..co]);
+                let out = &mut taps[ki * 3 + kj][ii * co..(ii + 1) * co];
+                W::gt_row(ki, &col[..pp], out);
+            }
+        }
+    }
 }

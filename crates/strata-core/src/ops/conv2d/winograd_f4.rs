@@ -260,6 +260,35 @@ fn whole_gemms(
     });
 }
 
+/// `V` of every tile of the batch (36 matrices of `tiles x C_in`), whole
+/// bands of tiles a piece, a few pieces per thread (also dW's, in
+/// `winograd_dw.rs`).
+pub(super) fn whole_input_transform(x: &[f32], p: &ConvPlan) -> Vec<f32> {
+    use rayon::prelude::*;
+    let ci = p.c;
+    let tl = Tiling::of(p);
+    let bands = p.n * tl.th;
+    let t = bands * tl.tw;
+    let per = bands.div_ceil(4 * crate::threads::num_threads()).max(1);
+    let mut v = buffers::dirty(36 * t * ci);
+    // each piece's tiles in every plane of V
+    let mut pieces: Vec<(usize, Vec<&mut [f32]>)> = (0..bands.div_ceil(per))
+        .map(|k| (k * per, Vec::with_capacity(36)))
+        .collect();
+    for plane in v.chunks_mut(t * ci) {
+        for ((_, planes), part) in pieces.iter_mut().zip(plane.chunks_mut(per * tl.tw * ci)) {
+            planes.push(part);
+        }
+    }
+    crate::threads::install(|| {
+        pieces.into_par_iter().for_each(|(q0, mut planes)| {
+            let tiles = q0 * tl.tw..((q0 + per).min(bands)) * tl.tw;
+            input_planes(x, p, 0, tiles, &mut planes)
+        })
+    });
+    v
+}
+
 /// [`forward_whole`] and [`forward_packing`].
 fn whole_with(x: &[f32], u: WholeWeights, p: &ConvPlan, ep: &EpilogueRef, out: &mut [f32]) {
     use rayon::prelude::*;
@@ -267,28 +296,10 @@ fn whole_with(x: &[f32], u: WholeWeights, p: &ConvPlan, ep: &EpilogueRef, out: &
     let tl = Tiling::of(p);
     let bands = p.n * tl.th;
     let t = bands * tl.tw;
-    let threads = crate::threads::num_threads();
-    // whole bands per piece of the transforms, a few pieces per thread
-    let per = bands.div_ceil(4 * threads).max(1);
-    let mut v = buffers::dirty(36 * t * ci);
+    // whole bands per block of the output transform, a few blocks per thread
+    let per = bands.div_ceil(4 * crate::threads::num_threads()).max(1);
+    let v = whole_input_transform(x, p);
     let mut m = buffers::dirty(36 * t * co);
-    {
-        // each piece's tiles in every plane of V
-        let mut pieces: Vec<(usize, Vec<&mut [f32]>)> = (0..bands.div_ceil(per))
-            .map(|k| (k * per, Vec::with_capacity(36)))
-            .collect();
-        for plane in v.chunks_mut(t * ci) {
-            for ((_, planes), part) in pieces.iter_mut().zip(plane.chunks_mut(per * tl.tw * ci)) {
-                planes.push(part);
-            }
-        }
-        crate::threads::install(|| {
-            pieces.into_par_iter().for_each(|(q0, mut planes)| {
-                let tiles = q0 * tl.tw..((q0 + per).min(bands)) * tl.tw;
-                input_planes(x, p, 0, tiles, &mut planes)
-            })
-        });
-    }
     match u {
         WholeWeights::Packed(u) => whole_gemms(&v, &mut m, u, t, ci, co, 0..co),
         WholeWeights::Raw(w, chunk) => {
