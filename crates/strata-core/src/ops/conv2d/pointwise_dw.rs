@@ -9,7 +9,7 @@
 //! in blocks of [`KC`] rows: the block of the narrower of X and dY is
 //! transposed into a thread-private matrix (rows the kernel reads with a unit
 //! step), the other's block is read in place as B (its width a whole number
-//! of panels; packed otherwise), and the kernel accumulates the block's
+//! of panels and under [`PACK_FROM_WIDTH`]; packed otherwise), and the kernel accumulates the block's
 //! product into the thread's partial result (dW, or dWᵀ when dY is the
 //! narrower, transposed at the end). Packing that block was a plain copy of
 //! the wider operand, 2.6% of the ResNet-50 training step's profile; without
@@ -49,6 +49,13 @@ pub(super) fn applies(p: &ConvPlan) -> bool {
         && p.c.max(p.cout) >= 256
         && packed_gemm::available()
 }
+
+/// Narrowest operand read in place as B that is packed instead: its rows
+/// 4 KiB apart or more, a block's rows fall on few sets of the caches and
+/// evict each other. 14x14 1024->256 dW alone, median of 11: 4.36-4.52 ->
+/// 4.08-4.23 ms, 256->1024 dX and dW 7.68-8.04 -> 7.70-7.83; with 512
+/// (2 KiB apart) 28x28 512->128 lost (4.29-4.43 -> 4.50-4.52).
+const PACK_FROM_WIDTH: usize = 1024;
 
 /// Fewest rows (pixels of the batch) for [`applies`]: four blocks.
 const MIN_ROWS: usize = 4 * KC;
@@ -172,7 +179,7 @@ fn product_split_with(
             transpose(&a[k0 * ca..(k0 + kc) * ca], kc, ca, ca, at, kc);
             let at = RowMajor::new(MatRef::new(at, ca, kc)).expect("a whole matrix is row-major");
             let block = MatRef::new(&b[k0 * cb..(k0 + kc) * cb], kc, cb);
-            match Panels::in_place(block) {
+            match Panels::in_place(block).filter(|_| cb < PACK_FROM_WIDTH) {
                 Some(panels) => gemm_rows_serial(&at, panels, &mut c, cb, k0 > r0),
                 None => gemm_rows_serial(&at, &PackedB::pack_serial(block), &mut c, cb, k0 > r0),
             }
