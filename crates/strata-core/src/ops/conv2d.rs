@@ -13,7 +13,8 @@
 //! and others read their input in place instead of
 //! through `cols` where the layout allows (`implicit.rs`).
 //! Backward: `dW = colsᵀ·dY`, rebuilding `cols` tile by tile in cache where the
-//! output has enough rows to tile ([`dw_tiled`]), else chunk by chunk; a
+//! output has enough rows to tile ([`dw_tiled`]), else by blocks of kernel
+//! rows on the packed kernel ([`dw_by_kernel_rows`]) or chunk by chunk; a
 //! convolution that runs as Winograd gets its dW from Winograd's transforms
 //! (`winograd_dw.rs`). dX of a
 //! stride-1 convolution is a convolution of dY with the rotated kernel; a strided
@@ -751,6 +752,74 @@ fn dw_tiled(x: &[f32], dy: &[f32], p: &ConvPlan, tile_px: usize) -> Vec<f32> {
     parallel::sum_over_parts(image_rows, parts, dw_len, part)
 }
 
+/// Whether [`dw_by_kernel_rows`] computes this convolution's dW: one with
+/// too few output pixels for [`dw_tiled`]'s tiles ([`tile_pixels`]), one
+/// group and a dW of at least 64 x 64, on the packed kernel.
+fn by_kernel_rows(p: &ConvPlan) -> bool {
+    p.groups == 1
+        && p.kt() >= 64
+        && p.cout >= 64
+        && tile_pixels(p).is_none()
+        && packed_gemm::available()
+        && fast_paths_allowed()
+}
+
+/// Bytes of colsᵀ per task of [`dw_by_kernel_rows`] (kernel rows over every
+/// pixel), which stay in L2 from being built to being read. 14x14 512 ->
+/// 512 stride 2 (392 pixels), dW alone, median of 11 against the `gemm`
+/// crate's 10.5-11.0 ms: 24 kernel rows a task 11.1 ms, 48 10.0-10.6, 96
+/// 9.4, 192 9.2, 288 9.3, 384 9.2.
+const KERNEL_ROWS_BYTES: usize = 320 << 10;
+
+/// `dW = colsᵀ·dY` for a convolution with few output pixels and a tall
+/// kernel matrix (ResNet's stride-2 3x3 into the 7x7 stage at batch 8: 392
+/// pixels, 4608 kernel rows). Split by pixels, as [`dw_tiled`] is, each
+/// thread would add its few pixels into a whole partial dW of its own (9
+/// MiB there) for the parts to be added up; here the rows of dW are split
+/// among the threads instead, a block at a time ([`KERNEL_ROWS_BYTES`]): its rows
+/// of colsᵀ over every pixel (a few hundred KiB at most, in L2) times all
+/// of dY (read in place, or packed once). Every element sums over all the
+/// pixels in order, whatever the split. 14x14 512 -> 512 stride 2 at batch
+/// 8, dW alone, best of 11, alternated with the old path three times:
+/// 10.5-11.0 -> 9.2 ms (it ran on the `gemm` crate through the whole
+/// batch's im2col).
+fn dw_by_kernel_rows(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
+    use rayon::prelude::*;
+    let (kt, cout) = (p.kt(), p.cout);
+    let rows = p.n * p.out_pixels();
+    let ow = p.geo.out_w;
+    let lr = rows.next_multiple_of(16);
+    // whole 6-row strips of the kernel and 16-row blocks of the transposes
+    let per = (KERNEL_ROWS_BYTES / 4 / lr / 48).max(1) * 48;
+    let mut dw = buffers::dirty(kt * cout);
+    let dy = MatRef::new(&dy[..rows * cout], rows, cout);
+    let packed;
+    let b = match Panels::in_place(dy) {
+        Some(b) => b,
+        None => {
+            packed = PackedB::pack(dy);
+            Panels::from(&packed)
+        }
+    };
+    let work = |(kb, dw_rows): (usize, &mut [f32])| {
+        let ks = kb * per..kb * per + dw_rows.len() / cout;
+        let kn = ks.len();
+        TILE_COLS_T.with_borrow_mut(|cols_t| {
+            TILE_COLS.with_borrow_mut(|pixel| {
+                let block = cols_t_buf(cols_t, kn * lr);
+                for r in 0..p.n * p.geo.out_h {
+                    im2col_row_t(x, p, r, ks.clone(), &mut block[r * ow..], lr, pixel);
+                }
+                let a = MatRef::strided(block, kn, rows, lr);
+                let a = RowMajor::new(a).expect("colsᵀ is row-major");
+                gemm_rows_serial(&a, b, dw_rows, cout, false);
+            })
+        })
+    };
+    crate::threads::install(|| dw.par_chunks_mut(per * cout).enumerate().for_each(work));
+    dw
+}
+
 /// Bytes of one block of colsᵀ in [`dw_tiled`]: it stays in L2 (beside dY's
 /// packed tile) between being written and being read.
 const COLS_T_BLOCK_BYTES: usize = 192 << 10;
@@ -851,6 +920,7 @@ fn backward(
         (true, true, false, Some(tile_px)) if fast_paths_allowed() => {
             Some(dw_tiled(x, dy, p, tile_px))
         }
+        (true, true, false, None) if by_kernel_rows(p) => Some(dw_by_kernel_rows(x, dy, p)),
         // a 1x1 convolution's input is colsᵀ already: transposed a block at a
         // time (with dX in the same pass over dY where that pays, below)
         (true, true, true, _) if pointwise_dw && !pointwise_dx_dw => {
@@ -2087,6 +2157,41 @@ mod tests {
             // dW by F(4x4)'s positions where a side is odd, else by F(2x2)
             let odd = p.geo.out_h % 2 == 1 || p.geo.out_w % 2 == 1;
             assert_eq!(winograd_dw::by_positions(&p), odd, "case {case}");
+        }
+    }
+
+    /// Convolutions with too few output pixels for [`dw_tiled`]'s tiles: dW by
+    /// blocks of kernel rows against the reference loops (dY read in place,
+    /// or packed where its width is not whole panels), the same bits twice.
+    #[test]
+    fn dw_by_kernel_rows_matches_reference() {
+        if crate::kernels::packed_gemm::skip_without_avx512() {
+            return;
+        }
+        let mut rng = Rng::new(45);
+        let cases = [
+            // (n, h, w, c, cout, stride, padding)
+            (2, 14, 14, 64, 64, 2, Padding::symmetric(1)),
+            (1, 9, 7, 96, 70, 2, Padding::Same),
+            (3, 6, 5, 80, 128, 1, Padding::Valid),
+            (2, 8, 8, 512, 128, 2, Padding::symmetric(1)),
+        ];
+        for (case, &(n, h, w, c, cout, st, padding)) in cases.iter().enumerate() {
+            let x = rand_t(&[n, h, w, c], &mut rng);
+            let k = rand_t(&[3, 3, c, cout], &mut rng);
+            let cfg = Conv2dConfig::default()
+                .with_padding(padding)
+                .with_strides(st, st);
+            let p = plan(x.shape(), k.shape(), None, &cfg).unwrap();
+            assert!(by_kernel_rows(&p), "case {case}");
+            let dy = rand_t(&[n, p.geo.out_h, p.geo.out_w, cout], &mut rng);
+            let (xd, kd, dyd) = (x.data(), k.data(), dy.data());
+            let (_, dw) = backward(&xd, &kd, &dyd, &p, (false, true), &mut None);
+            let (_, want) = reference_backward(&xd, &kd, &dyd, &p, false, true);
+            let dw = dw.unwrap();
+            assert!(close_to_scale(&dw, &want.unwrap(), 1e-5), "case {case}");
+            let (_, again) = backward(&xd, &kd, &dyd, &p, (false, true), &mut None);
+            assert_eq!(again.unwrap(), dw, "case {case}");
         }
     }
 
