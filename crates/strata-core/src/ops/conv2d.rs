@@ -926,6 +926,10 @@ fn backward(
         (true, true, true, _) if pointwise_dw && !pointwise_dx_dw => {
             Some(pointwise_dw::dw(x, dy, p))
         }
+        // too few rows to split: the rows of dW split instead
+        (true, true, true, _) if fast_paths_allowed() && pointwise_dw::few_rows(p) => {
+            Some(pointwise_dw::dw_few_rows(x, dy, p))
+        }
         _ => None,
     };
     let want_dw = want_dw && tiled_dw.is_none() && !pointwise_dx_dw;

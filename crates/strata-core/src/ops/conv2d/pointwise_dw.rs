@@ -143,6 +143,72 @@ pub(super) fn dx_and_dw(
     product_split_with(x, dy, rows, cin, cout, parts, dx_block)
 }
 
+/// Whether [`dw_few_rows`] computes this convolution's dW: a one-group 1x1
+/// stride-1 convolution with too few rows for [`applies`] (ResNet's 7x7
+/// stage at batch 8: 392), at least as many input channels as output ones,
+/// 64 or more, on a CPU that runs the packed kernel. 7x7 2048 -> 512 at
+/// batch 8, dW alone, best of 11, alternated three times with the `gemm`
+/// crate: 4.62-4.70 -> 4.12-4.14 ms; 512 -> 2048 (dWᵀ = dYᵀ·X, transposed
+/// at the end) lost, 3.87-3.94 -> 4.55-4.59, so it stays on the crate.
+pub(super) fn few_rows(p: &ConvPlan) -> bool {
+    p.pointwise
+        && p.groups == 1
+        && p.n * p.out_pixels() < MIN_ROWS
+        && p.cout >= 64
+        && p.c >= p.cout
+        && packed_gemm::available()
+}
+
+/// Bytes of Xᵀ per task of [`dw_few_rows`], which stay in L2 from being
+/// turned to being read.
+const FEW_ROWS_BYTES: usize = 320 << 10;
+
+thread_local! {
+    /// Each thread's block of Xᵀ for [`dw_few_rows`].
+    static TURNED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `dW = Xᵀ · dY` for a convolution with [`few_rows`]. The sum over the rows
+/// is short, so rather than each thread adding its part of the rows into a
+/// whole partial dW of its own (4 MiB at 2048 -> 512 channels, for 196
+/// rows), the rows of dW are split among the threads in blocks of input
+/// channels, each the product of X's channels of the block (transposed)
+/// and all of dY (read in place where its width allows, else packed once).
+/// Every element sums over all the rows in order, whatever the split.
+pub(super) fn dw_few_rows(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
+    use rayon::prelude::*;
+    let (cin, cout) = (p.c, p.cout);
+    let rows = p.n * p.out_pixels();
+    let mut dw = buffers::dirty(cin * cout);
+    if rows == 0 {
+        dw.fill(0.0);
+        return dw;
+    }
+    let lr = rows.next_multiple_of(16);
+    // whole 6-row strips of the kernel and 16-row blocks of the transposes
+    let per = (FEW_ROWS_BYTES / 4 / lr / 48).max(1) * 48;
+    let dy = MatRef::new(&dy[..rows * cout], rows, cout);
+    let packed;
+    let panels = match Panels::in_place(dy).filter(|_| cout < PACK_FROM_WIDTH) {
+        Some(panels) => panels,
+        None => {
+            packed = PackedB::pack(dy);
+            Panels::from(&packed)
+        }
+    };
+    let work = |(k, dw_rows): (usize, &mut [f32])| {
+        let (i0, r) = (k * per, dw_rows.len() / cout);
+        TURNED.with_borrow_mut(|xt| {
+            xt.resize(r * lr, 0.0);
+            transpose(&x[i0..], rows, r, cin, xt, lr);
+            let xt = RowMajor::new(MatRef::strided(xt, r, rows, lr)).expect("Xᵀ is row-major");
+            gemm_rows_serial(&xt, panels, dw_rows, cout, false);
+        })
+    };
+    crate::threads::install(|| dw.par_chunks_mut(per * cout).enumerate().for_each(work));
+    dw
+}
+
 /// `Aᵀ · B` (`ca x cb`) for row-major `a` (`rows x ca`) and `b` (`rows x cb`),
 /// the rows split into at most `parts` parts, one per task.
 fn product_split(
@@ -242,6 +308,37 @@ mod tests {
                 assert_eq!(dx, want_dx, "{n}x{hw}x{hw}x{cin}->{cout} {accumulate}");
                 assert_eq!(dw_both, dw(&x, &dy, &p), "{n}x{hw}x{hw}x{cin}->{cout}");
             }
+        }
+    }
+
+    /// With too few rows for [`applies`]: against the f64 product, dY read in
+    /// place, packed (a width that is not whole panels, or one whose rows are
+    /// 4 KiB apart), and blocks of input channels that do not divide C_in;
+    /// the same bits twice.
+    #[test]
+    fn few_rows_match_reference() {
+        if crate::kernels::packed_gemm::skip_without_avx512() {
+            return;
+        }
+        let mut rng = Rng::new(7);
+        for (n, hw, cin, cout) in [
+            (8, 7, 256, 64),
+            (2, 5, 300, 70),
+            (1, 9, 1100, 1024),
+            (3, 3, 64, 64),
+        ] {
+            let (p, rows, x, dy) = case(n, hw, cin, cout, &mut rng);
+            assert!(few_rows(&p) && !applies(&p), "{n}x{hw}x{hw}x{cin}->{cout}");
+            let xt = MatRef::new(&x, rows, cin).t();
+            let want = matmul_reference(xt, MatRef::new(&dy, rows, cout));
+            let got = dw_few_rows(&x, &dy, &p);
+            for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                    "{n}x{hw}x{hw}x{cin}->{cout} [{i}]: {g} vs {w}"
+                );
+            }
+            assert_eq!(got, dw_few_rows(&x, &dy, &p));
         }
     }
 
