@@ -213,6 +213,39 @@ impl<'a> From<&'a PackedB> for Panels<'a> {
     }
 }
 
+/// Row stride (values) from which [`OnceB`] packs a B that could be read in
+/// place: rows 4 KiB apart or more fall on few cache sets and evict each
+/// other. A 1x1 dW's operand at batch 8, 14x14 1024 -> 256, dW alone,
+/// median of 11: 4.36-4.52 -> 4.08-4.23 ms packed; 256 -> 1024 dX and dW
+/// 7.68-8.04 -> 7.70-7.83; at 2 KiB apart (28x28 512 -> 128) packing lost,
+/// 4.29-4.43 -> 4.50-4.52.
+const PACK_FROM_STRIDE: usize = 1024;
+
+/// A B used once (a block of activations in a dW): read in place where
+/// [`Panels::in_place`] allows and its rows are less than
+/// [`PACK_FROM_STRIDE`] apart, else packed (on the calling thread unless
+/// `parallel`).
+pub enum OnceB<'a> {
+    InPlace(Panels<'a>),
+    Packed(PackedB),
+}
+
+impl<'a> OnceB<'a> {
+    pub fn of(b: MatRef<'a>, parallel: bool) -> Self {
+        match Panels::in_place(b).filter(|_| b.row_stride < PACK_FROM_STRIDE) {
+            Some(panels) => OnceB::InPlace(panels),
+            None if parallel => OnceB::Packed(PackedB::pack(b)),
+            None => OnceB::Packed(PackedB::pack_serial(b)),
+        }
+    }
+    pub fn panels(&self) -> Panels<'_> {
+        match self {
+            OnceB::InPlace(panels) => *panels,
+            OnceB::Packed(b) => Panels::from(b),
+        }
+    }
+}
+
 // SAFETY: a `Panels` only reads through its pointer, and it borrows the
 // values it reads (`'a`) as a shared slice would.
 unsafe impl Send for Panels<'_> {}

@@ -28,7 +28,7 @@ use crate::kernels::buffers;
 use crate::kernels::epilogue::{self, EpilogueRef};
 use crate::kernels::gemm::{gemm, gemm_serial, MatRef};
 use crate::kernels::moments::{ChannelMoments, MomentSink};
-use crate::kernels::packed_gemm::{self, gemm_rows_serial, PackedB, Panels, RowMajor};
+use crate::kernels::packed_gemm::{self, gemm_rows_serial, OnceB, PackedB, RowMajor};
 use crate::kernels::parallel;
 use crate::kernels::transpose::transpose;
 use crate::ops::padding::{nhwc, Geometry2d, Padding};
@@ -706,20 +706,14 @@ fn dw_tiled(x: &[f32], dy: &[f32], p: &ConvPlan, tile_px: usize) -> Vec<f32> {
                 let npx = ((t0 + tile_rows).min(r1) - t0) * ow;
                 let dy_t = &dy[t0 * ow * p.cout..];
                 if packed {
-                    // dY's tile as B, read in place (packed if its width is
-                    // not whole panels); colsᵀ built a block of its
+                    // dY's tile as B, read in place where it can be
+                    // (`OnceB`); colsᵀ built a block of its
                     // rows at a time (small enough to stay in L2 until the
                     // kernel reads it, with a unit step), each block's
                     // product going to the same rows of dW
                     let dy_tile = MatRef::new(&dy_t[..npx * p.cout], npx, p.cout);
-                    let packed_dy;
-                    let b = match Panels::in_place(dy_tile) {
-                        Some(b) => b,
-                        None => {
-                            packed_dy = PackedB::pack_serial(dy_tile);
-                            Panels::from(&packed_dy)
-                        }
-                    };
+                    let dy_tile = OnceB::of(dy_tile, false);
+                    let b = dy_tile.panels();
                     let kb = cols_t_block_rows(npx);
                     TILE_COLS_T.with_borrow_mut(|cols_t| {
                         for k0 in (0..kt).step_by(kb) {
@@ -792,15 +786,8 @@ fn dw_by_kernel_rows(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
     // whole 6-row strips of the kernel and 16-row blocks of the transposes
     let per = (KERNEL_ROWS_BYTES / 4 / lr / 48).max(1) * 48;
     let mut dw = buffers::dirty(kt * cout);
-    let dy = MatRef::new(&dy[..rows * cout], rows, cout);
-    let packed;
-    let b = match Panels::in_place(dy) {
-        Some(b) => b,
-        None => {
-            packed = PackedB::pack(dy);
-            Panels::from(&packed)
-        }
-    };
+    let dy = OnceB::of(MatRef::new(&dy[..rows * cout], rows, cout), true);
+    let b = dy.panels();
     let work = |(kb, dw_rows): (usize, &mut [f32])| {
         let ks = kb * per..kb * per + dw_rows.len() / cout;
         let kn = ks.len();

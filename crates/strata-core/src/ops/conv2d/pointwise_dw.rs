@@ -9,7 +9,8 @@
 //! in blocks of [`KC`] rows: the block of the narrower of X and dY is
 //! transposed into a thread-private matrix (rows the kernel reads with a unit
 //! step), the other's block is read in place as B (its width a whole number
-//! of panels and under [`PACK_FROM_WIDTH`]; packed otherwise), and the kernel accumulates the block's
+//! of panels and its rows less than 4 KiB apart: `OnceB`; packed otherwise),
+//! and the kernel accumulates the block's
 //! product into the thread's partial result (dW, or dWᵀ when dY is the
 //! narrower, transposed at the end). Packing that block was a plain copy of
 //! the wider operand, 2.6% of the ResNet-50 training step's profile; without
@@ -19,7 +20,7 @@
 
 use super::ConvPlan;
 use crate::kernels::gemm::MatRef;
-use crate::kernels::packed_gemm::{self, gemm_rows_serial, PackedB, Panels, RowMajor};
+use crate::kernels::packed_gemm::{self, gemm_rows_serial, OnceB, PackedB, RowMajor};
 use crate::kernels::transpose::transpose;
 use crate::kernels::{buffers, parallel};
 use std::sync::{Mutex, PoisonError};
@@ -49,13 +50,6 @@ pub(super) fn applies(p: &ConvPlan) -> bool {
         && p.c.max(p.cout) >= 256
         && packed_gemm::available()
 }
-
-/// Narrowest operand read in place as B that is packed instead: its rows
-/// 4 KiB apart or more, a block's rows fall on few sets of the caches and
-/// evict each other. 14x14 1024->256 dW alone, median of 11: 4.36-4.52 ->
-/// 4.08-4.23 ms, 256->1024 dX and dW 7.68-8.04 -> 7.70-7.83; with 512
-/// (2 KiB apart) 28x28 512->128 lost (4.29-4.43 -> 4.50-4.52).
-const PACK_FROM_WIDTH: usize = 1024;
 
 /// Fewest rows (pixels of the batch) for [`applies`]: four blocks.
 const MIN_ROWS: usize = 4 * KC;
@@ -187,15 +181,8 @@ pub(super) fn dw_few_rows(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
     let lr = rows.next_multiple_of(16);
     // whole 6-row strips of the kernel and 16-row blocks of the transposes
     let per = (FEW_ROWS_BYTES / 4 / lr / 48).max(1) * 48;
-    let dy = MatRef::new(&dy[..rows * cout], rows, cout);
-    let packed;
-    let panels = match Panels::in_place(dy).filter(|_| cout < PACK_FROM_WIDTH) {
-        Some(panels) => panels,
-        None => {
-            packed = PackedB::pack(dy);
-            Panels::from(&packed)
-        }
-    };
+    let dy = OnceB::of(MatRef::new(&dy[..rows * cout], rows, cout), true);
+    let panels = dy.panels();
     let work = |(k, dw_rows): (usize, &mut [f32])| {
         let (i0, r) = (k * per, dw_rows.len() / cout);
         TURNED.with_borrow_mut(|xt| {
@@ -244,11 +231,8 @@ fn product_split_with(
             let at = &mut at[..ca * kc];
             transpose(&a[k0 * ca..(k0 + kc) * ca], kc, ca, ca, at, kc);
             let at = RowMajor::new(MatRef::new(at, ca, kc)).expect("a whole matrix is row-major");
-            let block = MatRef::new(&b[k0 * cb..(k0 + kc) * cb], kc, cb);
-            match Panels::in_place(block).filter(|_| cb < PACK_FROM_WIDTH) {
-                Some(panels) => gemm_rows_serial(&at, panels, &mut c, cb, k0 > r0),
-                None => gemm_rows_serial(&at, &PackedB::pack_serial(block), &mut c, cb, k0 > r0),
-            }
+            let block = OnceB::of(MatRef::new(&b[k0 * cb..(k0 + kc) * cb], kc, cb), false);
+            gemm_rows_serial(&at, block.panels(), &mut c, cb, k0 > r0);
         }
         buffers::recycle(at);
         c
@@ -278,6 +262,23 @@ mod tests {
         let x: Vec<f32> = (0..rows * cin).map(|_| rng.normal()).collect();
         let dy: Vec<f32> = (0..rows * cout).map(|_| rng.normal()).collect();
         (p, rows, x, dy)
+    }
+
+    /// `Xᵀ · dY` as the f64 product gives it.
+    fn reference_dw(x: &[f32], dy: &[f32], rows: usize, cin: usize, cout: usize) -> Vec<f32> {
+        let xt = MatRef::new(x, rows, cin).t();
+        matmul_reference(xt, MatRef::new(dy, rows, cout))
+    }
+
+    /// Every element of `got` within rounding of `want`'s.
+    fn assert_close(got: &[f32], want: &[f32], label: &str) {
+        assert_eq!(got.len(), want.len(), "{label}");
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                "{label} [{i}]: {g} vs {w}"
+            );
+        }
     }
 
     /// dX and dW in one pass are bitwise dW alone and dX from its own GEMM
@@ -329,15 +330,9 @@ mod tests {
         ] {
             let (p, rows, x, dy) = case(n, hw, cin, cout, &mut rng);
             assert!(few_rows(&p) && !applies(&p), "{n}x{hw}x{hw}x{cin}->{cout}");
-            let xt = MatRef::new(&x, rows, cin).t();
-            let want = matmul_reference(xt, MatRef::new(&dy, rows, cout));
+            let want = reference_dw(&x, &dy, rows, cin, cout);
             let got = dw_few_rows(&x, &dy, &p);
-            for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
-                    "{n}x{hw}x{hw}x{cin}->{cout} [{i}]: {g} vs {w}"
-                );
-            }
+            assert_close(&got, &want, &format!("{n}x{hw}x{hw}x{cin}->{cout}"));
             assert_eq!(got, dw_few_rows(&x, &dy, &p));
         }
     }
@@ -357,16 +352,11 @@ mod tests {
             (1, 47, 256, 70),
         ] {
             let (p, rows, x, dy) = case(n, hw, cin, cout, &mut rng);
-            let xt = MatRef::new(&x, rows, cin).t();
-            let want = matmul_reference(xt, MatRef::new(&dy, rows, cout));
+            let want = reference_dw(&x, &dy, rows, cin, cout);
             for parts in [1, 2, 3] {
                 let got = dw_split(&x, &dy, &p, parts);
-                for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-                    assert!(
-                        (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
-                        "{n}x{hw}x{hw}x{cin}->{cout} parts {parts} [{i}]: {g} vs {w}"
-                    );
-                }
+                let label = format!("{n}x{hw}x{hw}x{cin}->{cout} parts {parts}");
+                assert_close(&got, &want, &label);
                 assert_eq!(got, dw_split(&x, &dy, &p, parts));
             }
         }
