@@ -140,12 +140,6 @@ pub(super) fn dw_by_positions(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
     // each block of input channels: its rows of the 36 M[ξ], then its rows of
     // dW from them while they are in L2
     let mut dw = buffers::dirty(9 * ci * co);
-    let mut runs: Vec<Vec<&mut [f32]>> = (0..ci.div_ceil(ROWS)).map(|_| Vec::new()).collect();
-    for tap in dw.chunks_mut(ci * co) {
-        for (k, piece) in tap.chunks_mut(ROWS * co).enumerate() {
-            runs[k].push(piece);
-        }
-    }
     let work = |(k, mut taps): (usize, Vec<&mut [f32]>)| {
         let rows = k * ROWS..((k + 1) * ROWS).min(ci);
         let r = rows.len();
@@ -157,6 +151,7 @@ pub(super) fn dw_by_positions(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
         output_rows::<F4, N>(&m, r, 0..r, co, &mut taps);
         buffers::recycle(m);
     };
+    let runs = tap_runs(&mut dw, ci, co, ROWS);
     crate::threads::install(|| runs.into_par_iter().enumerate().for_each(work));
     buffers::recycle(vt);
     SCRATCH.with_borrow_mut(|s| {
@@ -376,19 +371,25 @@ fn output_transform<W: Transform<N>, const N: usize>(m: &[f32], ci: usize, co: u
     if ci * co == 0 {
         return dw;
     }
-    // the nine taps' planes, each cut into the same runs of input channels
     let run = crate::threads::chunk_len(ci, 16);
+    let runs = tap_runs(&mut dw, ci, co, run);
+    let work = |(k, mut taps): (usize, Vec<&mut [f32]>)| {
+        output_rows::<W, N>(m, ci, k * run..((k + 1) * run).min(ci), co, &mut taps)
+    };
+    crate::threads::install(|| runs.into_par_iter().enumerate().for_each(work));
+    dw
+}
+
+/// The nine taps' planes of `dw` (`3 x 3 x ci x co`), each cut into the
+/// same runs of `run` input channels: run `k`'s nine pieces.
+fn tap_runs(dw: &mut [f32], ci: usize, co: usize, run: usize) -> Vec<Vec<&mut [f32]>> {
     let mut runs: Vec<Vec<&mut [f32]>> = (0..ci.div_ceil(run)).map(|_| Vec::new()).collect();
     for tap in dw.chunks_mut(ci * co) {
         for (k, piece) in tap.chunks_mut(run * co).enumerate() {
             runs[k].push(piece);
         }
     }
-    let work = |(k, mut taps): (usize, Vec<&mut [f32]>)| {
-        output_rows::<W, N>(m, ci, k * run..((k + 1) * run).min(ci), co, &mut taps)
-    };
-    crate::threads::install(|| runs.into_par_iter().enumerate().for_each(work));
-    dw
+    runs
 }
 
 /// `dW[ki][kj] = (Gᵀ M G)[ki][kj]` for the input channels `rows` of `m` (`N`
