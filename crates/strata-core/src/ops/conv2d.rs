@@ -758,52 +758,33 @@ fn by_kernel_rows(p: &ConvPlan) -> bool {
         && fast_paths_allowed()
 }
 
-/// Bytes of colsᵀ per task of [`dw_by_kernel_rows`] (kernel rows over every
-/// pixel), which stay in L2 from being built to being read. 14x14 512 ->
-/// 512 stride 2 (392 pixels), dW alone, median of 11 against the `gemm`
-/// crate's 10.5-11.0 ms: 24 kernel rows a task 11.1 ms, 48 10.0-10.6, 96
-/// 9.4, 192 9.2, 288 9.3, 384 9.2.
-const KERNEL_ROWS_BYTES: usize = 320 << 10;
-
 /// `dW = colsᵀ·dY` for a convolution with few output pixels and a tall
 /// kernel matrix (ResNet's stride-2 3x3 into the 7x7 stage at batch 8: 392
 /// pixels, 4608 kernel rows). Split by pixels, as [`dw_tiled`] is, each
 /// thread would add its few pixels into a whole partial dW of its own (9
 /// MiB there) for the parts to be added up; here the rows of dW are split
-/// among the threads instead, a block at a time ([`KERNEL_ROWS_BYTES`]): its rows
-/// of colsᵀ over every pixel (a few hundred KiB at most, in L2) times all
-/// of dY (read in place, or packed once). Every element sums over all the
+/// among the threads instead (`packed_gemm::gemm_built_rows`), each block's
+/// rows of colsᵀ over every pixel (a few hundred KiB at most, in L2) times
+/// all of dY (read in place, or packed once). Every element sums over all the
 /// pixels in order, whatever the split. 14x14 512 -> 512 stride 2 at batch
 /// 8, dW alone, best of 11, alternated with the old path three times:
 /// 10.5-11.0 -> 9.2 ms (it ran on the `gemm` crate through the whole
 /// batch's im2col).
 fn dw_by_kernel_rows(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
-    use rayon::prelude::*;
     let (kt, cout) = (p.kt(), p.cout);
     let rows = p.n * p.out_pixels();
     let ow = p.geo.out_w;
-    let lr = rows.next_multiple_of(16);
-    // whole 6-row strips of the kernel and 16-row blocks of the transposes
-    let per = (KERNEL_ROWS_BYTES / 4 / lr / 48).max(1) * 48;
     let mut dw = buffers::dirty(kt * cout);
     let dy = OnceB::of(MatRef::new(&dy[..rows * cout], rows, cout), true);
-    let b = dy.panels();
-    let work = |(kb, dw_rows): (usize, &mut [f32])| {
-        let ks = kb * per..kb * per + dw_rows.len() / cout;
-        let kn = ks.len();
-        TILE_COLS_T.with_borrow_mut(|cols_t| {
-            TILE_COLS.with_borrow_mut(|pixel| {
-                let block = cols_t_buf(cols_t, kn * lr);
-                for r in 0..p.n * p.geo.out_h {
-                    im2col_row_t(x, p, r, ks.clone(), &mut block[r * ow..], lr, pixel);
-                }
-                let a = MatRef::strided(block, kn, rows, lr);
-                let a = RowMajor::new(a).expect("colsᵀ is row-major");
-                gemm_rows_serial(&a, b, dw_rows, cout, false);
-            })
+    // colsᵀ's rows `ks` over every pixel, an output image row at a time
+    let cols_t = |ks: std::ops::Range<usize>, block: &mut [f32], ld: usize| {
+        TILE_COLS.with_borrow_mut(|pixel| {
+            for r in 0..p.n * p.geo.out_h {
+                im2col_row_t(x, p, r, ks.clone(), &mut block[r * ow..], ld, pixel);
+            }
         })
     };
-    crate::threads::install(|| dw.par_chunks_mut(per * cout).enumerate().for_each(work));
+    packed_gemm::gemm_built_rows(&mut dw, (kt, rows), dy.panels(), cols_t);
     dw
 }
 

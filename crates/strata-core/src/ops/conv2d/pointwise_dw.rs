@@ -153,15 +153,6 @@ pub(super) fn few_rows(p: &ConvPlan) -> bool {
         && packed_gemm::available()
 }
 
-/// Bytes of Xᵀ per task of [`dw_few_rows`], which stay in L2 from being
-/// turned to being read.
-const FEW_ROWS_BYTES: usize = 320 << 10;
-
-thread_local! {
-    /// Each thread's block of Xᵀ for [`dw_few_rows`].
-    static TURNED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
 /// `dW = Xᵀ · dY` for a convolution with [`few_rows`]. The sum over the rows
 /// is short, so rather than each thread adding its part of the rows into a
 /// whole partial dW of its own (4 MiB at 2048 -> 512 channels, for 196
@@ -170,29 +161,15 @@ thread_local! {
 /// and all of dY (read in place where its width allows, else packed once).
 /// Every element sums over all the rows in order, whatever the split.
 pub(super) fn dw_few_rows(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
-    use rayon::prelude::*;
     let (cin, cout) = (p.c, p.cout);
     let rows = p.n * p.out_pixels();
     let mut dw = buffers::dirty(cin * cout);
-    if rows == 0 {
-        dw.fill(0.0);
-        return dw;
-    }
-    let lr = rows.next_multiple_of(16);
-    // whole 6-row strips of the kernel and 16-row blocks of the transposes
-    let per = (FEW_ROWS_BYTES / 4 / lr / 48).max(1) * 48;
     let dy = OnceB::of(MatRef::new(&dy[..rows * cout], rows, cout), true);
-    let panels = dy.panels();
-    let work = |(k, dw_rows): (usize, &mut [f32])| {
-        let (i0, r) = (k * per, dw_rows.len() / cout);
-        TURNED.with_borrow_mut(|xt| {
-            xt.resize(r * lr, 0.0);
-            transpose(&x[i0..], rows, r, cin, xt, lr);
-            let xt = RowMajor::new(MatRef::strided(xt, r, rows, lr)).expect("Xᵀ is row-major");
-            gemm_rows_serial(&xt, panels, dw_rows, cout, false);
-        })
+    // Xᵀ's rows (input channels) `cs`
+    let xt = |cs: std::ops::Range<usize>, block: &mut [f32], ld: usize| {
+        transpose(&x[cs.start..], rows, cs.len(), cin, block, ld)
     };
-    crate::threads::install(|| dw.par_chunks_mut(per * cout).enumerate().for_each(work));
+    packed_gemm::gemm_built_rows(&mut dw, (cin, rows), dy.panels(), xt);
     dw
 }
 
