@@ -300,7 +300,8 @@ fn call(
 
 /// `a · b` into a new row-major `m x n` buffer.
 pub fn matmul(a: MatRef, b: MatRef) -> Vec<f32> {
-    let mut c = super::buffers::zeroed(a.rows * b.cols);
+    // a non-accumulating GEMM writes every element (zeros where K = 0)
+    let mut c = super::buffers::dirty(a.rows * b.cols);
     gemm(a, b, &mut c, b.cols, false);
     c
 }
