@@ -124,6 +124,7 @@ mod simd {
     /// The CPU must have AVX-512F.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn block_sums(block: &[f32], k: &[f32], b1: &mut [f32], b2: &mut [f32]) {
+        use crate::kernels::lanes::{load, store};
         use std::arch::x86_64::*;
         let c = k.len();
         let rows = block.len() / c.max(1);
@@ -143,30 +144,21 @@ mod simd {
             // loads and stores touch no other lane (an empty mask none).
             unsafe {
                 let at = |p: *const f32, v: usize| p.wrapping_add(j0 + 16 * v);
-                let kv: [__m512; 4] =
-                    std::array::from_fn(|v| _mm512_maskz_loadu_ps(masks[v], at(k.as_ptr(), v)));
+                let kv: [__m512; 4] = std::array::from_fn(|v| load(at(k.as_ptr(), v), masks[v]));
                 let mut s1 = [_mm512_setzero_ps(); 4];
                 let mut s2 = [_mm512_setzero_ps(); 4];
                 for r in 0..rows {
                     let row = block.as_ptr().add(r * c);
                     for v in 0..4 {
-                        let x = _mm512_maskz_loadu_ps(masks[v], at(row, v));
+                        let x = load(at(row, v), masks[v]);
                         let d = _mm512_sub_ps(x, kv[v]);
                         s1[v] = _mm512_add_ps(s1[v], d);
                         s2[v] = _mm512_add_ps(s2[v], _mm512_mul_ps(d, d));
                     }
                 }
                 for v in 0..4 {
-                    _mm512_mask_storeu_ps(
-                        b1.as_mut_ptr().wrapping_add(j0 + 16 * v),
-                        masks[v],
-                        s1[v],
-                    );
-                    _mm512_mask_storeu_ps(
-                        b2.as_mut_ptr().wrapping_add(j0 + 16 * v),
-                        masks[v],
-                        s2[v],
-                    );
+                    store(b1.as_mut_ptr().wrapping_add(j0 + 16 * v), masks[v], s1[v]);
+                    store(b2.as_mut_ptr().wrapping_add(j0 + 16 * v), masks[v], s2[v]);
                 }
             }
         }

@@ -96,7 +96,7 @@ mod simd {
             if i < nr {
                 // SAFETY: row i < nr, columns below nc are readable (the
                 // caller); masked-off lanes are not touched.
-                unsafe { _mm512_maskz_loadu_ps(cmask, src.add(i * lds)) }
+                unsafe { super::super::lanes::load(src.add(i * lds), cmask) }
             } else {
                 _mm512_setzero_ps()
             }
@@ -139,7 +139,7 @@ mod simd {
             if col < nc {
                 // SAFETY: row `col` < nc of `dst`, lanes below nr, is writable
                 // (the caller); masked-off lanes are not touched.
-                unsafe { _mm512_mask_storeu_ps(dst.add(col * ldd), rmask, *v) };
+                unsafe { super::super::lanes::store(dst.add(col * ldd), rmask, *v) };
             }
         }
     }

@@ -289,6 +289,7 @@ fn output_transform(m: &[f32], co: usize, ow: usize, tw: usize, nb: usize, out_b
 mod simd {
     use std::arch::x86_64::*;
 
+    use crate::kernels::lanes;
     use crate::kernels::packed_gemm::lane_mask as mask;
 
     /// `V[ξ] = (Bᵀ d B)[ξ]` of the patch `d` (16 pixels of `ci` channels),
@@ -309,9 +310,8 @@ mod simd {
             let k = mask(ci - l);
             // SAFETY (loads and stores): masked to channels l..ci, which the
             // caller proved lie inside each pixel and plane.
-            let x: [__m512; 16] = std::array::from_fn(|rs| unsafe {
-                _mm512_maskz_loadu_ps(k, d[rs].as_ptr().add(l))
-            });
+            let x: [__m512; 16] =
+                std::array::from_fn(|rs| unsafe { lanes::load(d[rs].as_ptr().add(l), k) });
             // e[4 * r + s] = (Bᵀ d)[r][s]
             let mut e = [_mm512_setzero_ps(); 16];
             for s in 0..4 {
@@ -329,9 +329,7 @@ mod simd {
                     _mm512_sub_ps(a1, a3),
                 ];
                 for (c, v) in v.into_iter().enumerate() {
-                    unsafe {
-                        _mm512_mask_storeu_ps(planes[4 * r + c].as_mut_ptr().add(at + l), k, v)
-                    };
+                    unsafe { lanes::store(planes[4 * r + c].as_mut_ptr().add(at + l), k, v) };
                 }
             }
         }
@@ -371,7 +369,7 @@ mod simd {
             // SAFETY (loads and stores): masked to channels l..co, inside
             // each plane and each output pixel by the caller's asserts.
             let m: [__m512; 16] = std::array::from_fn(|xi| unsafe {
-                _mm512_maskz_loadu_ps(k, planes[xi].as_ptr().add(at + l))
+                lanes::load(planes[xi].as_ptr().add(at + l), k)
             });
             // u[2 * s + a] = (Aᵀ M)[a][s]
             let mut u = [_mm512_setzero_ps(); 8];
@@ -385,8 +383,8 @@ mod simd {
                 let y0 = _mm512_add_ps(_mm512_add_ps(a0, a1), a2);
                 let y1 = _mm512_sub_ps(_mm512_sub_ps(a1, a2), a3);
                 unsafe {
-                    _mm512_mask_storeu_ps(out.as_mut_ptr().add(p * co + l), k, y0);
-                    _mm512_mask_storeu_ps(out.as_mut_ptr().add((p + 1) * co + l), k, y1);
+                    lanes::store(out.as_mut_ptr().add(p * co + l), k, y0);
+                    lanes::store(out.as_mut_ptr().add((p + 1) * co + l), k, y1);
                 }
             }
         }

@@ -540,6 +540,7 @@ mod simd {
     use super::Placement;
     use std::arch::x86_64::*;
 
+    use crate::kernels::lanes;
     use crate::kernels::packed_gemm::lane_mask as mask;
 
     /// `V[ξ] = (Bᵀ d B)[ξ]` of the patch `d` (36 pixels of `ci` channels),
@@ -596,7 +597,7 @@ mod simd {
             for s in 0..6 {
                 // SAFETY: masked to channels l..ci, inside each pixel (caller)
                 let col: [__m512; 6] = std::array::from_fn(|r| unsafe {
-                    _mm512_maskz_loadu_ps(k, d[6 * r + s].as_ptr().add(l))
+                    lanes::load(d[6 * r + s].as_ptr().add(l), k)
                 });
                 for (r, v) in bt(col).into_iter().enumerate() {
                     e[r][s] = v;
@@ -605,9 +606,7 @@ mod simd {
             for (r, e) in e.into_iter().enumerate() {
                 for (c, v) in bt(e).into_iter().enumerate() {
                     // SAFETY: masked to channels l..ci, inside each plane
-                    unsafe {
-                        _mm512_mask_storeu_ps(planes[6 * r + c].as_mut_ptr().add(at + l), k, v)
-                    };
+                    unsafe { lanes::store(planes[6 * r + c].as_mut_ptr().add(at + l), k, v) };
                 }
             }
         }
@@ -646,7 +645,7 @@ mod simd {
             for s in 0..6 {
                 // SAFETY: masked to channels l..co, inside each plane
                 let col: [__m512; 6] = std::array::from_fn(|r| unsafe {
-                    _mm512_maskz_loadu_ps(k, planes[6 * r + s].as_ptr().add(at_ch + l))
+                    lanes::load(planes[6 * r + s].as_ptr().add(at_ch + l), k)
                 });
                 for (a, v) in at(col).into_iter().enumerate() {
                     u[a][s] = v;
@@ -657,7 +656,7 @@ mod simd {
                     let px = pl.origin + a * pl.row_stride + b;
                     // SAFETY: masked to channels l..co of a pixel inside
                     // the output (`Placement::check`)
-                    unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr().add(px * co + l), k, y) };
+                    unsafe { lanes::store(out.as_mut_ptr().add(px * co + l), k, y) };
                 }
             }
         }
