@@ -584,6 +584,14 @@ fn check(a: &impl RowSource, b: &Panels, c_len: usize, ldc: usize) {
     );
 }
 
+/// The depth of the blocks of k that the kernel sums in registers before
+/// adding them into C, for a row-major A of depth `k`: a product cut along k
+/// at multiples of it into calls that accumulate after the first sums every
+/// element exactly as one call does.
+pub fn k_block(k: usize) -> usize {
+    k_blocks(k, k).map(|(_, kl)| kl).max().unwrap_or(1)
+}
+
 /// The k blocks of one micro-kernel call each: every run of A split into
 /// equal blocks of at most [`KC_MAX`], in order.
 fn k_blocks(k: usize, run: usize) -> impl Iterator<Item = (usize, usize)> {

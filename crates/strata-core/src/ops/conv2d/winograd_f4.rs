@@ -24,8 +24,8 @@
 //! alternated rounds). Its 14x14 stage gains less: 4.2 ms a forward either
 //! way in one alternated comparison, 3.4 against F(2x2)'s 3.9 ms in runs AB
 //! and Z of `bench/RESULTS.md`. Weights used once (training) are transformed
-//! a share of the output channels at a time, each share's GEMMs run while it
-//! is in L3 ([`forward_packing`]).
+//! a block at a time, each block's products run while it is in L2
+//! ([`forward_packing`]).
 //! Tiles past the output's edge (an output side not a multiple of 4) are
 //! computed whole and only their pixels inside the output are written.
 //! Results differ from the direct convolution by rounding only (in the
@@ -40,7 +40,7 @@ use super::ConvPlan;
 use crate::kernels::buffers;
 use crate::kernels::epilogue::{self, EpilogueRef};
 use crate::kernels::gemm::MatRef;
-use crate::kernels::packed_gemm::{gemm_packed_serial, PackedB, NR};
+use crate::kernels::packed_gemm::{gemm_packed_serial, k_block, PackedB, NR};
 
 /// Largest transformed weights (36 * C_in * C_out floats: 2.25 MiB, 128 ->
 /// 128 channels) that run as F(4x4, 3x3) in blocks ([`blocked`]).
@@ -111,26 +111,16 @@ fn pack_columns(w: &[f32], p: &ConvPlan, cols: Range<usize>) -> Vec<PackedB> {
     super::winograd::pack_transformed::<36, 6>(w, p, cols, g_row)
 }
 
-/// Largest share of the 36 transformed weight matrices packed at once by
-/// [`forward_packing`]: small enough to stay in L3 between being written and
-/// being read (the whole of them is 36 MiB at 512 -> 512 channels).
-const U_CHUNK_BYTES: usize = 10 << 20;
-
 /// Whether a forward with weights that are used once (a training step's,
 /// or dX's rotated ones) runs [`forward_packing`]: the [`whole_batch`]
-/// convolutions, whose transformed weights outgrow L3 at 512 channels.
+/// convolutions, whose transformed weights (9-36 MiB) outgrow L2 and L3.
 pub(super) fn packs_as_it_goes(p: &ConvPlan) -> bool {
     whole_batch(p)
 }
 
-/// The output channels of each share [`forward_packing`] packs: whole
-/// panels, at most [`U_CHUNK_BYTES`] of transformed weights.
-fn column_chunk(p: &ConvPlan) -> usize {
-    let per_col = 36 * p.c * 4;
-    ((U_CHUNK_BYTES / per_col) / NR * NR).max(NR)
-}
-
-/// Row `r` of `G` applied to three rows, element by element.
+/// Row `r` of `G` applied to three rows, element by element (inlined, so
+/// that a constant `r` leaves only its own row's loop).
+#[inline(always)]
 fn g_row(r: usize, [v0, v1, v2]: [&[f32]; 3], out: &mut [f32]) {
     let rows = out.iter_mut().zip(v0).zip(v1).zip(v2);
     let (sixth, twelfth, twenty_fourth) = (1.0 / 6.0, 1.0 / 12.0, 1.0 / 24.0);
@@ -210,15 +200,18 @@ fn forward_whole(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, out: 
 }
 
 /// [`forward`] of a convolution that [`packs_as_it_goes`], from its HWIO
-/// weights `w`: the transformed weights packed a share of the output
-/// channels at a time ([`column_chunk`]), each share's 36 GEMMs run while
-/// it is in L3. The products are those of [`forward`] with [`pack_weights`],
-/// bit for bit: each element of `M` is summed by the same kernel calls.
+/// weights `w`: the transformed weights never written out whole, but a
+/// block of input channels by one panel of output channels at a time, each
+/// block's products run while it is in L2 ([`whole_gemms_transforming`]).
+/// The products are those of [`forward`] with [`pack_weights`], bit for
+/// bit: each element of `M` is summed by the same kernel calls.
 /// ResNet-50's 7x7 stage at batch 8 packed its 36 MiB in one piece in
-/// 5.1-5.3 ms (written at 7 GB/s, past L3); in four pieces of 9 MiB its
-/// training forward went 9.2-10.8 -> 7.2-8.3 ms and its backward (dX this
-/// way, and dW) 20.6-23.1 -> 18.6-20.1 ms (old and new alternated); shares
-/// of 256 channels gained nothing.
+/// 5.1-5.3 ms (written at 7 GB/s, past L3); in four pieces of 9 MiB that
+/// stayed in L3 its training forward went 9.2-10.8 -> 7.2-8.3 ms. In blocks
+/// of 384 KiB, min of 25 calls, five rounds alternated with the
+/// pieces of 9 MiB on a noisy host: 7x7 512 -> 512 forward 5.5-10.2 ->
+/// 4.7-8.1 ms, dX 8.0-10.9 -> 6.5-9.6 ms; 14x14 256 -> 256 forward 4.1-4.3
+/// -> 3.6-3.7 ms, dX 5.4-6.5 -> 4.4-5.7 ms.
 pub(super) fn forward_packing(
     x: &[f32],
     w: &[f32],
@@ -226,15 +219,115 @@ pub(super) fn forward_packing(
     ep: &EpilogueRef,
     out: &mut [f32],
 ) {
-    whole_with(x, WholeWeights::Raw(w, column_chunk(p)), p, ep, out)
+    whole_with(x, WholeWeights::Raw(w), p, ep, out)
 }
 
-/// The weights of [`whole_with`]: the 36 matrices packed, or HWIO weights to
-/// pack so many output channels at a time.
+/// The weights of [`whole_with`]: the 36 matrices packed, or HWIO weights
+/// to transform a block at a time ([`whole_gemms_transforming`]).
 #[derive(Clone, Copy)]
 enum WholeWeights<'a> {
     Packed(&'a [PackedB]),
-    Raw(&'a [f32], usize),
+    Raw(&'a [f32]),
+}
+
+thread_local! {
+    /// Each thread's six blocks of transformed weights for
+    /// [`whole_gemms_transforming`], kept from call to call.
+    static U_BLOCK: RefCell<[Vec<f32>; 6]> = RefCell::new(Default::default());
+}
+
+/// [`whole_gemms`] from HWIO weights `w`, never writing the 36 transformed
+/// matrices out whole (36 MiB at 512 -> 512 channels: the transform was
+/// bound by writing them to memory, and the products by reading them back).
+/// Each of six tasks takes the six positions ξ = (r, s) of one row `r` of
+/// `G` (its own six planes of `M`): for each panel of output channels and
+/// each block of input channels it transforms that block of the six `U[ξ]`
+/// into a thread-private buffer (in L2: 384 KiB at ResNet-50's widths, 576
+/// KiB at most) and at once adds its products into the six `M[ξ]`. The
+/// blocks are the kernel's own k blocks ([`k_block`]), so every element of
+/// `M` is summed exactly as by [`whole_gemms`] with the whole `U[ξ]` packed.
+fn whole_gemms_transforming(v: &[f32], m: &mut [f32], w: &[f32], p: &ConvPlan, t: usize) {
+    use rayon::prelude::*;
+    let (ci, co) = (p.c, p.cout);
+    let kb = k_block(ci);
+    let task = |(r, planes): (usize, &mut [f32])| {
+        U_BLOCK.with_borrow_mut(|bufs| {
+            for j0 in (0..co).step_by(NR) {
+                let cols = j0..(j0 + NR).min(co);
+                for k0 in (0..ci).step_by(kb) {
+                    let rows = k0..(k0 + kb).min(ci);
+                    let u = transform_block(w, p, r, rows.clone(), cols.clone(), bufs);
+                    for (s, u) in u.iter().enumerate() {
+                        let xi = 6 * r + s;
+                        let a = MatRef::strided(&v[xi * t * ci + k0..], t, rows.len(), ci);
+                        let c = &mut planes[s * t * co + j0..];
+                        gemm_packed_serial(a, u, c, co, k0 > 0);
+                    }
+                    *bufs = u.map(PackedB::into_data);
+                }
+            }
+        })
+    };
+    crate::threads::install(|| {
+        m.par_chunks_mut(6 * t * co)
+            .enumerate()
+            .with_max_len(1)
+            .for_each(task)
+    });
+}
+
+/// `U[ξ]` for the six positions `ξ = (r, s)` of row `r` of `G`, input
+/// channels `rows` by output channels `cols` (at most one panel), packed
+/// into `bufs`: the values [`pack_weights`] gives, by the same operations.
+fn transform_block(
+    w: &[f32],
+    p: &ConvPlan,
+    r: usize,
+    rows: Range<usize>,
+    cols: Range<usize>,
+    bufs: &mut [Vec<f32>; 6],
+) -> [PackedB; 6] {
+    // `r` fixed for the whole block: each `g_row` below compiles to its own
+    // row's arithmetic, with no choice per call (the transform was as long
+    // as the products it feeds at 7x7, 512 channels, when it chose per call)
+    match r {
+        0 => transform_rows::<0>(w, p, rows, cols, bufs),
+        1 => transform_rows::<1>(w, p, rows, cols, bufs),
+        2 => transform_rows::<2>(w, p, rows, cols, bufs),
+        3 => transform_rows::<3>(w, p, rows, cols, bufs),
+        4 => transform_rows::<4>(w, p, rows, cols, bufs),
+        _ => transform_rows::<5>(w, p, rows, cols, bufs),
+    }
+}
+
+/// [`transform_block`] for row `R` of `G`.
+fn transform_rows<const R: usize>(
+    w: &[f32],
+    p: &ConvPlan,
+    rows: Range<usize>,
+    cols: Range<usize>,
+    bufs: &mut [Vec<f32>; 6],
+) -> [PackedB; 6] {
+    let (ci, co) = (p.c, p.cout);
+    let bufs = std::mem::take(bufs);
+    PackedB::build_n_in(bufs, rows.len(), cols.len(), |i, o0, dst| {
+        let n = dst[0].len();
+        let (i, o0) = (rows.start + i, cols.start + o0);
+        let g = |ki: usize, kj: usize| &w[((ki * 3 + kj) * ci + i) * co + o0..][..n];
+        // (G g)[R][kj] for the three kernel columns, then times Gᵀ[.][s]
+        let mut t = [[0f32; NR]; 3];
+        for (kj, t) in t.iter_mut().enumerate() {
+            g_row(R, [g(0, kj), g(1, kj), g(2, kj)], &mut t[..n]);
+        }
+        let t = [&t[0][..n], &t[1][..n], &t[2][..n]];
+        let [d0, d1, d2, d3, d4, d5] = dst;
+        g_row(0, t, d0);
+        g_row(1, t, d1);
+        g_row(2, t, d2);
+        g_row(3, t, d3);
+        g_row(4, t, d4);
+        g_row(5, t, d5);
+    })
 }
 
 /// The 36 GEMMs `M[ξ] = V[ξ] · U[ξ]` (`V` and `M`: 36 planes of `t` rows),
@@ -302,14 +395,7 @@ fn whole_with(x: &[f32], u: WholeWeights, p: &ConvPlan, ep: &EpilogueRef, out: &
     let mut m = buffers::dirty(36 * t * co);
     match u {
         WholeWeights::Packed(u) => whole_gemms(&v, &mut m, u, t, ci, co, 0..co),
-        WholeWeights::Raw(w, chunk) => {
-            for c0 in (0..co).step_by(chunk) {
-                let cols = c0..(c0 + chunk).min(co);
-                let u = pack_columns(w, p, cols.clone());
-                whole_gemms(&v, &mut m, &u, t, ci, co, cols);
-                u.into_iter().for_each(|u| buffers::recycle(u.into_data()));
-            }
-        }
+        WholeWeights::Raw(w) => whole_gemms_transforming(&v, &mut m, w, p, t),
     }
     buffers::recycle(v);
     let planes: Vec<&[f32]> = m.chunks(t * co).collect();
@@ -793,20 +879,15 @@ mod tests {
                 &super::super::NO_EPILOGUE,
                 &mut want,
             );
-            for chunk in [NR, 2 * NR, column_chunk(&p)] {
-                let mut got = vec![f32::NAN; rows * cout];
-                whole_with(
-                    &x,
-                    WholeWeights::Raw(&w, chunk),
-                    &p,
-                    &super::super::NO_EPILOGUE,
-                    &mut got,
-                );
-                assert_eq!(
-                    got, want,
-                    "{n}x{hw}x{hw}x{c}->{cout}, {chunk} columns at a time"
-                );
-            }
+            let mut got = vec![f32::NAN; rows * cout];
+            whole_with(
+                &x,
+                WholeWeights::Raw(&w),
+                &p,
+                &super::super::NO_EPILOGUE,
+                &mut got,
+            );
+            assert_eq!(got, want, "{n}x{hw}x{hw}x{c}->{cout}");
         }
     }
 }
