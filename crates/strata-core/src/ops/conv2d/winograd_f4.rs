@@ -288,8 +288,8 @@ fn transform_block(
     bufs: &mut [Vec<f32>; 6],
 ) -> [PackedB; 6] {
     // `r` fixed for the whole block: each `g_row` below compiles to its own
-    // row's arithmetic, with no choice per call (the transform was as long
-    // as the products it feeds at 7x7, 512 channels, when it chose per call)
+    // row's arithmetic, with no choice per call (measured level with
+    // choosing per call: the transform is bound by reading the weights)
     match r {
         0 => transform_rows::<0>(w, p, rows, cols, bufs),
         1 => transform_rows::<1>(w, p, rows, cols, bufs),
