@@ -118,9 +118,7 @@ pub(super) fn packs_as_it_goes(p: &ConvPlan) -> bool {
     whole_batch(p)
 }
 
-/// Row `r` of `G` applied to three rows, element by element (inlined, so
-/// that a constant `r` leaves only its own row's loop).
-#[inline(always)]
+/// Row `r` of `G` applied to three rows, element by element.
 fn g_row(r: usize, [v0, v1, v2]: [&[f32]; 3], out: &mut [f32]) {
     let rows = out.iter_mut().zip(v0).zip(v1).zip(v2);
     let (sixth, twelfth, twenty_fourth) = (1.0 / 6.0, 1.0 / 12.0, 1.0 / 24.0);
@@ -279,31 +277,12 @@ fn whole_gemms_transforming(v: &[f32], m: &mut [f32], w: &[f32], p: &ConvPlan, t
 /// `U[ξ]` for the six positions `ξ = (r, s)` of row `r` of `G`, input
 /// channels `rows` by output channels `cols` (at most one panel), packed
 /// into `bufs`: the values [`pack_weights`] gives, by the same operations.
+/// Its time goes to reading the weights (nine taps' rows, 1 MiB apart at
+/// 512 channels); a copy compiled for each row of `G` measured level.
 fn transform_block(
     w: &[f32],
     p: &ConvPlan,
     r: usize,
-    rows: Range<usize>,
-    cols: Range<usize>,
-    bufs: &mut [Vec<f32>; 6],
-) -> [PackedB; 6] {
-    // `r` fixed for the whole block: each `g_row` below compiles to its own
-    // row's arithmetic, with no choice per call (measured level with
-    // choosing per call: the transform is bound by reading the weights)
-    match r {
-        0 => transform_rows::<0>(w, p, rows, cols, bufs),
-        1 => transform_rows::<1>(w, p, rows, cols, bufs),
-        2 => transform_rows::<2>(w, p, rows, cols, bufs),
-        3 => transform_rows::<3>(w, p, rows, cols, bufs),
-        4 => transform_rows::<4>(w, p, rows, cols, bufs),
-        _ => transform_rows::<5>(w, p, rows, cols, bufs),
-    }
-}
-
-/// [`transform_block`] for row `R` of `G`.
-fn transform_rows<const R: usize>(
-    w: &[f32],
-    p: &ConvPlan,
     rows: Range<usize>,
     cols: Range<usize>,
     bufs: &mut [Vec<f32>; 6],
@@ -314,19 +293,14 @@ fn transform_rows<const R: usize>(
         let n = dst[0].len();
         let (i, o0) = (rows.start + i, cols.start + o0);
         let g = |ki: usize, kj: usize| &w[((ki * 3 + kj) * ci + i) * co + o0..][..n];
-        // (G g)[R][kj] for the three kernel columns, then times Gᵀ[.][s]
+        // (G g)[r][kj] for the three kernel columns, then times Gᵀ[.][s]
         let mut t = [[0f32; NR]; 3];
         for (kj, t) in t.iter_mut().enumerate() {
-            g_row(R, [g(0, kj), g(1, kj), g(2, kj)], &mut t[..n]);
+            g_row(r, [g(0, kj), g(1, kj), g(2, kj)], &mut t[..n]);
         }
-        let t = [&t[0][..n], &t[1][..n], &t[2][..n]];
-        let [d0, d1, d2, d3, d4, d5] = dst;
-        g_row(0, t, d0);
-        g_row(1, t, d1);
-        g_row(2, t, d2);
-        g_row(3, t, d3);
-        g_row(4, t, d4);
-        g_row(5, t, d5);
+        for (s, dst) in dst.into_iter().enumerate() {
+            g_row(s, [&t[0][..n], &t[1][..n], &t[2][..n]], dst);
+        }
     })
 }
 
