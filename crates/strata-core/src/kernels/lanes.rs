@@ -1,5 +1,7 @@
-//! Loads and stores of the 16 `f32` lanes of an AVX-512 vector, masked only
-//! where the vector is partial (the last channels of a row, the edge of a
+//! The lanes of a 16-lane vector: the mask of its first `n` (one definition
+//! for the packed kernel, the transposes, the Winograd transforms and the
+//! moment sums), and loads and stores of an AVX-512 vector's `f32` lanes,
+//! masked only where the vector is partial (the last channels of a row, the edge of a
 //! block). Zen 4 runs a masked load or store slower than a plain one even
 //! with every lane set, which shows in the Winograd transforms: a load or a
 //! store for every few additions. ResNet-50's 3x3 layers at batch 8, min of
@@ -8,13 +10,25 @@
 //! transposes of a 1x1 dW showed no difference, nor did the packed
 //! micro-kernel's stores of C (which stay masked).
 
+#[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
+
+/// The low `min(n, 16)` bits set: the first `n` lanes of a 16-lane vector
+/// (the channels left in a row, the rows or columns left in a block).
+pub fn mask(n: usize) -> u16 {
+    if n >= 16 {
+        u16::MAX
+    } else {
+        (1u16 << n) - 1
+    }
+}
 
 /// The lanes set in `k` read from `p`, the others zero.
 ///
 /// # Safety
 /// Every lane set in `k` must be readable at `p`, and the CPU must have
 /// AVX-512F.
+#[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx512f")]
 pub unsafe fn load(p: *const f32, k: __mmask16) -> __m512 {
@@ -32,6 +46,7 @@ pub unsafe fn load(p: *const f32, k: __mmask16) -> __m512 {
 /// # Safety
 /// Every lane set in `k` must be writable at `p`, and the CPU must have
 /// AVX-512F.
+#[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx512f")]
 pub unsafe fn store(p: *mut f32, k: __mmask16, v: __m512) {
@@ -44,7 +59,7 @@ pub unsafe fn store(p: *mut f32, k: __mmask16, v: __m512) {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
 
@@ -54,6 +69,10 @@ mod tests {
         if !crate::kernels::packed_gemm::available() {
             return;
         }
+        assert_eq!(
+            (mask(0), mask(3), mask(16), mask(40)),
+            (0, 0b111, u16::MAX, u16::MAX)
+        );
         let src: Vec<f32> = (0..16).map(|i| i as f32 + 1.0).collect();
         for k in [u16::MAX, 0x00ff, 0x0001, 0] {
             let mut dst = [-1.0f32; 16];

@@ -3,7 +3,6 @@
 pub mod buffers;
 pub mod epilogue;
 pub mod gemm;
-#[cfg(target_arch = "x86_64")]
 pub mod lanes;
 pub mod moments;
 pub mod packed_gemm;

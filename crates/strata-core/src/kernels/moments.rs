@@ -124,21 +124,14 @@ mod simd {
     /// The CPU must have AVX-512F.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn block_sums(block: &[f32], k: &[f32], b1: &mut [f32], b2: &mut [f32]) {
-        use crate::kernels::lanes::{load, store};
+        use crate::kernels::lanes::{load, mask, store};
         use std::arch::x86_64::*;
         let c = k.len();
         let rows = block.len() / c.max(1);
         // four vectors (64 channels, a cache line of each row) at a time:
         // four independent chains of additions per sum
         for j0 in (0..c).step_by(64) {
-            let masks: [u16; 4] = std::array::from_fn(|v| {
-                let w = c.saturating_sub(j0 + 16 * v).min(16);
-                if w == 16 {
-                    u16::MAX
-                } else {
-                    (1u16 << w) - 1
-                }
-            });
+            let masks: [u16; 4] = std::array::from_fn(|v| mask(c.saturating_sub(j0 + 16 * v)));
             // SAFETY: the lanes set in `masks` are channels below c, so in
             // bounds of `k`, `b1`, `b2` and every row of `block`; masked
             // loads and stores touch no other lane (an empty mask none).

@@ -654,7 +654,7 @@ unsafe fn run(
                     let n0 = j * NR;
                     let w = NR.min(b.n - n0);
                     let masks: [u16; NV] =
-                        std::array::from_fn(|v| lane_mask(w.saturating_sub(16 * v)));
+                        std::array::from_fn(|v| super::lanes::mask(w.saturating_sub(16 * v)));
                     // SAFETY: rows i0..i0+mr of A, values k0..k0+kl, lie in
                     // one run (`k_blocks`), which the source vouches for; rows
                     // k0..k0+kl of panel j; rows i0..i0+mr, columns n0..n0+w of
@@ -681,16 +681,6 @@ unsafe fn run(
                 ap = next;
             }
         }
-    }
-}
-
-/// The low `min(w, 16)` bits set: the lanes of a 16-lane vector to store
-/// (also the channel steps of the Winograd transforms).
-pub(crate) fn lane_mask(w: usize) -> u16 {
-    if w >= 16 {
-        u16::MAX
-    } else {
-        (1u16 << w) - 1
     }
 }
 

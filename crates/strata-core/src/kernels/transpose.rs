@@ -91,7 +91,7 @@ mod simd {
         ldd: usize,
         (nr, nc): (usize, usize),
     ) {
-        let (rmask, cmask) = (lanes(nr), lanes(nc));
+        let (rmask, cmask) = (super::super::lanes::mask(nr), super::super::lanes::mask(nc));
         let r: [__m512; 16] = std::array::from_fn(|i| {
             if i < nr {
                 // SAFETY: row i < nr, columns below nc are readable (the
@@ -141,15 +141,6 @@ mod simd {
                 // (the caller); masked-off lanes are not touched.
                 unsafe { super::super::lanes::store(dst.add(col * ldd), rmask, *v) };
             }
-        }
-    }
-
-    /// The low `n` (at most 16) lanes.
-    fn lanes(n: usize) -> __mmask16 {
-        if n >= 16 {
-            u16::MAX
-        } else {
-            (1u16 << n) - 1
         }
     }
 

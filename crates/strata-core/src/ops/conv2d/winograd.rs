@@ -289,8 +289,7 @@ fn output_transform(m: &[f32], co: usize, ow: usize, tw: usize, nb: usize, out_b
 mod simd {
     use std::arch::x86_64::*;
 
-    use crate::kernels::lanes;
-    use crate::kernels::packed_gemm::lane_mask as mask;
+    use crate::kernels::lanes::{self, mask};
 
     /// `V[ξ] = (Bᵀ d B)[ξ]` of the patch `d` (16 pixels of `ci` channels),
     /// written to channels `at..at + ci` of the 16 planes.

@@ -600,8 +600,7 @@ mod simd {
     use super::Placement;
     use std::arch::x86_64::*;
 
-    use crate::kernels::lanes;
-    use crate::kernels::packed_gemm::lane_mask as mask;
+    use crate::kernels::lanes::{self, mask};
 
     /// `V[ξ] = (Bᵀ d B)[ξ]` of the patch `d` (36 pixels of `ci` channels),
     /// written to channels `at..at + ci` of the 36 planes.
