@@ -43,6 +43,12 @@ fn min_rows(width: usize, most: usize) -> usize {
     (1usize << 16).div_ceil(width.max(1)).clamp(8, most)
 }
 
+/// Rows per task of an element-wise sweep over `rows` rows of `width`
+/// values (normalising, or BatchNorm's dx).
+fn sweep_rows(rows: usize, width: usize) -> usize {
+    threads::chunk_len(rows, min_rows(width, 256))
+}
+
 /// The blocks' partial sums added in block order.
 fn add_partials(width: usize, partials: Vec<Vec<f64>>) -> Vec<f64> {
     let mut total = vec![0.0f64; width];
@@ -177,7 +183,7 @@ fn normalise(x: &[f32], a: &[f32], b: &[f32]) -> Vec<f32> {
 fn normalise_act(x: &[f32], a: &[f32], b: &[f32], relu: bool) -> Vec<f32> {
     let c = a.len();
     let mut y = buffers::dirty(x.len());
-    let rows = threads::chunk_len(x.len() / c, min_rows(c, 256));
+    let rows = sweep_rows(x.len() / c, c);
     parallel::for_each_chunk_mut(&mut y, rows * c, |i, out| {
         let xs = &x[i * rows * c..][..out.len()];
         for (o, xr) in out.chunks_exact_mut(c).zip(xs.chunks_exact(c)) {
@@ -629,7 +635,7 @@ impl Tensor {
                     .map(|ch| -k[ch] * sum_g[ch] - q[ch] * mean[ch])
                     .collect();
                 let pqr = [&p[..], &q[..], &r[..]];
-                let rows = threads::chunk_len(m, min_rows(c, 256));
+                let rows = sweep_rows(m, c);
                 // dx from a dy it only reads
                 let read_only = |dy: &[f32]| {
                     let mut dx = buffers::dirty(x.len());
@@ -735,7 +741,7 @@ impl Tensor {
                 let dx = xt.requires_grad().then(|| {
                     // dx = dy * gamma * inv_std per channel
                     let mut dx = buffers::dirty(dy.len());
-                    let rows = threads::chunk_len(m, min_rows(c, 256));
+                    let rows = sweep_rows(m, c);
                     parallel::for_each_chunk_mut(&mut dx, rows * c, |i, out| {
                         let gs = &dy[i * rows * c..][..out.len()];
                         for (o, gr) in out.chunks_exact_mut(c).zip(gs.chunks_exact(c)) {

@@ -4,6 +4,7 @@
 use crate::error::{fmt_shape, CoreError, Result};
 use crate::kernels::buffers;
 use crate::kernels::gemm::{gemm, matmul as mm, MatRef};
+use crate::kernels::transpose::transpose;
 use crate::shape::numel;
 use crate::tensor::Tensor;
 
@@ -66,7 +67,8 @@ impl Tensor {
             ));
         }
         let batches = numel(batch_a);
-        let mut data = buffers::zeroed(batches * m * n);
+        // each batch's non-accumulating GEMM writes its whole block
+        let mut data = buffers::dirty(batches * m * n);
         {
             let (ad, bd) = (self.data(), other.data());
             for i in 0..batches {
@@ -86,23 +88,23 @@ impl Tensor {
             &[self, other],
             move |g| {
                 let (ad, bd) = (a.data(), b.data());
+                // each batch's non-accumulating product writes its whole block
                 let ga = a.requires_grad().then(|| {
-                    let mut ga = buffers::zeroed(batches * m * k);
+                    let mut ga = buffers::dirty(batches * m * k);
                     for i in 0..batches {
-                        let bt = transpose2(&bd[i * k * n..(i + 1) * k * n], k, n);
-                        gemm(
-                            MatRef::new(&g[i * m * n..(i + 1) * m * n], m, n),
-                            MatRef::new(&bt, n, k),
-                            &mut ga[i * m * k..(i + 1) * m * k],
+                        grad_lhs_into(
+                            &g[i * m * n..(i + 1) * m * n],
+                            &bd[i * k * n..(i + 1) * k * n],
+                            m,
                             k,
-                            false,
+                            n,
+                            &mut ga[i * m * k..(i + 1) * m * k],
                         );
-                        buffers::recycle(bt);
                     }
                     ga
                 });
                 let gb = b.requires_grad().then(|| {
-                    let mut gb = buffers::zeroed(batches * k * n);
+                    let mut gb = buffers::dirty(batches * k * n);
                     for i in 0..batches {
                         gemm(
                             MatRef::new(&ad[i * m * k..(i + 1) * m * k], m, k).t(),
@@ -120,24 +122,37 @@ impl Tensor {
     }
 }
 
-/// `dA = dC · Bᵀ` (`rows x k`) for `dC` (`rows x n`) and `B` (`k x n`). The
-/// crate is slow on a transposed right-hand side, so the smaller of `B` and
-/// `dC` is transposed first: with fewer rows than columns (a classifier
-/// head at a small batch: 8 rows against ResNet-50's 2048 x 1000 weights)
-/// `dAᵀ = B · dCᵀ` and its transpose move far less than `Bᵀ` would.
+/// `dA = dC · Bᵀ` (`rows x k`) for `dC` (`rows x n`) and `B` (`k x n`).
 fn grad_lhs(g: &[f32], b: &[f32], rows: usize, k: usize, n: usize) -> Vec<f32> {
+    // every element is written by `grad_lhs_into`
+    let mut ga = buffers::dirty(rows * k);
+    grad_lhs_into(g, b, rows, k, n, &mut ga);
+    ga
+}
+
+/// [`grad_lhs`] written to `out` (`rows x k`, row-major). The crate is slow
+/// on a transposed right-hand side, so the smaller of `B` and `dC` is
+/// transposed first: with fewer rows than columns (a classifier head at a
+/// small batch: 8 rows against ResNet-50's 2048 x 1000 weights)
+/// `dAᵀ = B · dCᵀ` and its transpose move far less than `Bᵀ` would.
+fn grad_lhs_into(g: &[f32], b: &[f32], rows: usize, k: usize, n: usize, out: &mut [f32]) {
     if rows < n {
         let gt = transpose2(g, rows, n);
         let gat = mm(MatRef::new(b, k, n), MatRef::new(&gt, n, rows));
         buffers::recycle(gt);
-        let ga = transpose2(&gat, k, rows);
+        transpose(&gat, k, rows, rows, out, k);
         buffers::recycle(gat);
-        return ga;
+        return;
     }
     let bt = transpose2(b, k, n);
-    let ga = mm(MatRef::new(g, rows, n), MatRef::new(&bt, n, k));
+    gemm(
+        MatRef::new(g, rows, n),
+        MatRef::new(&bt, n, k),
+        out,
+        k,
+        false,
+    );
     buffers::recycle(bt);
-    ga
 }
 
 /// Row-major transpose of an `r x c` matrix.
@@ -174,6 +189,9 @@ mod tests {
         let a3 = Tensor::rand_normal(&[2, 4, 3], 0.0, 1.0, &mut r);
         check_gradients(&[a3.clone(), b], |t| t[0].matmul(&t[1]));
         let b3 = Tensor::rand_normal(&[2, 3, 2], 0.0, 1.0, &mut r);
-        check_gradients(&[a3, b3], |t| t[0].matmul(&t[1]));
+        check_gradients(&[a3.clone(), b3], |t| t[0].matmul(&t[1]));
+        // batched with fewer rows (4) than columns (6): dA as (B · dCᵀ)ᵀ per batch
+        let b6 = Tensor::rand_normal(&[2, 3, 6], 0.0, 1.0, &mut r);
+        check_gradients(&[a3, b6], |t| t[0].matmul(&t[1]));
     }
 }
