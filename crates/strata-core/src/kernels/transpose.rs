@@ -74,6 +74,8 @@ fn simd_available() -> bool {
 mod simd {
     use std::arch::x86_64::*;
 
+    use crate::kernels::lanes;
+
     /// Transposes the `nr x nc` block (at most 16 x 16) at `src` (row stride
     /// `lds`) into `dst` (row stride `ldd`): four rounds of shuffles, each
     /// pairing registers at distance 1, 2, 4 and 8 and swapping 1-, 2-, 4- and
@@ -91,12 +93,12 @@ mod simd {
         ldd: usize,
         (nr, nc): (usize, usize),
     ) {
-        let (rmask, cmask) = (super::super::lanes::mask(nr), super::super::lanes::mask(nc));
+        let (rmask, cmask) = (lanes::mask(nr), lanes::mask(nc));
         let r: [__m512; 16] = std::array::from_fn(|i| {
             if i < nr {
                 // SAFETY: row i < nr, columns below nc are readable (the
                 // caller); masked-off lanes are not touched.
-                unsafe { super::super::lanes::load(src.add(i * lds), cmask) }
+                unsafe { lanes::load(src.add(i * lds), cmask) }
             } else {
                 _mm512_setzero_ps()
             }
@@ -139,7 +141,7 @@ mod simd {
             if col < nc {
                 // SAFETY: row `col` < nc of `dst`, lanes below nr, is writable
                 // (the caller); masked-off lanes are not touched.
-                unsafe { super::super::lanes::store(dst.add(col * ldd), rmask, *v) };
+                unsafe { lanes::store(dst.add(col * ldd), rmask, *v) };
             }
         }
     }

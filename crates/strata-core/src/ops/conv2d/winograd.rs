@@ -62,12 +62,11 @@ pub(super) fn applies(p: &ConvPlan) -> bool {
 /// The weights change at every training step, so this runs at every forward
 /// and every dX.
 pub(super) fn pack_weights(w: &[f32], p: &ConvPlan) -> Vec<PackedB> {
-    pack_transformed::<16, 4>(w, p, 0..p.cout, g_row)
+    pack_transformed::<16, 4>(w, p, g_row)
 }
 
 /// `U = G g Gᵀ` for a transform whose `G` has `SIDE` rows (`N = SIDE²`
-/// positions ξ), of the output channels `cols` (`C_in x cols.len()`
-/// matrices), row `r` of `G` applied to three rows by `g_row`: one pass
+/// positions ξ), row `r` of `G` applied to three rows by `g_row`: one pass
 /// over the weights writes all `N` packed `C_in x C_out` matrices straight
 /// into their panels, 64 output channels at a time, the panels in parallel.
 /// F(2x2, 3x3)'s and F(4x4, 3x3)'s weights alike. `g_row` is a type
@@ -78,15 +77,12 @@ pub(super) fn pack_weights(w: &[f32], p: &ConvPlan) -> Vec<PackedB> {
 pub(super) fn pack_transformed<const N: usize, const SIDE: usize>(
     w: &[f32],
     p: &ConvPlan,
-    cols: Range<usize>,
     g_row: impl Fn(usize, [&[f32]; 3], &mut [f32]) + Sync,
 ) -> Vec<PackedB> {
     assert!(SIDE * SIDE == N && SIDE <= 6, "winograd: {N} positions");
-    assert!(cols.end <= p.cout, "winograd: output channels {cols:?}");
     let (ci, co) = (p.c, p.cout);
-    let u: [PackedB; N] = PackedB::build_n_par(ci, cols.len(), |i, o0, dst| {
+    let u: [PackedB; N] = PackedB::build_n_par(ci, co, |i, o0, dst| {
         let n = dst[0].len();
-        let o0 = cols.start + o0;
         let g = |ki: usize, kj: usize| &w[((ki * 3 + kj) * ci + i) * co + o0..][..n];
         // (G g)[r][kj] for the rows of G and the three kernel columns
         let mut t = [[0f32; NR]; 18];

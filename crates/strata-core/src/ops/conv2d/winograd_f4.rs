@@ -103,12 +103,7 @@ fn whole_batch(p: &ConvPlan) -> bool {
 /// `C_in x C_out` matrices. `G = [[¼, 0, 0], [-⅙, -⅙, -⅙], [-⅙, ⅙, -⅙],
 /// [1/24, 1/12, ⅙], [1/24, -1/12, ⅙], [0, 0, 1]]`.
 pub(super) fn pack_weights(w: &[f32], p: &ConvPlan) -> Vec<PackedB> {
-    pack_columns(w, p, 0..p.cout)
-}
-
-/// [`pack_weights`] of the output channels `cols` only.
-fn pack_columns(w: &[f32], p: &ConvPlan, cols: Range<usize>) -> Vec<PackedB> {
-    super::winograd::pack_transformed::<36, 6>(w, p, cols, g_row)
+    super::winograd::pack_transformed::<36, 6>(w, p, g_row)
 }
 
 /// Whether a forward with weights that are used once (a training step's,
@@ -277,8 +272,10 @@ fn whole_gemms_transforming(v: &[f32], m: &mut [f32], w: &[f32], p: &ConvPlan, t
 /// `U[ξ]` for the six positions `ξ = (r, s)` of row `r` of `G`, input
 /// channels `rows` by output channels `cols` (at most one panel), packed
 /// into `bufs`: the values [`pack_weights`] gives, by the same operations.
-/// Its time goes to reading the weights (nine taps' rows, 1 MiB apart at
-/// 512 channels); a copy compiled for each row of `G` measured level.
+/// A copy compiled for each row of `G` measured level; so did reading each
+/// block's weights once for all six rows of `G` (tasks by panel of output
+/// channels: 7x7 faster by up to 0.4 ms a call, 14x14 slower by 0.3 ms,
+/// run AM of `bench/RESULTS.md`).
 fn transform_block(
     w: &[f32],
     p: &ConvPlan,
@@ -306,15 +303,7 @@ fn transform_block(
 
 /// The 36 GEMMs `M[ξ] = V[ξ] · U[ξ]` (`V` and `M`: 36 planes of `t` rows),
 /// spread over the threads, each reading its `U[ξ]` once.
-fn whole_gemms(
-    v: &[f32],
-    m: &mut [f32],
-    u: &[PackedB],
-    t: usize,
-    ci: usize,
-    co: usize,
-    cols: Range<usize>,
-) {
+fn whole_gemms(v: &[f32], m: &mut [f32], u: &[PackedB], t: usize, ci: usize, co: usize) {
     use rayon::prelude::*;
     crate::threads::install(|| {
         m.par_chunks_mut(t * co)
@@ -322,7 +311,7 @@ fn whole_gemms(
             .zip(u.par_iter())
             .with_max_len(1)
             .for_each(|((mx, vx), ux)| {
-                gemm_packed_serial(MatRef::new(vx, t, ci), ux, &mut mx[cols.start..], co, false)
+                gemm_packed_serial(MatRef::new(vx, t, ci), ux, mx, co, false)
             })
     });
 }
@@ -368,7 +357,7 @@ fn whole_with(x: &[f32], u: WholeWeights, p: &ConvPlan, ep: &EpilogueRef, out: &
     let v = whole_input_transform(x, p);
     let mut m = buffers::dirty(36 * t * co);
     match u {
-        WholeWeights::Packed(u) => whole_gemms(&v, &mut m, u, t, ci, co, 0..co),
+        WholeWeights::Packed(u) => whole_gemms(&v, &mut m, u, t, ci, co),
         WholeWeights::Raw(w) => whole_gemms_transforming(&v, &mut m, w, p, t),
     }
     buffers::recycle(v);
