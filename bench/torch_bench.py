@@ -316,7 +316,7 @@ def bench_resnet50_train(args, t, res):
         F.cross_entropy(model(x), y).backward()
         opt.step()
 
-    res.model("torch", "resnet50-train b8", t, time_runs(args.warmup, args.runs, step), 8, args.runs)
+    res.model("torch", "resnet50-train b8", t, time_runs(args.train_warmup, args.runs, step), 8, args.runs)
 
 
 def bench_resnet50_frozen(args, t, res):
@@ -336,7 +336,7 @@ def bench_resnet50_frozen(args, t, res):
         F.cross_entropy(model(x), y).backward()
         opt.step()
 
-    res.model("torch", "resnet50-frozen b16", t, time_runs(args.warmup, args.runs, step), 16, args.runs)
+    res.model("torch", "resnet50-frozen b16", t, time_runs(args.train_warmup, args.runs, step), 16, args.runs)
 
 
 def load_mnist_train():
@@ -380,6 +380,8 @@ def main():
     ap.add_argument("commands", nargs="+", choices=COMMANDS + ["all"])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--train-warmup", type=int, default=6,
+                    help="untimed steps before the timed ones of resnet50-train and resnet50-frozen")
     ap.add_argument("--mnist-runs", type=int, default=3)
     ap.add_argument("--threads", default=None, help="comma-separated thread counts")
     ap.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime rows")
@@ -427,6 +429,7 @@ def main():
             pass
         with open(args.json, "w") as f:
             json.dump({"engine": "torch", "versions": versions, "runs": args.runs,
+                       "warmup": args.warmup, "train_warmup": args.train_warmup,
                        "failures": failures, "results": res.rows}, f, indent=1)
         print(f"# wrote {args.json}")
     return 1 if failures else 0

@@ -5,7 +5,8 @@
 //! ```text
 //! strata-bench [gemm] [conv] [conv-all] [resnet50-infer] [resnet50-train]
 //!              [resnet50-frozen] [mnist-epoch] [peak] [all]
-//!              [--runs N] [--warmup N] [--mnist-runs N] [--threads 1,2]
+//!              [--runs N] [--warmup N] [--train-warmup N] [--mnist-runs N]
+//!              [--threads 1,2]
 //!              [--peak GFLOPS_PER_THREAD] [--json PATH]
 //! ```
 //!
@@ -45,6 +46,9 @@ commands:
 options:
   --runs N         timed runs per row, median reported (default 5)
   --warmup N       untimed runs before (default 1)
+  --train-warmup N untimed training steps before the timed ones of resnet50-train and
+                   resnet50-frozen (default 6: a training loop's first steps are slower
+                   while its memory settles, in both engines)
   --mnist-runs N   timed MNIST epochs (default 3)
   --threads LIST   comma-separated thread counts (default: 1,2 for gemm, 2 otherwise;
                    'max' = all cores)
@@ -56,6 +60,8 @@ options:
 pub struct Opts {
     pub runs: usize,
     pub warmup: usize,
+    /// Untimed steps before the timed ones of the training rows.
+    pub train_warmup: usize,
     pub mnist_runs: usize,
     /// Measured single-thread FMA peak (GFLOP/s), best of several trials.
     pub measured_1t: Option<f64>,
@@ -111,6 +117,7 @@ fn parse_args() -> Result<Args, String> {
         opts: Opts {
             runs: 5,
             warmup: 1,
+            train_warmup: 6,
             mnist_runs: 3,
             measured_1t: None,
             use_measured: false,
@@ -122,6 +129,7 @@ fn parse_args() -> Result<Args, String> {
             "-h" | "--help" => return Err(String::new()),
             "--runs" => a.opts.runs = parse_usize("--runs", it.next())?.max(1),
             "--warmup" => a.opts.warmup = parse_usize("--warmup", it.next())?,
+            "--train-warmup" => a.opts.train_warmup = parse_usize("--train-warmup", it.next())?,
             "--mnist-runs" => a.opts.mnist_runs = parse_usize("--mnist-runs", it.next())?.max(1),
             "--json" => a.json = Some(it.next().ok_or("--json needs a path")?),
             "--peak" => {
@@ -236,8 +244,8 @@ fn main() -> ExitCode {
         println!("# FMA loop on all {cores} threads at once measured {m:.1} GFLOP/s now (shared machine)");
     }
     println!(
-        "# median of {} runs after {} warm-up",
-        args.opts.runs, args.opts.warmup
+        "# median of {} runs after {} warm-up ({} for the training steps)",
+        args.opts.runs, args.opts.warmup, args.opts.train_warmup
     );
     print_header();
     let mut out: Vec<Record> = Vec::new();
@@ -281,6 +289,7 @@ fn main() -> ExitCode {
             "peak_measured_all_threads_now": measured_all,
             "runs": args.opts.runs,
             "warmup": args.opts.warmup,
+            "train_warmup": args.opts.train_warmup,
             "failures": failures,
             "results": out,
         });

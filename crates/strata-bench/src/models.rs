@@ -81,7 +81,7 @@ fn train_steps(
 ) -> Result<(f64, f64), BoxError> {
     let mut err = None;
     let times = time_runs(
-        opts.warmup,
+        opts.train_warmup,
         opts.runs,
         || {},
         || {
