@@ -93,8 +93,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--mnist-runs", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1,
-                    help="untimed runs before each row's timed ones, in both engines (the first "
-                         "steps of a training loop are slower in both while their memory settles)")
+                    help="untimed runs before each row's timed ones, in both engines (the training "
+                         "rows take --train-warmup instead)")
     ap.add_argument("--train-warmup", type=int, default=6,
                     help="untimed steps before the timed ones of resnet50-train and resnet50-frozen, in "
                          "both engines: torch's second to fourth steps can be 10-30%% slower than its "
