@@ -158,7 +158,7 @@ fn grad_lhs_into(g: &[f32], b: &[f32], rows: usize, k: usize, n: usize, out: &mu
 /// Row-major transpose of an `r x c` matrix.
 pub(crate) fn transpose2(x: &[f32], r: usize, c: usize) -> Vec<f32> {
     let mut out = buffers::dirty(r * c);
-    crate::kernels::transpose::transpose(x, r, c, c, &mut out, r);
+    transpose(x, r, c, c, &mut out, r);
     out
 }
 
