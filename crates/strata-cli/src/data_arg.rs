@@ -1,10 +1,10 @@
-//! Resolves the DATA argument: `mnist` (bundled), a folder of class
-//! sub-folders of images, or an .npy of inputs with `--labels`.
+//! Resolves a DATA argument held in memory: `mnist` (bundled) or an .npy of
+//! inputs with `--labels`. Image folders are streamed (`image_arg`).
 
 use std::path::{Path, PathBuf};
 
 use strata_core::Tensor;
-use strata_data::{read_npy, ImageFolder, ImageFolderConfig, Mnist};
+use strata_data::{read_npy, Mnist};
 use strata_nn::{Loss, Metric, Targets};
 
 use crate::model_arg::CliResult;
@@ -13,20 +13,16 @@ use crate::model_arg::CliResult;
 pub struct Data {
     pub inputs: Tensor,
     pub targets: Targets,
-    /// The MNIST test set or an image folder's validation split.
+    /// The MNIST test set.
     pub test: Option<(Tensor, Targets)>,
     pub test_name: &'static str,
-    pub class_names: Vec<String>,
 }
 
-/// What the data needs from the model to load (image folders resize to it).
+/// Where the data is.
 pub struct DataRequest<'a> {
     pub data: &'a str,
     pub labels: Option<&'a Path>,
     pub data_dir: Option<&'a Path>,
-    pub input_shape: Option<[usize; 3]>,
-    pub validation_split: Option<f32>,
-    pub seed: u64,
 }
 
 /// Class ids from an integer array, or dense targets from a float one.
@@ -60,35 +56,9 @@ pub fn load(req: &DataRequest) -> CliResult<Data> {
             targets: Targets::Classes(m.train_labels),
             test: Some((m.test_images, Targets::Classes(m.test_labels))),
             test_name: "test",
-            class_names: (0..10).map(|d| d.to_string()).collect(),
         });
     }
     let path = PathBuf::from(req.data);
-    if path.is_dir() {
-        let [h, w, c] = req
-            .input_shape
-            .ok_or("an image folder needs the model's input shape")?;
-        let f = ImageFolder::load(
-            &path,
-            ImageFolderConfig {
-                height: h,
-                width: w,
-                channels: c,
-                validation_split: req.validation_split.filter(|v| *v > 0.0),
-                seed: req.seed,
-            },
-        )?;
-        let test = f
-            .validation
-            .map(|v| (v.inputs().clone(), Targets::Classes(v.labels().to_vec())));
-        return Ok(Data {
-            inputs: f.train.inputs().clone(),
-            targets: Targets::Classes(f.train.labels().to_vec()),
-            test,
-            test_name: "validation",
-            class_names: f.class_names,
-        });
-    }
     if req.data.ends_with(".npy") {
         let labels = req.labels.ok_or("--data X.npy needs --labels Y.npy")?;
         let inputs = read_npy(&path)?.into_tensor()?;
@@ -98,7 +68,6 @@ pub fn load(req: &DataRequest) -> CliResult<Data> {
             targets,
             test: None,
             test_name: "test",
-            class_names: Vec::new(),
         });
     }
     Err(format!(
@@ -141,12 +110,4 @@ pub fn metrics_for(loss: Loss) -> Vec<Metric> {
         Loss::BinaryCrossentropy => vec![Metric::BinaryAccuracy],
         _ => vec![Metric::Accuracy],
     }
-}
-
-/// The (H, W, C) input of a one-image-input model, which image folders resize to.
-pub fn image_input_shape(model: &strata_nn::Model) -> Option<[usize; 3]> {
-    model
-        .inputs()
-        .first()
-        .and_then(|(_, s)| <[usize; 3]>::try_from(s.as_slice()).ok())
 }

@@ -3,6 +3,7 @@
 
 mod commands;
 mod data_arg;
+mod image_arg;
 mod model_arg;
 
 use std::process::ExitCode;
@@ -31,7 +32,7 @@ enum Command {
     Train(Box<commands::train::Args>),
     /// Loss and accuracy of trained weights on a dataset.
     Evaluate(commands::evaluate::Args),
-    /// Run a model on .npy inputs and write its outputs as .npy.
+    /// Run a model on photos (top classes with their names) or .npy inputs.
     Predict(commands::predict::Args),
     /// What every layer computes, with the model's real shapes and parameter counts.
     Explain(commands::explain::Args),
@@ -39,6 +40,24 @@ enum Command {
     Filters(commands::filters::Args),
     /// Write PNG loss/accuracy curves from a training history.
     Plot(commands::plot::Args),
+}
+
+/// A clap usage error as one line: every line of its message (the missing
+/// argument's name is on the second), without the usage and help hints.
+fn usage_error_line(rendered: &str) -> String {
+    let parts: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let line = parts.join(" ");
+    let line = line.trim_start_matches("error: ").trim();
+    if line.is_empty() {
+        "invalid arguments".to_string()
+    } else {
+        line.to_string()
+    }
 }
 
 fn main() -> ExitCode {
@@ -59,13 +78,8 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 };
             }
-            let msg = e.to_string();
-            let first = msg
-                .lines()
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
-            eprintln!("error: {first}");
+            let msg = usage_error_line(&e.to_string());
+            eprintln!("error: {msg}");
             return ExitCode::from(2);
         }
     };

@@ -57,6 +57,10 @@ impl ModelArgs {
                 .map_err(|e| format!("{}: bad spec in metadata: {e}", p.display()))?;
             let mut m = strata_nn::model::model_from_spec(&v, self.seed)?;
             m.load_weights(p)?;
+            m.set_info(strata_nn::ModelInfo::read_from(
+                &meta,
+                &p.display().to_string(),
+            )?);
             return Ok(m);
         }
         if is_file || self.model.ends_with(".json") {
@@ -81,6 +85,11 @@ impl ModelArgs {
             .into(),
             other => Box::new(other) as Box<dyn std::error::Error>,
         })
+    }
+
+    /// Whether MODEL is a model file saved by strata (it brings its weights).
+    pub fn is_model_file(&self) -> bool {
+        self.model.ends_with(".safetensors") && Path::new(&self.model).is_file()
     }
 
     /// Whether MODEL names a zoo model (whose head can follow the data).

@@ -183,9 +183,16 @@ fn hostile_training_data() {
     let mut args = base.to_vec();
     args.extend_from_slice(&["--labels", "neg.npy", "--batch-size", "0"]);
     fails(&d, &args, &["batch"]);
-    // an image folder whose only "PNG" is not one
-    std::fs::create_dir_all(d.join("images/cats")).expect("create folders");
-    std::fs::write(d.join("images/cats/fake.png"), b"GIF89a not a png").expect("write");
+    // an image folder whose "PNG"s are not PNGs: skipped, so nothing is
+    // left to train on; --strict names the first
+    for class in ["cats", "dogs"] {
+        std::fs::create_dir_all(d.join("images").join(class)).expect("create folders");
+        std::fs::write(
+            d.join("images").join(class).join("fake.png"),
+            b"GIF89a not a png",
+        )
+        .expect("write");
+    }
     std::fs::write(
         d.join("img.json"),
         r#"{"input_shape": [4, 4, 3], "layers": [{"type": "Flatten"}, {"type": "Dense", "units": 2}]}"#,
@@ -207,6 +214,9 @@ fn hostile_training_data() {
         "--loss",
         "sparse_categorical_crossentropy",
     ];
-    fails(&d, &args, &["fake.png"]);
+    fails(&d, &args, &["could be read", "2 skipped"]);
+    let mut strict = args.to_vec();
+    strict.push("--strict");
+    fails(&d, &strict, &["fake.png"]);
     std::fs::remove_dir_all(&d).ok();
 }

@@ -72,6 +72,62 @@ fn is_image(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// Image files with their class ids.
+pub type LabelledFiles = Vec<(PathBuf, usize)>;
+
+/// Lists `root/<class>/<image>`: the class names (sub-folders, sorted) and
+/// every PNG/JPEG file with its class id, sorted within each class. No
+/// image is opened.
+pub fn list_class_files(root: &Path) -> Result<(Vec<String>, LabelledFiles)> {
+    let mut classes: Vec<(String, PathBuf)> = Vec::new();
+    for entry in list_dir(root)? {
+        let path = entry.path();
+        if path.is_dir() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            classes.push((name, path));
+        }
+    }
+    classes.sort();
+    if classes.is_empty() {
+        return Err(DataError::format(
+            root.display(),
+            "classes",
+            "no class sub-folders found",
+        ));
+    }
+    let mut files: Vec<(PathBuf, usize)> = Vec::new();
+    for (id, (_, dir)) in classes.iter().enumerate() {
+        let mut paths: Vec<PathBuf> = list_dir(dir)?
+            .into_iter()
+            .map(|e| e.path())
+            .filter(|p| p.is_file() && is_image(p))
+            .collect();
+        paths.sort();
+        files.extend(paths.into_iter().map(|p| (p, id)));
+    }
+    if files.is_empty() {
+        return Err(DataError::format(
+            root.display(),
+            "images",
+            format!(
+                "no .png/.jpg/.jpeg files in the {} class folder(s)",
+                classes.len()
+            ),
+        ));
+    }
+    Ok((classes.into_iter().map(|(n, _)| n).collect(), files))
+}
+
+/// Keras's validation split of a file list: shuffled with `seed`, the last
+/// `floor(fraction * N)` files are held out. Returns (training, validation).
+pub fn split_files<T>(mut files: Vec<T>, fraction: f32, seed: u64) -> (Vec<T>, Vec<T>) {
+    Rng::new(seed).shuffle(&mut files);
+    let n_val = (fraction_f64(fraction) * files.len() as f64).floor() as usize;
+    let cut = files.len() - n_val.min(files.len());
+    let val = files.split_off(cut);
+    (files, val)
+}
+
 impl ImageFolder {
     /// Reads every image under `root/<class>/`.
     pub fn load(root: impl AsRef<Path>, config: ImageFolderConfig) -> Result<ImageFolder> {
@@ -101,54 +157,9 @@ impl ImageFolder {
             }
         }
 
-        // Classes: sub-folders, sorted by name.
-        let mut classes: Vec<(String, PathBuf)> = Vec::new();
-        for entry in list_dir(root)? {
-            let path = entry.path();
-            if path.is_dir() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                classes.push((name, path));
-            }
-        }
-        classes.sort();
-        if classes.is_empty() {
-            return Err(DataError::format(
-                root.display(),
-                "classes",
-                "no class sub-folders found",
-            ));
-        }
-
-        // Files: (path, class id), sorted within each class.
-        let mut files: Vec<(PathBuf, usize)> = Vec::new();
-        for (id, (_, dir)) in classes.iter().enumerate() {
-            let mut paths: Vec<PathBuf> = list_dir(dir)?
-                .into_iter()
-                .map(|e| e.path())
-                .filter(|p| p.is_file() && is_image(p))
-                .collect();
-            paths.sort();
-            files.extend(paths.into_iter().map(|p| (p, id)));
-        }
-        if files.is_empty() {
-            return Err(DataError::format(
-                root.display(),
-                "images",
-                format!(
-                    "no .png/.jpg/.jpeg files in the {} class folder(s)",
-                    classes.len()
-                ),
-            ));
-        }
-
+        let (class_names, files) = list_class_files(root)?;
         let (train_files, val_files) = match config.validation_split {
-            Some(split) => {
-                Rng::new(config.seed).shuffle(&mut files);
-                let n_val = (fraction_f64(split) * files.len() as f64).floor() as usize;
-                let cut = files.len() - n_val.min(files.len());
-                let val = files.split_off(cut);
-                (files, val)
-            }
+            Some(split) => split_files(files, split, config.seed),
             None => (files, Vec::new()),
         };
 
@@ -160,7 +171,7 @@ impl ImageFolder {
         Ok(ImageFolder {
             train,
             validation,
-            class_names: classes.into_iter().map(|(n, _)| n).collect(),
+            class_names,
             train_files: train_files.into_iter().map(|(p, _)| p).collect(),
             validation_files: val_files.into_iter().map(|(p, _)| p).collect(),
         })

@@ -38,6 +38,9 @@ pub enum NnError {
         path: String,
         source: std::io::Error,
     },
+    /// A batch source could not deliver (the message names the file).
+    #[error("{0}")]
+    Data(String),
     /// Training could not go on (bad arguments, non-finite loss, ...).
     #[error("training: {0}")]
     Training(String),

@@ -18,6 +18,9 @@ pub use initializers::Initializer;
 pub use layers::{Ctx, Layer};
 pub use losses::{Loss, Targets};
 pub use metrics::Metric;
-pub use model::{FitConfig, History, Model, Source, Verbosity};
+pub use model::{
+    BatchSource, FitConfig, History, Model, ModelInfo, Preprocessing, Source, SourceBatch,
+    Verbosity,
+};
 pub use optimizers::{LearningRateSchedule, Optimizer, Param};
 pub use weight::Weight;

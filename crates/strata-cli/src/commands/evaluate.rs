@@ -1,62 +1,121 @@
-//! `strata evaluate MODEL --weights W --data DATA [--labels Y.npy]`: loss and accuracy.
+//! `strata evaluate MODEL [--weights W] --data DATA [--labels Y.npy]`: loss
+//! and accuracy. A strata model file brings its own weights; an image
+//! folder's classes are matched to the model's class names by name.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use strata_nn::{Loss, Optimizer};
+use strata_data::{list_class_files, ImageStream};
+use strata_nn::{Loss, Optimizer, Targets};
 
 use crate::data_arg::{self, DataRequest};
+use crate::image_arg::{self, ImageArgs, StreamSource};
 use crate::model_arg::{load_weights, CliResult, ModelArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
+    /// Trained weights (default: those of a strata model file given as MODEL).
     #[arg(long)]
-    weights: PathBuf,
+    weights: Option<PathBuf>,
     /// `mnist` (its test set), a folder of class sub-folders, or inputs .npy.
     #[arg(long, default_value = "mnist")]
     data: String,
+    /// Labels .npy for --data X.npy.
     #[arg(long)]
     labels: Option<PathBuf>,
+    /// Read MNIST's IDX files from this folder instead of the bundled copy.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// A Keras loss name (default: sparse_categorical_crossentropy for class ids).
     #[arg(long)]
     loss: Option<String>,
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
+    /// Print the results as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    images: ImageArgs,
 }
 
 pub fn run(a: Args) -> CliResult<()> {
-    // a zoo model's head follows the number of class folders (spec files ignore it)
+    if a.weights.is_none() && !a.model.is_model_file() {
+        return Err(format!(
+            "evaluate needs trained weights: '{}' is not a model file saved by strata, so pass --weights W.safetensors",
+            a.model.model
+        )
+        .into());
+    }
+    if a.batch_size == 0 {
+        return Err("--batch-size must be at least 1".into());
+    }
+    let dir = Path::new(&a.data);
+    let folder = dir.is_dir();
+    // a zoo model's head follows the number of class folders
     let mut model = a.model.build(data_arg::class_count_of_folder(&a.data))?;
-    load_weights(&mut model, &a.weights)?;
-    let input_shape = data_arg::image_input_shape(&model);
-    let data = data_arg::load(&DataRequest {
-        data: &a.data,
-        labels: a.labels.as_deref(),
-        data_dir: a.data_dir.as_deref(),
-        input_shape,
-        validation_split: None,
-        seed: a.model.seed,
-    })?;
-    let (x, y) = match (a.data.as_str(), data.test) {
-        ("mnist", Some(t)) => t,
-        _ => (data.inputs, data.targets),
+    if let Some(w) = &a.weights {
+        load_weights(&mut model, w)?;
+    }
+    let (r, n) = if folder {
+        let p = a.images.preprocessing(&model)?;
+        let (names, files) = list_class_files(dir)?;
+        let known = &model.info().class_names;
+        let files = if known.is_empty() {
+            files
+        } else {
+            let map = image_arg::match_classes(&names, known, dir)?;
+            files.into_iter().map(|(f, l)| (f, map[l])).collect()
+        };
+        let stream = ImageStream::new(
+            files,
+            image_arg::transform_of(&p, None),
+            a.images.stream_config(a.batch_size, false, a.model.seed),
+        )?;
+        let n = stream.len();
+        let loss = match &a.loss {
+            Some(l) => Loss::from_name(l)?,
+            None => data_arg::default_loss(&Targets::Classes(Vec::new()), model.ends_in_softmax()),
+        };
+        model.compile(
+            loss,
+            Optimizer::sgd(0.0, 0.0, false),
+            &data_arg::metrics_for(loss),
+        );
+        let (r, skipped) = model.evaluate_source(&StreamSource(stream))?;
+        if skipped > 0 {
+            eprintln!("warning: {skipped} unreadable image(s) skipped (--strict refuses them)");
+        }
+        (r, n - skipped)
+    } else {
+        let data = data_arg::load(&DataRequest {
+            data: &a.data,
+            labels: a.labels.as_deref(),
+            data_dir: a.data_dir.as_deref(),
+        })?;
+        let (x, y) = match (a.data.as_str(), data.test) {
+            ("mnist", Some(t)) => t,
+            _ => (data.inputs, data.targets),
+        };
+        let loss = match &a.loss {
+            Some(l) => Loss::from_name(l)?,
+            None => data_arg::default_loss(&y, model.ends_in_softmax()),
+        };
+        model.compile(
+            loss,
+            Optimizer::sgd(0.0, 0.0, false),
+            &data_arg::metrics_for(loss),
+        );
+        (
+            model.evaluate(std::slice::from_ref(&x), &y, a.batch_size)?,
+            y.len(),
+        )
     };
-    let loss = match &a.loss {
-        Some(l) => Loss::from_name(l)?,
-        None => data_arg::default_loss(&y, model.ends_in_softmax()),
-    };
-    let metrics = data_arg::metrics_for(loss);
-    model.compile(loss, Optimizer::sgd(0.0, 0.0, false), &metrics);
-    let r = model.evaluate(std::slice::from_ref(&x), &y, a.batch_size.max(1))?;
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         let parts: Vec<String> = r.iter().map(|(k, v)| format!("{k}: {v:.4}")).collect();
-        println!("{} samples - {}", y.len(), parts.join(" - "));
+        println!("{n} samples - {}", parts.join(" - "));
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ use strata_nn::optimizers::{Adam, RMSprop};
 use strata_nn::{FitConfig, LearningRateSchedule, Loss, Model, Optimizer, Verbosity};
 
 use crate::data_arg::{self, DataRequest};
+use crate::image_arg::{self, AugmentArgs, FolderData, ImageArgs, StreamSource};
 use crate::model_arg::{load_weights, CliResult, ModelArgs};
 
 /// Epochs of the mnist-cnn recipe (Adam 2e-3 with cosine decay, batch 128).
@@ -69,7 +70,8 @@ pub struct Args {
     loss: Option<String>,
     #[arg(long)]
     no_shuffle: bool,
-    /// Fraction of the training data held out for validation (an image folder's split).
+    /// Fraction held out for validation: an image folder's files shuffled with
+    /// --seed first; MNIST and .npy data lose their last samples, as Keras does.
     #[arg(long)]
     validation_split: Option<f32>,
     /// Load only the --weights tensors that fit the model (e.g. an ImageNet
@@ -91,6 +93,10 @@ pub struct Args {
     /// No progress output.
     #[arg(long)]
     quiet: bool,
+    #[command(flatten)]
+    images: ImageArgs,
+    #[command(flatten)]
+    augment: AugmentArgs,
 }
 
 /// Writes a checkpoint at the end of every epoch.
@@ -208,6 +214,72 @@ fn build_optimizer(a: &Args, recipe: bool, steps_total: u64) -> CliResult<Optimi
     Ok(opt)
 }
 
+/// What `train` fits on: tensors in memory, or an image folder streamed.
+enum TrainData {
+    Memory(data_arg::Data),
+    Folder(FolderData),
+}
+
+/// Streams of an image folder for `model`, whose file info gets the class
+/// names and preprocessing; a model that already names its classes (a
+/// model file being fine-tuned) has the folder's classes matched by name.
+fn prepare_folder(a: &Args, model: &mut Model) -> CliResult<FolderData> {
+    let p = a.images.preprocessing(model)?;
+    let cfg = a
+        .images
+        .stream_config(a.batch_size, !a.no_shuffle, a.model.seed);
+    let dir = Path::new(&a.data);
+    let mut f =
+        image_arg::folder_streams(dir, &p, a.augment.augmentation()?, a.validation_split, cfg)?;
+    if f.class_names.len() < 2 {
+        return Err(format!(
+            "{}: one class folder ({}): a classifier needs at least two",
+            dir.display(),
+            f.class_names.join(", ")
+        )
+        .into());
+    }
+    let known = model.info().class_names.clone();
+    let class_names = if known.is_empty() {
+        f.class_names.clone()
+    } else {
+        let map = image_arg::match_classes(&f.class_names, &known, dir)?;
+        f.train = image_arg::relabel(f.train, &map)?;
+        if let Some(v) = f.validation.take() {
+            f.validation = Some(image_arg::relabel(v, &map)?);
+        }
+        known
+    };
+    let outputs = model
+        .output_shapes()
+        .first()
+        .and_then(|s| s.last().copied())
+        .unwrap_or(0);
+    if outputs < class_names.len() {
+        return Err(format!(
+            "{}: {} classes ({}) but the model has {outputs} outputs",
+            dir.display(),
+            class_names.len(),
+            class_names.join(", ")
+        )
+        .into());
+    }
+    println!(
+        "classes: {} ({} training images{})",
+        class_names.join(", "),
+        f.train.len(),
+        f.validation
+            .as_ref()
+            .map(|v| format!(", {} validation", v.len()))
+            .unwrap_or_default()
+    );
+    model.set_info(strata_nn::ModelInfo {
+        class_names,
+        preprocessing: Some(p),
+    });
+    Ok(f)
+}
+
 pub fn run(a: Args) -> CliResult<()> {
     if a.batch_size == 0 {
         return Err("--batch-size must be at least 1".into());
@@ -233,30 +305,55 @@ pub fn run(a: Args) -> CliResult<()> {
         let left = strata_zoo::freeze_backbone(&mut model)?;
         eprintln!("frozen backbone; training {}", left.join(", "));
     }
-    let input_shape = data_arg::image_input_shape(&model);
-    let data = data_arg::load(&DataRequest {
-        data: &a.data,
-        labels: a.labels.as_deref(),
-        data_dir: a.data_dir.as_deref(),
-        input_shape,
-        validation_split: a.validation_split,
-        seed: a.model.seed,
-    })?;
-    if a.data != "mnist" && !data.class_names.is_empty() {
-        eprintln!("classes: {}", data.class_names.join(", "));
+    let folder = Path::new(&a.data).is_dir();
+    if !folder && (a.augment.augment.is_some() || a.images.normalize.is_some()) {
+        return Err("--augment and --normalize apply to an image folder given as --data".into());
     }
+    let data = if folder {
+        TrainData::Folder(prepare_folder(&a, &mut model)?)
+    } else if a.data == "mnist" && model.info().is_empty() {
+        // digits are their own class names; a photo is resized to the input
+        if let Some(shape) = image_arg::image_input_shape(&model) {
+            model.set_info(strata_nn::ModelInfo {
+                class_names: (0..10).map(|d| d.to_string()).collect(),
+                preprocessing: Some(strata_nn::Preprocessing::plain(shape)),
+            });
+        }
+        TrainData::Memory(data_arg::load(&DataRequest {
+            data: &a.data,
+            labels: a.labels.as_deref(),
+            data_dir: a.data_dir.as_deref(),
+        })?)
+    } else {
+        TrainData::Memory(data_arg::load(&DataRequest {
+            data: &a.data,
+            labels: a.labels.as_deref(),
+            data_dir: a.data_dir.as_deref(),
+        })?)
+    };
+    let targets_for_loss = match &data {
+        TrainData::Memory(d) => d.targets.clone(),
+        TrainData::Folder(_) => strata_nn::Targets::Classes(Vec::new()),
+    };
     let loss = match &a.loss {
         Some(l) => Loss::from_name(l)?,
-        None => data_arg::default_loss(&data.targets, model.ends_in_softmax()),
+        None => data_arg::default_loss(&targets_for_loss, model.ends_in_softmax()),
     };
     let metrics = data_arg::metrics_for(loss);
     let epochs = a
         .epochs
         .unwrap_or(if recipe { MNIST_CNN_EPOCHS } else { 10 });
-    let n = data.inputs.shape().first().copied().unwrap_or(0);
-    let steps_total = a
-        .steps
-        .unwrap_or(epochs as u64 * n.div_ceil(a.batch_size) as u64);
+    let steps_per_epoch = match &data {
+        TrainData::Memory(d) => d
+            .inputs
+            .shape()
+            .first()
+            .copied()
+            .unwrap_or(0)
+            .div_ceil(a.batch_size),
+        TrainData::Folder(f) => f.train.num_batches(),
+    };
+    let steps_total = a.steps.unwrap_or(epochs as u64 * steps_per_epoch as u64);
     model.compile(loss, build_optimizer(&a, recipe, steps_total)?, &metrics);
     let (mut initial_epoch, mut initial_step) = (0, 0);
     if let Some(r) = &a.resume {
@@ -272,11 +369,12 @@ pub fn run(a: Args) -> CliResult<()> {
         batch_size: a.batch_size,
         shuffle: !a.no_shuffle,
         seed: a.model.seed,
-        validation_data: data
-            .test
-            .clone()
-            .filter(|_| data.test_name == "validation")
-            .map(|(x, y)| (vec![x], y)),
+        // tensors in memory hold out their last samples, as Keras does
+        validation_split: if folder {
+            0.0
+        } else {
+            a.validation_split.unwrap_or(0.0)
+        },
         verbose: if a.quiet {
             Verbosity::Silent
         } else {
@@ -319,12 +417,24 @@ pub fn run(a: Args) -> CliResult<()> {
         stopped_at: stopped_at.clone(),
     }));
     let start = std::time::Instant::now();
-    let history = model.fit(
-        std::slice::from_ref(&data.inputs),
-        &data.targets,
-        &cfg,
-        &mut callbacks,
-    )?;
+    let history = match &data {
+        TrainData::Memory(d) => model.fit(
+            std::slice::from_ref(&d.inputs),
+            &d.targets,
+            &cfg,
+            &mut callbacks,
+        )?,
+        TrainData::Folder(f) => {
+            let train = StreamSource(f.train.clone());
+            let val = f.validation.clone().map(StreamSource);
+            model.fit_source(
+                &train,
+                val.as_ref().map(|v| v as &dyn strata_nn::BatchSource),
+                &cfg,
+                &mut callbacks,
+            )?
+        }
+    };
     let stopped = stopped_at.lock().ok().and_then(|g| *g);
     if let Some((e, st)) = stopped {
         return Err(format!(
@@ -337,23 +447,31 @@ pub fn run(a: Args) -> CliResult<()> {
     }
     let secs = start.elapsed().as_secs_f64();
     println!("trained {} epoch(s) in {secs:.1}s", history.epoch.len());
-    if let Some((x, y)) = &data.test {
-        let r = model.evaluate(std::slice::from_ref(x), y, 512)?;
-        let acc = r.get("accuracy").copied();
-        match acc {
+    let held_out = match &data {
+        TrainData::Memory(d) => match &d.test {
+            Some((x, y)) => Some((model.evaluate(std::slice::from_ref(x), y, 512)?, y.len())),
+            None => None,
+        },
+        TrainData::Folder(f) => match &f.validation {
+            Some(v) => {
+                let (r, skipped) = model.evaluate_source(&StreamSource(v.clone()))?;
+                Some((r, v.len() - skipped))
+            }
+            None => None,
+        },
+    };
+    let held_out_name = match &data {
+        TrainData::Memory(d) => d.test_name,
+        TrainData::Folder(_) => "validation",
+    };
+    if let Some((r, n)) = held_out {
+        match r.get("accuracy").copied() {
             Some(acc) => println!(
-                "{} accuracy: {:.2}% (loss {:.4}) on {} samples",
-                data.test_name,
+                "{held_out_name} accuracy: {:.2}% (loss {:.4}) on {n} samples",
                 acc * 100.0,
                 r["loss"],
-                y.len()
             ),
-            None => println!(
-                "{} loss: {:.4} on {} samples",
-                data.test_name,
-                r["loss"],
-                y.len()
-            ),
+            None => println!("{held_out_name} loss: {:.4} on {n} samples", r["loss"]),
         }
     }
     model.save_weights(&save)?;

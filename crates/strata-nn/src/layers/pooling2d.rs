@@ -70,6 +70,25 @@ macro_rules! pooling_layer {
                         "must be positive",
                     ));
                 }
+                if let Padding::Explicit {
+                    top,
+                    bottom,
+                    left,
+                    right,
+                } = self.padding
+                {
+                    // a window made only of padding has nothing to pool
+                    if top.max(bottom) >= self.pool_size.0 || left.max(right) >= self.pool_size.1 {
+                        return Err(NnError::config(
+                            &self.base.name,
+                            "padding",
+                            format!(
+                                "explicit padding [[{top}, {bottom}], [{left}, {right}]] must be smaller than the pool size ({}, {})",
+                                self.pool_size.0, self.pool_size.1
+                            ),
+                        ));
+                    }
+                }
                 let (oh, ow) = window_output(
                     &self.base.name,
                     $class,

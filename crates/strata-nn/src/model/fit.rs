@@ -6,6 +6,7 @@ use std::path::Path;
 
 use strata_core::{no_grad, Rng, Tensor};
 
+use super::batch_source::BatchSource;
 use super::callbacks::{Callback, TrainingControl};
 use super::history::History;
 use super::progress::Progress;
@@ -67,6 +68,20 @@ fn mix(a: u64, b: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+/// One training batch as `fit_loop` takes it.
+struct Step {
+    inputs: Vec<Tensor>,
+    targets: Targets,
+    sample_weights: Option<Vec<f32>>,
+    skipped: usize,
+}
+
+/// Where the validation metrics of each epoch come from.
+enum Validation<'a> {
+    Tensors((Vec<Tensor>, Targets)),
+    Source(&'a dyn BatchSource),
 }
 
 fn sample_count(inputs: &[Tensor], targets: &Targets) -> Result<usize> {
@@ -229,12 +244,97 @@ impl Model {
             cfg.validation_data.clone()
         };
         let weights = Self::sample_weights(cfg, targets);
+        let bs = cfg.batch_size;
+        let steps_per_epoch = n.div_ceil(bs);
+        let batches = |epoch: usize, first: usize| {
+            let mut order: Vec<usize> = (0..n).collect();
+            if cfg.shuffle {
+                Rng::new(mix(cfg.seed, epoch as u64 + 1)).shuffle(&mut order);
+            }
+            let weights = weights.as_ref();
+            (first..steps_per_epoch).map(move |b| {
+                let idx = &order[b * bs..((b + 1) * bs).min(n)];
+                Ok(Step {
+                    inputs: inputs
+                        .iter()
+                        .map(|x| gather_rows(x, idx))
+                        .collect::<Result<_>>()?,
+                    targets: targets.gather(idx)?,
+                    sample_weights: weights.map(|w| idx.iter().map(|&i| w[i]).collect()),
+                    skipped: 0,
+                })
+            })
+        };
+        let validation = validation.map(Validation::Tensors);
+        self.fit_loop(cfg, steps_per_epoch, validation, batches, callbacks)
+    }
+
+    /// Trains on batches from `source` (an image folder streamed from disk);
+    /// `validation` is evaluated after every epoch. `cfg.batch_size` and
+    /// `cfg.shuffle` are the source's business; `validation_split`, the
+    /// validation data and the class weights of `cfg` must be left unset.
+    pub fn fit_source(
+        &mut self,
+        source: &dyn BatchSource,
+        validation: Option<&dyn BatchSource>,
+        cfg: &FitConfig,
+        callbacks: &mut [Box<dyn Callback>],
+    ) -> Result<History> {
+        self.compiled_or_err()?;
+        if cfg.validation_split != 0.0 || cfg.validation_data.is_some() {
+            return Err(NnError::Training(
+                "fit_source takes its validation as a second source, not from the config".into(),
+            ));
+        }
+        if cfg.class_weight.is_some() {
+            return Err(NnError::Training(
+                "class weights are not supported with a batch source".into(),
+            ));
+        }
+        if source.samples() == 0 || source.batches_per_epoch() == 0 {
+            return Err(NnError::Training(
+                "the training source holds no samples".into(),
+            ));
+        }
+        let batches = |epoch: usize, first: usize| {
+            source.epoch(epoch, first).map(|b| {
+                b.map(|b| Step {
+                    inputs: b.inputs,
+                    targets: b.targets,
+                    sample_weights: None,
+                    skipped: b.skipped,
+                })
+            })
+        };
+        let steps = source.batches_per_epoch();
+        self.fit_loop(
+            cfg,
+            steps,
+            validation.map(Validation::Source),
+            batches,
+            callbacks,
+        )
+    }
+
+    /// The epochs of `fit` and `fit_source`: `batches(epoch, first)` gives an
+    /// epoch's batches from batch `first` on.
+    fn fit_loop<I>(
+        &mut self,
+        cfg: &FitConfig,
+        steps_per_epoch: usize,
+        validation: Option<Validation<'_>>,
+        mut batches: impl FnMut(usize, usize) -> I,
+        callbacks: &mut [Box<dyn Callback>],
+    ) -> Result<History>
+    where
+        I: Iterator<Item = Result<Step>>,
+    {
         let metrics = self
             .compiled
             .as_ref()
             .map(|c| c.metrics.clone())
             .unwrap_or_default();
-        let steps_per_epoch = n.div_ceil(cfg.batch_size) as u64;
+        let steps_per_epoch = steps_per_epoch as u64;
         let mut history = History::default();
         let mut control = TrainingControl::default();
         for cb in callbacks.iter_mut() {
@@ -245,10 +345,6 @@ impl Model {
             for cb in callbacks.iter_mut() {
                 cb.on_epoch_begin(epoch, self)?;
             }
-            let mut order: Vec<usize> = (0..n).collect();
-            if cfg.shuffle {
-                Rng::new(mix(cfg.seed, epoch as u64 + 1)).shuffle(&mut order);
-            }
             let mut progress = Progress::new(cfg.verbose, epoch, cfg.epochs, steps_per_epoch);
             let (mut loss_sum, mut seen) = (0.0f64, 0usize);
             let mut correct = vec![(0usize, 0usize); metrics.len()];
@@ -258,53 +354,76 @@ impl Model {
             } else {
                 0
             };
-            for (b, idx) in order.chunks(cfg.batch_size).enumerate().skip(skip) {
+            let mut epoch_batches = batches(epoch, skip);
+            let mut b = skip;
+            loop {
                 if cfg.max_steps.is_some_and(|m| global_step >= m) {
                     break;
                 }
+                let Some(step) = epoch_batches.next() else {
+                    break;
+                };
+                let step = step?;
+                progress.skipped += step.skipped;
+                let batch_len = step.targets.len();
+                if batch_len == 0 {
+                    b += 1;
+                    continue;
+                }
                 self.rng = Rng::new(mix(cfg.seed ^ 0xD40F, global_step));
-                let xs: Vec<Tensor> = inputs
-                    .iter()
-                    .map(|x| gather_rows(x, idx))
-                    .collect::<Result<_>>()?;
-                let ys = targets.gather(idx)?;
-                let sw: Option<Vec<f32>> = weights
-                    .as_ref()
-                    .map(|w| idx.iter().map(|&i| w[i]).collect());
-                let (loss, out) =
-                    self.train_step(&xs, &ys, sw.as_deref())
-                        .map_err(|e| match e {
-                            NnError::Training(m) => NnError::Training(format!(
-                                "{m} at step {} (epoch {}, batch {})",
-                                global_step + 1,
-                                epoch + 1,
-                                b + 1
-                            )),
-                            other => other,
-                        })?;
+                let (loss, out) = self
+                    .train_step(&step.inputs, &step.targets, step.sample_weights.as_deref())
+                    .map_err(|e| match e {
+                        NnError::Training(m) => NnError::Training(format!(
+                            "{m} at step {} (epoch {}, batch {})",
+                            global_step + 1,
+                            epoch + 1,
+                            b + 1
+                        )),
+                        other => other,
+                    })?;
                 global_step += 1;
-                loss_sum += loss as f64 * idx.len() as f64;
-                seen += idx.len();
+                loss_sum += loss as f64 * batch_len as f64;
+                seen += batch_len;
                 logs.insert("loss".to_string(), (loss_sum / seen as f64) as f32);
                 for (m, c) in metrics.iter().zip(correct.iter_mut()) {
-                    let (k, t) = m.count(&out, &ys)?;
+                    let (k, t) = m.count(&out, &step.targets)?;
                     c.0 += k;
                     c.1 += t;
                     logs.insert(m.name(), c.0 as f32 / c.1.max(1) as f32);
                 }
-                progress.step(idx.len(), &logs);
+                progress.step(batch_len, &logs);
                 for cb in callbacks.iter_mut() {
                     cb.on_batch_end(epoch, b, &logs, self, &mut control)?;
                 }
+                b += 1;
                 if control.stop_training {
                     progress.finish(&logs);
                     break 'epochs;
                 }
             }
-            if let Some((vx, vy)) = &validation {
-                for (k, v) in self.evaluate(vx, vy, cfg.batch_size)? {
-                    logs.insert(format!("val_{k}"), v);
+            drop(epoch_batches);
+            if seen == 0 && progress.skipped > 0 {
+                return Err(NnError::Data(format!(
+                    "no sample of epoch {} could be read ({} skipped)",
+                    epoch + 1,
+                    progress.skipped
+                )));
+            }
+            match &validation {
+                Some(Validation::Tensors((vx, vy))) => {
+                    for (k, v) in self.evaluate(vx, vy, cfg.batch_size)? {
+                        logs.insert(format!("val_{k}"), v);
+                    }
                 }
+                Some(Validation::Source(v)) => {
+                    let (results, skipped) = self.evaluate_source(*v)?;
+                    progress.skipped += skipped;
+                    for (k, v) in results {
+                        logs.insert(format!("val_{k}"), v);
+                    }
+                }
+                None => {}
             }
             if let Some(c) = &self.compiled {
                 logs.insert("learning_rate".into(), c.optimizer.current_learning_rate());
@@ -333,6 +452,38 @@ impl Model {
     ) -> Result<BTreeMap<String, f32>> {
         self.compiled_or_err()?;
         let n = sample_count(inputs, targets)?;
+        let idx: Vec<usize> = (0..n).collect();
+        let batches = idx.chunks(batch_size.max(1)).map(|chunk| {
+            Ok((
+                inputs
+                    .iter()
+                    .map(|x| gather_rows(x, chunk))
+                    .collect::<Result<Vec<_>>>()?,
+                targets.gather(chunk)?,
+                0,
+            ))
+        });
+        Ok(self.evaluate_batches(batches)?.0)
+    }
+
+    /// Loss and metrics over one epoch of `source`, in inference mode, and
+    /// the number of samples the source could not read.
+    pub fn evaluate_source(
+        &mut self,
+        source: &dyn BatchSource,
+    ) -> Result<(BTreeMap<String, f32>, usize)> {
+        self.compiled_or_err()?;
+        let batches = source
+            .epoch(0, 0)
+            .map(|b| b.map(|b| (b.inputs, b.targets, b.skipped)));
+        self.evaluate_batches(batches)
+    }
+
+    /// Loss and metrics over `batches` of (inputs, targets, samples skipped).
+    fn evaluate_batches(
+        &mut self,
+        batches: impl Iterator<Item = Result<(Vec<Tensor>, Targets, usize)>>,
+    ) -> Result<(BTreeMap<String, f32>, usize)> {
         let (loss_fn, metrics) = {
             let c = self
                 .compiled
@@ -340,18 +491,19 @@ impl Model {
                 .ok_or_else(|| NnError::Training("not compiled".into()))?;
             (c.loss, c.metrics.clone())
         };
-        let bs = batch_size.max(1);
-        let (mut loss_sum, mut correct) = (0.0f64, vec![(0usize, 0usize); metrics.len()]);
-        let idx: Vec<usize> = (0..n).collect();
-        for chunk in idx.chunks(bs) {
-            let xs: Vec<Tensor> = inputs
-                .iter()
-                .map(|x| gather_rows(x, chunk))
-                .collect::<Result<_>>()?;
-            let ys = targets.gather(chunk)?;
+        let (mut loss_sum, mut n) = (0.0f64, 0usize);
+        let mut correct = vec![(0usize, 0usize); metrics.len()];
+        let mut skipped = 0;
+        for batch in batches {
+            let (xs, ys, lost) = batch?;
+            skipped += lost;
+            if ys.is_empty() {
+                continue;
+            }
             let out = no_grad(|| self.run(&xs, false, false))?.remove(0);
             let l = no_grad(|| loss_fn.compute(&out, &ys, None))?.item()?;
-            loss_sum += l as f64 * chunk.len() as f64;
+            loss_sum += l as f64 * ys.len() as f64;
+            n += ys.len();
             for (m, c) in metrics.iter().zip(correct.iter_mut()) {
                 let (k, t) = m.count(&out, &ys)?;
                 c.0 += k;
@@ -363,7 +515,7 @@ impl Model {
         for (m, c) in metrics.iter().zip(correct) {
             logs.insert(m.name(), c.0 as f32 / c.1.max(1) as f32);
         }
-        Ok(logs)
+        Ok((logs, skipped))
     }
 
     /// Outputs for every sample, in inference mode, batched, without a graph.
@@ -408,6 +560,7 @@ impl Model {
         meta.insert("epoch".to_string(), epoch.to_string());
         meta.insert("step".to_string(), step.to_string());
         meta.insert("spec".to_string(), self.to_spec().to_string());
+        self.info().write_to(&mut meta);
         super::weights_io::write_safetensors_atomic(path, &tensors, Some(meta))
     }
 

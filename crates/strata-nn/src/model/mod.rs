@@ -2,22 +2,26 @@
 //! is the chain special case; a layer applied at several nodes shares its
 //! weights; a whole model can be used as a layer inside another.
 
+mod batch_source;
 mod callbacks;
 mod fit;
 mod fusion;
 mod history;
+mod info;
 mod naming;
 mod progress;
 mod spec;
 mod summary;
 mod weights_io;
 
+pub use batch_source::{BatchSource, SourceBatch};
 pub use callbacks::{
     Callback, EarlyStopping, LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau,
     TrainingControl,
 };
 pub use fit::{FitConfig, Verbosity};
 pub use history::History;
+pub use info::{ModelInfo, Preprocessing, CLASS_NAMES_KEY, PREPROCESSING_KEY};
 pub use naming::{snake_case, Namer};
 pub use spec::{layer_from_keras_config, layer_from_spec, model_from_spec, model_from_spec_file};
 pub use summary::{LayerSummary, Summary, WeightSummary};
@@ -84,6 +88,8 @@ pub struct Model {
     pub(crate) compiled: Option<Compiled>,
     /// Whether inference runs Conv2D -> BatchNorm -> [Add] -> [ReLU] chains fused.
     fusion: bool,
+    /// Class names and preprocessing, saved beside the spec.
+    info: ModelInfo,
 }
 
 impl Model {
@@ -111,7 +117,18 @@ impl Model {
             rng: Rng::new(seed),
             compiled: None,
             fusion: true,
+            info: ModelInfo::default(),
         }
+    }
+
+    /// Class names and preprocessing (saved in the model file).
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// Sets the class names and preprocessing saved with the weights.
+    pub fn set_info(&mut self, info: ModelInfo) {
+        self.info = info;
     }
 
     /// Declares a named model input of per-sample shape `shape`.

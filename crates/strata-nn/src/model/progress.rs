@@ -16,6 +16,8 @@ pub(crate) struct Progress {
     samples: usize,
     epoch: usize,
     epochs: usize,
+    /// Samples a streaming source could not read this epoch.
+    pub(crate) skipped: usize,
 }
 
 pub(crate) fn format_logs(logs: &BTreeMap<String, f32>) -> String {
@@ -44,6 +46,15 @@ impl Progress {
             samples: 0,
             epoch,
             epochs,
+            skipped: 0,
+        }
+    }
+
+    fn skipped_note(&self) -> String {
+        match self.skipped {
+            0 => String::new(),
+            1 => " - 1 unreadable image skipped".to_string(),
+            n => format!(" - {n} unreadable images skipped"),
         }
     }
 
@@ -51,7 +62,11 @@ impl Progress {
         self.samples += batch;
         if let Some(b) = &self.bar {
             let rate = self.samples as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
-            b.set_message(format!("{} - {rate:.0} samples/s", format_logs(logs)));
+            b.set_message(format!(
+                "{} - {rate:.0} samples/s{}",
+                format_logs(logs),
+                self.skipped_note()
+            ));
             b.inc(1);
         }
     }
@@ -62,11 +77,12 @@ impl Progress {
         }
         let secs = self.start.elapsed().as_secs_f64();
         let line = format!(
-            "Epoch {}/{} - {secs:.1}s - {:.0} samples/s - {}",
+            "Epoch {}/{} - {secs:.1}s - {:.0} samples/s - {}{}",
             self.epoch + 1,
             self.epochs,
             self.samples as f64 / secs.max(1e-9),
-            format_logs(logs)
+            format_logs(logs),
+            self.skipped_note()
         );
         match self.bar {
             Some(b) => {

@@ -13,6 +13,7 @@ use crate::activations::Activation;
 use crate::error::{NnError, Result};
 use crate::initializers::Initializer;
 use crate::layers::*;
+use strata_core::ops::Padding;
 
 /// The largest size a spec may give one argument or input dimension (2^24):
 /// sums and products of a few sizes then stay far from overflowing.
@@ -172,13 +173,45 @@ impl<'a> Args<'a> {
                 }),
         }
     }
-    fn padding(&mut self) -> Result<Option<String>> {
-        match self.str("padding")? {
-            None => Ok(None),
-            Some(p) if p == "valid" || p == "same" => Ok(Some(p.to_string())),
-            Some(p) => Err(self.err(
+    /// Keras's "valid" / "same", or explicit pads as the writer emits them:
+    /// an int, `[h, w]` (symmetric) or `[[top, bottom], [left, right]]`.
+    fn padding(&mut self) -> Result<Option<Padding>> {
+        let Some(v) = self.get("padding") else {
+            return Ok(None);
+        };
+        if let Some(p) = v.as_str() {
+            return match p {
+                "valid" => Ok(Some(Padding::Valid)),
+                "same" => Ok(Some(Padding::Same)),
+                _ => Err(self.err(
+                    "padding",
+                    format!("expected \"valid\", \"same\" or explicit pads, found \"{p}\""),
+                )),
+            };
+        }
+        let pads = match pair_from(v) {
+            Some((h, w)) => Some(((h, h), (w, w))),
+            None => v
+                .as_array()
+                .filter(|x| x.len() == 2)
+                .and_then(|x| Some((pair_from(&x[0])?, pair_from(&x[1])?))),
+        };
+        match pads {
+            Some(((top, bottom), (left, right)))
+                if within_limit(&(top, bottom)) && within_limit(&(left, right)) =>
+            {
+                Ok(Some(Padding::Explicit {
+                    top,
+                    bottom,
+                    left,
+                    right,
+                }))
+            }
+            _ => Err(self.err(
                 "padding",
-                format!("expected \"valid\" or \"same\", found \"{p}\""),
+                format!(
+                    "expected \"valid\", \"same\", an int, [h, w] or [[top, bottom], [left, right]] up to {MAX_SIZE}, found {v}"
+                ),
             )),
         }
     }
@@ -253,11 +286,7 @@ pub fn layer_from_spec(obj: &Map<String, Value>, position: usize) -> Result<Box<
                 c.strides = x;
             }
             if let Some(x) = a.padding()? {
-                c.padding = if x == "same" {
-                    strata_core::ops::Padding::Same
-                } else {
-                    strata_core::ops::Padding::Valid
-                };
+                c.padding = x;
             }
             if let Some(x) = a.pair("dilation_rate")? {
                 c.dilation_rate = x;
@@ -291,11 +320,7 @@ pub fn layer_from_spec(obj: &Map<String, Value>, position: usize) -> Result<Box<
                 c.strides = x;
             }
             if let Some(x) = a.padding()? {
-                c.padding = if x == "same" {
-                    strata_core::ops::Padding::Same
-                } else {
-                    strata_core::ops::Padding::Valid
-                };
+                c.padding = x;
             }
             if let Some(x) = a.pair("dilation_rate")? {
                 c.dilation_rate = x;
@@ -311,11 +336,11 @@ pub fn layer_from_spec(obj: &Map<String, Value>, position: usize) -> Result<Box<
         "MaxPooling2D" | "AveragePooling2D" => {
             let pool = a.pair("pool_size")?.unwrap_or((2, 2));
             let strides = a.pair("strides")?;
-            let padding = a.padding()?.unwrap_or_else(|| "valid".into());
+            let padding = a.padding()?.unwrap_or(Padding::Valid);
             if ty == "MaxPooling2D" {
-                Box::new(MaxPooling2D::new(pool, strides, &padding))
+                Box::new(MaxPooling2D::new(pool, strides, "valid").with_padding(padding))
             } else {
-                Box::new(AveragePooling2D::new(pool, strides, &padding))
+                Box::new(AveragePooling2D::new(pool, strides, "valid").with_padding(padding))
             }
         }
         "GlobalAveragePooling2D" => Box::new(GlobalAveragePooling2D::new(

@@ -170,6 +170,7 @@ impl Model {
         let mut meta = HashMap::new();
         meta.insert("format".to_string(), "strata".to_string());
         meta.insert("spec".to_string(), self.to_spec().to_string());
+        self.info.write_to(&mut meta);
         write_safetensors_atomic(path, &self.weight_tensors(), Some(meta))
     }
 
