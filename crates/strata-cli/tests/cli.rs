@@ -311,3 +311,35 @@ fn bad_input_is_one_error_line_and_a_non_zero_exit() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn plot_of_one_epoch_and_colour_filters_of_resnet18() {
+    let d = tmp("pictures");
+    std::fs::write(
+        d.join("h.json"),
+        r#"{"epoch": [0], "history": {"loss": [0.69], "val_loss": [0.45],
+            "accuracy": [0.78], "val_accuracy": [0.87], "learning_rate": [0.001]}}"#,
+    )
+    .unwrap();
+    ok(&strata(&["plot", "h.json", "--output", "c.png"], &d));
+    let img = image::open(d.join("c.png")).unwrap().to_rgb8();
+    // loss and accuracy panels (no learning_rate panel), a dot of each colour in
+    // both, in the middle of the plot area (the legend is in a right-hand corner)
+    assert_eq!(img.dimensions(), (960, 360));
+    for half in [230..320, 710..800] {
+        for c in [[31u8, 119, 180], [255, 127, 14]] {
+            let n = img
+                .enumerate_pixels()
+                .filter(|(x, _, p)| {
+                    half.contains(x) && p.0.iter().zip(c).all(|(&a, b)| a.abs_diff(b) <= 30)
+                })
+                .count();
+            assert!(n >= 20, "{half:?}: {n} pixels of {c:?}");
+        }
+    }
+    ok(&strata(&["filters", "resnet18", "--output", "f.png"], &d));
+    let img = image::open(d.join("f.png")).unwrap().to_rgb8();
+    // 64 filters 7x7x3 at 8 px: 8x8 colour tiles of 56 px with 1-px separators
+    assert_eq!(img.dimensions(), (8 * 57 + 1, 8 * 57 + 1));
+    assert!(img.pixels().filter(|p| p[0] != p[1]).count() > 457 * 457 / 2);
+}

@@ -26,7 +26,11 @@ fn image(h: usize, w: usize, c: usize, seed: u64) -> DecodedImage {
 
 fn transform() -> impl Strategy<Value = ImageTransform> {
     (
-        (1usize..40, 1usize..40, prop_oneof![Just(1usize), Just(3usize)]),
+        (
+            1usize..40,
+            1usize..40,
+            prop_oneof![Just(1usize), Just(3usize)],
+        ),
         (0.05f32..1.0, 0.0f32..1.0),
         (0.2f32..1.0, 1.0f32..5.0),
         (any::<bool>(), any::<bool>(), any::<bool>()),

@@ -1,5 +1,7 @@
 //! `strata filters MODEL [--weights W] [--layer NAME] --output F.png`: the
-//! kernels of a convolution layer as a grid (one tile per filter and input channel).
+//! kernels of a convolution layer as a near-square grid: one colour tile per
+//! filter for a layer on RGB input, else a row of grey tiles (one per input
+//! channel) per filter.
 
 use std::path::PathBuf;
 
