@@ -2,7 +2,8 @@
 //!
 //! - [`Mnist`]: the bundled MNIST digits (embedded, checksum-verified).
 //! - [`idx`]: IDX files, gzipped or raw, validated before allocating.
-//! - [`npy`]: NumPy `.npy` read/write (C order, little-endian).
+//! - [`npy`]: NumPy `.npy` read/write (C order, little-endian); [`NpyRows`]
+//!   reads a large one a batch of rows at a time.
 //! - [`Dataset`]: in-memory inputs (N, ...) with class ids or dense targets.
 //! - [`ImageFolder`]: one sub-folder per class of PNG/JPEG images, in memory.
 //! - [`ImageStream`]: the same folder decoded on worker threads as training
@@ -21,6 +22,7 @@ pub mod image_stream;
 pub mod loader;
 pub mod mnist;
 pub mod npy;
+pub mod npy_rows;
 pub mod pictures;
 pub mod transforms;
 
@@ -36,6 +38,7 @@ pub use image_stream::{ImageStream, ImageStreamConfig, StreamBatch, StreamEpoch}
 pub use loader::{AugmentFn, Batch, DataLoader, DataLoaderConfig, EpochIter};
 pub use mnist::Mnist;
 pub use npy::{read_npy, read_npy_bytes, write_npy_f32, write_npy_i64, NpyArray, NpyDtype};
+pub use npy_rows::NpyRows;
 pub use transforms::{
     decode_image, Augmentation, ColorJitter, DecodedImage, ImageTransform, RandomResizedCrop,
     IMAGENET_MEAN, IMAGENET_STD,

@@ -173,6 +173,55 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<NpyArray> {
 /// Parses `.npy` bytes held in memory; `name` identifies them in errors.
 pub fn read_npy_bytes(name: &str, bytes: &[u8]) -> Result<NpyArray> {
     let err = |field: &str, msg: String| DataError::format(name, field, msg);
+    let (h, data_start) = parse_prefix(name, bytes)?;
+    let payload = &bytes[data_start..];
+    let need = payload_bytes(name, &h)?;
+    if need != payload.len() as u64 {
+        return Err(err(
+            "shape",
+            format!(
+                "{} of {} needs {need} data bytes, file has {}",
+                fmt_shape(&h.shape),
+                h.dtype.descr(),
+                payload.len()
+            ),
+        ));
+    }
+    let data = decode_payload(h.dtype, payload);
+    if h.dtype == NpyDtype::Bool {
+        if let NpyData::Int(v) = &data {
+            if let Some(i) = v.iter().position(|&x| x > 1) {
+                return Err(err(
+                    "data",
+                    format!("byte {} at index {i} is not a boolean (0 or 1)", v[i]),
+                ));
+            }
+        }
+    }
+    Ok(NpyArray {
+        name: name.to_string(),
+        shape: h.shape,
+        dtype: h.dtype,
+        data,
+    })
+}
+
+/// Bytes before the data that a file's first bytes declare: the magic, the
+/// version and the header length. `None` when `bytes` is too short to say.
+pub(crate) fn prefix_len(bytes: &[u8]) -> Option<usize> {
+    if bytes.len() < 12 {
+        return None;
+    }
+    match bytes[6] {
+        1 => Some(10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize),
+        _ => Some(12 + u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize),
+    }
+}
+
+/// Parses the magic, version and header dict at the start of `bytes`;
+/// returns the header and where the data starts.
+pub(crate) fn parse_prefix(name: &str, bytes: &[u8]) -> Result<(Header, usize)> {
+    let err = |field: &str, msg: String| DataError::format(name, field, msg);
     if bytes.len() < 8 || &bytes[..6] != MAGIC {
         return Err(err(
             "magic",
@@ -219,49 +268,20 @@ pub fn read_npy_bytes(name: &str, bytes: &[u8]) -> Result<NpyArray> {
     let header = std::str::from_utf8(&bytes[start..data_start])
         .map_err(|e| err("header", format!("not valid UTF-8: {e}")))?;
     let h = parse_header(name, header)?;
-    let payload = &bytes[data_start..];
+    Ok((h, data_start))
+}
 
+/// The data bytes the header's shape and dtype need (overflow-checked).
+pub(crate) fn payload_bytes(name: &str, h: &Header) -> Result<u64> {
+    let err = |msg: String| DataError::format(name, "shape", msg);
     let count = h
         .shape
         .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| {
-            err(
-                "shape",
-                format!("{:?} overflows the element count", h.shape),
-            )
-        })?;
-    let need = count
-        .checked_mul(h.dtype.itemsize())
-        .ok_or_else(|| err("shape", format!("{:?} overflows the byte count", h.shape)))?;
-    if need != payload.len() {
-        return Err(err(
-            "shape",
-            format!(
-                "{} of {} needs {need} data bytes, file has {}",
-                fmt_shape(&h.shape),
-                h.dtype.descr(),
-                payload.len()
-            ),
-        ));
-    }
-    let data = decode_payload(h.dtype, payload);
-    if h.dtype == NpyDtype::Bool {
-        if let NpyData::Int(v) = &data {
-            if let Some(i) = v.iter().position(|&x| x > 1) {
-                return Err(err(
-                    "data",
-                    format!("byte {} at index {i} is not a boolean (0 or 1)", v[i]),
-                ));
-            }
-        }
-    }
-    Ok(NpyArray {
-        name: name.to_string(),
-        shape: h.shape,
-        dtype: h.dtype,
-        data,
-    })
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+        .ok_or_else(|| err(format!("{:?} overflows the element count", h.shape)))?;
+    count
+        .checked_mul(h.dtype.itemsize() as u64)
+        .ok_or_else(|| err(format!("{:?} overflows the byte count", h.shape)))
 }
 
 fn decode_payload(dtype: NpyDtype, p: &[u8]) -> NpyData {
@@ -441,9 +461,9 @@ impl<'a> Parser<'a> {
     }
 }
 
-struct Header {
-    dtype: NpyDtype,
-    shape: Vec<usize>,
+pub(crate) struct Header {
+    pub(crate) dtype: NpyDtype,
+    pub(crate) shape: Vec<usize>,
 }
 
 fn parse_descr(name: &str, descr: &str) -> Result<NpyDtype> {
