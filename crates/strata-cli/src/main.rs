@@ -5,6 +5,7 @@ mod commands;
 mod data_arg;
 mod image_arg;
 mod model_arg;
+mod npy_source;
 
 use std::process::ExitCode;
 

@@ -9,11 +9,12 @@ use std::sync::Arc;
 
 use strata_nn::model::{Callback, TrainingControl};
 use strata_nn::optimizers::{Adam, RMSprop};
-use strata_nn::{FitConfig, LearningRateSchedule, Loss, Model, Optimizer, Verbosity};
+use strata_nn::{BatchSource, FitConfig, LearningRateSchedule, Loss, Model, Optimizer, Verbosity};
 
 use crate::data_arg::{self, DataRequest};
 use crate::image_arg::{self, AugmentArgs, FolderData, ImageArgs, StreamSource};
 use crate::model_arg::{load_weights, CliResult, ModelArgs};
+use crate::npy_source::{NpySource, STREAM_ABOVE_BYTES};
 
 /// Epochs of the mnist-cnn recipe (Adam 2e-3 with cosine decay, batch 128).
 pub const MNIST_CNN_EPOCHS: usize = 8;
@@ -93,6 +94,10 @@ pub struct Args {
     /// No progress output.
     #[arg(long)]
     quiet: bool,
+    /// Read a .npy of inputs a batch at a time instead of whole (automatic
+    /// above 2 GiB); training is the same bit for bit.
+    #[arg(long)]
+    stream: bool,
     #[command(flatten)]
     images: ImageArgs,
     #[command(flatten)]
@@ -214,10 +219,45 @@ fn build_optimizer(a: &Args, recipe: bool, steps_total: u64) -> CliResult<Optimi
     Ok(opt)
 }
 
-/// What `train` fits on: tensors in memory, or an image folder streamed.
+/// What `train` fits on: tensors in memory, or batches read as training
+/// goes (an image folder, a large .npy).
 enum TrainData {
     Memory(data_arg::Data),
-    Folder(FolderData),
+    Stream {
+        train: Box<dyn BatchSource>,
+        validation: Option<Box<dyn BatchSource>>,
+        /// Dense float targets rather than class ids.
+        dense: bool,
+    },
+}
+
+/// A `.npy` of inputs read a batch at a time: with `--stream`, or when it is
+/// larger than [`STREAM_ABOVE_BYTES`].
+fn npy_stream(a: &Args) -> CliResult<Option<TrainData>> {
+    if !a.data.ends_with(".npy") {
+        return Ok(None);
+    }
+    let big = std::fs::metadata(&a.data).is_ok_and(|m| m.len() > STREAM_ABOVE_BYTES);
+    if !a.stream && !big {
+        return Ok(None);
+    }
+    let labels = a
+        .labels
+        .as_deref()
+        .ok_or("--data X.npy needs --labels Y.npy")?;
+    let targets = data_arg::targets_from_npy(labels)?;
+    let dense = matches!(targets, strata_nn::Targets::Dense(_));
+    let source = NpySource::open(Path::new(&a.data), targets, a.batch_size)?;
+    let (train, validation) = source.split(
+        a.validation_split.unwrap_or(0.0),
+        !a.no_shuffle,
+        a.model.seed,
+    );
+    Ok(Some(TrainData::Stream {
+        train: Box::new(train),
+        validation: validation.map(|v| Box::new(v) as Box<dyn BatchSource>),
+        dense,
+    }))
 }
 
 /// Streams of an image folder for `model`, whose file info gets the class
@@ -310,7 +350,16 @@ pub fn run(a: Args) -> CliResult<()> {
         return Err("--augment and --normalize apply to an image folder given as --data".into());
     }
     let data = if folder {
-        TrainData::Folder(prepare_folder(&a, &mut model)?)
+        let f = prepare_folder(&a, &mut model)?;
+        TrainData::Stream {
+            train: Box::new(StreamSource(f.train)),
+            validation: f
+                .validation
+                .map(|v| Box::new(StreamSource(v)) as Box<dyn BatchSource>),
+            dense: false,
+        }
+    } else if let Some(d) = npy_stream(&a)? {
+        d
     } else if a.data == "mnist" && model.info().is_empty() {
         // digits are their own class names; a photo is resized to the input
         if let Some(shape) = image_arg::image_input_shape(&model) {
@@ -333,7 +382,10 @@ pub fn run(a: Args) -> CliResult<()> {
     };
     let targets_for_loss = match &data {
         TrainData::Memory(d) => d.targets.clone(),
-        TrainData::Folder(_) => strata_nn::Targets::Classes(Vec::new()),
+        TrainData::Stream { dense: true, .. } => {
+            strata_nn::Targets::Dense(strata_core::Tensor::zeros(&[0, 1]))
+        }
+        TrainData::Stream { .. } => strata_nn::Targets::Classes(Vec::new()),
     };
     let loss = match &a.loss {
         Some(l) => Loss::from_name(l)?,
@@ -351,7 +403,7 @@ pub fn run(a: Args) -> CliResult<()> {
             .copied()
             .unwrap_or(0)
             .div_ceil(a.batch_size),
-        TrainData::Folder(f) => f.train.num_batches(),
+        TrainData::Stream { train, .. } => train.batches_per_epoch(),
     };
     let steps_total = a.steps.unwrap_or(epochs as u64 * steps_per_epoch as u64);
     model.compile(loss, build_optimizer(&a, recipe, steps_total)?, &metrics);
@@ -370,10 +422,9 @@ pub fn run(a: Args) -> CliResult<()> {
         shuffle: !a.no_shuffle,
         seed: a.model.seed,
         // tensors in memory hold out their last samples, as Keras does
-        validation_split: if folder {
-            0.0
-        } else {
-            a.validation_split.unwrap_or(0.0)
+        validation_split: match &data {
+            TrainData::Memory(_) => a.validation_split.unwrap_or(0.0),
+            TrainData::Stream { .. } => 0.0,
         },
         verbose: if a.quiet {
             Verbosity::Silent
@@ -424,16 +475,9 @@ pub fn run(a: Args) -> CliResult<()> {
             &cfg,
             &mut callbacks,
         )?,
-        TrainData::Folder(f) => {
-            let train = StreamSource(f.train.clone());
-            let val = f.validation.clone().map(StreamSource);
-            model.fit_source(
-                &train,
-                val.as_ref().map(|v| v as &dyn strata_nn::BatchSource),
-                &cfg,
-                &mut callbacks,
-            )?
-        }
+        TrainData::Stream {
+            train, validation, ..
+        } => model.fit_source(train.as_ref(), validation.as_deref(), &cfg, &mut callbacks)?,
     };
     let stopped = stopped_at.lock().ok().and_then(|g| *g);
     if let Some((e, st)) = stopped {
@@ -452,17 +496,17 @@ pub fn run(a: Args) -> CliResult<()> {
             Some((x, y)) => Some((model.evaluate(std::slice::from_ref(x), y, 512)?, y.len())),
             None => None,
         },
-        TrainData::Folder(f) => match &f.validation {
+        TrainData::Stream { validation, .. } => match validation {
             Some(v) => {
-                let (r, skipped) = model.evaluate_source(&StreamSource(v.clone()))?;
-                Some((r, v.len() - skipped))
+                let (r, skipped) = model.evaluate_source(v.as_ref())?;
+                Some((r, v.samples() - skipped))
             }
             None => None,
         },
     };
     let held_out_name = match &data {
         TrainData::Memory(d) => d.test_name,
-        TrainData::Folder(_) => "validation",
+        TrainData::Stream { .. } => "validation",
     };
     if let Some((r, n)) = held_out {
         match r.get("accuracy").copied() {

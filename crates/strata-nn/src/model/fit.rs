@@ -70,6 +70,17 @@ fn mix(a: u64, b: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The order in which `fit` visits `n` samples in `epoch`: shuffled by
+/// (seed, epoch), or as given. A batch source that follows it trains
+/// exactly as `fit` on the same tensors.
+pub fn epoch_order(n: usize, shuffle: bool, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    if shuffle {
+        Rng::new(mix(seed, epoch as u64 + 1)).shuffle(&mut order);
+    }
+    order
+}
+
 /// One training batch as `fit_loop` takes it.
 struct Step {
     inputs: Vec<Tensor>,
@@ -247,10 +258,7 @@ impl Model {
         let bs = cfg.batch_size;
         let steps_per_epoch = n.div_ceil(bs);
         let batches = |epoch: usize, first: usize| {
-            let mut order: Vec<usize> = (0..n).collect();
-            if cfg.shuffle {
-                Rng::new(mix(cfg.seed, epoch as u64 + 1)).shuffle(&mut order);
-            }
+            let order = epoch_order(n, cfg.shuffle, cfg.seed, epoch);
             let weights = weights.as_ref();
             (first..steps_per_epoch).map(move |b| {
                 let idx = &order[b * bs..((b + 1) * bs).min(n)];
