@@ -61,7 +61,12 @@ fn write_photo(dir: &Path, base: [u8; 3], i: u32) -> PathBuf {
     let (w, h) = (17 + (i * 5) % 23, 13 + (i * 7) % 19);
     let rgb = image::RgbImage::from_fn(w, h, |x, y| image::Rgb(pixel(base, x, y, i)));
     let path = match i % 6 {
-        0 | 3 => {
+        0 => {
+            let p = dir.join(format!("p{i}.jpeg"));
+            rgb.save_with_format(&p, image::ImageFormat::Jpeg).unwrap();
+            p
+        }
+        3 => {
             let p = dir.join(format!("p{i}.jpg"));
             rgb.save(&p).unwrap();
             p
@@ -89,9 +94,13 @@ fn write_photo(dir: &Path, base: [u8; 3], i: u32) -> PathBuf {
             p
         }
         _ => {
-            // greyscale keeps the class apart by brightness only: still a photo
-            let p = dir.join(format!("p{i}.jpeg"));
-            rgb.save_with_format(&p, image::ImageFormat::Jpeg).unwrap();
+            // greyscale: the class shows only as brightness
+            let p = dir.join(format!("p{i}.png"));
+            let grey = image::GrayImage::from_fn(w, h, |x, y| {
+                let [r, g, b] = pixel(base, x, y, i);
+                image::Luma([((r as u32 * 299 + g as u32 * 587 + b as u32 * 114) / 1000) as u8])
+            });
+            grey.save(&p).unwrap();
             p
         }
     };
