@@ -111,3 +111,46 @@ pub fn metrics_for(loss: Loss) -> Vec<Metric> {
         _ => vec![Metric::Accuracy],
     }
 }
+
+/// Checks that inputs of `shape` (N, ...) from `source` fit a model input
+/// of per-sample `want`, with a hint where only the channel axis is missing.
+pub fn check_input_shape(source: &str, shape: &[usize], want: &[usize]) -> CliResult<()> {
+    if !shape.is_empty() && shape[1..] == *want {
+        return Ok(());
+    }
+    let fmt = strata_core::fmt_shape;
+    let mut expected = vec![shape.first().copied().unwrap_or(0)];
+    expected.extend_from_slice(want);
+    let hint = if shape.len() + 1 == expected.len() && want.last() == Some(&1) {
+        format!(
+            "; add a channel axis of 1 (numpy: x[..., None]) to make it {}",
+            fmt(&expected)
+        )
+    } else {
+        String::new()
+    };
+    Err(format!(
+        "{source}: inputs of shape {} do not fit the model, which takes {} per sample, so {}{hint}",
+        fmt(shape),
+        fmt(want),
+        fmt(&expected)
+    )
+    .into())
+}
+
+/// Checks that every class id is below the model's `outputs`, naming the
+/// first that is not with its index in `source`.
+pub fn check_labels(source: &str, targets: &Targets, outputs: usize) -> CliResult<()> {
+    // one output is a binary classifier: labels 0 and 1
+    let limit = if outputs == 1 { 2 } else { outputs };
+    if let Targets::Classes(c) = targets {
+        if let Some((i, v)) = c.iter().enumerate().find(|(_, &v)| v >= limit) {
+            return Err(format!(
+                "{source}: label {v} at index {i} is not a class of the model, which has {outputs} output(s) (class ids 0 to {})",
+                limit - 1
+            )
+            .into());
+        }
+    }
+    Ok(())
+}

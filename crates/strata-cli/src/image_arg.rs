@@ -27,9 +27,9 @@ pub struct ImageArgs {
     /// Default: what the model file says, else 1 (the whole image, resized).
     #[arg(long)]
     pub center_crop: Option<f32>,
-    /// Threads that decode and transform images.
-    #[arg(long, default_value_t = 2)]
-    pub data_workers: usize,
+    /// Threads that decode and transform images [default: 2].
+    #[arg(long)]
+    pub data_workers: Option<usize>,
     /// Stop at an unreadable or corrupt image instead of skipping it.
     #[arg(long)]
     pub strict: bool,
@@ -43,15 +43,15 @@ pub struct AugmentArgs {
     /// standard (crop,flip), or none.
     #[arg(long)]
     pub augment: Option<String>,
-    /// The random crop's share of the area, MIN,MAX.
-    #[arg(long, default_value = "0.08,1.0", value_parser = parse_range)]
-    pub crop_scale: (f32, f32),
-    /// The random crop's aspect ratio (width / height), MIN,MAX.
-    #[arg(long, default_value = "0.75,1.3333333", value_parser = parse_range)]
-    pub crop_ratio: (f32, f32),
-    /// Colour jitter amounts BRIGHTNESS,CONTRAST,SATURATION,HUE.
-    #[arg(long, default_value = "0.4,0.4,0.4,0.1")]
-    pub jitter: String,
+    /// The random crop's share of the area, MIN,MAX [default: 0.08,1.0].
+    #[arg(long, value_parser = parse_range)]
+    pub crop_scale: Option<(f32, f32)>,
+    /// The random crop's aspect ratio (width / height), MIN,MAX [default: 0.75,1.3333333].
+    #[arg(long, value_parser = parse_range)]
+    pub crop_ratio: Option<(f32, f32)>,
+    /// Colour jitter amounts BRIGHTNESS,CONTRAST,SATURATION,HUE [default: 0.4,0.4,0.4,0.1].
+    #[arg(long)]
+    pub jitter: Option<String>,
 }
 
 fn parse_floats(s: &str, what: &str) -> Result<Vec<f32>, String> {
@@ -104,6 +104,17 @@ impl AugmentArgs {
     /// The augmentation asked for, `None` for none.
     pub fn augmentation(&self) -> CliResult<Option<Augmentation>> {
         let Some(list) = self.augment.as_deref() else {
+            for (flag, given, what) in [
+                ("--crop-scale", self.crop_scale.is_some(), "crop"),
+                ("--crop-ratio", self.crop_ratio.is_some(), "crop"),
+                ("--jitter", self.jitter.is_some(), "jitter"),
+            ] {
+                if given {
+                    return Err(
+                        format!("{flag} applies to --augment {what}, which is not given").into(),
+                    );
+                }
+            }
             return Ok(None);
         };
         let mut a = Augmentation::default();
@@ -126,21 +137,34 @@ impl AugmentArgs {
             }
         }
         if let Some(c) = a.crop.as_mut() {
-            c.scale = self.crop_scale;
-            c.ratio = self.crop_ratio;
+            c.scale = self.crop_scale.unwrap_or(c.scale);
+            c.ratio = self.crop_ratio.unwrap_or(c.ratio);
             if c.scale.1 > 1.0 {
-                return Err(format!("--crop-scale {:?}: MAX is at most 1", c.scale).into());
+                return Err(
+                    format!("--crop-scale {},{}: MAX is at most 1", c.scale.0, c.scale.1).into(),
+                );
             }
+        } else if self.crop_scale.is_some() || self.crop_ratio.is_some() {
+            return Err("--crop-scale and --crop-ratio apply to --augment crop".into());
+        }
+        if a.jitter.is_none() && self.jitter.is_some() {
+            return Err("--jitter applies to --augment jitter".into());
         }
         if a.jitter.is_some() {
-            let v = parse_floats(&self.jitter, "--jitter")?;
+            let text = self.jitter.as_deref().unwrap_or("0.4,0.4,0.4,0.1");
+            let v = parse_floats(text, "--jitter")?;
             let [b, c, s, h] = v.as_slice() else {
                 return Err(format!(
-                    "--jitter '{}': expected BRIGHTNESS,CONTRAST,SATURATION,HUE",
-                    self.jitter
+                    "--jitter '{text}': expected BRIGHTNESS,CONTRAST,SATURATION,HUE"
                 )
                 .into());
             };
+            if v.iter().any(|x| *x < 0.0) || *h > 0.5 {
+                return Err(format!(
+                    "--jitter '{text}': amounts are at least 0, and the hue at most 0.5"
+                )
+                .into());
+            }
             a.jitter = Some(ColorJitter {
                 brightness: *b,
                 contrast: *c,
@@ -201,6 +225,11 @@ impl ImageArgs {
         Ok(p)
     }
 
+    /// Decoding threads: `--data-workers`, else 2.
+    pub fn workers(&self) -> usize {
+        self.data_workers.unwrap_or(2).max(1)
+    }
+
     /// The stream settings for these flags.
     pub fn stream_config(&self, batch_size: usize, shuffle: bool, seed: u64) -> ImageStreamConfig {
         ImageStreamConfig {
@@ -208,8 +237,8 @@ impl ImageArgs {
             shuffle,
             seed,
             drop_last: false,
-            workers: self.data_workers.max(1),
-            in_flight: 2 * self.data_workers.max(1),
+            workers: self.workers(),
+            in_flight: 2 * self.workers(),
             strict: self.strict,
         }
     }

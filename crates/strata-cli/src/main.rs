@@ -1,6 +1,8 @@
 //! The `strata` command line (see CONTRACT.md): every subcommand prints one
 //! `error: ...` line and exits non-zero on bad input; it never panics on it.
 
+mod checkpointing;
+mod checks;
 mod commands;
 mod data_arg;
 mod image_arg;
@@ -18,7 +20,7 @@ use clap::{Parser, Subcommand};
     about = "Convolutional networks you can see into: train, inspect and explain them"
 )]
 struct Cli {
-    /// Worker threads for the kernels (default: STRATA_NUM_THREADS or all cores).
+    /// Worker threads for the kernels, at most the cores [default: STRATA_NUM_THREADS or all cores].
     #[arg(long, global = true)]
     threads: Option<usize>,
     #[command(subcommand)]
@@ -28,18 +30,25 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Keras-style table of layers, output shapes and parameter counts.
+    #[command(allow_negative_numbers = true)]
     Summary(commands::summary::Args),
     /// Train a model (MNIST, an image folder, or .npy arrays).
+    #[command(allow_negative_numbers = true)]
     Train(Box<commands::train::Args>),
     /// Loss and accuracy of trained weights on a dataset.
+    #[command(allow_negative_numbers = true)]
     Evaluate(commands::evaluate::Args),
     /// Run a model on photos (top classes with their names) or .npy inputs.
+    #[command(allow_negative_numbers = true)]
     Predict(commands::predict::Args),
     /// What every layer computes, with the model's real shapes and parameter counts.
+    #[command(allow_negative_numbers = true)]
     Explain(commands::explain::Args),
     /// Write a PNG grid of a convolution layer's kernels.
+    #[command(allow_negative_numbers = true)]
     Filters(commands::filters::Args),
     /// Write PNG loss/accuracy curves from a training history.
+    #[command(allow_negative_numbers = true)]
     Plot(commands::plot::Args),
 }
 
@@ -84,12 +93,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(n) = cli.threads {
-        if n == 0 {
-            eprintln!("error: --threads must be at least 1");
+    let threads = match cli.threads {
+        Some(n) => checks::threads("--threads", n).map(|_| Some(n)),
+        None => checks::env_threads(),
+    };
+    match threads {
+        Ok(Some(n)) => strata_core::set_num_threads(n),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("error: {e}");
             return ExitCode::from(2);
         }
-        strata_core::set_num_threads(n);
     }
     let result = match cli.command {
         Command::Summary(a) => commands::summary::run(a),

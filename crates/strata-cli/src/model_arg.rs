@@ -108,6 +108,47 @@ impl ModelArgs {
     }
 }
 
+/// Refuses to answer with weights nobody trained: a command given a zoo
+/// name or a spec needs `--weights`, unless `--random-weights` asks for the
+/// untrained ones on purpose (then it says so).
+pub fn require_trained(
+    command: &str,
+    model: &ModelArgs,
+    weights: Option<&Path>,
+    random_weights: bool,
+) -> CliResult<()> {
+    if weights.is_some() || model.is_model_file() {
+        if random_weights {
+            return Err(format!(
+                "--random-weights contradicts {}: give one or the other",
+                if weights.is_some() {
+                    "--weights"
+                } else {
+                    "a model file with its weights"
+                }
+            )
+            .into());
+        }
+        return Ok(());
+    }
+    if random_weights {
+        eprintln!(
+            "note: {command} runs untrained, randomly initialised weights (--random-weights)"
+        );
+        return Ok(());
+    }
+    let what = if model.is_zoo() {
+        "a zoo name"
+    } else {
+        "a spec"
+    };
+    Err(format!(
+        "{command} needs trained weights: '{}' is {what}, so pass --weights W.safetensors (or --random-weights to use untrained ones on purpose)",
+        model.model
+    )
+    .into())
+}
+
 /// Loads `--weights` into a model, accepting torchvision-named ResNet files.
 pub fn load_weights(model: &mut Model, path: &Path) -> CliResult<()> {
     for w in strata_zoo::load_weights_auto(model, path)? {

@@ -50,6 +50,11 @@ impl NpySource {
         })
     }
 
+    /// The whole input array's shape.
+    pub fn shape(&self) -> &[usize] {
+        self.rows.shape()
+    }
+
     /// Splits off the last `fraction` of the rows for validation, as `fit`
     /// does with `validation_split`: (training shuffled by `seed` if
     /// `shuffle`, validation in file order).

@@ -337,7 +337,16 @@ fn plot_of_one_epoch_and_colour_filters_of_resnet18() {
             assert!(n >= 20, "{half:?}: {n} pixels of {c:?}");
         }
     }
-    ok(&strata(&["filters", "resnet18", "--output", "f.png"], &d));
+    ok(&strata(
+        &[
+            "filters",
+            "resnet18",
+            "--random-weights",
+            "--output",
+            "f.png",
+        ],
+        &d,
+    ));
     let img = image::open(d.join("f.png")).unwrap().to_rgb8();
     // 64 filters 7x7x3 at 8 px: 8x8 colour tiles of 56 px with 1-px separators
     assert_eq!(img.dimensions(), (8 * 57 + 1, 8 * 57 + 1));

@@ -59,12 +59,39 @@ fn weights(p: &Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     strata_nn::model::read_safetensors(p).unwrap().0
 }
 
+/// Starts a run with `--checkpoint ckpt.safetensors` and waits until its
+/// first epoch's checkpoint exists, so a signal lands mid-training.
+fn start_and_wait(d: &Path, args: &[&str]) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .current_dir(d)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !d.join("ckpt.safetensors").exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no checkpoint after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
+fn sigint(child: &std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+}
+
 #[test]
 fn sigint_then_resume_equals_an_uninterrupted_run() {
     let d = setup("sigint");
     let bin = env!("CARGO_BIN_EXE_strata");
     let full = Command::new(bin)
-        .args(train_args("40", "full.safetensors"))
+        .args(train_args("100", "full.safetensors"))
         .current_dir(&d)
         .output()
         .unwrap();
@@ -74,28 +101,25 @@ fn sigint_then_resume_equals_an_uninterrupted_run() {
         String::from_utf8_lossy(&full.stderr)
     );
 
-    let mut args = train_args("40", "part.safetensors");
+    let mut args = train_args("100", "part.safetensors");
     args.extend(["--checkpoint", "ckpt.safetensors"]);
-    let child = Command::new(bin)
-        .args(&args)
-        .current_dir(&d)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
+    let child = start_and_wait(&d, &args);
+    sigint(&child);
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).to_string();
-    if out.status.success() {
-        eprintln!("the run finished before the signal arrived; nothing to resume");
-        return;
-    }
-    assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.starts_with("error: interrupted: checkpoint written to ckpt.safetensors at epoch"),
+        !out.status.success(),
+        "the run ended before the signal: {err}"
+    );
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with("interrupt: finishing this step"),
+        "{err}"
+    );
+    assert!(lines[0].contains("Ctrl-C 2 more times"), "{err}");
+    assert!(
+        lines[1].starts_with("error: interrupted: checkpoint written to ckpt.safetensors at epoch"),
         "{err}"
     );
     assert!(err.contains("--resume ckpt.safetensors"), "{err}");
@@ -115,6 +139,33 @@ fn sigint_then_resume_equals_an_uninterrupted_run() {
         weights(&d.join("full.safetensors")),
         weights(&d.join("part.safetensors"))
     );
+    // the history keeps the epochs before the interruption
+    let full_h = strata_nn::History::load(d.join("full.history.json")).unwrap();
+    let part_h = strata_nn::History::load(d.join("part.history.json")).unwrap();
+    assert_eq!(part_h.epoch, (0..100).collect::<Vec<_>>());
+    assert_eq!(part_h.epoch, full_h.epoch);
+}
+
+#[test]
+fn two_quick_sigints_still_write_the_checkpoint() {
+    let d = setup("twice");
+    let mut args = train_args("100", "m.safetensors");
+    args.extend(["--checkpoint", "ckpt.safetensors"]);
+    let child = start_and_wait(&d, &args);
+    sigint(&child);
+    std::thread::sleep(Duration::from_millis(10));
+    sigint(&child);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("error: interrupted: checkpoint written to ckpt.safetensors"),
+        "{err}"
+    );
+    let (_, meta) = strata_nn::model::read_safetensors(d.join("ckpt.safetensors")).unwrap();
+    let step: usize = meta["step"].parse().unwrap();
+    assert!(step > 0, "a mid-epoch checkpoint: {meta:?}");
+    assert!(meta.contains_key("history"));
 }
 
 #[test]

@@ -76,6 +76,7 @@ fn streamed_npy_trains_exactly_as_in_memory() {
     let memory = run("a.safetensors", &[]);
     let streamed = run("b.safetensors", &["--stream"]);
     assert!(memory.contains("val_accuracy"), "{memory}");
+    assert!(streamed.contains("val_accuracy"), "{streamed}");
     let (a, _) = strata_nn::model::read_safetensors(d.join("a.safetensors")).unwrap();
     let (b, _) = strata_nn::model::read_safetensors(d.join("b.safetensors")).unwrap();
     assert_eq!(a.len(), b.len());

@@ -7,17 +7,21 @@ use std::path::{Path, PathBuf};
 use strata_data::{list_class_files, ImageStream};
 use strata_nn::{Loss, Optimizer, Targets};
 
+use crate::checks;
 use crate::data_arg::{self, DataRequest};
 use crate::image_arg::{self, ImageArgs, StreamSource};
-use crate::model_arg::{load_weights, CliResult, ModelArgs};
+use crate::model_arg::{load_weights, require_trained, CliResult, ModelArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// Trained weights (default: those of a strata model file given as MODEL).
+    /// Trained weights [default: those of a strata model file given as MODEL].
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// Evaluate a zoo model's or spec's untrained, random weights on purpose.
+    #[arg(long)]
+    random_weights: bool,
     /// `mnist` (its test set), a folder of class sub-folders, or inputs .npy.
     #[arg(long, default_value = "mnist")]
     data: String,
@@ -30,6 +34,7 @@ pub struct Args {
     /// A Keras loss name (default: sparse_categorical_crossentropy for class ids).
     #[arg(long)]
     loss: Option<String>,
+    /// Samples per forward pass.
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
     /// Print the results as JSON.
@@ -40,15 +45,38 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CliResult<()> {
-    if a.weights.is_none() && !a.model.is_model_file() {
+    checks::at_least_one("--batch-size", a.batch_size)?;
+    require_trained("evaluate", &a.model, a.weights.as_deref(), a.random_weights)?;
+    let folder_data = Path::new(&a.data).is_dir();
+    if a.labels.is_some() && !a.data.ends_with(".npy") {
         return Err(format!(
-            "evaluate needs trained weights: '{}' is not a model file saved by strata, so pass --weights W.safetensors",
-            a.model.model
+            "--labels does not apply to --data {}: labels come with MNIST and from an image folder's sub-folders",
+            a.data
         )
         .into());
     }
-    if a.batch_size == 0 {
-        return Err("--batch-size must be at least 1".into());
+    if a.data_dir.is_some() && a.data != "mnist" {
+        return Err(format!(
+            "--data-dir does not apply to --data {}: it names where MNIST's IDX files are",
+            a.data
+        )
+        .into());
+    }
+    if !folder_data {
+        for (flag, given) in [
+            ("--normalize", a.images.normalize.is_some()),
+            ("--center-crop", a.images.center_crop.is_some()),
+            ("--data-workers", a.images.data_workers.is_some()),
+            ("--strict", a.images.strict),
+        ] {
+            if given {
+                return Err(format!(
+                    "{flag} does not apply to --data {}: it is about the images of a folder",
+                    a.data
+                )
+                .into());
+            }
+        }
     }
     let dir = Path::new(&a.data);
     let folder = dir.is_dir();

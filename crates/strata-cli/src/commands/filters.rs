@@ -5,25 +5,36 @@
 
 use std::path::PathBuf;
 
-use crate::model_arg::{load_weights, CliResult, ModelArgs};
+use crate::checks;
+use crate::model_arg::{load_weights, require_trained, CliResult, ModelArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
+    /// Trained weights [default: those of a strata model file given as MODEL].
     #[arg(long)]
     weights: Option<PathBuf>,
-    /// The Conv2D layer (default: the first one).
+    /// Draw a zoo model's or spec's untrained, random weights on purpose.
+    #[arg(long)]
+    random_weights: bool,
+    /// The convolution layer [default: the first Conv2D].
     #[arg(long)]
     layer: Option<String>,
+    /// The picture to write (.png).
     #[arg(long)]
     output: PathBuf,
-    /// Pixels per kernel weight.
+    /// Pixels per kernel weight, 1 to 64.
     #[arg(long, default_value_t = 8)]
     scale: u32,
 }
 
 pub fn run(a: Args) -> CliResult<()> {
+    if !(1..=64).contains(&a.scale) {
+        return Err(format!("--scale {}: expected 1 to 64 pixels per weight", a.scale).into());
+    }
+    checks::output_path("--output", &a.output, &["png"])?;
+    require_trained("filters", &a.model, a.weights.as_deref(), a.random_weights)?;
     let mut m = a.model.build(None)?;
     if let Some(w) = &a.weights {
         load_weights(&mut m, w)?;

@@ -12,11 +12,13 @@ use crate::model_arg::CliResult;
 pub struct Args {
     /// A history file written by `strata train` (X.history.json).
     history: PathBuf,
+    /// The picture to write (.png).
     #[arg(long)]
     output: PathBuf,
 }
 
 pub fn run(a: Args) -> CliResult<()> {
+    crate::checks::output_path("--output", &a.output, &["png"])?;
     let h = History::load(&a.history)?;
     let (w, ht) = write_plot(&h, &a.output)?;
     eprintln!("wrote {} ({w}x{ht})", a.output.display());

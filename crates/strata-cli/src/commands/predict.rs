@@ -10,16 +10,20 @@ use std::path::{Path, PathBuf};
 use strata_core::Tensor;
 use strata_data::{read_npy, write_npy_f32, ImageStream};
 
+use crate::checks;
 use crate::image_arg::{self, ImageArgs};
-use crate::model_arg::{load_weights, CliResult, ModelArgs};
+use crate::model_arg::{load_weights, require_trained, CliResult, ModelArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// Trained weights (default: those of a strata model file given as MODEL).
+    /// Trained weights [default: those of a strata model file given as MODEL].
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// Run a zoo model's or spec's untrained, random weights on purpose.
+    #[arg(long)]
+    random_weights: bool,
     /// An image (PNG, JPEG), a folder of images, X.npy (a batch or one
     /// sample), or NAME=X.npy once per input of a multi-input model.
     #[arg(long, required = true)]
@@ -28,6 +32,7 @@ pub struct Args {
     /// Required for .npy inputs with outputs that are not class scores.
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Inputs per forward pass.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
     /// Classes printed (and written to .csv/.json) per input.
@@ -67,13 +72,13 @@ fn output_format(p: &Path) -> CliResult<OutputFormat> {
 type Ranking = Vec<(usize, f32)>;
 
 pub fn run(a: Args) -> CliResult<()> {
-    if a.batch_size == 0 {
-        return Err("--batch-size must be at least 1".into());
-    }
-    if a.top_k == 0 {
-        return Err("--top-k must be at least 1".into());
-    }
+    checks::at_least_one("--batch-size", a.batch_size)?;
+    checks::at_least_one("--top-k", a.top_k)?;
     let format = a.output.as_deref().map(output_format).transpose()?;
+    if let Some(p) = &a.output {
+        checks::output_path("--output", p, &["npy", "csv", "json"])?;
+    }
+    require_trained("predict", &a.model, a.weights.as_deref(), a.random_weights)?;
     let mut m = a.model.build(None)?;
     if let Some(w) = &a.weights {
         load_weights(&mut m, w)?;
@@ -273,6 +278,7 @@ fn predict_npy(a: &Args, m: &mut strata_nn::Model) -> CliResult<Tensor> {
             batched.extend_from_slice(sample);
             t.reshape(&batched)?
         } else {
+            crate::data_arg::check_input_shape(path, t.shape(), sample)?;
             t
         };
         inputs[slot] = Some(t);

@@ -4,13 +4,16 @@
 //! the first layer's filters.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use strata_nn::model::{Callback, TrainingControl};
+use strata_nn::model::Callback;
 use strata_nn::optimizers::{Adam, RMSprop};
-use strata_nn::{BatchSource, FitConfig, LearningRateSchedule, Loss, Model, Optimizer, Verbosity};
+use strata_nn::{
+    BatchSource, FitConfig, History, LearningRateSchedule, Loss, Model, Optimizer, Verbosity,
+};
 
+use crate::checkpointing::{Checkpointer, Interrupts, StoppedAt};
+use crate::checks;
 use crate::data_arg::{self, DataRequest};
 use crate::image_arg::{self, AugmentArgs, FolderData, ImageArgs, StreamSource};
 use crate::model_arg::{load_weights, CliResult, ModelArgs};
@@ -23,7 +26,7 @@ pub const MNIST_CNN_EPOCHS: usize = 8;
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// Initial weights (strata or torchvision-named safetensors).
+    /// Initial weights (strata or torchvision-named safetensors) [default: none].
     #[arg(long)]
     weights: Option<PathBuf>,
     /// `mnist` (bundled), a folder of class sub-folders of images, or inputs .npy.
@@ -35,40 +38,50 @@ pub struct Args {
     /// Read MNIST's IDX files from this folder instead of the bundled copy.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Epochs (default: 8 for mnist-cnn's recipe, 10 otherwise).
+    /// Epochs [default: 8 for mnist-cnn's recipe, 10 otherwise].
     #[arg(long)]
     epochs: Option<usize>,
-    /// Stop after this many optimizer steps in total.
+    /// Stop after this many optimizer steps in total [default: all the epochs'].
     #[arg(long)]
     steps: Option<u64>,
+    /// Samples per step.
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
     /// sgd, adam, adamw, rmsprop or adagrad.
     #[arg(long, default_value = "adam")]
     optimizer: String,
-    /// Learning rate (default: the recipe's for mnist-cnn, Keras's otherwise).
+    /// Learning rate [default: 0.002 for mnist-cnn's recipe, else Keras's: 0.01 for sgd, 0.001 for the others].
     #[arg(long)]
     lr: Option<f32>,
-    /// constant, cosine or exponential (default: cosine for mnist-cnn's recipe, constant otherwise).
+    /// constant, cosine or exponential [default: cosine for mnist-cnn's recipe, constant otherwise].
     #[arg(long)]
     lr_schedule: Option<String>,
+    /// Momentum of sgd and rmsprop [default: 0].
     #[arg(long)]
     momentum: Option<f32>,
+    /// Nesterov momentum (sgd).
     #[arg(long)]
     nesterov: bool,
+    /// Adam's and AdamW's first-moment decay [default: 0.9].
     #[arg(long = "beta-1")]
     beta_1: Option<f32>,
+    /// Adam's and AdamW's second-moment decay [default: 0.999].
     #[arg(long = "beta-2")]
     beta_2: Option<f32>,
+    /// The small constant of adam, adamw, rmsprop and adagrad [default: 1e-7].
     #[arg(long)]
     epsilon: Option<f32>,
+    /// Decoupled weight decay [default: 0.004 for adamw, none otherwise].
     #[arg(long)]
     weight_decay: Option<f32>,
+    /// RMSprop's decay of the squared-gradient average [default: 0.9].
     #[arg(long)]
     rho: Option<f32>,
-    /// A Keras loss name (default: sparse_categorical_crossentropy for class ids).
+    /// A Keras loss name [default: sparse_categorical_crossentropy for class ids,
+    /// categorical_crossentropy for float targets after a softmax, else mean_squared_error].
     #[arg(long)]
     loss: Option<String>,
+    /// Keep the data's order instead of a new shuffle every epoch.
     #[arg(long)]
     no_shuffle: bool,
     /// Fraction held out for validation: an image folder's files shuffled with
@@ -82,13 +95,16 @@ pub struct Args {
     /// Train only the classifier head of a zoo ResNet.
     #[arg(long)]
     freeze_backbone: bool,
-    /// Where to write the weights (also X.spec.json, X.history.json, X.curves.png, X.filters.png).
+    /// Where to write the weights (also X.spec.json, X.history.json, X.curves.png,
+    /// X.filters.png) [default: runs/MODEL.safetensors, or runs/MODEL-2.safetensors
+    /// and so on when taken].
     #[arg(long)]
     save: Option<PathBuf>,
-    /// Write a checkpoint (weights, optimizer state, epoch) here after every epoch.
+    /// Write a checkpoint (weights, optimizer state, epoch, history) here after every
+    /// epoch [default: none; an interrupt writes X.ckpt.safetensors beside --save].
     #[arg(long)]
     checkpoint: Option<PathBuf>,
-    /// Resume from a checkpoint written by --checkpoint.
+    /// Resume from a checkpoint written by --checkpoint or by an interrupt.
     #[arg(long)]
     resume: Option<PathBuf>,
     /// No progress output.
@@ -104,46 +120,154 @@ pub struct Args {
     augment: AugmentArgs,
 }
 
-/// Writes a checkpoint at the end of every epoch.
-struct EpochCheckpoint(PathBuf);
-
-impl Callback for EpochCheckpoint {
-    fn on_epoch_end(
-        &mut self,
-        epoch: usize,
-        _logs: &std::collections::BTreeMap<String, f32>,
-        model: &mut Model,
-        _c: &mut TrainingControl,
-    ) -> strata_nn::Result<()> {
-        model.save_checkpoint(&self.0, epoch + 1, 0)
+/// Every argument and output path, checked before any data is read: one
+/// rule per value (`checks`), and flags that do not apply to the chosen
+/// data or optimizer are refused, saying why.
+fn check_args(a: &Args) -> CliResult<()> {
+    checks::at_least_one("--batch-size", a.batch_size)?;
+    if let Some(e) = a.epochs {
+        checks::at_least_one("--epochs", e)?;
     }
-}
-
-/// On Ctrl-C: lets the current step finish, writes a checkpoint, stops.
-struct InterruptCheckpoint {
-    flag: Arc<AtomicBool>,
-    path: PathBuf,
-    stopped_at: Arc<std::sync::Mutex<Option<(usize, usize)>>>,
-}
-
-impl Callback for InterruptCheckpoint {
-    fn on_batch_end(
-        &mut self,
-        epoch: usize,
-        batch: usize,
-        _logs: &std::collections::BTreeMap<String, f32>,
-        model: &mut Model,
-        control: &mut TrainingControl,
-    ) -> strata_nn::Result<()> {
-        if self.flag.load(Ordering::SeqCst) {
-            model.save_checkpoint(&self.path, epoch, batch + 1)?;
-            if let Ok(mut at) = self.stopped_at.lock() {
-                *at = Some((epoch, batch + 1));
-            }
-            control.stop_training = true;
+    if let Some(s) = a.steps {
+        checks::at_least_one("--steps", s as usize)?;
+    }
+    if let Some(v) = a.lr {
+        checks::positive("--lr", v)?;
+    }
+    if let Some(v) = a.epsilon {
+        checks::positive("--epsilon", v)?;
+    }
+    for (flag, v) in [
+        ("--beta-1", a.beta_1),
+        ("--beta-2", a.beta_2),
+        ("--momentum", a.momentum),
+        ("--rho", a.rho),
+    ] {
+        if let Some(v) = v {
+            checks::unit_interval(flag, v)?;
         }
-        Ok(())
     }
+    if let Some(v) = a.weight_decay {
+        checks::non_negative("--weight-decay", v)?;
+    }
+    if let Some(v) = a.validation_split {
+        checks::open_fraction("--validation-split", v)?;
+    }
+    let opt = a.optimizer.as_str();
+    if !Optimizer::NAMES.contains(&opt) {
+        return Err(format!(
+            "--optimizer {opt}: expected one of {}",
+            Optimizer::NAMES.join(", ")
+        )
+        .into());
+    }
+    let applies: [(&str, bool, &[&str]); 6] = [
+        ("--momentum", a.momentum.is_some(), &["sgd", "rmsprop"]),
+        ("--nesterov", a.nesterov, &["sgd"]),
+        ("--beta-1", a.beta_1.is_some(), &["adam", "adamw"]),
+        ("--beta-2", a.beta_2.is_some(), &["adam", "adamw"]),
+        ("--rho", a.rho.is_some(), &["rmsprop"]),
+        (
+            "--epsilon",
+            a.epsilon.is_some(),
+            &["adam", "adamw", "rmsprop", "adagrad"],
+        ),
+    ];
+    for (flag, given, optimizers) in applies {
+        if given && !optimizers.contains(&opt) {
+            return Err(format!(
+                "{flag} applies to {}, not to --optimizer {opt}",
+                optimizers.join(" and ")
+            )
+            .into());
+        }
+    }
+    if let Some(s) = &a.lr_schedule {
+        if !["constant", "cosine", "exponential"].contains(&s.as_str()) {
+            return Err(
+                format!("--lr-schedule '{s}': expected constant, cosine or exponential").into(),
+            );
+        }
+    }
+    if let Some(l) = &a.loss {
+        Loss::from_name(l)
+            .map_err(|_| format!("--loss {l}: expected one of {}", Loss::NAMES.join(", ")))?;
+    }
+    let folder = Path::new(&a.data).is_dir();
+    let npy = a.data.ends_with(".npy");
+    if !folder && !npy && a.data != "mnist" {
+        return Err(format!(
+            "--data '{}': expected 'mnist', a folder of class sub-folders, or an .npy file",
+            a.data
+        )
+        .into());
+    }
+    if npy && !Path::new(&a.data).is_file() {
+        return Err(format!("--data {}: no such file", a.data).into());
+    }
+    let not_here = |flag: &str, why: &str| -> CliResult<()> {
+        Err(format!("{flag} does not apply to --data {}: {why}", a.data).into())
+    };
+    if a.labels.is_some() && !npy {
+        not_here(
+            "--labels",
+            "labels come with MNIST and from an image folder's sub-folders",
+        )?;
+    }
+    if npy && a.labels.is_none() {
+        return Err("--data X.npy needs --labels Y.npy".into());
+    }
+    if a.data_dir.is_some() && a.data != "mnist" {
+        not_here("--data-dir", "it names where MNIST's IDX files are")?;
+    }
+    if a.stream && !npy {
+        not_here("--stream", "it reads a .npy a batch at a time")?;
+    }
+    if !folder {
+        for (flag, given) in [
+            ("--augment", a.augment.augment.is_some()),
+            ("--crop-scale", a.augment.crop_scale.is_some()),
+            ("--crop-ratio", a.augment.crop_ratio.is_some()),
+            ("--jitter", a.augment.jitter.is_some()),
+            ("--normalize", a.images.normalize.is_some()),
+            ("--center-crop", a.images.center_crop.is_some()),
+            ("--data-workers", a.images.data_workers.is_some()),
+            ("--strict", a.images.strict),
+        ] {
+            if given {
+                not_here(flag, "it is about the images of a folder")?;
+            }
+        }
+    }
+    a.augment.augmentation()?;
+    if a.skip_mismatch && a.weights.is_none() {
+        return Err("--skip-mismatch applies to --weights, which is not given".into());
+    }
+    for (flag, p) in [
+        ("--weights", &a.weights),
+        ("--resume", &a.resume),
+        ("--labels", &a.labels),
+    ] {
+        if let Some(p) = p {
+            if !p.is_file() {
+                return Err(format!("{flag} {}: no such file", p.display()).into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The files `train` writes, checked before it starts: every one is
+/// creatable and writable and none is a folder or a device.
+fn check_outputs(save: &Path, checkpoint: &Path) -> CliResult<()> {
+    checks::output_path("--save", save, &["safetensors"])?;
+    checks::output_path("--checkpoint", checkpoint, &["safetensors"])?;
+    for suffix in [".spec.json", ".history.json", ".curves.png", ".filters.png"] {
+        let p = sibling(save, suffix);
+        let ext = suffix.rsplit('.').next().unwrap_or("");
+        checks::output_path("--save", &p, &[ext])?;
+    }
+    Ok(())
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
@@ -233,7 +357,7 @@ enum TrainData {
 
 /// A `.npy` of inputs read a batch at a time: with `--stream`, or when it is
 /// larger than [`STREAM_ABOVE_BYTES`].
-fn npy_stream(a: &Args) -> CliResult<Option<TrainData>> {
+fn npy_stream(a: &Args, model: &Model) -> CliResult<Option<TrainData>> {
     if !a.data.ends_with(".npy") {
         return Ok(None);
     }
@@ -247,7 +371,19 @@ fn npy_stream(a: &Args) -> CliResult<Option<TrainData>> {
         .ok_or("--data X.npy needs --labels Y.npy")?;
     let targets = data_arg::targets_from_npy(labels)?;
     let dense = matches!(targets, strata_nn::Targets::Dense(_));
+    let outputs = model
+        .output_shapes()
+        .first()
+        .and_then(|s| s.last().copied())
+        .unwrap_or(0);
+    data_arg::check_labels(&labels.display().to_string(), &targets, outputs)?;
     let source = NpySource::open(Path::new(&a.data), targets, a.batch_size)?;
+    let want = model
+        .inputs()
+        .first()
+        .map(|(_, s)| s.clone())
+        .unwrap_or_default();
+    data_arg::check_input_shape(&a.data, source.shape(), &want)?;
     let (train, validation) = source.split(
         a.validation_split.unwrap_or(0.0),
         !a.no_shuffle,
@@ -321,14 +457,22 @@ fn prepare_folder(a: &Args, model: &mut Model) -> CliResult<FolderData> {
 }
 
 pub fn run(a: Args) -> CliResult<()> {
-    if a.batch_size == 0 {
-        return Err("--batch-size must be at least 1".into());
+    check_args(&a)?;
+    if let Some(w) = a.images.data_workers {
+        checks::threads("--data-workers", w)?;
     }
-    if let Some(v) = a.validation_split {
-        if !(0.0..1.0).contains(&v) {
-            return Err(format!("--validation-split must be in [0, 1), found {v}").into());
-        }
-    }
+    let save = match &a.save {
+        Some(p) => p.clone(),
+        // never replace an earlier run's model without being told to
+        None => checks::fresh_path(
+            &PathBuf::from("runs").join(format!("{}.safetensors", a.model.stem())),
+        ),
+    };
+    let ckpt = a
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| sibling(&save, ".ckpt.safetensors"));
+    check_outputs(&save, &ckpt)?;
     let recipe = a.model.is_zoo() && a.model.model == "mnist-cnn" && a.data == "mnist";
     // a zoo model's head follows the number of class folders (spec files ignore it)
     let mut model = a.model.build(data_arg::class_count_of_folder(&a.data))?;
@@ -346,9 +490,6 @@ pub fn run(a: Args) -> CliResult<()> {
         eprintln!("frozen backbone; training {}", left.join(", "));
     }
     let folder = Path::new(&a.data).is_dir();
-    if !folder && (a.augment.augment.is_some() || a.images.normalize.is_some()) {
-        return Err("--augment and --normalize apply to an image folder given as --data".into());
-    }
     let data = if folder {
         let f = prepare_folder(&a, &mut model)?;
         TrainData::Stream {
@@ -358,7 +499,7 @@ pub fn run(a: Args) -> CliResult<()> {
                 .map(|v| Box::new(StreamSource(v)) as Box<dyn BatchSource>),
             dense: false,
         }
-    } else if let Some(d) = npy_stream(&a)? {
+    } else if let Some(d) = npy_stream(&a, &model)? {
         d
     } else if a.data == "mnist" && model.info().is_empty() {
         // digits are their own class names; a photo is resized to the input
@@ -380,6 +521,28 @@ pub fn run(a: Args) -> CliResult<()> {
             data_dir: a.data_dir.as_deref(),
         })?)
     };
+    if let TrainData::Memory(d) = &data {
+        let want = model
+            .inputs()
+            .first()
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default();
+        data_arg::check_input_shape(&a.data, d.inputs.shape(), &want)?;
+    }
+    let labels_source = a
+        .labels
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| a.data.clone());
+    let outputs = model
+        .output_shapes()
+        .first()
+        .and_then(|s| s.last().copied())
+        .unwrap_or(0);
+    match &data {
+        TrainData::Memory(d) => data_arg::check_labels(&labels_source, &d.targets, outputs)?,
+        TrainData::Stream { .. } => {}
+    }
     let targets_for_loss = match &data {
         TrainData::Memory(d) => d.targets.clone(),
         TrainData::Stream { dense: true, .. } => {
@@ -396,14 +559,17 @@ pub fn run(a: Args) -> CliResult<()> {
         .epochs
         .unwrap_or(if recipe { MNIST_CNN_EPOCHS } else { 10 });
     let steps_per_epoch = match &data {
-        TrainData::Memory(d) => d
-            .inputs
-            .shape()
-            .first()
-            .copied()
-            .unwrap_or(0)
-            .div_ceil(a.batch_size),
+        TrainData::Memory(d) => {
+            let n = d.inputs.shape().first().copied().unwrap_or(0);
+            let held = (n as f64 * a.validation_split.unwrap_or(0.0) as f64).floor() as usize;
+            (n - held.min(n)).div_ceil(a.batch_size)
+        }
         TrainData::Stream { train, .. } => train.batches_per_epoch(),
+    };
+    // --steps ends the run, so the epochs shown end where the steps do
+    let epochs = match a.steps {
+        Some(s) => epochs.min((s as usize).div_ceil(steps_per_epoch.max(1))),
+        None => epochs,
     };
     let steps_total = a.steps.unwrap_or(epochs as u64 * steps_per_epoch as u64);
     model.compile(loss, build_optimizer(&a, recipe, steps_total)?, &metrics);
@@ -436,39 +602,21 @@ pub fn run(a: Args) -> CliResult<()> {
         initial_step,
         ..FitConfig::default()
     };
-    let save = a
-        .save
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}.safetensors", a.model.stem())));
-    if let Some(dir) = save.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    let ckpt = a
-        .checkpoint
-        .clone()
-        .unwrap_or_else(|| sibling(&save, ".ckpt.safetensors"));
-    let flag = Arc::new(AtomicBool::new(false));
-    {
-        let flag = flag.clone();
-        // a second Ctrl-C exits at once
-        let _ = ctrlc::set_handler(move || {
-            if flag.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-        });
-    }
-    let stopped_at = Arc::new(std::sync::Mutex::new(None));
-    let mut callbacks: Vec<Box<dyn Callback>> = Vec::new();
-    if let Some(c) = &a.checkpoint {
-        callbacks.push(Box::new(EpochCheckpoint(c.clone())));
-    }
-    callbacks.push(Box::new(InterruptCheckpoint {
-        flag,
-        path: ckpt.clone(),
-        stopped_at: stopped_at.clone(),
-    }));
+    let prior = match &a.resume {
+        Some(r) => strata_nn::model::checkpoint_history(r)?.unwrap_or_default(),
+        None => History::default(),
+    };
+    let history = Arc::new(Mutex::new(prior));
+    let stopped_at: StoppedAt = Arc::new(Mutex::new(None));
+    let mut callbacks: Vec<Box<dyn Callback>> = vec![Box::new(Checkpointer {
+        every_epoch: a.checkpoint.clone(),
+        on_interrupt: ckpt.clone(),
+        interrupts: Interrupts::install(),
+        history: Arc::clone(&history),
+        stopped_at: Arc::clone(&stopped_at),
+    })];
     let start = std::time::Instant::now();
-    let history = match &data {
+    let this_run = match &data {
         TrainData::Memory(d) => model.fit(
             std::slice::from_ref(&d.inputs),
             &d.targets,
@@ -490,7 +638,16 @@ pub fn run(a: Args) -> CliResult<()> {
         .into());
     }
     let secs = start.elapsed().as_secs_f64();
-    println!("trained {} epoch(s) in {secs:.1}s", history.epoch.len());
+    let history = history.lock().map(|h| h.clone()).unwrap_or(this_run);
+    let epochs_done = history.epoch.len();
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    match a.steps {
+        Some(st) => println!(
+            "trained {} (--steps) in {secs:.1}s",
+            plural(st as usize, "step")
+        ),
+        None => println!("trained {} in {secs:.1}s", plural(epochs_done, "epoch")),
+    }
     let held_out = match &data {
         TrainData::Memory(d) => match &d.test {
             Some((x, y)) => Some((model.evaluate(std::slice::from_ref(x), y, 512)?, y.len())),

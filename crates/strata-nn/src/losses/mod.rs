@@ -54,6 +54,15 @@ pub enum Loss {
 }
 
 impl Loss {
+    /// The Keras loss names `from_name` takes (besides the short `mse` and `mae`).
+    pub const NAMES: [&'static str; 5] = [
+        "sparse_categorical_crossentropy",
+        "categorical_crossentropy",
+        "binary_crossentropy",
+        "mean_squared_error",
+        "mean_absolute_error",
+    ];
+
     /// Parses a Keras loss name.
     pub fn from_name(name: &str) -> Result<Loss> {
         Ok(match name {

@@ -81,6 +81,24 @@ pub fn epoch_order(n: usize, shuffle: bool, seed: u64, epoch: usize) -> Vec<usiz
     order
 }
 
+/// Metadata key of the history a checkpoint carries.
+pub const HISTORY_KEY: &str = "history";
+
+/// The history saved in a checkpoint's metadata, if any.
+pub fn checkpoint_history(path: impl AsRef<Path>) -> Result<Option<History>> {
+    let path = path.as_ref();
+    let (_, meta) = super::weights_io::read_safetensors(path)?;
+    match meta.get(HISTORY_KEY) {
+        None => Ok(None),
+        Some(text) => serde_json::from_str(text)
+            .map(Some)
+            .map_err(|e| NnError::Weights {
+                path: path.display().to_string(),
+                message: format!("metadata 'history' is not valid: {e}"),
+            }),
+    }
+}
+
 /// One training batch as `fit_loop` takes it.
 struct Step {
     inputs: Vec<Tensor>,
@@ -406,11 +424,17 @@ impl Model {
                 }
                 b += 1;
                 if control.stop_training {
+                    if (b as u64) < steps_per_epoch {
+                        progress.cut = Some((b, steps_per_epoch));
+                    }
                     progress.finish(&logs);
                     break 'epochs;
                 }
             }
             drop(epoch_batches);
+            if (b as u64) < steps_per_epoch {
+                progress.cut = Some((b, steps_per_epoch));
+            }
             if seen == 0 && progress.skipped > 0 {
                 return Err(NnError::Data(format!(
                     "no sample of epoch {} could be read ({} skipped)",
@@ -556,6 +580,18 @@ impl Model {
     /// Saves weights, optimizer state and where to resume: `epoch`, after
     /// `step` of its batches (0 at an epoch boundary).
     pub fn save_checkpoint(&self, path: impl AsRef<Path>, epoch: usize, step: usize) -> Result<()> {
+        self.save_checkpoint_with_history(path, epoch, step, None)
+    }
+
+    /// [`Model::save_checkpoint`], with the history of the epochs done so
+    /// far, so a resumed run's history starts where this one stopped.
+    pub fn save_checkpoint_with_history(
+        &self,
+        path: impl AsRef<Path>,
+        epoch: usize,
+        step: usize,
+        history: Option<&History>,
+    ) -> Result<()> {
         let mut tensors = self.weight_tensors();
         if let Some(c) = &self.compiled {
             for (k, v) in c.optimizer.state(&self.trainable_params()) {
@@ -569,6 +605,10 @@ impl Model {
         meta.insert("step".to_string(), step.to_string());
         meta.insert("spec".to_string(), self.to_spec().to_string());
         self.info().write_to(&mut meta);
+        if let Some(h) = history {
+            let text = serde_json::to_string(h).map_err(|e| NnError::Training(e.to_string()))?;
+            meta.insert(HISTORY_KEY.to_string(), text);
+        }
         super::weights_io::write_safetensors_atomic(path, &tensors, Some(meta))
     }
 

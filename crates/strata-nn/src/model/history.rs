@@ -22,6 +22,20 @@ impl History {
             self.history.entry(k.clone()).or_default().push(*v);
         }
     }
+    /// Appends `later`'s epochs (a resumed run's) after these.
+    pub fn extend(&mut self, later: &History) {
+        let before = self.epoch.len();
+        self.epoch.extend_from_slice(&later.epoch);
+        for (k, v) in &later.history {
+            let series = self.history.entry(k.clone()).or_default();
+            // a key the earlier epochs did not log reads NaN there
+            series.resize(before, f32::NAN);
+            series.extend_from_slice(v);
+        }
+        for series in self.history.values_mut() {
+            series.resize(self.epoch.len(), f32::NAN);
+        }
+    }
     /// The values of one key (`"loss"`, `"val_accuracy"`, ...).
     pub fn get(&self, key: &str) -> Option<&[f32]> {
         self.history.get(key).map(|v| v.as_slice())

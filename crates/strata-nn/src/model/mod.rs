@@ -19,7 +19,7 @@ pub use callbacks::{
     Callback, EarlyStopping, LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau,
     TrainingControl,
 };
-pub use fit::{epoch_order, FitConfig, Verbosity};
+pub use fit::{checkpoint_history, epoch_order, FitConfig, Verbosity, HISTORY_KEY};
 pub use history::History;
 pub use info::{ModelInfo, Preprocessing, CLASS_NAMES_KEY, PREPROCESSING_KEY};
 pub use naming::{snake_case, Namer};

@@ -18,6 +18,8 @@ pub(crate) struct Progress {
     epochs: usize,
     /// Samples a streaming source could not read this epoch.
     pub(crate) skipped: usize,
+    /// Set when the epoch ends early: (steps done, steps in a full epoch).
+    pub(crate) cut: Option<(usize, u64)>,
 }
 
 pub(crate) fn format_logs(logs: &BTreeMap<String, f32>) -> String {
@@ -47,6 +49,7 @@ impl Progress {
             epoch,
             epochs,
             skipped: 0,
+            cut: None,
         }
     }
 
@@ -76,8 +79,12 @@ impl Progress {
             return;
         }
         let secs = self.start.elapsed().as_secs_f64();
+        let cut = match self.cut {
+            Some((done, of)) => format!(" (stopped after step {done} of {of})"),
+            None => String::new(),
+        };
         let line = format!(
-            "Epoch {}/{} - {secs:.1}s - {:.0} samples/s - {}{}",
+            "Epoch {}/{}{cut} - {secs:.1}s - {:.0} samples/s - {}{}",
             self.epoch + 1,
             self.epochs,
             self.samples as f64 / secs.max(1e-9),

@@ -97,7 +97,10 @@ impl Optimizer {
         Optimizer::new(Adagrad::default(), learning_rate)
     }
 
-    /// Builds an optimizer from its Keras name with Keras's default learning rate.
+    /// The optimizer names `from_name` takes.
+    pub const NAMES: [&'static str; 5] = ["sgd", "adam", "adamw", "rmsprop", "adagrad"];
+
+    /// An optimizer by Keras name, with Keras's default learning rate unless given.
     pub fn from_name(name: &str, learning_rate: Option<f32>) -> Result<Self> {
         Ok(match name {
             "sgd" => Optimizer::sgd(learning_rate.unwrap_or(0.01), 0.0, false),
