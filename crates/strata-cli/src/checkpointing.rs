@@ -35,7 +35,7 @@ impl Interrupts {
                     FORCE_AFTER - 1
                 );
             } else if n >= FORCE_AFTER && !handler.writing.load(Ordering::SeqCst) {
-                eprintln!("error: interrupted {n} times: quit without a checkpoint");
+                eprintln!("error: train: interrupted {n} times: quit without a checkpoint");
                 std::process::exit(130);
             }
         });

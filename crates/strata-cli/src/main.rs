@@ -105,21 +105,35 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let result = match cli.command {
-        Command::Summary(a) => commands::summary::run(a),
-        Command::Train(a) => commands::train::run(*a),
-        Command::Evaluate(a) => commands::evaluate::run(a),
-        Command::Predict(a) => commands::predict::run(a),
-        Command::Explain(a) => commands::explain::run(a),
-        Command::Filters(a) => commands::filters::run(a),
-        Command::Plot(a) => commands::plot::run(a),
+    let (name, result) = match cli.command {
+        Command::Summary(a) => ("summary", commands::summary::run(a)),
+        Command::Train(a) => ("train", commands::train::run(*a)),
+        Command::Evaluate(a) => ("evaluate", commands::evaluate::run(a)),
+        Command::Predict(a) => ("predict", commands::predict::run(a)),
+        Command::Explain(a) => ("explain", commands::explain::run(a)),
+        Command::Filters(a) => ("filters", commands::filters::run(a)),
+        Command::Plot(a) => ("plot", commands::plot::run(a)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let msg = e.to_string().replace('\n', " ");
-            eprintln!("error: {msg}");
+            eprintln!("error: {}", error_line(name, &e.to_string()));
             ExitCode::FAILURE
         }
     }
+}
+
+/// A command's error as one line that names the command: "train: ...". The
+/// library's "training:" prefix is dropped where nothing is being trained.
+fn error_line(command: &str, message: &str) -> String {
+    let one_line = message.replace('\n', " ");
+    let text = match one_line.strip_prefix("training: ") {
+        Some(rest) if command != "train" => rest.to_string(),
+        _ => one_line,
+    };
+    let text = text
+        .strip_prefix(&format!("{command}: "))
+        .unwrap_or(&text)
+        .to_string();
+    format!("{command}: {text}")
 }

@@ -143,7 +143,7 @@ pub fn require_trained(
         "a spec"
     };
     Err(format!(
-        "{command} needs trained weights: '{}' is {what}, so pass --weights W.safetensors (or --random-weights to use untrained ones on purpose)",
+        "'{}' is {what}, without trained weights: pass --weights W.safetensors (or --random-weights to {command} untrained ones on purpose)",
         model.model
     )
     .into())

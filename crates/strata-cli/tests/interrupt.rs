@@ -119,7 +119,9 @@ fn sigint_then_resume_equals_an_uninterrupted_run() {
     );
     assert!(lines[0].contains("Ctrl-C 2 more times"), "{err}");
     assert!(
-        lines[1].starts_with("error: interrupted: checkpoint written to ckpt.safetensors at epoch"),
+        lines[1].starts_with(
+            "error: train: interrupted: checkpoint written to ckpt.safetensors at epoch"
+        ),
         "{err}"
     );
     assert!(err.contains("--resume ckpt.safetensors"), "{err}");
@@ -159,7 +161,7 @@ fn two_quick_sigints_still_write_the_checkpoint() {
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(!out.status.success(), "{err}");
     assert!(
-        err.contains("error: interrupted: checkpoint written to ckpt.safetensors"),
+        err.contains("error: train: interrupted: checkpoint written to ckpt.safetensors"),
         "{err}"
     );
     let (_, meta) = strata_nn::model::read_safetensors(d.join("ckpt.safetensors")).unwrap();
@@ -228,7 +230,7 @@ fn an_exploding_learning_rate_stops_with_a_message_and_keeps_the_checkpoint() {
     assert!(!out.status.success());
     let last = err.lines().last().unwrap_or_default();
     assert!(
-        last.starts_with("error: training:") && last.contains("at step"),
+        last.starts_with("error: train: training:") && last.contains("at step"),
         "{err}"
     );
     let (_, meta) = strata_nn::model::read_safetensors(d.join("ckpt.safetensors")).unwrap();

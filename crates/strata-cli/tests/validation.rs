@@ -286,7 +286,7 @@ fn cases() -> Vec<Case> {
                 "p.npy",
             ],
             none(),
-            vec!["predict", "trained weights", "--random-weights"],
+            vec!["predict", "without trained weights", "--random-weights"],
         ),
         (
             vec!["predict", "lenet5", "--input", "x.npy", "--output", "p.npy"],
@@ -296,7 +296,7 @@ fn cases() -> Vec<Case> {
         (
             vec!["filters", "mnist-cnn", "--output", "f.png"],
             none(),
-            vec!["filters", "trained weights"],
+            vec!["filters", "without trained weights"],
         ),
         (
             vec![
@@ -363,7 +363,7 @@ fn cases() -> Vec<Case> {
                 "y.npy",
             ],
             none(),
-            vec!["evaluate", "--weights"],
+            vec!["evaluate:", "--weights"],
         ),
         (
             vec![

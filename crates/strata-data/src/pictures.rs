@@ -12,11 +12,12 @@ use plotters::style::{register_font, FontStyle};
 
 use crate::error::{DataError, Result};
 
+/// A picture that could not be drawn or written, named by its final path.
 fn image_err(path: &Path, e: impl std::fmt::Display) -> DataError {
-    DataError::Image {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
+    DataError::io(
+        path,
+        std::io::Error::other(format!("cannot write the picture: {e}")),
+    )
 }
 
 fn save_atomic(path: &Path, write: impl FnOnce(&Path) -> image::ImageResult<()>) -> Result<()> {

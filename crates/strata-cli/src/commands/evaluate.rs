@@ -125,6 +125,23 @@ pub fn run(a: Args) -> CliResult<()> {
             ("mnist", Some(t)) => t,
             _ => (data.inputs, data.targets),
         };
+        let want = model
+            .inputs()
+            .first()
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default();
+        data_arg::check_input_shape(&a.data, x.shape(), &want)?;
+        let outputs = model
+            .output_shapes()
+            .first()
+            .and_then(|s| s.last().copied())
+            .unwrap_or(0);
+        let labels_source = a
+            .labels
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| a.data.clone());
+        data_arg::check_labels(&labels_source, &y, outputs)?;
         let loss = match &a.loss {
             Some(l) => Loss::from_name(l)?,
             None => data_arg::default_loss(&y, model.ends_in_softmax()),

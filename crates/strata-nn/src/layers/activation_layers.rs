@@ -48,6 +48,9 @@ impl Layer for ActivationLayer {
         m.insert("activation".into(), self.activation.name().into());
         m
     }
+    fn describe(&self, inputs: &[Vec<usize>], output: &[usize]) -> crate::explain::Description {
+        crate::explain::describe_activation(self.activation, inputs, output)
+    }
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
@@ -130,6 +133,15 @@ impl Layer for ReLU {
         m.insert("negative_slope".into(), self.negative_slope.into());
         m.insert("threshold".into(), self.threshold.into());
         m
+    }
+    fn describe(&self, inputs: &[Vec<usize>], output: &[usize]) -> crate::explain::Description {
+        crate::explain::describe_relu(
+            self.max_value,
+            self.negative_slope,
+            self.threshold,
+            inputs,
+            output,
+        )
     }
     fn as_any(&self) -> &dyn std::any::Any {
         self

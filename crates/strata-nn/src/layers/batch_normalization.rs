@@ -246,7 +246,7 @@ impl Layer for BatchNormalization {
         m
     }
     fn describe(&self, inputs: &[Vec<usize>], output: &[usize]) -> crate::explain::Description {
-        crate::explain::describe_batchnorm(self.epsilon, self.momentum, inputs, output)
+        crate::explain::describe_batchnorm(self, inputs, output)
     }
     fn as_any(&self) -> &dyn std::any::Any {
         self

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 use strata_core::ops::{Conv2dConfig, Padding};
-use strata_core::{Rng, Tensor};
+use strata_core::{CoreError, Rng, Tensor};
 
 use super::dense::not_built;
 use super::{expect_inputs, pair_json, Ctx, Layer, LayerBase};
@@ -28,7 +28,9 @@ pub struct Conv2D {
     bias: Option<Weight>,
 }
 
-/// Resolves a window op's output size, naming the layer in errors.
+/// Resolves a window op's output size, naming the layer in errors: a window
+/// larger than its (padded) input is one sentence with the window after
+/// dilation, the input and what to change.
 pub(crate) fn window_output(
     layer: &str,
     class: &str,
@@ -41,32 +43,94 @@ pub(crate) fn window_output(
     if input.len() != 3 {
         return Err(NnError::shape(layer, class, "(None, H, W, C)", input));
     }
-    let g = padding
+    let size_field = if class.ends_with("Pooling2D") {
+        "pool_size"
+    } else {
+        "kernel_size"
+    };
+    padding
         .resolve(class, (input[0], input[1]), kernel, strides, dilation)
-        .map_err(|e| NnError::Shape {
-            layer: layer.to_string(),
-            class: class.to_string(),
-            expected: format!(
-                "an input at least as large as the {}x{} window{}",
-                kernel
-                    .0
-                    .saturating_sub(1)
-                    .saturating_mul(dilation.0.max(1))
-                    .saturating_add(1),
-                kernel
-                    .1
-                    .saturating_sub(1)
-                    .saturating_mul(dilation.1.max(1))
-                    .saturating_add(1),
-                if padding == Padding::Valid {
-                    " (padding 'valid')"
-                } else {
-                    ""
-                }
-            ),
-            found: format!("{} ({e})", crate::error::batch_shape(input)),
-        })?;
-    Ok((g.out_h, g.out_w))
+        .map(|g| (g.out_h, g.out_w))
+        .map_err(|e| match e {
+            CoreError::Argument { field, message, .. } => {
+                let field = match field.as_str() {
+                    "kernel size" => size_field,
+                    "dilation" => "dilation_rate",
+                    other => other,
+                };
+                NnError::config(layer, field, message)
+            }
+            _ => window_too_large(layer, class, input, kernel, padding, dilation, size_field),
+        })
+}
+
+/// `expected input at least 11x11 to fit its 11x11 kernel with padding
+/// "valid", found (None, 5, 5, 1); use padding "same" or a smaller kernel_size`.
+fn window_too_large(
+    layer: &str,
+    class: &str,
+    input: &[usize],
+    kernel: (usize, usize),
+    padding: Padding,
+    dilation: (usize, usize),
+    size_field: &str,
+) -> NnError {
+    let span = |k: usize, d: usize| {
+        k.saturating_sub(1)
+            .saturating_mul(d.max(1))
+            .saturating_add(1)
+    };
+    let (wh, ww) = (span(kernel.0, dilation.0), span(kernel.1, dilation.1));
+    let what = if size_field == "pool_size" {
+        format!("{}x{} pool window", kernel.0, kernel.1)
+    } else if dilation != (1, 1) {
+        format!(
+            "{}x{} kernel, which dilation_rate {dilation:?} spreads over {wh}x{ww}",
+            kernel.0, kernel.1
+        )
+    } else {
+        format!("{}x{} kernel", kernel.0, kernel.1)
+    };
+    let (pads_h, pads_w, with) = match padding {
+        Padding::Explicit {
+            top,
+            bottom,
+            left,
+            right,
+        } => (
+            top.saturating_add(bottom),
+            left.saturating_add(right),
+            if top == bottom && bottom == left && left == right {
+                format!("explicit padding ({top} on every side)")
+            } else {
+                format!("explicit padding (top {top}, bottom {bottom}, left {left}, right {right})")
+            },
+        ),
+        _ => (0, 0, "padding \"valid\"".to_string()),
+    };
+    let need = |w: usize, p: usize| w.saturating_sub(p).max(1);
+    let mut hint = String::from("use padding \"same\"");
+    if matches!(padding, Padding::Explicit { .. }) {
+        hint.push_str(", more padding");
+    }
+    if dilation != (1, 1) {
+        hint.push_str(&format!(
+            ", a smaller {size_field} or a smaller dilation_rate"
+        ));
+    } else {
+        hint.push_str(&format!(" or a smaller {size_field}"));
+    }
+    NnError::Shape {
+        layer: layer.to_string(),
+        class: class.to_string(),
+        expected: format!(
+            "at least {}x{} to fit its {what}{} with {with}",
+            need(wh, pads_h),
+            need(ww, pads_w),
+            if dilation != (1, 1) { "," } else { "" }
+        ),
+        found: format!("{}; {hint}", crate::error::batch_shape(input)),
+    }
 }
 
 pub(crate) fn padding_json(p: Padding) -> Value {
@@ -347,8 +411,10 @@ mod tests {
     fn shape_errors_name_the_layer() {
         let mut c = Conv2D::new(4, (5, 5)).named("small");
         let e = build(&mut c, &[&[3, 3, 1]]).unwrap_err().to_string();
-        assert!(e.starts_with("layer 'small' (Conv2D): expected input an input at least as large as the 5x5 window"), "{e}");
-        assert!(e.contains("found (None, 3, 3, 1)"), "{e}");
+        assert_eq!(
+            e,
+            "layer 'small' (Conv2D): expected input at least 5x5 to fit its 5x5 kernel with padding \"valid\", found (None, 3, 3, 1); use padding \"same\" or a smaller kernel_size"
+        );
         let mut g = Conv2D::new(4, (3, 3)).groups(3);
         assert!(build(&mut g, &[&[8, 8, 4]]).is_err());
         let mut sd = Conv2D::new(4, (3, 3)).strides(2).dilation(2);
@@ -357,6 +423,53 @@ mod tests {
         build(&mut ok, &[&[8, 8, 2]]).unwrap();
         let e = build(&mut ok, &[&[8, 8, 3]]).unwrap_err().to_string();
         assert!(e.contains("expected input (None, H, W, 2)"), "{e}");
+    }
+
+    #[test]
+    fn a_window_larger_than_its_input_is_one_sentence() {
+        let e = build(&mut Conv2D::new(8, (11, 11)).named("c"), &[&[5, 5, 1]])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "layer 'c' (Conv2D): expected input at least 11x11 to fit its 11x11 kernel with padding \"valid\", found (None, 5, 5, 1); use padding \"same\" or a smaller kernel_size"
+        );
+        let mut dilated = Conv2D::new(8, (3, 3)).dilation(3).named("d");
+        let e = build(&mut dilated, &[&[5, 5, 1]]).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "layer 'd' (Conv2D): expected input at least 7x7 to fit its 3x3 kernel, which dilation_rate (3, 3) spreads over 7x7, with padding \"valid\", found (None, 5, 5, 1); use padding \"same\", a smaller kernel_size or a smaller dilation_rate"
+        );
+        let mut padded = Conv2D::new(1, (4, 2))
+            .padding(Padding::Explicit {
+                top: 1,
+                bottom: 0,
+                left: 0,
+                right: 0,
+            })
+            .named("p");
+        let e = build(&mut padded, &[&[2, 1, 1]]).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "layer 'p' (Conv2D): expected input at least 3x2 to fit its 4x2 kernel with explicit padding (top 1, bottom 0, left 0, right 0), found (None, 2, 1, 1); use padding \"same\", more padding or a smaller kernel_size"
+        );
+        let mut pool = super::super::MaxPooling2D::new((7, 7), None, "valid").named("pool");
+        let e = build(&mut pool, &[&[5, 5, 1]]).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "layer 'pool' (MaxPooling2D): expected input at least 7x7 to fit its 7x7 pool window with padding \"valid\", found (None, 5, 5, 1); use padding \"same\" or a smaller pool_size"
+        );
+        // "same" fits any input
+        let mut same = Conv2D::new(1, (11, 11)).padding(Padding::Same);
+        assert_eq!(build(&mut same, &[&[5, 5, 1]]).unwrap(), vec![5, 5, 1]);
+        // a zero-sized kernel is an argument error, not a size one
+        let e = build(&mut Conv2D::new(1, (0, 3)).named("z"), &[&[5, 5, 1]])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "layer 'z': invalid kernel_size: must be positive, found (0, 3)"
+        );
     }
 
     #[test]

@@ -56,6 +56,9 @@ impl Layer for Dropout {
         m.insert("rate".into(), self.rate.into());
         m
     }
+    fn describe(&self, inputs: &[Vec<usize>], output: &[usize]) -> crate::explain::Description {
+        crate::explain::describe_dropout(self.rate, inputs, output)
+    }
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }

@@ -67,7 +67,7 @@ impl Layer for GlobalAveragePooling2D {
         m
     }
     fn describe(&self, inputs: &[Vec<usize>], output: &[usize]) -> crate::explain::Description {
-        crate::explain::describe_gap(inputs, output)
+        crate::explain::describe_global_pooling(false, self.keepdims, inputs, output)
     }
     fn as_any(&self) -> &dyn std::any::Any {
         self
@@ -135,6 +135,9 @@ impl Layer for GlobalMaxPooling2D {
         let mut m = Map::new();
         m.insert("keepdims".into(), self.keepdims.into());
         m
+    }
+    fn describe(&self, inputs: &[Vec<usize>], output: &[usize]) -> crate::explain::Description {
+        crate::explain::describe_global_pooling(true, self.keepdims, inputs, output)
     }
     fn as_any(&self) -> &dyn std::any::Any {
         self

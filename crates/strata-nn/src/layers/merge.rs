@@ -94,13 +94,16 @@ impl Layer for Concatenate {
         m.insert("axis".into(), self.axis.into());
         m
     }
+    fn describe(&self, inputs: &[Vec<usize>], output: &[usize]) -> crate::explain::Description {
+        crate::explain::describe_concatenate(self.axis, inputs, output)
+    }
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
 }
 
 macro_rules! elementwise_merge {
-    ($ty:ident, $class:literal, $method:ident, $doc:literal) => {
+    ($ty:ident, $class:literal, $method:ident, $sum:literal, $doc:literal) => {
         #[doc = $doc]
         pub struct $ty {
             base: LayerBase,
@@ -152,6 +155,13 @@ macro_rules! elementwise_merge {
                 }
                 Ok(y)
             }
+            fn describe(
+                &self,
+                inputs: &[Vec<usize>],
+                output: &[usize],
+            ) -> crate::explain::Description {
+                crate::explain::describe_merge($sum, inputs, output)
+            }
             fn as_any(&self) -> &dyn std::any::Any {
                 self
             }
@@ -163,12 +173,14 @@ elementwise_merge!(
     Add,
     "Add",
     add,
+    true,
     "Element-wise sum of same-shape inputs (residual connections)."
 );
 elementwise_merge!(
     Multiply,
     "Multiply",
     mul,
+    false,
     "Element-wise product of same-shape inputs."
 );
 

@@ -120,8 +120,12 @@ macro_rules! pooling_layer {
             ) -> crate::explain::Description {
                 crate::explain::describe_pooling(
                     $class,
-                    self.pool_size,
-                    self.strides,
+                    crate::explain::Window {
+                        kernel: self.pool_size,
+                        strides: self.strides,
+                        padding: self.padding,
+                        dilation: (1, 1),
+                    },
                     inputs,
                     output,
                 )

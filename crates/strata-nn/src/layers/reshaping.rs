@@ -43,6 +43,9 @@ impl Layer for Flatten {
         expect_inputs(self, inputs.len(), 1)?;
         inputs[0].flatten_batch().in_layer(&self.base.name)
     }
+    fn describe(&self, inputs: &[Vec<usize>], output: &[usize]) -> crate::explain::Description {
+        crate::explain::describe_flatten(inputs, output)
+    }
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
@@ -152,6 +155,9 @@ impl Layer for Reshape {
             Value::from(self.target_shape.clone()),
         );
         m
+    }
+    fn describe(&self, inputs: &[Vec<usize>], output: &[usize]) -> crate::explain::Description {
+        crate::explain::describe_reshape(&self.target_shape, inputs, output)
     }
     fn as_any(&self) -> &dyn std::any::Any {
         self

@@ -61,6 +61,9 @@ impl Layer for ZeroPadding2D {
         m.insert("padding".into(), Value::from(vec![vec![t, b], vec![l, r]]));
         m
     }
+    fn describe(&self, inputs: &[Vec<usize>], output: &[usize]) -> crate::explain::Description {
+        crate::explain::describe_zero_padding(self.padding, inputs, output)
+    }
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }

@@ -117,17 +117,17 @@ fn sample_count(inputs: &[Tensor], targets: &Targets) -> Result<usize> {
     let n = inputs
         .first()
         .and_then(|x| x.shape().first().copied())
-        .ok_or_else(|| NnError::Training("no input data".into()))?;
+        .ok_or_else(|| NnError::Data("no input data".into()))?;
     for x in inputs {
         if x.shape().first() != Some(&n) {
-            return Err(NnError::Training(format!(
+            return Err(NnError::Data(format!(
                 "inputs hold different sample counts ({} and {n})",
                 strata_core::fmt_shape(x.shape())
             )));
         }
     }
     if targets.len() != n {
-        return Err(NnError::Training(format!(
+        return Err(NnError::Data(format!(
             "{n} input samples but {} targets",
             targets.len()
         )));
@@ -567,7 +567,7 @@ impl Model {
         }
         let outputs = self.outputs.len();
         if parts.is_empty() {
-            return Err(NnError::Training("predict: no samples".into()));
+            return Err(NnError::Data("predict: no samples".into()));
         }
         (0..outputs)
             .map(|o| {

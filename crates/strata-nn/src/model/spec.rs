@@ -89,6 +89,7 @@ fn check_weight_budget(
 /// The arguments of one layer, consumed one by one so leftovers are reported.
 struct Args<'a> {
     layer: String,
+    ty: &'a str,
     map: &'a Map<String, Value>,
     used: HashSet<&'static str>,
 }
@@ -231,16 +232,186 @@ impl<'a> Args<'a> {
                 .map_err(|_| self.err(key, format!("unknown initializer '{a}'"))),
         }
     }
+    /// Reports the arguments nothing read (the table in [`known_arguments`]
+    /// catches them first; this is the backstop).
     fn finish(self) -> Result<()> {
-        for k in self.map.keys() {
-            if !self.used.contains(k.as_str())
-                && !["type", "name", "inputs", "trainable"].contains(&k.as_str())
-            {
-                return Err(NnError::config(&self.layer, k, "unknown argument"));
-            }
+        let unknown: Vec<&str> = self
+            .map
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !self.used.contains(k) && !COMMON_KEYS.contains(k))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let mut known: Vec<&str> = self.used.iter().copied().collect();
+        known.sort_unstable();
+        Err(unknown_arguments(&self.layer, self.ty, &unknown, &known))
     }
+}
+
+/// The keys every layer object may carry besides its arguments.
+const COMMON_KEYS: [&str; 4] = ["type", "name", "inputs", "trainable"];
+
+/// Every layer type a spec may name, with the arguments it reads (what
+/// `read_layer` asks `Args` for), so a misspelt one is reported before any
+/// value is checked.
+const LAYER_ARGUMENTS: &[(&str, &[&str])] = &[
+    (
+        "Dense",
+        &[
+            "units",
+            "activation",
+            "use_bias",
+            "kernel_initializer",
+            "bias_initializer",
+        ],
+    ),
+    (
+        "Conv2D",
+        &[
+            "filters",
+            "kernel_size",
+            "strides",
+            "padding",
+            "dilation_rate",
+            "groups",
+            "activation",
+            "use_bias",
+            "kernel_initializer",
+            "bias_initializer",
+        ],
+    ),
+    (
+        "DepthwiseConv2D",
+        &[
+            "kernel_size",
+            "depth_multiplier",
+            "strides",
+            "padding",
+            "dilation_rate",
+            "activation",
+            "use_bias",
+        ],
+    ),
+    ("MaxPooling2D", &["pool_size", "strides", "padding"]),
+    ("AveragePooling2D", &["pool_size", "strides", "padding"]),
+    ("GlobalAveragePooling2D", &["keepdims"]),
+    ("GlobalMaxPooling2D", &["keepdims"]),
+    (
+        "BatchNormalization",
+        &["momentum", "epsilon", "axis", "center", "scale"],
+    ),
+    ("Dropout", &["rate"]),
+    ("Flatten", &[]),
+    ("Reshape", &["target_shape"]),
+    ("ZeroPadding2D", &["padding"]),
+    ("Activation", &["activation"]),
+    ("ReLU", &["max_value", "negative_slope", "threshold"]),
+    ("Softmax", &["axis"]),
+    ("Concatenate", &["axis"]),
+    ("Add", &[]),
+    ("Multiply", &[]),
+    ("Blend", &[]),
+];
+
+fn known_arguments(ty: &str) -> Option<&'static [&'static str]> {
+    LAYER_ARGUMENTS
+        .iter()
+        .find(|(t, _)| *t == ty)
+        .map(|(_, args)| *args)
+}
+
+/// Edit distance with adjacent transpositions (`kernle` -> `kernel` is 1),
+/// ignoring case and taking `-` for `_`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let norm = |s: &str| -> Vec<char> {
+        s.chars()
+            .map(|c| {
+                if c == '-' {
+                    '_'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            })
+            .collect()
+    };
+    let (a, b) = (norm(a), norm(b));
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    d[0] = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// The candidate a misspelt `key` most likely meant: within a third of its
+/// length in edits (at least one), or one a prefix of the other. A key far
+/// longer than every candidate costs no distance table (a hostile spec's key
+/// may be megabytes).
+fn closest<'k>(key: &str, candidates: impl IntoIterator<Item = &'k str>) -> Option<&'k str> {
+    let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
+    let lower = norm(key);
+    let len = key.chars().count();
+    candidates
+        .into_iter()
+        .filter_map(|c| {
+            let limit = (c.len() / 3).max(1);
+            let gap = len.abs_diff(c.len());
+            let cl = norm(c);
+            let prefix = len >= 3
+                && c.len() >= 3
+                && (cl.starts_with(lower.as_str()) || lower.starts_with(cl.as_str()));
+            if gap <= limit {
+                let d = edit_distance(key, c);
+                (d <= limit || prefix).then_some((d, c))
+            } else {
+                // one a prefix of the other: the distance is the length gap
+                prefix.then_some((gap, c))
+            }
+        })
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+/// `unknown argument 'filter' (did you mean 'filters'?)`, or with the
+/// arguments the type takes when no known one is near.
+fn unknown_arguments(layer: &str, ty: &str, unknown: &[&str], known: &[&str]) -> NnError {
+    let mut far = false;
+    let named: Vec<String> = unknown
+        .iter()
+        .map(|k| {
+            let near = closest(k, known.iter().copied().chain(COMMON_KEYS));
+            far |= near.is_none();
+            match near {
+                Some(c) => format!("'{k}' (did you mean '{c}'?)"),
+                None => format!("'{k}'"),
+            }
+        })
+        .collect();
+    let list = match named.as_slice() {
+        [one] => format!("unknown argument {one}"),
+        [rest @ .., last] => format!("unknown arguments {} and {last}", rest.join(", ")),
+        [] => "unknown argument".into(),
+    };
+    let takes = match (far, known) {
+        (false, _) => String::new(),
+        (true, []) => format!(" ({ty} takes no arguments)"),
+        (true, args) => format!(" ({ty} takes {})", args.join(", ")),
+    };
+    NnError::config(layer, &unknown.join("/"), format!("{list}{takes}"))
 }
 
 /// Builds one layer from its spec object (`type` plus Keras arguments).
@@ -254,12 +425,52 @@ pub fn layer_from_spec(obj: &Map<String, Value>, position: usize) -> Result<Box<
         .and_then(|v| v.as_str())
         .map(|s| s.to_string())
         .unwrap_or_else(|| format!("#{position} ({ty})"));
+    if let Some(known) = known_arguments(ty) {
+        // misspelt arguments first: a missing required one is often one of them
+        let unknown: Vec<&str> = obj
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !known.contains(k) && !COMMON_KEYS.contains(k))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(unknown_arguments(&label, ty, &unknown, known));
+        }
+    }
     let mut a = Args {
         layer: label.clone(),
+        ty,
         map: obj,
         used: HashSet::new(),
     };
-    let mut layer: Box<dyn Layer> = match ty {
+    let mut layer = read_layer(ty, &label, &mut a)?;
+    let trainable = match obj.get("trainable") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(v) => {
+            return Err(NnError::config(
+                &label,
+                "trainable",
+                format!("expected true or false, found {v}"),
+            ))
+        }
+    };
+    a.finish()?;
+    if let Some(n) = obj.get("name") {
+        let n = n
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| NnError::config(&label, "name", "expected a non-empty string"))?;
+        layer.set_name(n);
+    }
+    if !trainable {
+        layer.base_mut().trainable = false;
+    }
+    Ok(layer)
+}
+
+/// Reads the arguments of a `ty` layer into a new layer.
+fn read_layer(ty: &str, label: &str, a: &mut Args<'_>) -> Result<Box<dyn Layer>> {
+    Ok(match ty {
         "Dense" => {
             let mut d = Dense::new(a.required_usize("units")?);
             if let Some(x) = a.activation()? {
@@ -438,36 +649,16 @@ pub fn layer_from_spec(obj: &Map<String, Value>, position: usize) -> Result<Box<
         "Multiply" => Box::new(Multiply::new()),
         "Blend" => Box::new(Blend::new()),
         other => {
+            let hint = closest(other, LAYER_ARGUMENTS.iter().map(|(t, _)| *t))
+                .map(|t| format!(" (did you mean '{t}'?)"))
+                .unwrap_or_default();
             return Err(NnError::config(
-                &label,
+                label,
                 "type",
-                format!("unknown layer type '{other}'"),
+                format!("unknown layer type '{other}'{hint}"),
             ));
         }
-    };
-    let trainable = match obj.get("trainable") {
-        None | Some(Value::Null) => true,
-        Some(Value::Bool(b)) => *b,
-        Some(v) => {
-            return Err(NnError::config(
-                &label,
-                "trainable",
-                format!("expected true or false, found {v}"),
-            ))
-        }
-    };
-    a.finish()?;
-    if let Some(n) = obj.get("name") {
-        let n = n
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| NnError::config(&label, "name", "expected a non-empty string"))?;
-        layer.set_name(n);
-    }
-    if !trainable {
-        layer.base_mut().trainable = false;
-    }
-    Ok(layer)
+    })
 }
 
 /// Builds a layer from a Keras `{"class_name": ..., "args"/"config": {...}}`
@@ -696,11 +887,13 @@ pub fn model_from_spec(spec: &Value, seed: u64) -> Result<Model> {
     let outs: Vec<Source> = outs
         .iter()
         .map(|v| {
-            let n = v.as_str().unwrap_or_default();
+            let n = v.as_str().ok_or_else(|| {
+                NnError::Spec(format!("outputs: expected layer names, found {v}"))
+            })?;
             sources
                 .get(n)
                 .copied()
-                .ok_or_else(|| NnError::Spec(format!("outputs: unknown layer '{v}'")))
+                .ok_or_else(|| NnError::Spec(format!("outputs: unknown layer '{n}'")))
         })
         .collect::<Result<_>>()?;
     m.set_outputs(&outs)?;
@@ -802,7 +995,10 @@ mod tests {
         let e = bad(
             json!({"input_shape": [4], "layers": [{"type": "Dense", "units": 3, "colour": 1}]}),
         );
-        assert_eq!(e, "layer '#0 (Dense)': invalid colour: unknown argument");
+        assert_eq!(
+            e,
+            "layer '#0 (Dense)': invalid colour: unknown argument 'colour' (Dense takes units, activation, use_bias, kernel_initializer, bias_initializer)"
+        );
         let e = bad(json!({"input_shape": [4], "layers": [{"type": "Dense"}]}));
         assert!(e.contains("invalid units: is required"), "{e}");
         let e = bad(json!({"input_shape": [4], "layers": [{"type": "Nope"}]}));
@@ -821,6 +1017,113 @@ mod tests {
         assert!(e.contains("unknown input 'y'"), "{e}");
         let e = bad(json!({"input_shape": [4], "layers": [{"type": "Dense", "units": -2}]}));
         assert!(e.contains("invalid units"), "{e}");
+    }
+
+    #[test]
+    fn unknown_arguments_come_first_with_the_closest_known_one() {
+        let bad = |spec: Value| model_from_spec(&spec, 0).unwrap_err().to_string();
+        let seq = |layer: Value| json!({"input_shape": [8, 8, 1], "layers": [layer]});
+        let e = bad(seq(
+            json!({"type": "Conv2D", "filter": 8, "kernel_size": 3}),
+        ));
+        assert_eq!(
+            e,
+            "layer '#0 (Conv2D)': invalid filter: unknown argument 'filter' (did you mean 'filters'?)"
+        );
+        // before the values of the known ones are checked
+        let e = bad(seq(
+            json!({"type": "Conv2D", "name": "c", "Filters": 8, "kernel": 3, "padding": "nope"}),
+        ));
+        assert_eq!(
+            e,
+            "layer 'c': invalid Filters/kernel: unknown arguments 'Filters' (did you mean 'filters'?) and 'kernel' (did you mean 'kernel_size'?)"
+        );
+        let e = bad(seq(json!({"type": "MaxPooling2D", "stride": 2})));
+        assert!(
+            e.ends_with("unknown argument 'stride' (did you mean 'strides'?)"),
+            "{e}"
+        );
+        let e = bad(seq(json!({"type": "Dropout", "rate": 0.5, "seed": 1})));
+        assert_eq!(
+            e,
+            "layer '#0 (Dropout)': invalid seed: unknown argument 'seed' (Dropout takes rate)"
+        );
+        let e = bad(seq(json!({"type": "Flatten", "units": 3})));
+        assert!(
+            e.ends_with("unknown argument 'units' (Flatten takes no arguments)"),
+            "{e}"
+        );
+        let e = bad(seq(json!({"type": "Dense", "units": 3, "nmae": "x"})));
+        assert!(
+            e.ends_with("unknown argument 'nmae' (did you mean 'name'?)"),
+            "{e}"
+        );
+        let e = bad(seq(
+            json!({"type": "Conv2d", "filters": 2, "kernel_size": 3}),
+        ));
+        assert_eq!(
+            e,
+            "layer '#0 (Conv2d)': invalid type: unknown layer type 'Conv2d' (did you mean 'Conv2D'?)"
+        );
+        let e = bad(seq(json!({"type": "Transformer"})));
+        assert!(e.ends_with("unknown layer type 'Transformer'"), "{e}");
+        // a required argument still reads as before once no key is unknown
+        let e = bad(seq(json!({"type": "Conv2D", "kernel_size": 3})));
+        assert_eq!(e, "layer '#0 (Conv2D)': invalid filters: is required");
+    }
+
+    #[test]
+    fn unknown_outputs_are_quoted_once() {
+        let graph = |outputs: Value| {
+            json!({"inputs": {"x": [4]}, "layers": [
+                {"name": "a", "type": "Dense", "units": 4, "inputs": ["x"]}], "outputs": outputs})
+        };
+        let e = model_from_spec(&graph(json!(["z"])), 0)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "spec: outputs: unknown layer 'z'");
+        let e = model_from_spec(&graph(json!([3])), 0)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "spec: outputs: expected layer names, found 3");
+    }
+
+    #[test]
+    fn the_argument_table_is_what_each_type_reads() {
+        let required = |ty: &str| match ty {
+            "Dense" => json!({"units": 1}),
+            "Conv2D" => json!({"filters": 1, "kernel_size": 1}),
+            "DepthwiseConv2D" => json!({"kernel_size": 1}),
+            "Dropout" => json!({"rate": 0.5}),
+            "Reshape" => json!({"target_shape": [1]}),
+            "Activation" => json!({"activation": "relu"}),
+            _ => json!({}),
+        };
+        for (ty, known) in LAYER_ARGUMENTS {
+            let map = required(ty).as_object().unwrap().clone();
+            let mut a = Args {
+                layer: ty.to_string(),
+                ty,
+                map: &map,
+                used: HashSet::new(),
+            };
+            read_layer(ty, ty, &mut a).unwrap();
+            let mut used: Vec<&str> = a.used.into_iter().collect();
+            let mut known = known.to_vec();
+            used.sort_unstable();
+            known.sort_unstable();
+            assert_eq!(used, known, "{ty}");
+        }
+        assert!(known_arguments("Nope").is_none());
+        assert_eq!(edit_distance("kernle_size", "kernel_size"), 1);
+        assert_eq!(
+            closest("act", ["activation", "use_bias"]),
+            Some("activation")
+        );
+        assert_eq!(closest("colour", ["units", "activation"]), None);
+        assert_eq!(closest("conv", ["Dense", "Conv2D"]), Some("Conv2D"));
+        let huge = "x".repeat(1 << 20);
+        assert_eq!(closest(&huge, ["units", "activation"]), None);
     }
 
     #[test]
