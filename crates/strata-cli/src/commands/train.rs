@@ -77,8 +77,9 @@ pub struct Args {
     /// RMSprop's decay of the squared-gradient average [default: 0.9].
     #[arg(long)]
     rho: Option<f32>,
-    /// A Keras loss name [default: sparse_categorical_crossentropy for class ids,
-    /// categorical_crossentropy for float targets after a softmax, else mean_squared_error].
+    /// sparse_categorical_crossentropy, categorical_crossentropy, binary_crossentropy,
+    /// mean_squared_error or mean_absolute_error [default: the first for class ids,
+    /// the second for float targets after a softmax, else mean_squared_error].
     #[arg(long)]
     loss: Option<String>,
     /// Keep the data's order instead of a new shuffle every epoch.
