@@ -1,7 +1,9 @@
 //! strata-nn: Keras-style layers, losses, metrics, optimizers and models
-//! (Sequential and functional graphs, summary, fit/evaluate/predict, weights files).
+//! (Sequential and functional graphs, summary, fit/evaluate/predict, weights files),
+//! and attribution (saliency, Grad-CAM, layer outputs).
 
 pub mod activations;
+pub mod attribution;
 pub mod error;
 pub mod explain;
 pub mod initializers;

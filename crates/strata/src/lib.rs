@@ -10,6 +10,7 @@ pub use strata_nn as nn;
 pub use strata_zoo as zoo;
 
 pub mod demos;
+pub mod parity;
 
 /// The names most programs need.
 pub mod prelude {

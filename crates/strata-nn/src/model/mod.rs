@@ -68,6 +68,15 @@ pub struct GraphNode {
     pub output_shape: Vec<usize>,
 }
 
+/// What [`Model::run_hooked`] reads or substitutes besides the outputs.
+#[derive(Default)]
+pub(crate) struct Hooks {
+    /// Return this node's value too.
+    pub tap: Option<usize>,
+    /// Use this value for this node instead of computing it.
+    pub replace: Option<(usize, Tensor)>,
+}
+
 /// What `compile` sets: the loss, the optimizer and the metrics.
 pub struct Compiled {
     pub loss: Loss,
@@ -87,7 +96,7 @@ pub struct Model {
     pub(crate) rng: Rng,
     pub(crate) compiled: Option<Compiled>,
     /// Whether inference runs Conv2D -> BatchNorm -> [Add] -> [ReLU] chains fused.
-    fusion: bool,
+    pub(crate) fusion: bool,
     /// Class names and preprocessing, saved beside the spec.
     info: ModelInfo,
 }
@@ -353,6 +362,21 @@ impl Model {
         training: bool,
         logits: bool,
     ) -> Result<Vec<Tensor>> {
+        Ok(self
+            .run_hooked(inputs, training, logits, &Hooks::default())?
+            .0)
+    }
+
+    /// [`Model::run`] that also returns the value of node `hooks.tap`, and
+    /// takes node `hooks.replace`'s value as given instead of computing it
+    /// (how attribution reads and differentiates a layer's output).
+    pub(crate) fn run_hooked(
+        &mut self,
+        inputs: &[Tensor],
+        training: bool,
+        logits: bool,
+        hooks: &Hooks,
+    ) -> Result<(Vec<Tensor>, Option<Tensor>)> {
         self.check_inputs(inputs)?;
         // how many times each node's value is still needed, so it can be freed
         let mut uses = vec![0usize; self.nodes.len()];
@@ -368,6 +392,10 @@ impl Model {
                 uses[*i] += 1;
             }
         }
+        if let Some(t) = hooks.tap.filter(|&t| t < uses.len()) {
+            uses[t] += 1;
+        }
+        let mut tapped = None;
         let mut values: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
         let roles = fusion::plan(self, inputs, training);
         let mut ctx = Ctx {
@@ -390,6 +418,20 @@ impl Model {
         for (ni, node) in self.nodes.iter().enumerate() {
             if uses[ni] == 0 {
                 continue;
+            }
+            if let Some((r, given)) = &hooks.replace {
+                if *r == ni {
+                    values[ni] = Some(given.clone());
+                    if hooks.tap == Some(ni) {
+                        tapped = Some(given.clone());
+                    }
+                    continue;
+                }
+            }
+            if hooks.tap == Some(ni) && !matches!(roles[ni], fusion::Role::Plain) {
+                return Err(NnError::Spec(format!(
+                    "node {ni} runs fused: turn fusion off to read its output"
+                )));
             }
             match &roles[ni] {
                 fusion::Role::Inner => continue,
@@ -471,9 +513,13 @@ impl Model {
             } else {
                 layer.forward(&xs, &mut ctx)?
             };
+            if hooks.tap == Some(ni) {
+                tapped = Some(y.clone());
+            }
             values[ni] = Some(y);
         }
-        self.outputs
+        let outputs = self
+            .outputs
             .iter()
             .map(|o| match o {
                 Source::Input(i) => Ok(inputs[*i].clone()),
@@ -481,7 +527,8 @@ impl Model {
                     .clone()
                     .ok_or_else(|| NnError::Spec(format!("output node {i} was not computed"))),
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        Ok((outputs, tapped))
     }
 
     /// The chains a forward call in this mode would fuse (inputs that need no
