@@ -8,6 +8,7 @@ mod data_arg;
 mod image_arg;
 mod model_arg;
 mod npy_source;
+mod sample_arg;
 
 use std::process::ExitCode;
 
@@ -50,6 +51,18 @@ enum Command {
     /// Write PNG loss/accuracy curves from a training history.
     #[command(allow_negative_numbers = true)]
     Plot(commands::plot::Args),
+    /// Write an SVG picture of the model's graph: layers, shapes and connections.
+    #[command(allow_negative_numbers = true)]
+    Graph(commands::graph::Args),
+    /// Which input pixels raise a class score: gradient, SmoothGrad or integrated gradients.
+    #[command(allow_negative_numbers = true)]
+    Saliency(commands::saliency::Args),
+    /// Where a layer looks for a class: Grad-CAM or Grad-CAM++ over the image.
+    #[command(allow_negative_numbers = true)]
+    Gradcam(commands::gradcam::Args),
+    /// A layer's feature maps for one input, one tile per channel.
+    #[command(allow_negative_numbers = true)]
+    Activations(commands::activations::Args),
 }
 
 /// A clap usage error as one line: every line of its message (the missing
@@ -113,6 +126,10 @@ fn main() -> ExitCode {
         Command::Explain(a) => ("explain", commands::explain::run(a)),
         Command::Filters(a) => ("filters", commands::filters::run(a)),
         Command::Plot(a) => ("plot", commands::plot::run(a)),
+        Command::Graph(a) => ("graph", commands::graph::run(a)),
+        Command::Saliency(a) => ("saliency", commands::saliency::run(a)),
+        Command::Gradcam(a) => ("gradcam", commands::gradcam::run(a)),
+        Command::Activations(a) => ("activations", commands::activations::run(a)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -352,3 +352,50 @@ fn plot_of_one_epoch_and_colour_filters_of_resnet18() {
     assert_eq!(img.dimensions(), (8 * 57 + 1, 8 * 57 + 1));
     assert!(img.pixels().filter(|p| p[0] != p[1]).count() > 457 * 457 / 2);
 }
+
+#[test]
+fn graph_draws_the_blend_head_and_resnet18_as_svg() {
+    let d = tmp("graph");
+    std::fs::write(
+        d.join("blend.json"),
+        r#"{"name": "blend_head", "inputs": {"tokens": [512, 768]}, "layers": [
+  {"name": "start_a", "type": "Dense", "units": 1, "inputs": ["tokens"]},
+  {"name": "start_b", "type": "Dense", "units": 1, "inputs": ["tokens"]},
+  {"name": "mix", "type": "Blend", "inputs": ["start_a", "start_b"]},
+  {"name": "flat", "type": "Reshape", "target_shape": [512], "inputs": ["mix"]},
+  {"name": "probs", "type": "Softmax", "inputs": ["flat"]}],
+  "outputs": ["probs"]}"#,
+    )
+    .unwrap();
+    let o = strata(&["graph", "blend.json", "--output", "g.svg"], &d);
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("wrote g.svg (5 layers)"), "{err}");
+    let svg = std::fs::read_to_string(d.join("g.svg")).unwrap();
+    assert!(svg.starts_with("<svg") || svg.starts_with("<?xml"), "{svg}");
+    assert!(svg.trim_end().ends_with("</svg>"));
+    for name in ["tokens", "start_a", "start_b", "mix", "flat", "probs"] {
+        assert!(svg.contains(&format!(">{name}</tspan>")), "{name}: {svg}");
+    }
+    assert_eq!(svg.matches("<rect").count(), 6);
+    assert_eq!(svg.matches("<path").count(), 6);
+
+    ok(&strata(&["graph", "resnet18", "--output", "r.svg"], &d));
+    let svg = std::fs::read_to_string(d.join("r.svg")).unwrap();
+    assert!(svg.contains(">layer4.1.conv2</tspan>"));
+    // every residual Add joins two arrows: the block's path and its shortcut
+    for b in ["layer1.0", "layer2.0", "layer4.1"] {
+        let n = svg.matches(&format!("data-to=\"{b}.add\"")).count();
+        assert_eq!(n, 2, "{b}.add");
+    }
+
+    let o = strata(&["graph", "blend.json", "--output", "g.png"], &d);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: graph: ") && err.contains(".svg"),
+        "{err}"
+    );
+    assert!(!d.join("g.png").exists());
+}

@@ -10,8 +10,10 @@
 //!   goes, with [`transforms`] (random resized crop, flip, colour jitter).
 //! - [`augment`]: seeded flips, padded crops, normalisation of NHWC batches.
 //! - [`pictures`]: PNG grids of convolution kernels and training curves.
+//! - [`attribution_pictures`]: PNG saliency maps, Grad-CAM overlays, feature-map grids.
 //! - [`DataLoader`]: seeded, shuffled batches prepared on a background thread.
 
+pub mod attribution_pictures;
 pub mod augment;
 pub mod checksum;
 pub mod dataset;

@@ -13,14 +13,17 @@ use plotters::style::{register_font, FontStyle};
 use crate::error::{DataError, Result};
 
 /// A picture that could not be drawn or written, named by its final path.
-fn image_err(path: &Path, e: impl std::fmt::Display) -> DataError {
+pub(crate) fn image_err(path: &Path, e: impl std::fmt::Display) -> DataError {
     DataError::io(
         path,
         std::io::Error::other(format!("cannot write the picture: {e}")),
     )
 }
 
-fn save_atomic(path: &Path, write: impl FnOnce(&Path) -> image::ImageResult<()>) -> Result<()> {
+pub(crate) fn save_atomic(
+    path: &Path,
+    write: impl FnOnce(&Path) -> image::ImageResult<()>,
+) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -254,7 +257,7 @@ pub fn filter_grid(path: &Path, kernel: &[f32], shape: &[usize], scale: u32) -> 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
 /// Registers the embedded font as plotters' "sans-serif", once per process.
-fn font_ready() -> std::result::Result<(), &'static str> {
+pub(crate) fn font_ready() -> std::result::Result<(), &'static str> {
     static READY: OnceLock<bool> = OnceLock::new();
     if *READY.get_or_init(|| register_font("sans-serif", FontStyle::Normal, FONT).is_ok()) {
         Ok(())
@@ -377,7 +380,7 @@ pub fn curves(path: &Path, panels: &[(String, Vec<Vec<f32>>)]) -> Result<(u32, u
     Ok((width, height))
 }
 
-type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
+pub(crate) type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
 fn draw_curves(buf: &mut [u8], size: (u32, u32), panels: &[(String, Vec<Vec<f32>>)]) -> DrawResult {
     let root = BitMapBackend::with_buffer(buf, size).into_drawing_area();

@@ -35,6 +35,22 @@ pub fn thousands(n: usize) -> String {
     out
 }
 
+/// [`thousands`] of a 64-bit count.
+fn thousands_u64(n: u64) -> String {
+    thousands(usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+/// Bytes in decimal units, as torchinfo prints them: `3.21 MB`, `6.40 KB`, `40 B`.
+pub(crate) fn decimal_bytes(b: u64) -> String {
+    if b >= 1_000_000 {
+        format!("{:.2} MB", b as f64 / 1e6)
+    } else if b >= 1_000 {
+        format!("{:.2} KB", b as f64 / 1e3)
+    } else {
+        format!("{b} B")
+    }
+}
+
 /// `(3,)`, `(7, 7, 8, 16)`.
 pub fn tuple(shape: &[usize]) -> String {
     strata_core::fmt_shape(shape)
@@ -907,16 +923,31 @@ pub struct LayerExplanation {
     pub class: String,
     #[serde(flatten)]
     pub description: Description,
+    /// Multiply-adds per sample (weighted layers only: `model/profile.rs`).
+    pub macs: u64,
+    /// The output's bytes per sample (float32).
+    pub activation_bytes: u64,
+    /// What one output value sees of the input (`model::Field`).
+    #[serde(skip)]
+    pub field: crate::model::Field,
+    /// `[h, w]` input pixels one output value sees; `null` where it sees the
+    /// whole input or there is no image.
+    pub receptive_field: Option<[usize; 2]>,
+    /// `[h, w]`: the input pixels between neighbouring output values' fields.
+    pub jump: Option<[usize; 2]>,
 }
 
 impl crate::model::Model {
     /// Every layer's explanation with the shapes of its first application.
     pub fn explain(&self) -> Vec<LayerExplanation> {
+        let profile = self.profile();
         self.layers()
             .iter()
             .enumerate()
             .filter_map(|(li, l)| {
-                let node = self.nodes().iter().find(|n| n.layer == li)?;
+                let at = self.nodes().iter().position(|n| n.layer == li)?;
+                let node = &self.nodes()[at];
+                let cost = profile.nodes.get(at).copied()?;
                 let inputs: Vec<Vec<usize>> = node
                     .inputs
                     .iter()
@@ -926,6 +957,11 @@ impl crate::model::Model {
                     name: l.name().to_string(),
                     class: l.class_name().to_string(),
                     description: l.describe(&inputs, &node.output_shape),
+                    macs: cost.macs,
+                    activation_bytes: cost.activation_bytes,
+                    field: cost.field,
+                    receptive_field: cost.field.size(),
+                    jump: cost.field.jump(),
                 })
             })
             .collect()
@@ -941,6 +977,28 @@ impl std::fmt::Display for LayerExplanation {
         for n in &self.description.notes {
             writeln!(f, "  note:   {n}")?;
         }
+        writeln!(
+            f,
+            "  multiply-adds:     {} per sample",
+            thousands_u64(self.macs)
+        )?;
+        writeln!(
+            f,
+            "  activation memory: {} per sample ({} float32 values)",
+            decimal_bytes(self.activation_bytes),
+            thousands_u64(self.activation_bytes / 4)
+        )?;
+        let field = match self.field {
+            crate::model::Field::Window { size, jump } => format!(
+                "{}x{} input pixels, jump {}x{}",
+                size[0], size[1], jump[0], jump[1]
+            ),
+            crate::model::Field::Global => {
+                "global: each output value depends on the whole input".into()
+            }
+            crate::model::Field::NotSpatial => "- (no image input)".into(),
+        };
+        writeln!(f, "  receptive field:   {field}")?;
         Ok(())
     }
 }

@@ -1,7 +1,8 @@
 //! Seeing inside a trained network: which input pixels raise a class score
 //! ([`saliency`]: the gradient, SmoothGrad, integrated gradients), where a
 //! layer looks ([`grad_cam`], Grad-CAM and Grad-CAM++), and what a layer
-//! computes ([`layer_output`]).
+//! computes ([`layer_output`]), and what a channel responds to
+//! ([`maximize`]).
 //!
 //! The class score is the logit before a final softmax where the model ends
 //! in one (as in the Grad-CAM paper, and as captum sees torchvision's
@@ -10,9 +11,11 @@
 //! on one sample `(1, H, W, C)`.
 
 mod gradcam;
+mod maximize;
 mod saliency;
 
 pub use gradcam::{grad_cam, Cam};
+pub use maximize::{maximize, MaximizeConfig};
 pub use saliency::{saliency, Attribution, SaliencyMethod};
 
 use strata_core::Tensor;

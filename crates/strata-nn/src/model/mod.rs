@@ -6,9 +6,11 @@ mod batch_source;
 mod callbacks;
 mod fit;
 mod fusion;
+mod graph_svg;
 mod history;
 mod info;
 mod naming;
+mod profile;
 mod progress;
 mod spec;
 mod summary;
@@ -23,6 +25,7 @@ pub use fit::{checkpoint_history, epoch_order, FitConfig, Verbosity, HISTORY_KEY
 pub use history::History;
 pub use info::{ModelInfo, Preprocessing, CLASS_NAMES_KEY, PREPROCESSING_KEY};
 pub use naming::{snake_case, Namer};
+pub use profile::{Field, NodeProfile, Profile};
 pub use spec::{layer_from_keras_config, layer_from_spec, model_from_spec, model_from_spec_file};
 pub use summary::{LayerSummary, Summary, WeightSummary};
 pub use weights_io::{
