@@ -16,8 +16,8 @@ use crate::model::Model;
 #[derive(Debug, Clone, PartialEq)]
 pub struct MaximizeConfig {
     pub steps: usize,
-    /// Step size, in picture units per step (the gradient is scaled to a
-    /// mean magnitude of 1 first).
+    /// Step size, in picture units per step (the channel's gradient is
+    /// scaled to a mean magnitude of 1 first).
     pub learning_rate: f32,
     /// Largest shift, in pixels, on each axis at each step.
     pub jitter: usize,
@@ -35,7 +35,7 @@ impl Default for MaximizeConfig {
             steps: 128,
             learning_rate: 0.02,
             jitter: 2,
-            total_variation: 0.05,
+            total_variation: 0.3,
             seed: 0,
             mean: vec![0.0],
             std: vec![1.0],
@@ -60,8 +60,10 @@ fn roll(x: &[f32], n: usize, (h, w, c): (usize, usize, usize), dy: isize, dx: is
     out
 }
 
-/// The gradient of the anisotropic total variation Σ |x[p] - x[q]| over
-/// horizontal and vertical neighbours, added into `g` times `weight`.
+/// The gradient of the squared total variation Σ (x[p] - x[q])² over
+/// horizontal and vertical neighbours, added into `g` times `weight`. (The
+/// squared form is smooth: a sign-based one makes fixed-size steps flip
+/// neighbours back and forth into a checkerboard.)
 fn add_tv_gradient(
     x: &[f32],
     n: usize,
@@ -75,17 +77,12 @@ fn add_tv_gradient(
             for xx in 0..w {
                 for ch in 0..c {
                     let p = at(i, y, xx, ch);
-                    if xx + 1 < w {
-                        let q = at(i, y, xx + 1, ch);
-                        let s = weight * (x[p] - x[q]).signum();
-                        g[p] += s;
-                        g[q] -= s;
-                    }
-                    if y + 1 < h {
-                        let q = at(i, y + 1, xx, ch);
-                        let s = weight * (x[p] - x[q]).signum();
-                        g[p] += s;
-                        g[q] -= s;
+                    let right = (xx + 1 < w).then(|| at(i, y, xx + 1, ch));
+                    let below = (y + 1 < h).then(|| at(i, y + 1, xx, ch));
+                    for q in [right, below].into_iter().flatten() {
+                        let d = 2.0 * weight * (x[p] - x[q]);
+                        g[p] += d;
+                        g[q] -= d;
                     }
                 }
             }
@@ -127,7 +124,7 @@ pub fn maximize(
     let pick = |v: &[f32], ch: usize| if v.len() == 1 { v[0] } else { v[ch % v.len()] };
     let mut rng = Rng::new(cfg.seed);
     let mut x: Vec<f32> = (0..n * h * w * c)
-        .map(|_| 0.5 + rng.normal_with(0.0, 0.05))
+        .map(|_| (0.5 + rng.normal_with(0.0, 0.2)).clamp(0.0, 1.0))
         .collect();
     let positions: usize = shape[..shape.len() - 1].iter().product();
     let mut mask = vec![0.0f32; n * positions * width];
@@ -168,19 +165,16 @@ pub fn maximize(
             .map(|(i, v)| v / pick(&cfg.std, i % c))
             .collect();
         let mut g = roll(&g, n, dims, -dy, -dx);
-        add_tv_gradient(&x, n, dims, -cfg.total_variation, &mut g);
-        for r in 0..n {
-            let row = &mut g[r * h * w * c..(r + 1) * h * w * c];
+        // the channel's gradient scaled to a mean magnitude of 1, so the
+        // penalty's weight means the same for every layer
+        for row in g.chunks_exact_mut(h * w * c) {
             let scale = row.iter().map(|v| v.abs()).sum::<f32>() / row.len() as f32;
-            let step = if scale > 0.0 {
-                cfg.learning_rate / scale
-            } else {
-                0.0
-            };
-            let xs = &mut x[r * h * w * c..(r + 1) * h * w * c];
-            for (xv, gv) in xs.iter_mut().zip(row.iter()) {
-                *xv = (*xv + step * gv).clamp(0.0, 1.0);
-            }
+            let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+            row.iter_mut().for_each(|v| *v *= inv);
+        }
+        add_tv_gradient(&x, n, dims, -cfg.total_variation, &mut g);
+        for (xv, gv) in x.iter_mut().zip(&g) {
+            *xv = (*xv + cfg.learning_rate * gv).clamp(0.0, 1.0);
         }
     }
     (0..n)
@@ -250,8 +244,9 @@ mod tests {
         assert_eq!(roll(&r, 1, (2, 3, 1), 0, -1), x);
         let mut g = vec![0.0; 6];
         add_tv_gradient(&x, 1, (2, 3, 1), 1.0, &mut g);
-        // each neighbour pair (p, q) with x[p] < x[q] adds -1 at p, +1 at q:
-        // x = [[0, 1, 2], [3, 4, 5]] gives [[-2, -1, 0], [0, 1, 2]]
-        assert_eq!(g, vec![-2.0, -1.0, 0.0, 0.0, 1.0, 2.0]);
+        // each neighbour pair (p, q) adds 2(x[p] - x[q]) at p and the
+        // opposite at q: x = [[0, 1, 2], [3, 4, 5]], horizontal differences
+        // -1, vertical -3, gives [[-8, -6, -4], [4, 6, 8]]
+        assert_eq!(g, vec![-8.0, -6.0, -4.0, 4.0, 6.0, 8.0]);
     }
 }
