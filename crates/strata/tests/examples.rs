@@ -77,6 +77,21 @@ fn learned_filters_writes_both_pngs_and_training_changes_them() {
     assert!(f.change > 1e-3, "trained filters equal the initial ones");
     assert!(f.seeds_differ > 1e-3);
     assert!(f.edge_like_trained <= f.filters && f.edge_like_initial <= f.filters);
+    // what the trained network does with the first test digit
+    assert_eq!(f.digit_label, 7);
+    assert!(
+        f.saliency_digit_over_background > 1.0,
+        "{}",
+        f.saliency_digit_over_background
+    );
+    for name in [
+        "digit_saliency.png",
+        "digit_gradcam.png",
+        "digit_activations.png",
+    ] {
+        let img = image::open(dir.join(name)).unwrap();
+        assert!(img.width() > 100 && img.height() > 100, "{name}");
+    }
 }
 
 #[test]

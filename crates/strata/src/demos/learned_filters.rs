@@ -2,11 +2,16 @@
 //! train mnist-cnn from seeded random filters, save the first layer's 32
 //! kernels before and after, compare two seeds, and count how many trained
 //! kernels look most like an oriented edge detector (Sobel-like templates).
+//! Then look at what the trained network does with a test digit: the
+//! saliency of its class, Grad-CAM at the last spatial layer, and the first
+//! layer's feature maps.
 
 use std::io::Write;
 use std::path::Path;
 
-use strata_data::{pictures, Mnist};
+use strata_core::Tensor;
+use strata_data::{attribution_pictures, pictures, Mnist};
+use strata_nn::attribution::{self, SaliencyMethod};
 use strata_nn::{FitConfig, Loss, Metric, Model, Optimizer, Targets, Verbosity};
 
 use super::{max_abs_diff, DemoResult};
@@ -22,6 +27,11 @@ pub struct Facts {
     pub edge_like_trained: usize,
     pub filters: usize,
     pub test_accuracy: f32,
+    /// The class the trained model gives the first test digit, and its label.
+    pub digit_class: usize,
+    pub digit_label: usize,
+    /// Mean |saliency| on the digit's pixels over its mean on the background.
+    pub saliency_digit_over_background: f32,
 }
 
 /// Oriented first-derivative templates (Sobel) and non-edge templates.
@@ -142,6 +152,52 @@ pub fn run(
     let after = dir.join("filters_after.png");
     let before_png = pictures::filter_grid(&before, &initial, &shape, 8)?;
     let after_png = pictures::filter_grid(&after, &trained, &shape, 8)?;
+    // the first test digit through the trained network
+    let digit = Tensor::from_vec(
+        mnist.test_images.to_vec()[..28 * 28].to_vec(),
+        &[1, 28, 28, 1],
+    )?;
+    let picture = digit.to_vec();
+    let mut a = a;
+    let sal = attribution::saliency(&mut a, &digit, None, SaliencyMethod::Gradient)?;
+    let g = sal.values.to_vec();
+    let mean_where = |on: bool| {
+        let v: Vec<f32> = g
+            .iter()
+            .zip(&picture)
+            .filter(|(_, p)| (**p > 0.1) == on)
+            .map(|(g, _)| g.abs())
+            .collect();
+        v.iter().sum::<f32>() / v.len().max(1) as f32
+    };
+    let ratio = mean_where(true) / mean_where(false).max(f32::MIN_POSITIVE);
+    attribution_pictures::saliency_png(
+        &dir.join("digit_saliency.png"),
+        &picture,
+        (28, 28, 1),
+        &g,
+        "gradient of the class score",
+    )?;
+    let last = attribution::last_spatial_layer(&a)?;
+    let cam = attribution::grad_cam(&mut a, &digit, &last, Some(sal.class), false)?;
+    let (ch, cw) = (cam.map.shape()[0], cam.map.shape()[1]);
+    attribution_pictures::cam_overlay_png(
+        &dir.join("digit_gradcam.png"),
+        &picture,
+        (28, 28, 1),
+        &cam.map.to_vec(),
+        (ch, cw),
+        &format!("Grad-CAM at {last}"),
+    )?;
+    let first = a.layers()[0].name().to_string();
+    let maps = attribution::layer_output(&mut a, &digit, &first)?;
+    let s = maps.shape().to_vec();
+    attribution_pictures::feature_maps_png(
+        &dir.join("digit_activations.png"),
+        &maps.to_vec(),
+        (s[0], s[1], s[2]),
+        &format!("{first}'s feature maps"),
+    )?;
     let facts = Facts {
         before_png,
         after_png,
@@ -151,6 +207,9 @@ pub fn run(
         edge_like_trained: count_edge_like(&trained, filters),
         filters,
         test_accuracy: acc,
+        digit_class: sal.class,
+        digit_label: mnist.test_labels[0],
+        saliency_digit_over_background: ratio,
     };
     writeln!(out, "trained mnist-cnn on {train_images} images for {epochs} epoch(s): test accuracy {:.3} (first 2000 test images)", acc)?;
     writeln!(
@@ -173,5 +232,15 @@ pub fn run(
         facts.edge_like_initial, filters, facts.edge_like_trained, filters
     )?;
     writeln!(out, "so an edge filter is likely but not guaranteed: it is whatever lowers the loss from where the seed started")?;
+    writeln!(
+        out,
+        "the first test digit (a {}) is read as {}; the gradient of that class's score is {:.1}x larger on the digit's pixels than on the background",
+        facts.digit_label, facts.digit_class, facts.saliency_digit_over_background
+    )?;
+    writeln!(
+        out,
+        "wrote digit_saliency.png, digit_gradcam.png (Grad-CAM at {last}) and digit_activations.png ({first}) in {}",
+        dir.display()
+    )?;
     Ok(facts)
 }
