@@ -186,7 +186,18 @@ impl ImageStream {
                     while let Some(b) = shared.take(total, cfg.in_flight) {
                         let lo = b * cfg.batch_size;
                         let hi = (lo + cfg.batch_size).min(order.len());
-                        let batch = make_batch(&files, &order[lo..hi], &transform, &cfg, epoch);
+                        // a decoder that panics on a hostile file must not
+                        // leave the consumer waiting for this batch forever
+                        let batch = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            make_batch(&files, &order[lo..hi], &transform, &cfg, epoch)
+                        }))
+                        .unwrap_or_else(|_| {
+                            Err(DataError::arg(
+                                "ImageStream",
+                                "batch",
+                                format!("decoding batch {b} panicked (a hostile image file?)"),
+                            ))
+                        });
                         if tx.send((b, batch)).is_err() {
                             return;
                         }
