@@ -519,17 +519,20 @@ fn a_read_only_folder_is_refused_before_training() {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
-    let bin = env!("CARGO_BIN_EXE_strata");
-    let mut args: Vec<&str> = train(&["--save", "ro/m.safetensors"]);
+    // a copy of the binary the unprivileged user can reach wherever the
+    // build lives (a root-only home folder, say)
+    let bin = d.join("strata-copy");
+    std::fs::copy(env!("CARGO_BIN_EXE_strata"), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let args: Vec<&str> = train(&["--save", "ro/m.safetensors"]);
     // root ignores file modes: run the child as nobody, as a user would be
     let mut cmd = if euid() == Some(0) {
         let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin]);
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(&bin);
         c
     } else {
-        Command::new(bin)
+        Command::new(&bin)
     };
-    args.retain(|_| true);
     let out = cmd
         .args(&args)
         .current_dir(&d)
