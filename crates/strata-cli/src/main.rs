@@ -63,6 +63,9 @@ enum Command {
     /// A layer's feature maps for one input, one tile per channel.
     #[command(allow_negative_numbers = true)]
     Activations(commands::activations::Args),
+    /// Write the model with its weights as an ONNX file (NHWC inputs, dynamic batch).
+    #[command(allow_negative_numbers = true)]
+    Export(commands::export::Args),
 }
 
 /// A clap usage error as one line: every line of its message (the missing
@@ -130,6 +133,7 @@ fn main() -> ExitCode {
         Command::Saliency(a) => ("saliency", commands::saliency::run(a)),
         Command::Gradcam(a) => ("gradcam", commands::gradcam::run(a)),
         Command::Activations(a) => ("activations", commands::activations::run(a)),
+        Command::Export(a) => ("export", commands::export::run(a)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

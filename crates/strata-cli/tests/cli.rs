@@ -399,3 +399,58 @@ fn graph_draws_the_blend_head_and_resnet18_as_svg() {
     );
     assert!(!d.join("g.png").exists());
 }
+
+#[test]
+fn export_writes_onnx_and_refuses_what_it_cannot() {
+    let d = tmp("export");
+    std::fs::write(d.join("seed.json"), SEED_SPEC).unwrap();
+    ok(&strata(
+        &[
+            "export",
+            "seed.json",
+            "--random-weights",
+            "--output",
+            "seed.onnx",
+        ],
+        &d,
+    ));
+    let bytes = std::fs::read(d.join("seed.onnx")).unwrap();
+    assert!(bytes.len() > 8 * 11 * 11 * 4, "the kernels are in the file");
+    assert!(bytes.windows(4).any(|w| w == b"Conv"), "a Conv node");
+    for (args, name) in [
+        (
+            vec!["export", "seed.json", "--output", "x.onnx"],
+            "--weights",
+        ),
+        (
+            vec![
+                "export",
+                "seed.json",
+                "--random-weights",
+                "--output",
+                "x.pb",
+            ],
+            "x.pb",
+        ),
+        (
+            vec![
+                "export",
+                "seed.json",
+                "--random-weights",
+                "--opset",
+                "9",
+                "--output",
+                "x.onnx",
+            ],
+            "opset",
+        ),
+    ] {
+        let o = strata(&args, &d);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?}");
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+        assert_eq!(lines.len(), 1, "{err}");
+        assert!(lines[0].contains(name), "{err}");
+        assert!(!d.join("x.onnx").exists() && !d.join("x.pb").exists());
+    }
+}

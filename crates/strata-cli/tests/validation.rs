@@ -528,7 +528,8 @@ fn a_read_only_folder_is_refused_before_training() {
     // root ignores file modes: run the child as nobody, as a user would be
     let mut cmd = if euid() == Some(0) {
         let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(&bin);
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&bin);
         c
     } else {
         Command::new(&bin)

@@ -3,6 +3,7 @@
 pub mod activations;
 pub mod evaluate;
 pub mod explain;
+pub mod export;
 pub mod filters;
 pub mod gradcam;
 pub mod graph;

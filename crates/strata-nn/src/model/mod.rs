@@ -7,6 +7,7 @@ mod callbacks;
 mod fit;
 mod fusion;
 mod graph_svg;
+mod graph_view;
 mod history;
 mod info;
 mod naming;
