@@ -346,13 +346,33 @@ fn resample(img: &DecodedImage, b: CropBox, oh: usize, ow: usize, out: &mut [f32
     let y_hi = ys.iter().map(|(lo, w)| lo + w.len()).max().unwrap_or(0);
     let row = ow * c;
     let mut tmp = vec![0.0f32; (y_hi - y_lo) * row];
+    let mut line = vec![0.0f32; img.width * c];
     for (y, dst) in (y_lo..y_hi).zip(tmp.chunks_exact_mut(row)) {
         let src = &img.pixels[y * img.width * c..(y + 1) * img.width * c];
-        for ((lo, w), px) in xs.iter().zip(dst.chunks_exact_mut(c)) {
-            for (k, wk) in w.iter().enumerate() {
-                let s = &src[(lo + k) * c..(lo + k + 1) * c];
-                for (p, v) in px.iter_mut().zip(s) {
-                    *p += wk * *v as f32;
+        for (f, v) in line.iter_mut().zip(src) {
+            *f = *v as f32;
+        }
+        if c == 3 {
+            // RGB, the common case: three sums in registers per output pixel
+            for ((lo, w), px) in xs.iter().zip(dst.chunks_exact_mut(3)) {
+                let taps = &line[lo * 3..(lo + w.len()) * 3];
+                let (mut r, mut g, mut b) = (0.0f32, 0.0f32, 0.0f32);
+                for (wk, s) in w.iter().zip(taps.chunks_exact(3)) {
+                    r += wk * s[0];
+                    g += wk * s[1];
+                    b += wk * s[2];
+                }
+                px[0] = r;
+                px[1] = g;
+                px[2] = b;
+            }
+        } else {
+            for ((lo, w), px) in xs.iter().zip(dst.chunks_exact_mut(c)) {
+                for (k, wk) in w.iter().enumerate() {
+                    let s = &line[(lo + k) * c..(lo + k + 1) * c];
+                    for (p, v) in px.iter_mut().zip(s) {
+                        *p += wk * v;
+                    }
                 }
             }
         }
