@@ -26,6 +26,9 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 ALL = ["gemm", "conv-all", "resnet50-infer", "resnet50-train", "resnet50-frozen", "mnist-epoch"]
+# known to both engines; the JPEG rows are asked for by name (not in `all`)
+KNOWN = ["gemm", "conv", "conv-all", "resnet50-infer", "resnet50-train", "resnet50-frozen",
+         "mnist-epoch", "loader", "resnet50-jpeg", "peak"]
 
 
 def venv_python():
@@ -79,6 +82,14 @@ def merge_rounds(rows):
             row["pct_peak"] = rs[0]["pct_peak"] * rs[0]["median_s"] / med
         row["median_s"] = med
         row["round_medians_s"] = [r["median_s"] for r in rs]
+        # rows fed by a loader: medians over rounds too, and the longest wait of all
+        for k in ("wait_fraction", "step_s", "plain_step_s"):
+            vals = [r[k] for r in rs if r.get(k) is not None]
+            if vals:
+                row[k] = statistics.median(vals)
+        waits = [r["max_wait_s"] for r in rs if r.get("max_wait_s") is not None]
+        if waits:
+            row["max_wait_s"] = max(waits)
         out.append(row)
     return out
 
@@ -96,10 +107,18 @@ def main():
                     help="untimed runs before each row's timed ones, in both engines (the training "
                          "rows take --train-warmup instead)")
     ap.add_argument("--train-warmup", type=int, default=6,
-                    help="untimed steps before the timed ones of resnet50-train and resnet50-frozen, in "
+                    help="untimed steps before the timed ones of resnet50-train, resnet50-frozen and "
+                         "resnet50-jpeg, in "
                          "both engines: torch's second to fourth steps can be 10-30%% slower than its "
                          "later ones, which flattered strata's ratio with a single warm-up")
     ap.add_argument("--threads", default=None, help="comma-separated thread counts for every row")
+    ap.add_argument("--jpeg-count", type=int, default=2000,
+                    help="JPEGs in the generated folder of loader and resnet50-jpeg")
+    ap.add_argument("--classes", type=int, default=10, help="class sub-folders of that folder")
+    ap.add_argument("--jpeg-dir", default=None,
+                    help="where generated JPEG folders are kept (default: target/bench-jpegs)")
+    ap.add_argument("--jpeg-steps", type=int, default=10,
+                    help="timed steps of resnet50-jpeg in both engines, and as many on a held batch")
     ap.add_argument("--rounds", type=int, default=1,
                     help="repeat the strata/torch alternation this many times and report, per row, "
                          "the median of the rounds' medians (evens out bursts of load on a shared machine)")
@@ -109,6 +128,8 @@ def main():
     cmds = []
     for c in args.commands:
         for c2 in (ALL if c == "all" else [c]):
+            if c2 not in KNOWN:
+                ap.error(f"unknown command '{c2}' (known: all, {', '.join(KNOWN)})")
             if c2 not in cmds:
                 cmds.append(c2)
     py = venv_python()
@@ -116,6 +137,11 @@ def main():
               "--train-warmup", str(args.train_warmup), "--mnist-runs", str(args.mnist_runs)]
     if args.threads:
         common += ["--threads", args.threads]
+    if any(c in ("loader", "resnet50-jpeg") for c in cmds):
+        common += ["--jpeg-count", str(args.jpeg_count), "--classes", str(args.classes),
+                   "--jpeg-steps", str(args.jpeg_steps)]
+        if args.jpeg_dir:
+            common += ["--jpeg-dir", os.path.abspath(args.jpeg_dir)]
     run(["cargo", "build", "--release", "-q", "-p", "strata-bench"])
     strata, torch = {"results": []}, {"results": []}
     rounds = max(1, args.rounds)
@@ -205,6 +231,34 @@ def main():
         with open(args.markdown, "a") as f:
             f.write("\n| " + " | ".join(mem_head) + " |\n|---|" + "---:|" * (len(mem_head) - 1) + "\n")
             for t in mem:
+                f.write("| " + " | ".join(t) + " |\n")
+    # training fed by a loader: time blocked waiting for the next batch over
+    # the time in the steps, and the step with and without the loader running
+    def ms(x, k):
+        return fmt(1e3 * x[k] if x and x.get(k) is not None else None)
+
+    def pc(x):
+        return fmt(100 * x["wait_fraction"] if x and x.get("wait_fraction") is not None else None, 2)
+
+    feed = []
+    for r in strata["results"]:
+        tr = peer.get(("torch", r["key"], r["threads"]))
+        if r.get("wait_fraction") is not None:
+            feed.append([r["key"], str(r["threads"]), ms(r, "step_s"), ms(r, "plain_step_s"), pc(r),
+                         ms(r, "max_wait_s"), ms(tr, "step_s"), ms(tr, "plain_step_s"), pc(tr),
+                         ms(tr, "max_wait_s")])
+    feed_head = ["workload", "thr", "strata step ms", "held batch ms", "wait %", "max wait ms",
+                 "torch step ms", "held batch ms", "wait %", "max wait ms"]
+    if feed:
+        print()
+        print("# steps fed from JPEGs: median step, the same step on a held batch with the loader "
+              "stopped, and time waiting for batches as % of the step time")
+        for t in [feed_head] + feed:
+            print("  ".join(t))
+    if args.markdown and feed:
+        with open(args.markdown, "a") as f:
+            f.write("\n| " + " | ".join(feed_head) + " |\n|---|" + "---:|" * (len(feed_head) - 1) + "\n")
+            for t in feed:
                 f.write("| " + " | ".join(t) + " |\n")
     if args.json:
         with open(args.json, "w") as f:

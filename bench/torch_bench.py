@@ -5,6 +5,10 @@ writes the results in strata-bench's format (same `key` strings) for
 bench/compare.py. Run it from the venv that bench/setup.sh builds.
 
     python bench/torch_bench.py gemm conv-all resnet50-infer --json torch.json
+
+`loader` and `resnet50-jpeg` read the folder of JPEGs that `strata-bench
+make-jpegs` writes (under target/bench-jpegs; made with cargo if missing),
+through torchvision's ImageFolder and a DataLoader.
 """
 import argparse
 import resource
@@ -13,6 +17,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -89,7 +94,7 @@ CONV_SHAPES = [
 ]
 
 COMMANDS = ["gemm", "conv", "conv-all", "resnet50-infer", "resnet50-train",
-            "resnet50-frozen", "mnist-epoch", "peak"]
+            "resnet50-frozen", "mnist-epoch", "loader", "resnet50-jpeg", "peak"]
 ALL = ["gemm", "conv-all", "resnet50-infer", "resnet50-train", "resnet50-frozen", "mnist-epoch"]
 
 
@@ -126,8 +131,8 @@ class Results:
     def kernel(self, engine, group, key, threads, times, flops, runs):
         self.add(engine, group, key, threads, times, flops / times[0] / 1e9, "GFLOP/s", runs, flops)
 
-    def model(self, engine, key, threads, times, images, runs):
-        self.add(engine, "model", key, threads, times, images / times[0], "images/s", runs)
+    def model(self, engine, key, threads, times, images, runs, group="model"):
+        self.add(engine, group, key, threads, times, images / times[0], "images/s", runs)
         # the process's peak resident memory so far, and its size before any workload
         self.rows[-1]["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
         self.rows[-1]["base_rss_mb"] = BASE_RSS_MB
@@ -375,15 +380,123 @@ def bench_mnist_epoch(args, t, res):
     res.model("torch", "mnist-cnn-epoch b128", t, time_runs(0, args.mnist_runs, epoch), n, args.mnist_runs)
 
 
+# --- the JPEG folder: loader alone, and feeding the training step
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+def jpeg_folder(args):
+    """The folder strata-bench uses: <jpeg-dir>/n<count>-k<classes>, made by
+    `strata-bench make-jpegs` if it is not there yet (same bytes as strata's)."""
+    root = args.jpeg_dir or os.path.join(REPO, "target", "bench-jpegs")
+    d = os.path.join(root, f"n{args.jpeg_count}-k{args.classes}")
+    try:
+        with open(os.path.join(d, ".strata-bench-jpegs")) as f:
+            done = f"count={args.jpeg_count} classes={args.classes} " in f.read()
+    except OSError:
+        done = False
+    if not done:
+        cmd = ["cargo", "run", "--release", "-q", "-p", "strata-bench", "--", "make-jpegs", d,
+               "--count", str(args.jpeg_count), "--classes", str(args.classes)]
+        print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
+        subprocess.run(cmd, cwd=REPO, check=True)
+    return d
+
+
+def jpeg_loader(args, batch_size, workers, drop_last):
+    """torchvision's ImageNet training pipeline over the JPEG folder."""
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms as T
+    tf = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(),
+                    T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    ds = datasets.ImageFolder(jpeg_folder(args), transform=tf)
+    return DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=drop_last)
+
+
+def bench_loader(args, t, res):
+    torch.set_num_threads(t)
+    torch.manual_seed(0)
+    dl = jpeg_loader(args, 32, t, False)
+    count = [0]
+
+    def epoch():
+        n = 0
+        for x, _ in dl:
+            n += x.shape[0]
+        count[0] = n
+
+    times = time_runs(args.warmup, args.runs, epoch)
+    res.model("torch", "loader-rrc224-b32", t, times, count[0], args.runs, group="loader")
+
+
+def bench_resnet50_jpeg(args, t, res):
+    """resnet50-train's step fed from the DataLoader (t workers, 2 batches
+    prefetched each: 4 in flight, as strata's stream), then as many steps on
+    one held batch with the workers stopped."""
+    torch.set_num_threads(t)
+    torch.manual_seed(0)
+    model = ResNet50().train().to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    dl = jpeg_loader(args, 8, t, True)
+
+    def step(x, y):
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x.contiguous(memory_format=torch.channels_last)), y).backward()
+        opt.step()
+
+    steps = max(1, args.jpeg_steps)
+    waits, times = [], []
+    it = iter(dl)
+    for s in range(args.train_warmup + steps):
+        t0 = time.perf_counter()
+        try:
+            x, y = next(it)
+        except StopIteration:
+            it = iter(dl)
+            x, y = next(it)
+        t1 = time.perf_counter()
+        step(x, y)
+        t2 = time.perf_counter()
+        if s >= args.train_warmup:
+            waits.append(t1 - t0)
+            times.append(t2 - t1)
+    del it  # stops the workers
+    plain = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step(x, y)
+        plain.append(time.perf_counter() - t0)
+    iters = [w + s for w, s in zip(waits, times)]
+    res.model("torch", "resnet50-jpeg b8", t, (statistics.median(iters), min(iters)), 8, steps)
+    row = res.rows[-1]
+    row["wait_fraction"] = sum(waits) / sum(times)
+    row["max_wait_s"] = max(waits)
+    row["step_s"] = statistics.median(times)
+    row["plain_step_s"] = statistics.median(plain)
+    print(f"#   waited {100 * row['wait_fraction']:.2f}% of the step time (longest wait "
+          f"{1e3 * row['max_wait_s']:.1f} ms); step {1e3 * row['step_s']:.1f} ms fed from JPEGs, "
+          f"{1e3 * row['plain_step_s']:.1f} ms on a held batch with the workers stopped "
+          f"(medians of {steps})", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("commands", nargs="+", choices=COMMANDS + ["all"])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--train-warmup", type=int, default=6,
-                    help="untimed steps before the timed ones of resnet50-train and resnet50-frozen")
+                    help="untimed steps before the timed ones of resnet50-train, resnet50-frozen and "
+                         "resnet50-jpeg")
     ap.add_argument("--mnist-runs", type=int, default=3)
     ap.add_argument("--threads", default=None, help="comma-separated thread counts")
+    ap.add_argument("--jpeg-dir", default=None,
+                    help="where generated JPEG folders are kept (default: target/bench-jpegs)")
+    ap.add_argument("--jpeg-count", "--count", type=int, default=2000,
+                    help="JPEGs in the folder of loader and resnet50-jpeg")
+    ap.add_argument("--classes", type=int, default=10, help="class sub-folders of that folder")
+    ap.add_argument("--jpeg-steps", type=int, default=10,
+                    help="timed steps of resnet50-jpeg, and as many on a held batch")
     ap.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime rows")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -413,7 +526,9 @@ def main():
                 fn = {"resnet50-infer": lambda a, t, r: bench_resnet50_infer(a, t, r, not args.no_onnx),
                       "resnet50-train": bench_resnet50_train,
                       "resnet50-frozen": bench_resnet50_frozen,
-                      "mnist-epoch": bench_mnist_epoch}[c]
+                      "mnist-epoch": bench_mnist_epoch,
+                      "loader": bench_loader,
+                      "resnet50-jpeg": bench_resnet50_jpeg}[c]
                 for t in threads:
                     fn(args, t, res)
         except Exception as e:  # report and go on with the other rows
@@ -423,6 +538,13 @@ def main():
     if args.json:
         versions = {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()}
         try:
+            import torchvision
+            import PIL
+            versions["torchvision"] = torchvision.__version__
+            versions["pillow"] = PIL.__version__
+        except ImportError:
+            pass
+        try:
             import onnxruntime
             versions["onnxruntime"] = onnxruntime.__version__
         except ImportError:
@@ -430,6 +552,7 @@ def main():
         with open(args.json, "w") as f:
             json.dump({"engine": "torch", "versions": versions, "runs": args.runs,
                        "warmup": args.warmup, "train_warmup": args.train_warmup,
+                       "jpeg_count": args.jpeg_count, "jpeg_steps": args.jpeg_steps,
                        "failures": failures, "results": res.rows}, f, indent=1)
         print(f"# wrote {args.json}")
     return 1 if failures else 0

@@ -4,16 +4,21 @@
 //!
 //! ```text
 //! strata-bench [gemm] [conv] [conv-all] [resnet50-infer] [resnet50-train]
-//!              [resnet50-frozen] [mnist-epoch] [peak] [all]
+//!              [resnet50-frozen] [mnist-epoch] [loader] [resnet50-jpeg]
+//!              [peak] [all]
 //!              [--runs N] [--warmup N] [--train-warmup N] [--mnist-runs N]
-//!              [--threads 1,2]
+//!              [--threads 1,2] [--jpeg-dir DIR] [--jpeg-count N]
+//!              [--classes K] [--jpeg-steps N]
 //!              [--peak GFLOPS_PER_THREAD] [--json PATH]
+//! strata-bench make-jpegs DIR [--count N] [--classes K]
 //! ```
 //!
 //! Nothing here is a test: no timing is asserted anywhere.
 
 mod conv_bench;
 mod gemm_bench;
+mod jpegs;
+mod loader_bench;
 mod models;
 mod peak;
 mod record;
@@ -29,6 +34,8 @@ const COMMANDS: &[&str] = &[
     "resnet50-train",
     "resnet50-frozen",
     "mnist-epoch",
+    "loader",
+    "resnet50-jpeg",
     "peak",
 ];
 
@@ -41,17 +48,27 @@ commands:
   resnet50-train   ResNet-50 forward+backward+SGD momentum step, batch 8
   resnet50-frozen  frozen ResNet-50 backbone + 3-class head training step, batch 16
   mnist-epoch      MNIST CNN, one epoch of 60k images, batch 128, Adam
+  loader           images/s of ImageStream over one epoch of the JPEG folder: decode,
+                   random resized crop 224, flip, normalise, batch 32 (not in 'all')
+  resnet50-jpeg    resnet50-train's step fed from the JPEG folder through ImageStream,
+                   with the time waiting for batches (not in 'all')
   peak             measured FMA peak only
-  all              gemm conv-all and every model row
+  all              gemm conv-all and every model row but loader and resnet50-jpeg
+  make-jpegs DIR   write the benchmark's JPEGs into DIR and stop (--count, --classes)
 options:
   --runs N         timed runs per row, median reported (default 5)
   --warmup N       untimed runs before (default 1)
-  --train-warmup N untimed training steps before the timed ones of resnet50-train and
-                   resnet50-frozen (default 6: a training loop's first steps are slower
-                   while its memory settles, in both engines)
+  --train-warmup N untimed training steps before the timed ones of resnet50-train,
+                   resnet50-frozen and resnet50-jpeg (default 6: a training loop's first
+                   steps are slower while its memory settles, in both engines)
   --mnist-runs N   timed MNIST epochs (default 3)
   --threads LIST   comma-separated thread counts (default: 1,2 for gemm, 2 otherwise;
-                   'max' = all cores)
+                   'max' = all cores); loader and resnet50-jpeg use as many loader workers
+  --jpeg-dir DIR   where generated JPEG folders are kept (default: the workspace's
+                   target/bench-jpegs; the folder is DIR/n<count>-k<classes>)
+  --jpeg-count N   JPEGs in the folder of loader and resnet50-jpeg (default 2000; also --count)
+  --classes K      class sub-folders of that folder (default 10)
+  --jpeg-steps N   timed steps of resnet50-jpeg, and as many on a held batch (default 10)
   --peak G         FMA peak per thread in GFLOP/s for '% of peak' (default: the nominal
                    258.5, i.e. 517 on 2 threads); 'measured' uses the best 1-thread FMA loop
   --json PATH      write the results as JSON";
@@ -63,6 +80,12 @@ pub struct Opts {
     /// Untimed steps before the timed ones of the training rows.
     pub train_warmup: usize,
     pub mnist_runs: usize,
+    /// Where generated JPEG folders are kept, and the folder's size.
+    pub jpeg_dir: std::path::PathBuf,
+    pub jpeg_count: usize,
+    pub jpeg_classes: usize,
+    /// Timed steps of `resnet50-jpeg`.
+    pub jpeg_steps: usize,
     /// Measured single-thread FMA peak (GFLOP/s), best of several trials.
     pub measured_1t: Option<f64>,
     /// `--peak`: the single-thread peak given on the command line.
@@ -99,6 +122,8 @@ struct Args {
     commands: Vec<String>,
     threads: Option<Vec<usize>>,
     json: Option<String>,
+    /// `make-jpegs DIR`: the folder to write.
+    make_jpegs: Option<String>,
     opts: Opts,
 }
 
@@ -114,11 +139,16 @@ fn parse_args() -> Result<Args, String> {
         commands: Vec::new(),
         threads: None,
         json: None,
+        make_jpegs: None,
         opts: Opts {
             runs: 5,
             warmup: 1,
             train_warmup: 6,
             mnist_runs: 3,
+            jpeg_dir: jpegs::default_root(),
+            jpeg_count: 2000,
+            jpeg_classes: 10,
+            jpeg_steps: 10,
             measured_1t: None,
             use_measured: false,
             peak_per_thread: None,
@@ -131,6 +161,11 @@ fn parse_args() -> Result<Args, String> {
             "--warmup" => a.opts.warmup = parse_usize("--warmup", it.next())?,
             "--train-warmup" => a.opts.train_warmup = parse_usize("--train-warmup", it.next())?,
             "--mnist-runs" => a.opts.mnist_runs = parse_usize("--mnist-runs", it.next())?.max(1),
+            "--jpeg-dir" => a.opts.jpeg_dir = it.next().ok_or("--jpeg-dir needs a path")?.into(),
+            "--jpeg-count" | "--count" => a.opts.jpeg_count = parse_usize(&arg, it.next())?.max(1),
+            "--classes" => a.opts.jpeg_classes = parse_usize("--classes", it.next())?.max(1),
+            "--jpeg-steps" => a.opts.jpeg_steps = parse_usize("--jpeg-steps", it.next())?.max(1),
+            "make-jpegs" => a.make_jpegs = Some(it.next().ok_or("make-jpegs needs a folder")?),
             "--json" => a.json = Some(it.next().ok_or("--json needs a path")?),
             "--peak" => {
                 let v = it.next().ok_or("--peak needs a value")?;
@@ -174,7 +209,7 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument '{other}'")),
         }
     }
-    if a.commands.is_empty() {
+    if a.commands.is_empty() && a.make_jpegs.is_none() {
         return Err("no command given".into());
     }
     // `conv-all` includes `conv`'s rows
@@ -220,6 +255,23 @@ fn main() -> ExitCode {
             };
         }
     };
+    if let Some(dir) = &args.make_jpegs {
+        let (n, k) = (args.opts.jpeg_count, args.opts.jpeg_classes);
+        match jpegs::write_folder(std::path::Path::new(dir), n, k) {
+            Ok(made) => println!(
+                "# wrote {n} JPEGs in {k} classes to {dir}: {:.1} KB each on average, {:.1} s",
+                made.bytes as f64 / n as f64 / 1024.0,
+                made.secs
+            ),
+            Err(e) => {
+                eprintln!("strata-bench: make-jpegs {dir}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        if args.commands.is_empty() {
+            return ExitCode::SUCCESS;
+        }
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut all_threads: Vec<usize> = args.threads.clone().unwrap_or_else(|| vec![1, 2]);
     all_threads.push(1);
@@ -270,6 +322,8 @@ fn main() -> ExitCode {
                 "resnet50-train" => models::resnet50_train(&args.opts, t, &mut out),
                 "resnet50-frozen" => models::resnet50_frozen(&args.opts, t, &mut out),
                 "mnist-epoch" => models::mnist_epoch(&args.opts, t, &mut out),
+                "loader" => loader_bench::loader(&args.opts, t, &mut out),
+                "resnet50-jpeg" => loader_bench::resnet50_jpeg(&args.opts, t, &mut out),
                 _ => unreachable!("commands are checked in parse_args"),
             }),
         };
@@ -290,6 +344,8 @@ fn main() -> ExitCode {
             "runs": args.opts.runs,
             "warmup": args.opts.warmup,
             "train_warmup": args.opts.train_warmup,
+            "jpeg_count": args.opts.jpeg_count,
+            "jpeg_steps": args.opts.jpeg_steps,
             "failures": failures,
             "results": out,
         });

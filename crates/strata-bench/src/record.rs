@@ -32,6 +32,18 @@ pub struct Record {
     pub peak_rss_mb: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base_rss_mb: Option<f64>,
+    /// Training fed by a loader: the time blocked waiting for batches over
+    /// the time in the steps, the longest single wait, the median step
+    /// (without its wait) and the median step on a held batch with the
+    /// loader stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_fraction: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_wait_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plain_step_s: Option<f64>,
 }
 
 /// Resident memory when `main` started, before any workload.
@@ -107,6 +119,10 @@ pub fn kernel_record(
         note: String::new(),
         peak_rss_mb: None,
         base_rss_mb: None,
+        wait_fraction: None,
+        max_wait_s: None,
+        step_s: None,
+        plain_step_s: None,
     }
 }
 
@@ -134,6 +150,10 @@ pub fn model_record(
         note: String::new(),
         peak_rss_mb: rss_mb().0,
         base_rss_mb: BASE_RSS_MB.get().copied(),
+        wait_fraction: None,
+        max_wait_s: None,
+        step_s: None,
+        plain_step_s: None,
     }
 }
 
