@@ -132,6 +132,34 @@ pub struct LookArgs {
 }
 
 impl LookArgs {
+    /// What every such command does first: checks the output paths, refuses
+    /// untrained weights unless asked for, builds the model with its
+    /// weights, and reads the sample.
+    pub fn prepare(
+        &self,
+        command: &str,
+        model: &crate::model_arg::ModelArgs,
+        output: &Path,
+        npy: Option<&Path>,
+    ) -> CliResult<(Model, Sample)> {
+        crate::checks::output_path("--output", output, &["png"])?;
+        if let Some(p) = npy {
+            crate::checks::output_path("--npy", p, &["npy"])?;
+        }
+        crate::model_arg::require_trained(
+            command,
+            model,
+            self.weights.as_deref(),
+            self.random_weights,
+        )?;
+        let mut m = model.build(None)?;
+        if let Some(w) = &self.weights {
+            crate::model_arg::load_weights(&mut m, w)?;
+        }
+        let sample = read_sample(&m, &self.input, &self.image_args())?;
+        Ok((m, sample))
+    }
+
     /// The image flags in the form `ImageArgs` reads them.
     pub fn image_args(&self) -> ImageArgs {
         ImageArgs {

@@ -6,9 +6,8 @@ use std::path::PathBuf;
 
 use strata_nn::attribution;
 
-use crate::checks;
-use crate::model_arg::{load_weights, require_trained, CliResult, ModelArgs};
-use crate::sample_arg::{read_sample, LookArgs};
+use crate::model_arg::{CliResult, ModelArgs};
+use crate::sample_arg::LookArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -34,21 +33,10 @@ pub fn run(a: Args) -> CliResult<()> {
                 .into(),
         );
     }
-    checks::output_path("--output", &a.output, &["png"])?;
-    if let Some(p) = &a.npy {
-        checks::output_path("--npy", p, &["npy"])?;
-    }
-    require_trained(
-        "activations",
-        &a.model,
-        a.look.weights.as_deref(),
-        a.look.random_weights,
-    )?;
-    let mut model = a.model.build(None)?;
-    if let Some(w) = &a.look.weights {
-        load_weights(&mut model, w)?;
-    }
-    let sample = read_sample(&model, &a.look.input, &a.look.image_args())?;
+    let (mut model, sample) =
+        a.look
+            .prepare("activations", &a.model, &a.output, a.npy.as_deref())?;
+
     let out = attribution::layer_output(&mut model, &sample.input, &a.layer)?;
     if let Some(p) = &a.npy {
         strata_data::write_npy_f32(p, &out)?;

@@ -6,9 +6,8 @@ use std::path::PathBuf;
 
 use strata_nn::attribution;
 
-use crate::checks;
-use crate::model_arg::{load_weights, require_trained, CliResult, ModelArgs};
-use crate::sample_arg::{read_sample, LookArgs};
+use crate::model_arg::{CliResult, ModelArgs};
+use crate::sample_arg::LookArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -32,25 +31,13 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CliResult<()> {
-    checks::output_path("--output", &a.output, &["png"])?;
-    if let Some(p) = &a.npy {
-        checks::output_path("--npy", p, &["npy"])?;
-    }
-    require_trained(
-        "gradcam",
-        &a.model,
-        a.look.weights.as_deref(),
-        a.look.random_weights,
-    )?;
-    let mut model = a.model.build(None)?;
-    if let Some(w) = &a.look.weights {
-        load_weights(&mut model, w)?;
-    }
+    let (mut model, sample) = a
+        .look
+        .prepare("gradcam", &a.model, &a.output, a.npy.as_deref())?;
     let layer = match &a.layer {
         Some(l) => l.clone(),
         None => attribution::last_spatial_layer(&model)?,
     };
-    let sample = read_sample(&model, &a.look.input, &a.look.image_args())?;
     let cam = attribution::grad_cam(&mut model, &sample.input, &layer, a.look.class, a.plus)?;
     let name = a.look.class_label(&model, cam.class);
     if let Some(p) = &a.npy {

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use strata_nn::attribution::{self, SaliencyMethod};
 
 use crate::checks;
-use crate::model_arg::{load_weights, require_trained, CliResult, ModelArgs};
-use crate::sample_arg::{read_sample, LookArgs};
+use crate::model_arg::{CliResult, ModelArgs};
+use crate::sample_arg::LookArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -66,21 +66,10 @@ pub fn run(a: Args) -> CliResult<()> {
             .into())
         }
     };
-    checks::output_path("--output", &a.output, &["png"])?;
-    if let Some(p) = &a.npy {
-        checks::output_path("--npy", p, &["npy"])?;
-    }
-    require_trained(
-        "saliency",
-        &a.model,
-        a.look.weights.as_deref(),
-        a.look.random_weights,
-    )?;
-    let mut model = a.model.build(None)?;
-    if let Some(w) = &a.look.weights {
-        load_weights(&mut model, w)?;
-    }
-    let sample = read_sample(&model, &a.look.input, &a.look.image_args())?;
+    let (mut model, sample) = a
+        .look
+        .prepare("saliency", &a.model, &a.output, a.npy.as_deref())?;
+
     let attr = attribution::saliency(&mut model, &sample.input, a.look.class, method)?;
     let name = a.look.class_label(&model, attr.class);
     if let Some(p) = &a.npy {
