@@ -313,6 +313,15 @@ struct Builder {
 }
 
 /// What a layer handler needs to report an error.
+/// A convolution's window, as the Conv node takes it.
+struct Window {
+    padding: Padding,
+    kernel: (usize, usize),
+    strides: (usize, usize),
+    dilation: (usize, usize),
+    group: usize,
+}
+
 struct Ctx<'a> {
     layer: &'a dyn Layer,
     base: &'a str,
@@ -567,31 +576,14 @@ impl Builder {
                 &[kshape[3], kshape[2], kshape[0], kshape[1]],
                 &w,
             );
-            let mut inputs = vec![x, wname];
-            if let Some((bshape, bias)) = cx.weight("bias")? {
-                inputs.push(self.init_f32(&format!("{base}.bias"), &bshape, &bias));
-            }
-            let g = self.window(
-                &cx,
-                &v.shape,
-                l.padding,
-                l.kernel_size,
-                l.strides,
-                l.dilation_rate,
-            )?;
-            let y = self.op(
-                "Conv",
-                &format!("{base}/conv"),
-                inputs,
-                vec![
-                    attr_ints("kernel_shape", pair(l.kernel_size)),
-                    attr_ints("strides", pair(l.strides)),
-                    attr_ints("dilations", pair(l.dilation_rate)),
-                    attr_ints("pads", g),
-                    attr_int("group", l.groups as i64),
-                ],
-            );
-            let y = self.activation(&cx, l.activation, y, 4, Layout::Nchw)?;
+            let window = Window {
+                padding: l.padding,
+                kernel: l.kernel_size,
+                strides: l.strides,
+                dilation: l.dilation_rate,
+                group: l.groups,
+            };
+            let y = self.conv(&cx, &v.shape, x, wname, window, l.activation)?;
             return Ok(Value::nchw(y, out));
         }
         if let Some(l) = any.downcast_ref::<DepthwiseConv2D>() {
@@ -613,31 +605,14 @@ impl Builder {
                 }
             }
             let wname = self.init_f32(&format!("{base}.depthwise_kernel"), &[c * m, 1, kh, kw], &w);
-            let mut inputs = vec![x, wname];
-            if let Some((bshape, bias)) = cx.weight("bias")? {
-                inputs.push(self.init_f32(&format!("{base}.bias"), &bshape, &bias));
-            }
-            let g = self.window(
-                &cx,
-                &v.shape,
-                l.padding,
-                l.kernel_size,
-                l.strides,
-                l.dilation_rate,
-            )?;
-            let y = self.op(
-                "Conv",
-                &format!("{base}/conv"),
-                inputs,
-                vec![
-                    attr_ints("kernel_shape", pair(l.kernel_size)),
-                    attr_ints("strides", pair(l.strides)),
-                    attr_ints("dilations", pair(l.dilation_rate)),
-                    attr_ints("pads", g),
-                    attr_int("group", c as i64),
-                ],
-            );
-            let y = self.activation(&cx, l.activation, y, 4, Layout::Nchw)?;
+            let window = Window {
+                padding: l.padding,
+                kernel: l.kernel_size,
+                strides: l.strides,
+                dilation: l.dilation_rate,
+                group: c,
+            };
+            let y = self.conv(&cx, &v.shape, x, wname, window, l.activation)?;
             return Ok(Value::nchw(y, out));
         }
         if let Some(l) = any.downcast_ref::<Dense>() {
@@ -905,6 +880,38 @@ impl Builder {
             return Ok(Value::with(layout, y, out));
         }
         Err(cx.unsupported("the layer type"))
+    }
+
+    /// A Conv node on `x` (NCHW) with the kernel initializer `kernel`, the
+    /// layer's bias if it has one, then its fused activation.
+    fn conv(
+        &mut self,
+        cx: &Ctx,
+        shape: &[usize],
+        x: String,
+        kernel: String,
+        w: Window,
+        act: Activation,
+    ) -> Result<String> {
+        let base = cx.base;
+        let mut inputs = vec![x, kernel];
+        if let Some((bshape, bias)) = cx.weight("bias")? {
+            inputs.push(self.init_f32(&format!("{base}.bias"), &bshape, &bias));
+        }
+        let pads = self.window(cx, shape, w.padding, w.kernel, w.strides, w.dilation)?;
+        let y = self.op(
+            "Conv",
+            &format!("{base}/conv"),
+            inputs,
+            vec![
+                attr_ints("kernel_shape", pair(w.kernel)),
+                attr_ints("strides", pair(w.strides)),
+                attr_ints("dilations", pair(w.dilation)),
+                attr_ints("pads", pads),
+                attr_int("group", w.group as i64),
+            ],
+        );
+        self.activation(cx, act, y, 4, Layout::Nchw)
     }
 
     /// ONNX `pads` ([top, left, bottom, right]) of a window over an image
