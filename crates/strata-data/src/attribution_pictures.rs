@@ -680,6 +680,9 @@ mod tests {
     use std::collections::HashSet;
     use std::path::PathBuf;
 
+    // deterministic values in -1..1, as the kernel-grid tests use them
+    use crate::pictures::tests::weights as noise;
+
     fn tmp(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!(
             "strata-attribution-pictures-{tag}-{}",
@@ -855,19 +858,6 @@ mod tests {
         cam_overlay_png(&p, &rgb, (16, 16, 3), &[0.5; 32 * 32], (32, 32), "big").unwrap();
         cam_overlay_png(&p, &rgb, (16, 16, 3), &[0.0; 4], (2, 2), "zero").unwrap();
         std::fs::remove_dir_all(&d).ok();
-    }
-
-    /// Deterministic values in -1..1.
-    fn noise(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
     }
 
     #[test]

@@ -473,7 +473,7 @@ fn draw_panel(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::HashSet;
     use std::path::PathBuf;
@@ -612,7 +612,7 @@ mod tests {
     }
 
     /// Deterministic weights in -1..1.
-    fn weights(n: usize, seed: u64) -> Vec<f32> {
+    pub(crate) fn weights(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed;
         (0..n)
             .map(|_| {
