@@ -66,6 +66,8 @@ enum Command {
     /// Write the model with its weights as an ONNX file (NHWC inputs, dynamic batch).
     #[command(allow_negative_numbers = true)]
     Export(commands::export::Args),
+    /// Read an ONNX model (NCHW from PyTorch, or strata's own) into a strata model file.
+    Import(commands::import::Args),
 }
 
 /// A clap usage error as one line: every line of its message (the missing
@@ -134,6 +136,7 @@ fn main() -> ExitCode {
         Command::Gradcam(a) => ("gradcam", commands::gradcam::run(a)),
         Command::Activations(a) => ("activations", commands::activations::run(a)),
         Command::Export(a) => ("export", commands::export::run(a)),
+        Command::Import(a) => ("import", commands::import::run(a)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

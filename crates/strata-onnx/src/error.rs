@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-/// What can go wrong exporting a model to ONNX.
+/// What can go wrong exporting a model to ONNX or importing one.
 #[derive(Debug, Error)]
 pub enum OnnxError {
     /// A layer (or one of its options) has no ONNX mapping here.
@@ -32,7 +32,24 @@ pub enum OnnxError {
         #[source]
         source: strata_core::CoreError,
     },
-    /// Writing the file failed.
+    /// The bytes are not an ONNX model (not protobuf, truncated, no graph).
+    #[error("not an ONNX model: {0}")]
+    NotOnnx(String),
+    /// The ONNX model is malformed: a cycle, a dangling input, a tensor whose
+    /// data does not match its shape.
+    #[error("invalid ONNX model: {0}")]
+    Invalid(String),
+    /// Nodes that have no strata equivalent, every one listed.
+    #[error("{} unsupported ONNX node(s): {}", .0.len(), .0.join("; "))]
+    UnsupportedNodes(Vec<String>),
+    /// Reading the file failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A strata error: writing the file, building the imported model.
     #[error(transparent)]
     Nn(#[from] strata_nn::NnError),
 }

@@ -1,4 +1,4 @@
-//! ONNX export of strata models.
+//! ONNX export and import of strata models.
 //!
 //! [`export_model`] turns a built [`strata_nn::model::Model`] with its
 //! weights into an ONNX [`proto::ModelProto`]; [`export_to_file`] writes it
@@ -26,6 +26,7 @@
 
 pub mod error;
 pub mod export;
+pub mod import;
 pub mod proto;
 
 pub use error::{OnnxError, Result};
@@ -33,3 +34,4 @@ pub use export::{
     encode, export_bytes, export_model, export_to_file, ExportOptions, DEFAULT_OPSET,
     SUPPORTED_OPSETS,
 };
+pub use import::{import_bytes, import_file, Imported, MIN_OPSET};

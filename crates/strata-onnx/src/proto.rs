@@ -1,6 +1,6 @@
-//! The ONNX messages the exporter writes, as `prost` structs. Field numbers
-//! are onnx.proto3's (onnx 1.23); only the fields strata uses are declared,
-//! and a reader skips the rest, so a file holds exactly these.
+//! The ONNX messages strata writes and reads, as `prost` structs. Field
+//! numbers are onnx.proto3's (onnx 1.23); only the fields strata uses are
+//! declared, and the decoder skips the rest.
 
 /// A whole model: IR version, operator sets, the graph and metadata.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -148,6 +148,13 @@ pub struct TensorProto {
     pub doc_string: String,
     #[prost(bytes = "vec", tag = "9")]
     pub raw_data: Vec<u8>,
+    #[prost(double, repeated, tag = "10")]
+    pub double_data: Vec<f64>,
+    /// Where the values live: 0 in this message, 1 in another file.
+    #[prost(int32, tag = "14")]
+    pub data_location: i32,
+    #[prost(message, repeated, tag = "13")]
+    pub external_data: Vec<StringStringEntryProto>,
 }
 
 /// `TensorProto.DataType` (the element types strata writes, and a few more).

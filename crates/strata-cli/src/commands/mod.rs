@@ -7,6 +7,7 @@ pub mod export;
 pub mod filters;
 pub mod gradcam;
 pub mod graph;
+pub mod import;
 pub mod plot;
 pub mod predict;
 pub mod saliency;
