@@ -25,7 +25,7 @@ Making the files with the command line:
 (a model with several inputs: `strata predict ... --input NAME=out/m.in.NAME.npy`).
 Or let the Rust side write the whole set for the test models:
 
-  STRATA_ONNX_DUMP=out cargo test -p strata-onnx --test tract_agreement dump -- --nocapture
+  STRATA_ONNX_DUMP=out cargo test -p strata-onnx --test tract_agreement dump -- --ignored --nocapture
 """
 
 import argparse

@@ -676,23 +676,39 @@ impl Builder {
                     Value::nhwc(y, out)
                 });
             }
-            // Other ranks: the inference affine map on the last axis.
+            // Other ranks: the channel axis moved to ONNX's axis 1 and back.
             let x = self.nhwc(&mut v, base);
-            let scale: Vec<f32> = gamma
-                .iter()
-                .zip(&var)
-                .map(|(g, v)| g / (v + l.epsilon).sqrt())
-                .collect();
-            let shift: Vec<f32> = beta
-                .iter()
-                .zip(&mean)
-                .zip(&scale)
-                .map(|((b, m), s)| b - m * s)
-                .collect();
-            let s = self.init_f32(&format!("{base}.scale"), &[c], &scale);
-            let t = self.init_f32(&format!("{base}.shift"), &[c], &shift);
-            let y = self.op("Mul", &format!("{base}/scale"), vec![x, s], vec![]);
-            let y = self.op("Add", &format!("{base}/shift"), vec![y, t], vec![]);
+            let r = v.shape.len() as i64 + 1;
+            let mut to_front = vec![0, r - 1];
+            to_front.extend(1..r - 1);
+            let mut back = vec![0];
+            back.extend(2..r);
+            back.push(1);
+            let t = self.op(
+                "Transpose",
+                &format!("{base}/channels_first"),
+                vec![x],
+                vec![attr_ints("perm", to_front)],
+            );
+            let inputs = vec![
+                t,
+                self.init_f32(&format!("{base}.gamma"), &[c], &gamma),
+                self.init_f32(&format!("{base}.beta"), &[c], &beta),
+                self.init_f32(&format!("{base}.moving_mean"), &[c], &mean),
+                self.init_f32(&format!("{base}.moving_variance"), &[c], &var),
+            ];
+            let y = self.op(
+                "BatchNormalization",
+                &format!("{base}/batch_norm"),
+                inputs,
+                vec![attr_float("epsilon", l.epsilon)],
+            );
+            let y = self.op(
+                "Transpose",
+                &format!("{base}/channels_last"),
+                vec![y],
+                vec![attr_ints("perm", back)],
+            );
             return Ok(Value::nhwc(y, out));
         }
         if let Some(l) = any.downcast_ref::<MaxPooling2D>() {

@@ -24,6 +24,7 @@
 //! silu, softplus. Anything else (a nested model, ReLU with a threshold) is
 //! an [`OnnxError::Unsupported`] naming the layer and its type.
 
+pub mod build;
 pub mod error;
 pub mod export;
 pub mod import;

@@ -136,7 +136,7 @@ pub fn import_bytes(bytes: &[u8]) -> Result<Imported> {
 
     let mut outputs = Vec::new();
     for o in &graph.output {
-        let v = match imp.items.get(&o.name) {
+        let mut v = match imp.items.get(&o.name) {
             Some(Item::Val(v)) => v.clone(),
             _ => {
                 return Err(OnnxError::UnsupportedNodes(vec![format!(
@@ -150,6 +150,25 @@ pub fn import_bytes(bytes: &[u8]) -> Result<Imported> {
                 "graph output '{}' (its features are in an order strata's layers do not make)",
                 o.name
             )]));
+        }
+        let some: Vec<usize> = v.axes.iter().flatten().copied().collect();
+        if v.axes.contains(&None) && some.windows(2).all(|w| w[0] < w[1]) {
+            // Size-1 axes strata dropped (a global pool's (N, C, 1, 1)):
+            // reshape to ONNX's dims, which then are strata's own order.
+            let at = NodeProto {
+                name: format!("{}/reshape", o.name),
+                op_type: "Reshape".into(),
+                ..Default::default()
+            };
+            let dims = v.onnx_dims();
+            let src = imp.layer(
+                &at,
+                None,
+                "Reshape",
+                json!({"target_shape": dims}),
+                &[&v.src],
+            );
+            v = Val::plain(src, dims);
         }
         if !v.is_plain() {
             imp.notes.push(format!(
