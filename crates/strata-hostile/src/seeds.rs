@@ -168,5 +168,67 @@ pub fn builtin(target: Target) -> Vec<Vec<u8>> {
             ),
         ],
         Target::Spec => SPECS.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        Target::Onnx => onnx_seeds(),
     }
+}
+
+/// Small ONNX models: a strata export (NHWC input, Transposes) and an NCHW
+/// graph as PyTorch writes one (Conv, BatchNorm, Clip, MaxPool, Flatten,
+/// Gemm).
+fn onnx_seeds() -> Vec<Vec<u8>> {
+    use strata_onnx::build::{attr_int, attr_ints, GraphBuilder};
+    let spec = serde_json::json!({
+      "input_shape": [6, 5, 2],
+      "layers": [
+        {"type": "Conv2D", "filters": 3, "kernel_size": 3, "padding": "same", "activation": "relu"},
+        {"type": "MaxPooling2D"},
+        {"type": "Flatten"},
+        {"type": "Dense", "units": 2, "activation": "softmax"}]
+    });
+    let model = strata_nn::model::model_from_spec(&spec, 0).expect("the seed spec builds");
+    let exported = strata_onnx::export_bytes(&model, &strata_onnx::ExportOptions::default())
+        .expect("the seed model exports");
+    let mut g = GraphBuilder::new("nchw");
+    g.input("x", &[2, 6, 5]);
+    g.init("w", &[4, 2, 3, 3], &[0.1; 72])
+        .init("b", &[4], &[0.0; 4])
+        .init("gamma", &[4], &[1.0; 4])
+        .init("beta", &[4], &[0.0; 4])
+        .init("mean", &[4], &[0.0; 4])
+        .init("var", &[4], &[1.0; 4])
+        .init("lo", &[], &[0.0])
+        .init("hi", &[], &[6.0])
+        .init("fc", &[3, 24], &[0.05; 72])
+        .init("fb", &[3], &[0.0; 3]);
+    g.node(
+        "Conv",
+        &["x", "w", "b"],
+        &["c"],
+        vec![attr_ints("pads", vec![1, 1, 1, 1])],
+    )
+    .node(
+        "BatchNormalization",
+        &["c", "gamma", "beta", "mean", "var"],
+        &["n"],
+        vec![],
+    )
+    .node("Clip", &["n", "lo", "hi"], &["r"], vec![])
+    .node(
+        "MaxPool",
+        &["r"],
+        &["p"],
+        vec![
+            attr_ints("kernel_shape", vec![2, 2]),
+            attr_ints("strides", vec![2, 2]),
+        ],
+    )
+    .node("Flatten", &["p"], &["f"], vec![attr_int("axis", 1)])
+    .node(
+        "Gemm",
+        &["f", "fc", "fb"],
+        &["y"],
+        vec![attr_int("transB", 1)],
+    )
+    .output("y");
+    vec![exported, g.bytes(17)]
 }

@@ -22,10 +22,19 @@ pub enum Target {
     /// Model spec JSON (`model_from_spec`), then summarised, round-tripped
     /// and, when small, run on one sample.
     Spec,
+    /// ONNX models (`strata_onnx::import_bytes`), then, when small, run on
+    /// one sample, exported and imported again.
+    Onnx,
 }
 
 impl Target {
-    pub const ALL: [Target; 4] = [Target::Idx, Target::Npy, Target::Safetensors, Target::Spec];
+    pub const ALL: [Target; 5] = [
+        Target::Idx,
+        Target::Npy,
+        Target::Safetensors,
+        Target::Spec,
+        Target::Onnx,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -33,6 +42,7 @@ impl Target {
             Target::Npy => "npy",
             Target::Safetensors => "safetensors",
             Target::Spec => "spec",
+            Target::Onnx => "onnx",
         }
     }
 
@@ -49,6 +59,7 @@ pub fn run_target(target: Target, bytes: &[u8]) -> bool {
         Target::Npy => run_npy(bytes),
         Target::Safetensors => run_safetensors(bytes),
         Target::Spec => run_spec(bytes),
+        Target::Onnx => run_onnx(bytes),
     }
 }
 
@@ -248,4 +259,33 @@ fn run_spec(bytes: &[u8]) -> bool {
         }
     }
     true
+}
+
+fn run_onnx(bytes: &[u8]) -> bool {
+    match strata_onnx::import_bytes(bytes) {
+        Ok(imported) => {
+            let mut m = imported.model;
+            if forward_cost(&m) < 1 << 22 {
+                let xs: Vec<Tensor> = m
+                    .inputs()
+                    .iter()
+                    .map(|(_, s)| {
+                        let mut shape = vec![1];
+                        shape.extend(s);
+                        Tensor::zeros(&shape)
+                    })
+                    .collect();
+                let _ = m.predict(&xs, 1);
+            }
+            let again = strata_onnx::export_bytes(&m, &strata_onnx::ExportOptions::default());
+            if let Ok(b) = again {
+                strata_onnx::import_bytes(&b).expect("an exported import imports again");
+            }
+            true
+        }
+        Err(e) => {
+            assert!(!e.to_string().is_empty(), "an empty error message");
+            false
+        }
+    }
 }

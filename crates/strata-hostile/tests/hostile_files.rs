@@ -838,3 +838,92 @@ fn fit_history_and_images() {
         std::fs::remove_dir_all(&d).ok();
     });
 }
+
+#[test]
+fn onnx_files() {
+    bounded("onnx_files", || {
+        use strata_onnx::build::GraphBuilder;
+        use strata_onnx::proto::TensorProto;
+        let d = tmp_dir("onnx");
+        let r = |p: &Path| strata_onnx::import_file(p);
+        let relu = || {
+            let mut g = GraphBuilder::new("g");
+            g.input("x", &[4]);
+            g.node("Relu", &["x"], &["y"], vec![]).output("y");
+            g
+        };
+        let good = relu().bytes(17);
+        let mut n = 0;
+        n += hostile(
+            &d,
+            "text.onnx",
+            b"name,age\nada,36\n",
+            r,
+            &["not an ONNX model"],
+        );
+        n += hostile(&d, "empty.onnx", b"", r, &["empty"]);
+        n += hostile(
+            &d,
+            "truncated.onnx",
+            &good[..good.len() - 7],
+            r,
+            &["not an ONNX model"],
+        );
+        let mut huge = relu();
+        huge.graph.initializer.push(TensorProto {
+            name: "w".into(),
+            dims: vec![1 << 40, 1 << 40],
+            data_type: 1,
+            ..Default::default()
+        });
+        n += hostile(
+            &d,
+            "huge.onnx",
+            &huge.bytes(17),
+            r,
+            &["initializer 'w'", "elements"],
+        );
+        let mut lying = relu();
+        lying.init("w", &[1 << 20, 1 << 10], &[0.0; 8]);
+        n += hostile(
+            &d,
+            "lying.onnx",
+            &lying.bytes(17),
+            r,
+            &["initializer 'w'", "holds 32 bytes"],
+        );
+        let mut cycle = GraphBuilder::new("cycle");
+        cycle.input("x", &[4]);
+        cycle
+            .node("Add", &["x", "b"], &["a"], vec![])
+            .node("Relu", &["a"], &["b"], vec![])
+            .output("b");
+        n += hostile(&d, "cycle.onnx", &cycle.bytes(17), r, &["cycle", "Add 'a'"]);
+        let mut dangling = GraphBuilder::new("dangling");
+        dangling.input("x", &[4]);
+        dangling
+            .node("Mul", &["x", "ghost"], &["y"], vec![])
+            .output("y");
+        n += hostile(
+            &d,
+            "dangling.onnx",
+            &dangling.bytes(17),
+            r,
+            &["'ghost'", "Mul 'y'"],
+        );
+        let mut unsupported = relu();
+        unsupported
+            .node("Erf", &["y"], &["e"], vec![])
+            .node("Shape", &["x"], &["s"], vec![]);
+        n += hostile(
+            &d,
+            "ops.onnx",
+            &unsupported.bytes(17),
+            r,
+            &["Erf 'e'", "Shape 's'"],
+        );
+        let msg = error_of("missing", || r(&d.join("nowhere.onnx")));
+        expect("missing", &msg, &["nowhere.onnx", "No such file"]);
+        assert_eq!(n, 8);
+    });
+}

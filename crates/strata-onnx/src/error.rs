@@ -42,6 +42,13 @@ pub enum OnnxError {
     /// Nodes that have no strata equivalent, every one listed.
     #[error("{} unsupported ONNX node(s): {}", .0.len(), .0.join("; "))]
     UnsupportedNodes(Vec<String>),
+    /// An import error, with the file it concerns.
+    #[error("{path}: {source}")]
+    InFile {
+        path: String,
+        #[source]
+        source: Box<OnnxError>,
+    },
     /// Reading the file failed.
     #[error("{path}: {source}")]
     Io {

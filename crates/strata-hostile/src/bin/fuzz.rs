@@ -1,4 +1,4 @@
-//! `fuzz --target idx|npy|safetensors|spec --seconds N --corpus DIR [--seed S]`
+//! `fuzz --target idx|npy|safetensors|spec|onnx --seconds N --corpus DIR [--seed S]`
 //! (`--write-seeds` writes the built-in seeds into DIR as `seed-<i>` and exits)
 //!
 //! Mutates the seeds (built-in plus DIR's files) for N seconds and saves every
@@ -38,10 +38,9 @@ fn parse_args() -> Result<Args, String> {
         match a.as_str() {
             "--target" => {
                 let v = value("--target")?;
-                target = Some(
-                    Target::from_name(&v)
-                        .ok_or(format!("unknown target '{v}' (idx|npy|safetensors|spec)"))?,
-                );
+                target = Some(Target::from_name(&v).ok_or(format!(
+                    "unknown target '{v}' (idx|npy|safetensors|spec|onnx)"
+                ))?);
             }
             "--seconds" => {
                 seconds = value("--seconds")?

@@ -56,7 +56,10 @@ pub fn import_file(path: &Path) -> Result<Imported> {
         path: path.display().to_string(),
         source,
     })?;
-    import_bytes(&bytes)
+    import_bytes(&bytes).map_err(|e| OnnxError::InFile {
+        path: path.display().to_string(),
+        source: Box::new(e),
+    })
 }
 
 /// Builds the strata model of an ONNX model's bytes.
