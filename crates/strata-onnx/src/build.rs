@@ -8,6 +8,19 @@ use crate::proto::{
     OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
+/// A name not in `taken`, `base` itself where free, else `base{sep}1`,
+/// `base{sep}2`, ...; it is added to `taken`.
+pub fn unique_name(taken: &mut std::collections::HashSet<String>, base: &str, sep: &str) -> String {
+    let mut name = base.to_string();
+    let mut k = 1;
+    while taken.contains(&name) {
+        name = format!("{base}{sep}{k}");
+        k += 1;
+    }
+    taken.insert(name.clone());
+    name
+}
+
 /// An int attribute.
 pub fn attr_int(name: &str, i: i64) -> AttributeProto {
     AttributeProto {

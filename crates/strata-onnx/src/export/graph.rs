@@ -151,14 +151,7 @@ impl Ctx<'_> {
 impl Builder {
     /// A name not used yet, `base` itself where free.
     pub(super) fn fresh(&mut self, base: &str) -> String {
-        let mut name = base.to_string();
-        let mut k = 1;
-        while self.names.contains(&name) {
-            name = format!("{base}__{k}");
-            k += 1;
-        }
-        self.names.insert(name.clone());
-        name
+        crate::build::unique_name(&mut self.names, base, "__")
     }
 
     pub(super) fn node(

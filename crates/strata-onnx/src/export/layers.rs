@@ -113,22 +113,16 @@ impl Builder {
                 .weight("beta")?
                 .map(|w| w.1)
                 .unwrap_or_else(|| vec![0.0; c]);
+            let params = [
+                ("gamma", gamma),
+                ("beta", beta),
+                ("moving_mean", mean),
+                ("moving_variance", var),
+            ];
             if v.shape.len() == 3 || v.shape.len() == 1 {
                 // ONNX normalises axis 1: NCHW images, or (N, C).
                 let x = self.nchw(&mut v, base);
-                let inputs = vec![
-                    x,
-                    self.init_f32(&format!("{base}.gamma"), &[c], &gamma),
-                    self.init_f32(&format!("{base}.beta"), &[c], &beta),
-                    self.init_f32(&format!("{base}.moving_mean"), &[c], &mean),
-                    self.init_f32(&format!("{base}.moving_variance"), &[c], &var),
-                ];
-                let y = self.op(
-                    "BatchNormalization",
-                    &format!("{base}/batch_norm"),
-                    inputs,
-                    vec![attr_float("epsilon", l.epsilon)],
-                );
+                let y = self.batch_norm(base, x, c, params, l.epsilon);
                 return Ok(if v.is_image() {
                     Value::nchw(y, out)
                 } else {
@@ -149,19 +143,7 @@ impl Builder {
                 vec![x],
                 vec![attr_ints("perm", to_front)],
             );
-            let inputs = vec![
-                t,
-                self.init_f32(&format!("{base}.gamma"), &[c], &gamma),
-                self.init_f32(&format!("{base}.beta"), &[c], &beta),
-                self.init_f32(&format!("{base}.moving_mean"), &[c], &mean),
-                self.init_f32(&format!("{base}.moving_variance"), &[c], &var),
-            ];
-            let y = self.op(
-                "BatchNormalization",
-                &format!("{base}/batch_norm"),
-                inputs,
-                vec![attr_float("epsilon", l.epsilon)],
-            );
+            let y = self.batch_norm(base, t, c, params, l.epsilon);
             let y = self.op(
                 "Transpose",
                 &format!("{base}/channels_last"),
@@ -355,5 +337,27 @@ impl Builder {
             return Ok(Value::with(layout, y, out));
         }
         Err(cx.unsupported("the layer type"))
+    }
+
+    /// A BatchNormalization node on `x` (channels on axis 1) with the four
+    /// per-channel parameters as initializers.
+    fn batch_norm(
+        &mut self,
+        base: &str,
+        x: String,
+        c: usize,
+        params: [(&str, Vec<f32>); 4],
+        epsilon: f32,
+    ) -> String {
+        let mut inputs = vec![x];
+        for (name, values) in params {
+            inputs.push(self.init_f32(&format!("{base}.{name}"), &[c], &values));
+        }
+        self.op(
+            "BatchNormalization",
+            &format!("{base}/batch_norm"),
+            inputs,
+            vec![attr_float("epsilon", epsilon)],
+        )
     }
 }

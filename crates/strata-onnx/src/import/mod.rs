@@ -379,14 +379,7 @@ impl Importer {
 
     /// A name not taken yet, `base` itself where free.
     fn fresh(&mut self, base: &str) -> String {
-        let mut name = base.to_string();
-        let mut k = 1;
-        while self.names.contains(&name) {
-            name = format!("{base}_{k}");
-            k += 1;
-        }
-        self.names.insert(name.clone());
-        name
+        crate::build::unique_name(&mut self.names, base, "_")
     }
 
     /// Appends a layer reading `inputs`; returns its name.
