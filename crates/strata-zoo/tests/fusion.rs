@@ -153,8 +153,7 @@ fn full_training_steps_match_the_unfused_layers() {
     }
     // layer4's BatchNorms normalise 8 rows here (batch 8 at 1x1), where
     // rounding-level differences in the statistics grow the most through
-    // two momentum steps: measured 8.4e-4. At batch 4 (4 rows) they measured
-    // 7.3e-4 before Winograd F(4x4, 3x3) and 1.0e-2 after: a channel of
-    // near-zero variance over 4 rows multiplies whatever differs.
+    // two momentum steps; batch 8, not 4, because a channel of near-zero
+    // variance over 4 rows multiplies whatever differs.
     assert!(worst <= 5e-3, "fused and unfused steps differ by {worst}");
 }

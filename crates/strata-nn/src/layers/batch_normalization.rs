@@ -4,6 +4,7 @@
 //! (biased variance); inference mode and a frozen layer use the moving ones.
 
 use serde_json::{Map, Value};
+use strata_core::kernels::moments::ChannelMoments;
 use strata_core::{Rng, Tensor};
 
 use super::dense::not_built;
@@ -43,6 +44,36 @@ impl BatchNormalization {
             beta.as_deref(),
             self.epsilon,
         ))
+    }
+
+    /// The training-mode output with a following ReLU in the same op, for
+    /// the fusion pass's BatchNorm -> ReLU pairs; `None` where this call
+    /// would use the moving statistics (then the two layers run apart).
+    pub(crate) fn forward_relu(&mut self, x: &Tensor, training: bool) -> Option<Result<Tensor>> {
+        (!self.uses_moving_statistics(training)).then(|| self.forward_train(x, true))
+    }
+
+    /// The training-mode output (then a ReLU when `relu`) with the batch
+    /// statistics given as `x`'s `moments`, taken by the convolution before
+    /// it (the fusion pass's Conv2D -> BatchNorm [-> ReLU] chains).
+    pub(crate) fn forward_with_moments(
+        &mut self,
+        x: &Tensor,
+        moments: &ChannelMoments,
+        relu: bool,
+    ) -> Result<Tensor> {
+        self.forward_train_with(x, Some(moments), relu)
+    }
+
+    /// [`BatchNormalization::forward_with_moments`] followed by the Add of
+    /// `residual` and a ReLU, a residual block's end, as one op.
+    pub(crate) fn forward_with_moments_add_relu(
+        &mut self,
+        x: &Tensor,
+        moments: &ChannelMoments,
+        residual: &Tensor,
+    ) -> Result<Tensor> {
+        self.forward_train_then(x, Some(moments), true, Some(residual))
     }
 
     /// The moving statistics, once `x` is checked to have their channel count.
@@ -200,26 +231,6 @@ impl Layer for BatchNormalization {
         let (mean, var) = (mm.value.to_vec(), mv.value.to_vec());
         x.batch_norm_infer(&mean, &var, gamma, beta, self.epsilon)
             .in_layer(&self.base.name)
-    }
-    fn forward_with_moments(
-        &mut self,
-        x: &Tensor,
-        moments: &strata_core::kernels::moments::ChannelMoments,
-        relu: bool,
-    ) -> Option<Result<Tensor>> {
-        Some(self.forward_train_with(x, Some(moments), relu))
-    }
-    fn forward_with_moments_add_relu(
-        &mut self,
-        x: &Tensor,
-        moments: &strata_core::kernels::moments::ChannelMoments,
-        residual: &Tensor,
-    ) -> Option<Result<Tensor>> {
-        Some(self.forward_train_then(x, Some(moments), true, Some(residual)))
-    }
-    fn forward_relu(&mut self, inputs: &[Tensor], ctx: &mut Ctx) -> Option<Result<Tensor>> {
-        (inputs.len() == 1 && !self.uses_moving_statistics(ctx.training))
-            .then(|| self.forward_train(&inputs[0], true))
     }
     fn weights(&self) -> Vec<&Weight> {
         self.gamma

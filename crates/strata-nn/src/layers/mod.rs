@@ -8,7 +8,6 @@
 use std::any::Any;
 
 use serde_json::{Map, Value};
-use strata_core::kernels::moments::ChannelMoments;
 use strata_core::{Rng, Tensor};
 
 use crate::error::Result;
@@ -64,8 +63,9 @@ pub struct Ctx<'a> {
     pub rng: &'a mut Rng,
 }
 
-/// A Keras-style layer.
-pub trait Layer: Send {
+/// A Keras-style layer. `Any` lets the model's fusion pass reach the two
+/// layers it fuses (Conv2D, BatchNormalization) by their own types.
+pub trait Layer: Any + Send {
     fn base(&self) -> &LayerBase;
     fn base_mut(&mut self) -> &mut LayerBase;
     /// The Keras class name (`Conv2D`, `Dense`, ...).
@@ -81,37 +81,6 @@ pub trait Layer: Send {
     /// For a layer that ends in a softmax over the last axis: its output before
     /// that softmax, so a crossentropy can use the fused, stable form.
     fn forward_logits(&mut self, _inputs: &[Tensor], _ctx: &mut Ctx) -> Option<Result<Tensor>> {
-        None
-    }
-
-    /// For a layer that can apply a following ReLU in its own sweep: its output
-    /// with that ReLU applied, bitwise as the two layers (the model's fusion
-    /// pass uses it); `None` where it cannot.
-    fn forward_relu(&mut self, _inputs: &[Tensor], _ctx: &mut Ctx) -> Option<Result<Tensor>> {
-        None
-    }
-
-    /// For a layer that normalises with batch statistics: its training-mode
-    /// output (then a ReLU when `relu`) with those statistics given as the
-    /// input's `moments`, taken by the convolution before it (the model's
-    /// fusion pass uses it); `None` where it cannot.
-    fn forward_with_moments(
-        &mut self,
-        _x: &Tensor,
-        _moments: &ChannelMoments,
-        _relu: bool,
-    ) -> Option<Result<Tensor>> {
-        None
-    }
-
-    /// [`Layer::forward_with_moments`] followed by the Add of `residual` and
-    /// a ReLU, a residual block's end, as one op; `None` where it cannot.
-    fn forward_with_moments_add_relu(
-        &mut self,
-        _x: &Tensor,
-        _moments: &ChannelMoments,
-        _residual: &Tensor,
-    ) -> Option<Result<Tensor>> {
         None
     }
 

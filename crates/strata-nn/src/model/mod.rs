@@ -438,70 +438,18 @@ impl Model {
                 )));
             }
             match &roles[ni] {
-                fusion::Role::Inner => continue,
-                fusion::Role::Tail(chain) => {
-                    let conv_in = &self.nodes[chain.conv].inputs[0];
-                    let x = value(&values, conv_in);
-                    let r = chain.residual.as_ref().map(|s| value(&values, s));
-                    release(&mut values, &mut uses, conv_in);
-                    if let Some(s) = &chain.residual {
-                        release(&mut values, &mut uses, s);
-                    }
-                    let y = run_chain(&self.layers, &self.nodes, chain, &x, r.as_ref())?;
-                    values[ni] = Some(y);
-                    continue;
-                }
-                fusion::Role::ConvBnTrainTail { conv, bn, relu } => {
-                    let conv_in = &self.nodes[*conv].inputs[0];
-                    let x = value(&values, conv_in);
-                    release(&mut values, &mut uses, conv_in);
-                    let (z, moments) = conv_moments(&self.layers, self.nodes[*conv].layer, &x)?;
-                    let bn_layer = &mut self.layers[self.nodes[*bn].layer];
-                    let Some(y) = bn_layer.forward_with_moments(&z, &moments, *relu) else {
-                        return Err(not_fusable(bn_layer.name()));
-                    };
-                    values[ni] = Some(y?);
-                    continue;
-                }
-                fusion::Role::ConvBnAddReluTail {
-                    conv, bn, residual, ..
-                } => {
-                    let conv_in = &self.nodes[*conv].inputs[0];
-                    let x = value(&values, conv_in);
-                    let r = value(&values, residual);
-                    release(&mut values, &mut uses, conv_in);
-                    release(&mut values, &mut uses, residual);
-                    let (z, moments) = conv_moments(&self.layers, self.nodes[*conv].layer, &x)?;
-                    let bn_layer = &mut self.layers[self.nodes[*bn].layer];
-                    let Some(y) = bn_layer.forward_with_moments_add_relu(&z, &moments, &r) else {
-                        return Err(not_fusable(bn_layer.name()));
-                    };
-                    values[ni] = Some(y?);
-                    continue;
-                }
-                fusion::Role::BnReluTail { bn } => {
-                    let bn_in = &self.nodes[*bn].inputs[0];
-                    let x = value(&values, bn_in);
-                    release(&mut values, &mut uses, bn_in);
-                    let layer = &mut self.layers[self.nodes[*bn].layer];
-                    let xs = [x];
-                    let y = match layer.forward_relu(&xs, &mut ctx) {
-                        Some(r) => r?,
-                        None => layer.forward(&xs, &mut ctx)?.relu(),
-                    };
-                    values[ni] = Some(y);
-                    continue;
-                }
-                fusion::Role::AddReluTail { add } => {
-                    let ins = &self.nodes[*add].inputs;
-                    let (a, b) = (value(&values, &ins[0]), value(&values, &ins[1]));
-                    for s in ins {
-                        release(&mut values, &mut uses, s);
-                    }
-                    values[ni] = Some(a.add_relu(&b)?);
-                    continue;
-                }
                 fusion::Role::Plain => {}
+                fusion::Role::Inner => continue,
+                role => {
+                    let sources = fusion::inputs(role, &self.nodes);
+                    let xs: Vec<Tensor> = sources.iter().map(|s| value(&values, s)).collect();
+                    for s in &sources {
+                        release(&mut values, &mut uses, s);
+                    }
+                    let y = fusion::run(role, &mut self.layers, &self.nodes, &xs, &mut ctx)?;
+                    values[ni] = Some(y);
+                    continue;
+                }
             }
             let xs: Vec<Tensor> = node.inputs.iter().map(|s| value(&values, s)).collect();
             for s in &node.inputs {
@@ -545,31 +493,8 @@ impl Model {
         roles
             .iter()
             .enumerate()
-            .filter_map(|(tail, r)| match r {
-                fusion::Role::Tail(c) => Some(
-                    c.members
-                        .iter()
-                        .map(|&m| name(m))
-                        .collect::<Vec<_>>()
-                        .join(" + "),
-                ),
-                fusion::Role::BnReluTail { bn } => Some(format!("{} + {}", name(*bn), name(tail))),
-                fusion::Role::ConvBnTrainTail { conv, bn, relu } => Some(match relu {
-                    true => format!("{} + {} + {}", name(*conv), name(*bn), name(tail)),
-                    false => format!("{} + {}", name(*conv), name(*bn)),
-                }),
-                fusion::Role::AddReluTail { add } => {
-                    Some(format!("{} + {}", name(*add), name(tail)))
-                }
-                fusion::Role::ConvBnAddReluTail { conv, bn, add, .. } => Some(format!(
-                    "{} + {} + {} + {}",
-                    name(*conv),
-                    name(*bn),
-                    name(*add),
-                    name(tail)
-                )),
-                _ => None,
-            })
+            .filter_map(|(tail, r)| r.chain(tail))
+            .map(|nodes| nodes.into_iter().map(name).collect::<Vec<_>>().join(" + "))
             .collect()
     }
 
@@ -579,7 +504,7 @@ impl Model {
     /// whose BatchNorm uses its moving statistics runs as one fused convolution,
     /// bitwise the same outputs only faster; while training, a Conv2D before a
     /// BatchNorm with batch statistics takes those statistics in its epilogue,
-    /// the same up to their rounding (see `fusion.rs`).
+    /// the same up to their rounding (see the `fusion` module).
     pub fn set_fusion(&mut self, on: bool) {
         self.fusion = on;
     }
@@ -606,63 +531,6 @@ impl Model {
         }
         false
     }
-}
-
-/// The error for a fused node whose layer cannot run the part the plan gave it.
-/// The convolution of a training-mode chain on `x`, with its output's
-/// per-channel moments for the BatchNorm after it.
-fn conv_moments(
-    layers: &[Box<dyn Layer>],
-    conv: usize,
-    x: &Tensor,
-) -> Result<(Tensor, strata_core::kernels::moments::ChannelMoments)> {
-    match layers[conv]
-        .as_any()
-        .downcast_ref::<crate::layers::Conv2D>()
-    {
-        Some(c) => c.forward_moments(x),
-        None => Err(not_fusable(layers[conv].name())),
-    }
-}
-
-fn not_fusable(layer: &str) -> NnError {
-    NnError::Training(format!(
-        "layer '{layer}' cannot run its part of a fused chain"
-    ))
-}
-
-/// Runs one fused chain (see `fusion`): the Conv2D with the BatchNorm's
-/// affine map, the residual and the ReLU in its epilogue.
-fn run_chain(
-    layers: &[Box<dyn Layer>],
-    nodes: &[GraphNode],
-    chain: &fusion::Chain,
-    x: &Tensor,
-    residual: Option<&Tensor>,
-) -> Result<Tensor> {
-    let layer = |ni: usize| layers[nodes[ni].layer].as_ref();
-    let (conv_l, bn_l) = (layer(chain.conv), layer(chain.bn));
-    let conv = conv_l.as_any().downcast_ref::<crate::layers::Conv2D>();
-    let bn = bn_l
-        .as_any()
-        .downcast_ref::<crate::layers::BatchNormalization>();
-    let (Some(conv), Some(bn)) = (conv, bn) else {
-        return Err(NnError::Training(format!(
-            "fused chain {} -> {} is not a Conv2D and a BatchNormalization",
-            conv_l.name(),
-            bn_l.name()
-        )));
-    };
-    let (scale, shift) = bn
-        .inference_affine()
-        .ok_or_else(|| NnError::Training(format!("layer '{}' is not built", bn.name())))?;
-    let ep = strata_core::Epilogue {
-        scale: Some(&scale),
-        shift: Some(&shift),
-        residual,
-        relu: chain.relu,
-    };
-    conv.forward_fused(x, &ep)
 }
 
 /// `<layer>.<weight>` names of one layer (a nested model lists its own layers).
