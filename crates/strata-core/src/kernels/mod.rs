@@ -1,7 +1,6 @@
 //! Fast CPU kernels behind the ops. Each has a plain reference in its tests.
 
 pub mod buffers;
-pub mod epilogue;
 pub mod gemm;
 pub mod lanes;
 pub mod moments;

@@ -22,15 +22,10 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
-use super::ConvPlan;
-use crate::kernels::epilogue::{self, EpilogueRef};
 use crate::kernels::gemm::MatRef;
 use crate::kernels::packed_gemm::{gemm_packed_serial, PackedB, NR};
-
-/// Largest transformed weights (16 * C_in * C_out floats: 4 MiB, 256 -> 256
-/// channels) for which the transform pays: bigger ones stream from memory for
-/// every block of tiles.
-const MAX_U_FLOATS: usize = 16 * 256 * 256;
+use crate::ops::conv2d::epilogue::{self, EpilogueRef};
+use crate::ops::conv2d::geometry::ConvPlan;
 
 /// Bytes of `V` and `M` (16 matrices each of tiles x C_in and tiles x C_out)
 /// per block, which stay in L2 between the transforms and the GEMMs.
@@ -41,27 +36,11 @@ thread_local! {
     static BLOCK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Whether the convolution runs as Winograd F(2x2, 3x3). With fewer than 64
-/// input or output channels the 16 GEMMs are too thin to pay for the
-/// transforms (the MNIST CNN's 32 -> 64 layer trained 7% slower).
-pub(super) fn applies(p: &ConvPlan) -> bool {
-    let g = &p.geo;
-    p.groups == 1
-        && (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw) == (3, 3, 1, 1, 1, 1)
-        && g.out_h >= 2
-        && g.out_w >= 2
-        && g.out_h.is_multiple_of(2)
-        && g.out_w.is_multiple_of(2)
-        && p.c >= 64
-        && p.cout >= 64
-        && 16 * p.c * p.cout <= MAX_U_FLOATS
-}
-
 /// `U[ξ] = (G g Gᵀ)[ξ]` of every filter `g` of HWIO weights `w`, as 16 packed
 /// `C_in x C_out` matrices. `G = [[1, 0, 0], [½, ½, ½], [½, -½, ½], [0, 0, 1]]`.
 /// The weights change at every training step, so this runs at every forward
 /// and every dX.
-pub(super) fn pack_weights(w: &[f32], p: &ConvPlan) -> Vec<PackedB> {
+pub fn pack_weights(w: &[f32], p: &ConvPlan) -> Vec<PackedB> {
     pack_transformed::<16, 4>(w, p, g_row)
 }
 
@@ -74,7 +53,7 @@ pub(super) fn pack_weights(w: &[f32], p: &ConvPlan) -> Vec<PackedB> {
 /// F(4x4)'s packs of ResNet-50's 64- and 128-channel stages took 4.1 -> 2.8
 /// ms per training step (those of the wider stages, 28 ms, are bound by
 /// writing their 9-36 MiB).
-pub(super) fn pack_transformed<const N: usize, const SIDE: usize>(
+pub fn pack_transformed<const N: usize, const SIDE: usize>(
     w: &[f32],
     p: &ConvPlan,
     g_row: impl Fn(usize, [&[f32]; 3], &mut [f32]) + Sync,
@@ -106,7 +85,7 @@ pub(super) fn pack_transformed<const N: usize, const SIDE: usize>(
 /// Pixel `(b, yy, xx)` of the input `x` as padded by the plan (rows and
 /// columns counted from the padding's first), or `zeros` in the padding and
 /// past the input's edge: no padded copy of the input is made.
-pub(super) fn padded_pixel<'a>(
+pub fn padded_pixel<'a>(
     x: &'a [f32],
     p: &ConvPlan,
     zeros: &'a [f32],
@@ -134,9 +113,9 @@ fn g_row(r: usize, [v0, v1, v2]: [&[f32]; 3], out: &mut [f32]) {
     }
 }
 
-/// The forward of a convolution that [`applies`], with `u` from
+/// The forward (stride 1, 3x3, an even output), with `u` from
 /// [`pack_weights`]; the epilogue runs on each block's output rows.
-pub(super) fn forward(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, out: &mut [f32]) {
+pub fn forward(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, out: &mut [f32]) {
     use rayon::prelude::*;
     let g = &p.geo;
     let (ci, co, ow) = (p.c, p.cout, g.out_w);
@@ -176,7 +155,7 @@ pub(super) fn forward(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, 
 /// the padding read as zeros (no padded copy of the input is made).
 /// `Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]`.
 /// Every step is a loop over a pixel's channels, which vectorises.
-pub(super) fn input_transform(
+pub fn input_transform(
     x: &[f32],
     p: &ConvPlan,
     th: usize,

@@ -27,6 +27,16 @@ pub struct EpilogueRef<'a> {
 }
 
 impl EpilogueRef<'_> {
+    /// Nothing to apply.
+    pub const NONE: EpilogueRef<'static> = EpilogueRef {
+        bias: None,
+        scale: None,
+        shift: None,
+        residual: None,
+        relu: false,
+        moments: None,
+    };
+
     /// Whether applying it changes anything.
     pub fn is_identity(&self) -> bool {
         self.bias.is_none()

@@ -28,12 +28,13 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::{winograd, winograd_f4, ConvPlan};
+use super::{winograd, winograd_f4};
 use crate::kernels::buffers;
 use crate::kernels::gemm::MatRef;
-use crate::kernels::packed_gemm::{self, gemm_packed_serial, PackedB, NR};
+use crate::kernels::packed_gemm::{gemm_packed_serial, PackedB, NR};
 use crate::kernels::parallel;
 use crate::kernels::transpose::transpose;
+use crate::ops::conv2d::geometry::ConvPlan;
 
 /// Tiles per block (rounded up to whole bands): the depth of the block's
 /// GEMMs. Shallow blocks keep `V` and `D` in L2; deeper ones add into `M`
@@ -86,22 +87,15 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
-/// `dW` (HWIO, `3 x 3 x C_in x C_out`) of a convolution that
-/// [`winograd::applies`], from its input `x` and output gradient `dy`: by
-/// F(4x4)'s transforms where its forward runs F(4x4) in blocks
-/// ([`winograd_f4::blocked`]), else by F(2x2)'s.
-pub(super) fn dw(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
-    match winograd_f4::blocked(p) {
-        true => dw_by::<F4, 36>(x, dy, p),
-        false => dw_by::<F2, 16>(x, dy, p),
-    }
+/// `dW` (HWIO, `3 x 3 x C_in x C_out`) of a convolution that runs as
+/// Winograd, from its input `x` and output gradient `dy`, by F(4x4)'s transforms.
+pub fn dw_f4(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
+    dw_by::<F4, 36>(x, dy, p)
 }
 
-/// Whether [`dw_by_positions`] computes this convolution's dW: one that runs
-/// F(4x4, 3x3) over the whole batch (`winograd_f4`) with an odd output side,
-/// where F(2x2) does not apply (ResNet's 7x7 stage).
-pub(super) fn by_positions(p: &ConvPlan) -> bool {
-    winograd_f4::applies(p) && !winograd::applies(p) && packed_gemm::available()
+/// [`dw_f4`] by F(2x2)'s transforms.
+pub fn dw_f2(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
+    dw_by::<F2, 16>(x, dy, p)
 }
 
 /// `dW` of a convolution that runs F(4x4, 3x3) over the whole batch, by
@@ -115,13 +109,13 @@ pub(super) fn by_positions(p: &ConvPlan) -> bool {
 /// result does not depend on the thread count. 7x7 512 -> 512 at batch 8,
 /// against `dw_tiled` in one process, median of 15: 10.8 -> 5.1 ms; 14x14
 /// 256 -> 256 (where F(2x2)'s dW runs) 5.2 against 5.0, so not taken there.
-pub(super) fn dw_by_positions(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
+pub fn dw_by_positions(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
     const N: usize = 36;
     let (ci, co) = (p.c, p.cout);
     let (th, tw) = tiles_of::<F4, N>(p);
     let t = p.n * th * tw;
     let lt = t.next_multiple_of(16);
-    let v = winograd_f4::whole_input_transform(x, p);
+    let v = super::winograd_f4_whole::whole_input_transform(x, p);
     // D of every tile, in the calling thread's buffers kept from call to call
     let mut spare = SCRATCH.with_borrow_mut(|s| std::mem::take(&mut s.d));
     let mut bufs = spare
