@@ -334,17 +334,6 @@ pub fn available() -> bool {
     }
 }
 
-/// For tests of the packed kernel: whether this CPU lacks it, saying so
-/// (the test then skips, visibly, instead of failing).
-#[cfg(test)]
-pub(crate) fn skip_without_avx512() -> bool {
-    let skip = !available();
-    if skip {
-        eprintln!("skipped: this CPU has no AVX-512F");
-    }
-    skip
-}
-
 /// Whether `a` can be read by the kernel: rows with unit column stride.
 pub fn accepts(a: &MatRef) -> bool {
     a.col_stride == 1 || a.cols <= 1
@@ -827,10 +816,8 @@ mod tests {
     /// panel, several k blocks, strided A and C, accumulating or not, on one
     /// thread and split by rows or by columns: all equal the f64 triple loop.
     #[test]
+    #[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
     fn matches_reference_on_tails_blocks_and_splits() {
-        if skip_without_avx512() {
-            return;
-        }
         let mut rng = Rng::new(11);
         let shapes = [
             (4, 0, 5),
@@ -882,10 +869,8 @@ mod tests {
     /// the bits its packed copy gives, split or not; widths that are not whole
     /// panels, non-unit column steps and views past their slice are refused.
     #[test]
+    #[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
     fn panels_in_place_match_packed_ones() {
-        if skip_without_avx512() {
-            return;
-        }
         let mut rng = Rng::new(12);
         for &(m, k, n, ldb) in &[(7, 5, 64, 64), (40, 400, 128, 200), (13, 900, 192, 192)] {
             let a = rand(m * k, &mut rng);
@@ -980,10 +965,8 @@ mod tests {
 
     /// last run cut short by the depth: all equal the dense product.
     #[test]
+    #[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
     fn row_sources_in_runs_match_the_dense_product() {
-        if skip_without_avx512() {
-            return;
-        }
         let mut rng = Rng::new(14);
         for &(m, k, n, run) in &[(13, 30, 70, 7), (50, 900, 64, 500), (20, 1000, 20, 1000)] {
             let dense = rand(m * k, &mut rng);
@@ -1023,10 +1006,8 @@ mod tests {
     /// The split over threads changes which thread computes an element, never
     /// how: results are bitwise equal for every thread count.
     #[test]
+    #[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
     fn bitwise_equal_for_every_thread_count() {
-        if skip_without_avx512() {
-            return;
-        }
         let mut rng = Rng::new(12);
         for &(m, k, n) in &[(500, 900, 96), (30, 1000, 256)] {
             let a = rand(m * k, &mut rng);

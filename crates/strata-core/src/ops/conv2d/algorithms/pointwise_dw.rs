@@ -210,10 +210,8 @@ mod tests {
     /// (written, or added into a gradient so far), for row counts below, at
     /// and past a block and either operand the narrower.
     #[test]
+    #[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
     fn one_pass_dx_and_dw_are_bitwise_the_separate_ones() {
-        if crate::kernels::packed_gemm::skip_without_avx512() {
-            return;
-        }
         let mut rng = Rng::new(6);
         for (n, hw, cin, cout) in [
             (1, 3, 64, 256),
@@ -242,10 +240,8 @@ mod tests {
     /// 4 KiB apart), and blocks of input channels that do not divide C_in;
     /// the same bits twice.
     #[test]
+    #[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
     fn few_rows_match_reference() {
-        if crate::kernels::packed_gemm::skip_without_avx512() {
-            return;
-        }
         let mut rng = Rng::new(7);
         for (n, hw, cin, cout) in [
             (8, 7, 256, 64),
@@ -254,7 +250,9 @@ mod tests {
             (3, 3, 64, 64),
         ] {
             let (p, rows, x, dy) = case(n, hw, cin, cout, &mut rng);
-            assert!(few_rows(&p) && !applies(&p), "{n}x{hw}x{hw}x{cin}->{cout}");
+            use crate::ops::conv2d::dispatch::{self, Dw, Gemm};
+            let alg = dispatch::dw(&p, Gemm::Packed, None);
+            assert_eq!(alg, Dw::PointwiseFewRows, "{n}x{hw}x{hw}x{cin}->{cout}");
             let want = reference_dw(&x, &dy, rows, cin, cout);
             let got = dw_few_rows(&x, &dy, &p);
             assert_close(&got, &want, &format!("{n}x{hw}x{hw}x{cin}->{cout}"));
@@ -265,10 +263,8 @@ mod tests {
     /// Against the f64 product for row counts below, at and past a block, and
     /// split over 1-3 parts; the same thread count gives the same bits.
     #[test]
+    #[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
     fn matches_reference_and_is_deterministic() {
-        if crate::kernels::packed_gemm::skip_without_avx512() {
-            return;
-        }
         let mut rng = Rng::new(5);
         for (n, hw, cin, cout) in [
             (1, 3, 64, 256),

@@ -374,10 +374,8 @@ mod tests {
     /// the loops' order of additions: bitwise equal, a partial 16-channel
     /// step included.
     #[test]
+    #[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
     fn simd_tiles_are_bitwise_the_loops() {
-        if crate::kernels::packed_gemm::skip_without_avx512() {
-            return;
-        }
         let mut rng = Rng::new(3);
         let c = 70;
         let mut rand = |n: usize| (0..n).map(|_| rng.normal()).collect::<Vec<f32>>();

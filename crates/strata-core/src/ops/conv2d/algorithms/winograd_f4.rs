@@ -530,10 +530,8 @@ mod tests {
     /// 16-channel step and a partial tile (3 rows, 2 columns) included.
     #[cfg(target_arch = "x86_64")]
     #[test]
+    #[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
     fn simd_tiles_are_bitwise_the_loops() {
-        if crate::kernels::packed_gemm::skip_without_avx512() {
-            return;
-        }
         let mut rng = Rng::new(4);
         let c = 37;
         let mut rand = |n: usize| (0..n).map(|_| rng.normal()).collect::<Vec<f32>>();
@@ -569,10 +567,8 @@ mod tests {
     /// the bits of the forward with all 36 matrices packed at once: shares
     /// of one and two panels, the last one partial, odd and even sides.
     #[test]
+    #[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
     fn packing_as_it_goes_changes_no_bit() {
-        if crate::kernels::packed_gemm::skip_without_avx512() {
-            return;
-        }
         let mut rng = Rng::new(9);
         for (n, hw, c, cout) in [(8, 7, 160, 144), (2, 16, 144, 200)] {
             let p = crate::ops::conv2d::plan(
@@ -582,26 +578,18 @@ mod tests {
                 &crate::ops::Conv2dConfig::default().with_padding(crate::ops::Padding::Same),
             )
             .unwrap();
-            assert!(packs_as_it_goes(&p), "{n}x{hw}x{hw}x{c}->{cout}");
+            use crate::ops::conv2d::dispatch::{self, Forward, Gemm, WeightUse};
+            let alg = dispatch::forward(&p, Gemm::Packed, WeightUse::Once);
+            assert_eq!(alg, Forward::Winograd4Packing, "{n}x{hw}x{hw}x{c}->{cout}");
             let x: Vec<f32> = (0..n * hw * hw * c).map(|_| rng.normal()).collect();
             let w: Vec<f32> = (0..9 * c * cout).map(|_| rng.normal()).collect();
             let rows = n * hw * hw;
             let mut want = vec![0f32; rows * cout];
-            forward(
-                &x,
-                &pack_weights(&w, &p),
-                &p,
-                &super::super::NO_EPILOGUE,
-                &mut want,
-            );
+            let none = crate::ops::conv2d::epilogue::EpilogueRef::NONE;
+            let whole = super::super::winograd_f4_whole::forward;
+            whole(&x, &pack_weights(&w, &p), &p, &none, &mut want);
             let mut got = vec![f32::NAN; rows * cout];
-            whole_with(
-                &x,
-                WholeWeights::Raw(&w),
-                &p,
-                &super::super::NO_EPILOGUE,
-                &mut got,
-            );
+            super::super::winograd_f4_whole::forward_packing(&x, &w, &p, &none, &mut got);
             assert_eq!(got, want, "{n}x{hw}x{hw}x{c}->{cout}");
         }
     }
