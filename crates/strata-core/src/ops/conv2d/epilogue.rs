@@ -7,8 +7,8 @@
 //! unfused ops (`x * a + b`, then `+ r`, then `max(0)`), so fused and unfused
 //! results are bitwise identical.
 
-use crate::kernels::moments::MomentSink;
 use crate::kernels::parallel;
+use crate::ops::batch_norm::moments::MomentSink;
 use crate::threads;
 
 /// What to apply, per channel (`scale`/`shift` have one entry per output channel).

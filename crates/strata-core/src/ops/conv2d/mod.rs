@@ -15,9 +15,9 @@ use std::sync::Arc;
 use crate::autograd::Upstream;
 use crate::error::{fmt_shape, CoreError, Result};
 use crate::kernels::buffers;
-use crate::kernels::moments::{ChannelMoments, MomentSink};
 use crate::kernels::packed_gemm::PackedB;
 use crate::kernels::parallel;
+use crate::ops::batch_norm::moments::{ChannelMoments, MomentSink};
 use crate::ops::padding::{nhwc, Padding};
 use crate::tensor::Tensor;
 

@@ -21,7 +21,7 @@ fn close(a: &[f32], b: &[f32], tol: f32) -> bool {
             .all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
 }
 
-/// `close` measured against the size of the whole result as well as of
+/// `close` judged against the size of the whole result as well as of
 /// each value: the error of a sum of many products (and Winograd
 /// F(4x4, 3x3)'s, about 2e-5 of them) scales with the sum's terms, not
 /// with its value, which may be near zero.

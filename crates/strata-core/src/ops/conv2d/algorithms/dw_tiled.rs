@@ -17,9 +17,8 @@ use super::im2col::{im2col_row, im2col_row_t, TILE_COLS, TILE_COLS_T};
 /// With `packed` (one group, on the packed kernel) the tile is built as colsᵀ
 /// ([`im2col_row_t`]), so the
 /// kernel reads A with a unit step (read in place as column-major, each of
-/// its loads fell on another cache line and page, and dW ran at 135-150
-/// GFLOP/s where the forward's GEMMs run at 220), in blocks of rows small
-/// enough to stay in L2 until the kernel reads them.
+/// its loads would fall on another cache line and page), in blocks of rows
+/// small enough to stay in L2 until the kernel reads them.
 /// The partials are added in part order, so the result depends only on the
 /// thread count. Saves the forward from keeping `cols` (kh*kw times the input)
 /// alive until the backward.
@@ -86,10 +85,7 @@ pub fn dw_tiled(x: &[f32], dy: &[f32], p: &ConvPlan, tile_px: usize, packed: boo
 /// among the threads instead (`packed_gemm::gemm_built_rows`), each block's
 /// rows of colsᵀ over every pixel (a few hundred KiB at most, in L2) times
 /// all of dY (read in place, or packed once). Every element sums over all the
-/// pixels in order, whatever the split. 14x14 512 -> 512 stride 2 at batch
-/// 8, dW alone, best of 11, alternated with the old path three times:
-/// 10.5-11.0 -> 9.2 ms (it ran on the `gemm` crate through the whole
-/// batch's im2col).
+/// pixels in order, whatever the split.
 pub fn dw_by_kernel_rows(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
     let (kt, cout) = (p.kt(), p.cout);
     let rows = p.n * p.out_pixels();

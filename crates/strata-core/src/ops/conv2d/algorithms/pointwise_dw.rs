@@ -12,11 +12,9 @@
 //! of panels and its rows less than 4 KiB apart: `OnceB`; packed otherwise),
 //! and the kernel accumulates the block's
 //! product into the thread's partial result (dW, or dWᵀ when dY is the
-//! narrower, transposed at the end). Packing that block was a plain copy of
-//! the wider operand, 2.6% of the ResNet-50 training step's profile; without
-//! it the step at batch 8 went 956.3 -> 948.4 ms (median of 12 steps each,
-//! alternated in one process). The partials are added in part order, so
-//! the result depends only on the thread count.
+//! narrower, transposed at the end); the wider operand is not packed, which
+//! would only copy it. The partials are added in part order, so the result
+//! depends only on the thread count.
 
 use crate::kernels::gemm::MatRef;
 use crate::kernels::packed_gemm::{self, gemm_rows_serial, OnceB, PackedB, RowMajor};
@@ -30,7 +28,7 @@ use std::sync::{Mutex, PoisonError};
 /// each product adds KC terms to every element of the thread's partial dW.
 const KC: usize = 256;
 
-/// `dW = Xᵀ · dY` for a convolution that [`applies`], as a `C_in x C_out`
+/// `dW = Xᵀ · dY` of a one-group pointwise convolution, as a `C_in x C_out`
 /// row-major matrix (HWIO with a 1x1 window).
 pub fn dw(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
     dw_split(x, dy, p, crate::threads::num_threads())
@@ -52,7 +50,7 @@ fn dw_split(x: &[f32], dy: &[f32], p: &ConvPlan, parts: usize) -> Vec<f32> {
     product_split(x, dy, rows, cin, cout, parts)
 }
 
-/// dX and dW of a convolution that [`applies`] in one pass over dY: each
+/// dX and dW of such a convolution in one pass over dY: each
 /// thread takes a contiguous part of the rows and, a block of [`KC`] rows
 /// at a time, computes that block's dX (`dY · Wᵀ`, with `wt` the packed
 /// `C_out x C_in` Wᵀ, added into `dx` when `dx_accumulate`) and then adds
@@ -235,7 +233,7 @@ mod tests {
         }
     }
 
-    /// With too few rows for [`applies`]: against the f64 product, dY read in
+    /// With too few rows to split: against the f64 product, dY read in
     /// place, packed (a width that is not whole panels, or one whose rows are
     /// 4 KiB apart), and blocks of input channels that do not divide C_in;
     /// the same bits twice.

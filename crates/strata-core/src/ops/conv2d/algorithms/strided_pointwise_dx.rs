@@ -5,8 +5,6 @@
 //! (col2im); here each tile of output rows is multiplied into a
 //! thread-private buffer and written, with the zeros between, to the input
 //! rows it covers while still in cache, so `dCols` never goes through memory.
-//! Interleaved in one process, min of 25 (batch 8): 56x56 256->512/2 16.4 ->
-//! 13.6 ms, 28x28 512->1024/2 15.6 -> 14.9, 14x14 1024->2048/2 11.9 -> 11.0.
 
 use std::ops::Range;
 

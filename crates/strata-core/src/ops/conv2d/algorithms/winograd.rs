@@ -1,5 +1,5 @@
-//! Winograd F(2x2, 3x3): a stride-1 3x3 convolution in 16 GEMMs of 2.25x
-//! fewer multiplications.
+//! Winograd F(2x2, 3x3): a stride-1 3x3 convolution in 16 GEMMs of 2.25
+//! times fewer multiplications.
 //!
 //! Each 2x2 block of output pixels (a tile) depends on a 4x4 patch of input.
 //! With the transforms `V = Bᵀ d B` of each patch and `U = G g Gᵀ` of each
@@ -11,11 +11,9 @@
 //!
 //! Tiles are processed in blocks of whole bands of tiles (two output rows),
 //! each on one thread: input transform into `V`, the 16 GEMMs into `M`,
-//! output transform and epilogue, all in the thread's L2. It pays where the
-//! transformed weights stay small enough to stream for every block (16 *
-//! C_in * C_out floats, up to 4 MiB: ResNet's 56x56, 28x28 and 14x14
-//! stages; ResNet-50 inference at batch 8 ~338 -> ~320 ms, the frozen-backbone
-//! step ~660 -> ~600 ms), and needs an even output size (whole tiles). Results differ from the direct convolution by rounding only
+//! output transform and epilogue, all in the thread's L2. It needs an even
+//! output size (whole tiles); `dispatch.rs` says where it runs (where
+//! F(4x4)'s blocks do not). Results differ from the direct convolution by rounding only
 //! (the transforms reorder the sums), and depend on neither the thread count
 //! nor the block size: each output is computed by the same operations.
 
@@ -49,10 +47,7 @@ pub fn pack_weights(w: &[f32], p: &ConvPlan) -> Vec<PackedB> {
 /// over the weights writes all `N` packed `C_in x C_out` matrices straight
 /// into their panels, 64 output channels at a time, the panels in parallel.
 /// F(2x2, 3x3)'s and F(4x4, 3x3)'s weights alike. `g_row` is a type
-/// parameter, not a function pointer, so each transform's rows inline:
-/// F(4x4)'s packs of ResNet-50's 64- and 128-channel stages took 4.1 -> 2.8
-/// ms per training step (those of the wider stages, 28 ms, are bound by
-/// writing their 9-36 MiB).
+/// parameter, not a function pointer, so each transform's rows inline.
 pub fn pack_transformed<const N: usize, const SIDE: usize>(
     w: &[f32],
     p: &ConvPlan,

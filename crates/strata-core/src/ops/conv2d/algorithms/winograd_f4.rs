@@ -1,6 +1,6 @@
-//! Winograd F(4x4, 3x3): a stride-1 3x3 convolution in 36 GEMMs of 4x
-//! fewer multiplications than the direct convolution, 1.78x fewer than
-//! F(2x2, 3x3) (`winograd.rs`).
+//! Winograd F(4x4, 3x3) in blocks: a stride-1 3x3 convolution in 36 GEMMs
+//! of 4 times fewer multiplications than the direct convolution, 1.78 times
+//! fewer than F(2x2, 3x3) (`winograd.rs`).
 //!
 //! Each 4x4 block of output pixels (a tile) depends on a 6x6 patch of input.
 //! With `V = Bᵀ d B` of each patch and `U = G g Gᵀ` of each 3x3 filter, the
@@ -11,21 +11,12 @@
 //! are those of Lavin & Gray (interpolation points 0, ±1, ±2, ∞); the
 //! transforms are a few additions and multiply-adds by small constants.
 //!
-//! Up to 128 -> 128 channels ([`blocked`]) the work is laid out as in
-//! F(2x2, 3x3): blocks of whole bands of tiles (four output rows), each on
-//! one thread, transforms and GEMMs in the thread's L2 (ResNet's 64- and
-//! 128-channel stages: ResNet-50's inference at batch 8 ~284 -> ~266 ms,
-//! its training step ~981 -> ~965 ms). Past that the 36 transformed weight
-//! matrices (9 MiB at 256 channels, 36 MiB at 512) would stream for every
-//! block, so a batch with enough tiles runs whole ([`whole_batch`]): every
-//! tile's input transform, then the 36 GEMMs, each reading its matrix once,
-//! then the output transform. ResNet-50's 7x7 stage at batch 8 went 8.9 ->
-//! 3.8-3.9 ms a forward, its inference 271.9 -> 260.0 ms (median of 3
-//! alternated rounds). Its 14x14 stage gains less: 4.2 ms a forward either
-//! way in one alternated comparison, 3.4 against F(2x2)'s 3.9 ms in runs AB
-//! and Z of `bench/RESULTS.md`. Weights used once (training) are transformed
-//! a block at a time, each block's products run while it is in L2
-//! ([`forward_packing`]).
+//! The work is laid out as in F(2x2, 3x3): blocks of whole bands of tiles
+//! (four output rows), each on one thread, transforms and GEMMs in the
+//! thread's L2. That pays up to 128 -> 128 channels; past them the 36
+//! transformed weight matrices would stream for every block, and the batch
+//! runs whole instead (`winograd_f4_whole.rs`, which shares this file's
+//! transforms and tiling).
 //! Tiles past the output's edge (an output side not a multiple of 4) are
 //! computed whole and only their pixels inside the output are written.
 //! Results differ from the direct convolution by rounding only (in the
@@ -586,10 +577,12 @@ mod tests {
             let rows = n * hw * hw;
             let mut want = vec![0f32; rows * cout];
             let none = crate::ops::conv2d::epilogue::EpilogueRef::NONE;
-            let whole = super::super::winograd_f4_whole::forward;
+            let whole = crate::ops::conv2d::algorithms::winograd_f4_whole::forward;
             whole(&x, &pack_weights(&w, &p), &p, &none, &mut want);
             let mut got = vec![f32::NAN; rows * cout];
-            super::super::winograd_f4_whole::forward_packing(&x, &w, &p, &none, &mut got);
+            crate::ops::conv2d::algorithms::winograd_f4_whole::forward_packing(
+                &x, &w, &p, &none, &mut got,
+            );
             assert_eq!(got, want, "{n}x{hw}x{hw}x{c}->{cout}");
         }
     }

@@ -27,14 +27,8 @@ pub fn forward(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, out: &m
 /// block of input channels by one panel of output channels at a time, each
 /// block's products run while it is in L2 ([`whole_gemms_transforming`]).
 /// The products are those of [`forward`] with [`pack_weights`], bit for
-/// bit: each element of `M` is summed by the same kernel calls.
-/// ResNet-50's 7x7 stage at batch 8 packed its 36 MiB in one piece in
-/// 5.1-5.3 ms (written at 7 GB/s, past L3); in four pieces of 9 MiB that
-/// stayed in L3 its training forward went 9.2-10.8 -> 7.2-8.3 ms. In blocks
-/// of 384 KiB, min of 25 calls, five rounds alternated with the
-/// pieces of 9 MiB on a noisy host: 7x7 512 -> 512 forward 5.5-10.2 ->
-/// 4.7-8.1 ms, dX 8.0-10.9 -> 6.5-9.6 ms; 14x14 256 -> 256 forward 4.1-4.3
-/// -> 3.6-3.7 ms, dX 5.4-6.5 -> 4.4-5.7 ms.
+/// bit: each element of `M` is summed by the same kernel calls. Written out
+/// whole, the 36 matrices (up to 36 MiB) would go through memory twice.
 pub fn forward_packing(x: &[f32], w: &[f32], p: &ConvPlan, ep: &EpilogueRef, out: &mut [f32]) {
     whole_with(x, WholeWeights::Raw(w), p, ep, out)
 }
@@ -96,10 +90,6 @@ fn whole_gemms_transforming(v: &[f32], m: &mut [f32], w: &[f32], p: &ConvPlan, t
 /// `U[ξ]` for the six positions `ξ = (r, s)` of row `r` of `G`, input
 /// channels `rows` by output channels `cols` (at most one panel), packed
 /// into `bufs`: the values [`pack_weights`] gives, by the same operations.
-/// A copy compiled for each row of `G` measured level; so did reading each
-/// block's weights once for all six rows of `G` (tasks by panel of output
-/// channels: 7x7 faster by up to 0.4 ms a call, 14x14 slower by 0.3 ms,
-/// run AM of `bench/RESULTS.md`).
 fn transform_block(
     w: &[f32],
     p: &ConvPlan,
