@@ -11,11 +11,13 @@
 //!              [--classes K] [--jpeg-steps N]
 //!              [--peak GFLOPS_PER_THREAD] [--json PATH]
 //! strata-bench make-jpegs DIR [--count N] [--classes K]
+//! strata-bench fingerprint [--ops-only]
 //! ```
 //!
 //! Nothing here is a test: no timing is asserted anywhere.
 
 mod conv_bench;
+mod fingerprint;
 mod gemm_bench;
 mod jpegs;
 mod loader_bench;
@@ -55,6 +57,9 @@ commands:
   peak             measured FMA peak only
   all              gemm conv-all and every model row but loader and resnet50-jpeg
   make-jpegs DIR   write the benchmark's JPEGs into DIR and stop (--count, --classes)
+  fingerprint      hashes of the bits of convolution, BatchNorm, ResNet-50 and MNIST-CNN
+                   results at 2 and 1 threads, to compare before and after a change
+                   (--ops-only: the ops alone); times nothing
 options:
   --runs N         timed runs per row, median reported (default 5)
   --warmup N       untimed runs before (default 1)
@@ -238,6 +243,17 @@ fn cpu_model() -> String {
 }
 
 fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().is_some_and(|a| a == "fingerprint") {
+        let ops_only = argv.iter().any(|a| a == "--ops-only");
+        return match fingerprint::run(&[2, 1], ops_only) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("strata-bench: fingerprint: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(rss) = record::rss_mb().1 {
         let _ = record::BASE_RSS_MB.set(rss);
     }

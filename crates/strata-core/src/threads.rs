@@ -44,11 +44,8 @@ pub fn set_num_threads(n: usize) {
 /// hands `f` to a worker and sleeps until `f` returns: three thread wake-ups
 /// per kernel. A caller that runs many kernels in a row (a training step)
 /// does better to run all of them inside one `install`: each kernel then
-/// starts on a running worker and wakes only the others. A ResNet-50
-/// training step at batch 8 on 2 cores took 929.7 -> 912.9 ms and 937.9 ->
-/// 909.2 ms that way (medians of 12 steps, alternated in one process), a
-/// MNIST CNN epoch 9.84-10.06 -> 9.13-9.36 s. ResNet-50's inference forward
-/// did not gain (b8 248-253 ms either way).
+/// starts on a running worker and wakes only the others (a training step
+/// does this: `Model::train_step`).
 pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     let n = num_threads();
     if rayon::current_thread_index().is_some() && rayon::current_num_threads() == n {

@@ -40,12 +40,9 @@ pub const MAX_POOLED_BYTES: usize = 4 << 30;
 /// loop allocates nothing from its second step on. A looser fit (a buffer up
 /// to twice the request) let small requests take large buffers, whose own
 /// requests then allocated afresh; the bound evicted the surplus, and the
-/// allocator settled only after five or six steps: a ResNet-50 training step
-/// at batch 8 took 50k, 31k, 12k, 6k, 6k page faults in steps 2-6 (1120,
-/// 1027, 1001 ms against a steady 940). With this fit and slack the pool
-/// holds the same 178 buffers after every step, step 2 faults 6.5k pages and
-/// later steps none, and the steady resident size is the same (1153 MB, 1169
-/// before).
+/// allocator settled only after five or six training steps. With this fit
+/// and slack the pool holds the same buffers after every step, and only the
+/// second step faults pages in.
 ///
 /// Measured on a ResNet-50 training step at batch 8 when the pool came in
 /// (later work lowered all three peaks): no pool peaks at 1003 MB

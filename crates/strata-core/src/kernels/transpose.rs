@@ -4,8 +4,7 @@
 //!
 //! A transpose reads along rows and writes along columns, so one of the two
 //! sides jumps a row stride per element. Done element by element over a
-//! whole matrix, every write lands on a different cache line (ResNet-50's
-//! `3x3x512x512` kernel rotated that way took ~4.5 ms a call). Here the work
+//! whole matrix, every write lands on a different cache line. Here the work
 //! goes in 16 x 16 blocks, so both sides stay on 16 lines at a time; with
 //! AVX-512 each block is 16 vector loads, a register shuffle network and 16
 //! vector stores (masked for a partial block at an edge).

@@ -1,38 +1,46 @@
 //! A convolution's weights as the right-hand side of its GEMMs.
 //!
-//! Where the CPU runs the packed kernel ([`packed_gemm`]), each group's
-//! `kg x cout_g` block (or, for a convolution that runs as [`winograd`], its
-//! 16 transformed matrices) is packed once per call, or once for as long as
-//! the weights do not change when they take no gradient (inference, a frozen
-//! backbone): the packing is cached on the weight tensor and dropped by its
-//! next write. Elsewhere the blocks go to the `gemm` crate in place.
+//! On the packed kernel each group's `kg x cout_g` block (or, for a
+//! convolution that runs as Winograd, its transformed matrices) is packed
+//! once per call, or once for as long as the weights do not change when they
+//! take no gradient (inference, a frozen backbone): the packing is cached on
+//! the weight tensor and dropped by its next write. On the `gemm` crate the
+//! blocks are read in place.
 
 use std::sync::Arc;
 
-use super::{fast_paths_allowed, winograd, winograd_f4, ConvPlan};
+use super::algorithms::{winograd, winograd_f4};
+use super::dispatch::{Forward, Gemm};
+use super::geometry::ConvPlan;
+use crate::kernels::buffers;
 use crate::kernels::gemm::{gemm, gemm_serial, MatRef};
 use crate::kernels::packed_gemm::{self, PackedB};
+use crate::kernels::transpose::transpose;
 use crate::tensor::Tensor;
 
 /// One group's weights, ready for [`mul`].
 #[derive(Clone, Copy)]
-pub(super) enum Weights<'a> {
+pub enum Weights<'a> {
     /// Packed for the packed kernel.
     Packed(&'a PackedB),
     /// In place, for the `gemm` crate.
     Plain(MatRef<'a>),
 }
 
+/// The layouts prepared weights come in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// One packed block per group.
+    Groups,
+    /// F(2x2, 3x3)'s 16 transformed matrices.
+    Winograd2,
+    /// F(4x4, 3x3)'s 36 transformed matrices.
+    Winograd4,
+}
+
 /// `c (+)= a · b` through the kernel `b` is prepared for; `serial` keeps it on
 /// the calling thread (a caller that already runs in parallel).
-pub(super) fn mul(
-    a: MatRef,
-    b: Weights,
-    c: &mut [f32],
-    ldc: usize,
-    accumulate: bool,
-    serial: bool,
-) {
+pub fn mul(a: MatRef, b: Weights, c: &mut [f32], ldc: usize, accumulate: bool, serial: bool) {
     match (b, serial) {
         (Weights::Packed(pb), true) => packed_gemm::gemm_packed_serial(a, pb, c, ldc, accumulate),
         (Weights::Packed(pb), false) => packed_gemm::gemm_packed(a, pb, c, ldc, accumulate),
@@ -42,15 +50,14 @@ pub(super) fn mul(
 }
 
 /// Group `gr`'s `kg x cout_g` block of HWIO weights `w`, in place.
-pub(super) fn block<'a>(w: &'a [f32], gr: usize, p: &ConvPlan) -> MatRef<'a> {
+pub fn block<'a>(w: &'a [f32], gr: usize, p: &ConvPlan) -> MatRef<'a> {
     MatRef::strided(&w[gr * p.cout_g..], p.kg, p.cout_g, p.cout)
 }
 
 /// Every group's block packed (`transposed`: its transpose, `cout_g x kg`, the
-/// right-hand side of dX = dY · Wᵀ), or `None` where the packed kernel does
-/// not run (no AVX-512, or a test comparing with the crate's paths).
-pub(super) fn pack_groups(w: &[f32], p: &ConvPlan, transposed: bool) -> Option<Vec<PackedB>> {
-    if !packed_gemm::available() || !fast_paths_allowed() {
+/// right-hand side of dX = dY · Wᵀ), or `None` on the crate.
+pub fn pack_groups(w: &[f32], p: &ConvPlan, transposed: bool, gemm: Gemm) -> Option<Vec<PackedB>> {
+    if gemm != Gemm::Packed {
         return None;
     }
     let pack = |gr: usize| {
@@ -60,85 +67,97 @@ pub(super) fn pack_groups(w: &[f32], p: &ConvPlan, transposed: bool) -> Option<V
     Some((0..p.groups).map(pack).collect())
 }
 
-/// `w` prepared for the forward's packed kernel: Winograd's 36 transformed
-/// matrices where [`winograd_f4::applies`], its 16 (F(2x2, 3x3)) where
-/// [`winograd::applies`], else every group's block; `None` where the
-/// packed kernel does not run.
-pub(super) fn prepare(w: &[f32], p: &ConvPlan) -> Option<Vec<PackedB>> {
-    if packed_gemm::available() && fast_paths_allowed() {
-        if winograd_f4::applies(p) {
-            return Some(winograd_f4::pack_weights(w, p));
-        }
-        if winograd::applies(p) {
-            return Some(winograd::pack_weights(w, p));
-        }
+/// `w` prepared in `layout` for the packed kernel; `None` on the crate.
+pub fn prepare(w: &[f32], p: &ConvPlan, layout: Layout, gemm: Gemm) -> Option<Vec<PackedB>> {
+    match (gemm, layout) {
+        (Gemm::Crate, _) => None,
+        (Gemm::Packed, Layout::Winograd4) => Some(winograd_f4::pack_weights(w, p)),
+        (Gemm::Packed, Layout::Winograd2) => Some(winograd::pack_weights(w, p)),
+        (Gemm::Packed, Layout::Groups) => pack_groups(w, p, false, gemm),
     }
-    pack_groups(w, p, false)
 }
 
-/// The kernel that convolves dY into dX ([`super::rotate_kernel`] of `w`,
-/// for `tp`, the [`super::transposed_plan`] of `p`) packed straight from `w`:
-/// its taps' transposes stacked in reverse order, so the rotated kernel is
-/// never built. `None` where [`prepare`] would not give one packed block
-/// (Winograd's layout, or no packed kernel).
-pub(super) fn prepare_rotated(w: &[f32], p: &ConvPlan, tp: &ConvPlan) -> Option<Vec<PackedB>> {
-    let packed = packed_gemm::available() && fast_paths_allowed();
-    if winograd::applies(tp) || winograd_f4::applies(tp) || tp.groups != 1 || !packed {
-        return None;
-    }
+/// The kernel that convolves dY into dX ([`rotate_kernel`] of `w`) packed
+/// straight from `w` as one block (the [`Layout::Groups`] of a one-group
+/// plan): its taps' transposes stacked in reverse order, so the rotated
+/// kernel is never built.
+pub fn prepare_rotated(w: &[f32], p: &ConvPlan) -> Vec<PackedB> {
     let (ci, co) = (p.c, p.cout);
     let taps = p.geo.kh * p.geo.kw;
     let views: Vec<MatRef> = (0..taps)
         .rev()
         .map(|t| MatRef::new(&w[t * ci * co..(t + 1) * ci * co], ci, co).t())
         .collect();
-    Some(vec![PackedB::pack_stacked(&views)])
+    vec![PackedB::pack_stacked(&views)]
 }
 
-/// The cache key of the layout [`prepare`] gives: the group count, or 0 and
-/// `usize::MAX` (never group counts) for Winograd's F(2x2, 3x3) and F(4x4, 3x3).
-fn layout_key(p: &ConvPlan) -> usize {
-    if winograd_f4::applies(p) {
-        usize::MAX
-    } else if winograd::applies(p) {
-        0
-    } else {
-        p.groups
+/// `W_rot[ki, kj, o, i] = W[kh-1-ki, kw-1-kj, i, o]`: the kernel that convolves dY
+/// into dX (spatially flipped, input and output channels swapped), a
+/// transpose per tap, the taps in parallel.
+pub fn rotate_kernel(w: &[f32], p: &ConvPlan) -> Vec<f32> {
+    use rayon::prelude::*;
+    let (kh, kw, ci, co) = (p.geo.kh, p.geo.kw, p.c, p.cout);
+    let mut wr = buffers::dirty(w.len());
+    if ci * co == 0 {
+        return wr;
+    }
+    let tap = |(t, dst): (usize, &mut [f32])| {
+        let (ki, kj) = (t / kw, t % kw);
+        let src = &w[((kh - 1 - ki) * kw + (kw - 1 - kj)) * ci * co..][..ci * co];
+        transpose(src, ci, co, co, dst, ci);
+    };
+    crate::threads::install(|| wr.par_chunks_mut(co * ci).enumerate().for_each(tap));
+    wr
+}
+
+/// The cache key of a layout: the group count, or 0 and `usize::MAX` (never
+/// group counts) for Winograd's F(2x2, 3x3) and F(4x4, 3x3).
+fn layout_key(layout: Layout, p: &ConvPlan) -> usize {
+    match layout {
+        Layout::Winograd4 => usize::MAX,
+        Layout::Winograd2 => 0,
+        Layout::Groups => p.groups,
     }
 }
 
-/// `kernel` prepared for a forward ([`prepare`]), `w` being its values (the caller
-/// holds their read lock, so no write can slip between packing and caching).
-/// A kernel that takes a gradient is packed for this call only: its values
-/// change every step, and a cached copy would add their size to the training
-/// step's peak memory; any copy cached by an earlier inference goes. For a
-/// convolution that [`winograd_f4::packs_as_it_goes`], nothing is packed
-/// here (`None`): the forward packs a share at a time.
-pub(super) fn packed_kernel(kernel: &Tensor, w: &[f32], p: &ConvPlan) -> Option<Arc<Vec<PackedB>>> {
+/// `kernel` prepared for a forward by `alg` ([`prepare`]), `w` being its
+/// values (the caller holds their read lock, so no write can slip between
+/// packing and caching). A kernel that takes a gradient is packed for this
+/// call only: its values change every step, and a cached copy would add
+/// their size to the training step's peak memory; any copy cached by an
+/// earlier inference goes. [`Forward::Winograd4Packing`] gets nothing here
+/// (`None`): it transforms the weights as it goes.
+pub fn packed_kernel(
+    kernel: &Tensor,
+    w: &[f32],
+    p: &ConvPlan,
+    alg: Forward,
+    gemm: Gemm,
+) -> Option<Arc<Vec<PackedB>>> {
     let mut cache = kernel.packed_cache();
     if crate::autograd::should_record(&[kernel]) {
         cache.take();
         drop(cache);
-        // the forward packs these a share at a time
-        if winograd_f4::packs_as_it_goes(p) {
+        if alg == Forward::Winograd4Packing {
             return None;
         }
-        return prepare(w, p).map(Arc::new);
+        return prepare(w, p, alg.layout(), gemm).map(Arc::new);
     }
-    if let Some((key, packed)) = cache.as_ref() {
-        if *key == layout_key(p) && fast_paths_allowed() {
+    let key = layout_key(alg.layout(), p);
+    if let Some((cached, packed)) = cache.as_ref() {
+        if *cached == key && gemm == Gemm::Packed {
             return Some(Arc::clone(packed));
         }
     }
-    let packed = Arc::new(prepare(w, p)?);
-    *cache = Some((layout_key(p), Arc::clone(&packed)));
+    let packed = Arc::new(prepare(w, p, alg.layout(), gemm)?);
+    *cache = Some((key, Arc::clone(&packed)));
     Some(packed)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::Conv2dConfig;
     use crate::autograd::no_grad;
+    use crate::ops::conv2d::Conv2dConfig;
     use crate::rng::Rng;
     use crate::tensor::Tensor;
 
@@ -146,10 +165,8 @@ mod tests {
     /// write (so the next call sees the new values, not a stale packing), and
     /// never kept for a kernel that trains.
     #[test]
+    #[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
     fn packing_is_cached_only_while_the_weights_stay_put() {
-        if crate::kernels::packed_gemm::skip_without_avx512() {
-            return;
-        }
         let mut rng = Rng::new(5);
         let x = Tensor::rand_normal(&[2, 9, 9, 5], 0.0, 1.0, &mut rng);
         let k = Tensor::rand_normal(&[3, 3, 5, 7], 0.0, 1.0, &mut rng);

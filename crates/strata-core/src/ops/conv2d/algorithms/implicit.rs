@@ -9,20 +9,10 @@
 
 use std::borrow::Cow;
 
-use super::{tile_pixels, ConvPlan};
-use crate::kernels::epilogue::{self, EpilogueRef};
 use crate::kernels::packed_gemm::{gemm_rows, gemm_rows_serial, PackedB, RowSource};
 use crate::kernels::{buffers, parallel};
-
-/// Shortest kernel-row run worth a micro-kernel call of its own: below it
-/// (the 7x7 stem over 3 channels: 21 values) im2col's long rows do better.
-const MIN_RUN: usize = 64;
-
-/// Whether the convolution reads its input in place.
-pub(super) fn applies(p: &ConvPlan) -> bool {
-    let g = &p.geo;
-    p.groups == 1 && !p.pointwise && g.dh == 1 && g.dw == 1 && g.kw * p.c >= MIN_RUN
-}
+use crate::ops::conv2d::epilogue::{self, EpilogueRef};
+use crate::ops::conv2d::geometry::{tile_pixels, ConvPlan};
 
 /// The input as the im2col matrix of output rows `row0..row0 + rows`: run `r`
 /// (kernel row `r`) of output pixel `(b, y, x)` starts at input pixel
@@ -103,7 +93,7 @@ unsafe impl RowSource for ConvRows<'_> {
 /// The input with its padding written out, `(n, hp, wp, c)` with
 /// `hp = (out_h - 1) * sh + kh` and `wp` likewise: every window lies inside.
 /// An unpadded convolution borrows the input as it is.
-pub(super) fn padded<'a>(x: &'a [f32], p: &ConvPlan) -> (Cow<'a, [f32]>, usize, usize) {
+pub fn padded<'a>(x: &'a [f32], p: &ConvPlan) -> (Cow<'a, [f32]>, usize, usize) {
     let g = &p.geo;
     let hp = (g.out_h - 1) * g.sh + g.kh;
     let wp = (g.out_w - 1) * g.sw + g.kw;
@@ -130,10 +120,10 @@ pub(super) fn padded<'a>(x: &'a [f32], p: &ConvPlan) -> (Cow<'a, [f32]>, usize, 
     (Cow::Owned(xp), hp, wp)
 }
 
-/// The forward of a convolution that [`applies`]: tiles of output rows on
+/// The forward of a one-group undilated convolution: tiles of output rows on
 /// each thread where there are enough, else one GEMM split over the threads;
 /// then the epilogue, as the im2col path does.
-pub(super) fn forward(x: &[f32], w: &PackedB, p: &ConvPlan, ep: &EpilogueRef, out: &mut [f32]) {
+pub fn forward(x: &[f32], w: &PackedB, p: &ConvPlan, ep: &EpilogueRef, out: &mut [f32]) {
     use rayon::prelude::*;
     let (xp, hp, wp) = padded(x, p);
     let rows = p.n * p.out_pixels();

@@ -5,17 +5,15 @@
 //! (col2im); here each tile of output rows is multiplied into a
 //! thread-private buffer and written, with the zeros between, to the input
 //! rows it covers while still in cache, so `dCols` never goes through memory.
-//! Interleaved in one process, min of 25 (batch 8): 56x56 256->512/2 16.4 ->
-//! 13.6 ms, 28x28 512->1024/2 15.6 -> 14.9, 14x14 1024->2048/2 11.9 -> 11.0.
 
 use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::ConvPlan;
 use crate::kernels::buffers;
 use crate::kernels::gemm::MatRef;
-use crate::kernels::packed_gemm::{self, gemm_packed_serial, PackedB};
+use crate::kernels::packed_gemm::{gemm_packed_serial, PackedB};
+use crate::ops::conv2d::geometry::ConvPlan;
 
 /// Bytes of a tile's product (output pixels x input channels), kept in L2.
 const TILE_BYTES: usize = 256 << 10;
@@ -29,21 +27,9 @@ thread_local! {
     static TILE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Whether [`dx`] computes this convolution's dX: one group, a 1x1 window
-/// with a stride above 1 and no padding before the first pixel, on a CPU
-/// that runs the packed kernel.
-pub(super) fn applies(p: &ConvPlan) -> bool {
-    let g = &p.geo;
-    p.groups == 1
-        && (g.kh, g.kw) == (1, 1)
-        && (g.sh > 1 || g.sw > 1)
-        && (g.pad_top, g.pad_left) == (0, 0)
-        && packed_gemm::available()
-}
-
-/// dX (`n x in_h x in_w x c`) of a convolution that [`applies`], from its
+/// dX (`n x in_h x in_w x c`) of a one-group strided 1x1 convolution, from its
 /// HWIO weights `w` (`1 x 1 x c x cout`) and output gradient `dy`.
-pub(super) fn dx(dy: &[f32], w: &[f32], p: &ConvPlan) -> Vec<f32> {
+pub fn dx(dy: &[f32], w: &[f32], p: &ConvPlan) -> Vec<f32> {
     let g = &p.geo;
     let (c, cout) = (p.c, p.cout);
     let rows = p.n * g.out_h;

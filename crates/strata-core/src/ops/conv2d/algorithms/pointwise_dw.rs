@@ -12,17 +12,15 @@
 //! of panels and its rows less than 4 KiB apart: `OnceB`; packed otherwise),
 //! and the kernel accumulates the block's
 //! product into the thread's partial result (dW, or dWᵀ when dY is the
-//! narrower, transposed at the end). Packing that block was a plain copy of
-//! the wider operand, 2.6% of the ResNet-50 training step's profile; without
-//! it the step at batch 8 went 956.3 -> 948.4 ms (median of 12 steps each,
-//! alternated in one process). The partials are added in part order, so
-//! the result depends only on the thread count.
+//! narrower, transposed at the end); the wider operand is not packed, which
+//! would only copy it. The partials are added in part order, so the result
+//! depends only on the thread count.
 
-use super::ConvPlan;
 use crate::kernels::gemm::MatRef;
 use crate::kernels::packed_gemm::{self, gemm_rows_serial, OnceB, PackedB, RowMajor};
 use crate::kernels::transpose::transpose;
 use crate::kernels::{buffers, parallel};
+use crate::ops::conv2d::geometry::ConvPlan;
 use std::sync::{Mutex, PoisonError};
 
 /// Rows of X and dY per block: the transposed block (`C_in x KC`) and the
@@ -30,33 +28,9 @@ use std::sync::{Mutex, PoisonError};
 /// each product adds KC terms to every element of the thread's partial dW.
 const KC: usize = 256;
 
-/// Whether [`dw`] computes this convolution's dW: a one-group 1x1 stride-1
-/// convolution with at least [`MIN_ROWS`] rows, 64 channels on each side and
-/// 256 on one, on a CPU that runs the packed kernel.
-///
-/// Measured on ResNet-50's 1x1 convolutions at batch 8 (forward + backward,
-/// against the `gemm` crate): 28x28 512->128 146 -> 194 GFLOP/s, 56x56
-/// 256->64 141 -> 154, 64->256 and 256->128 level; 56x56 64->64 fell 145 ->
-/// 120 (copies outweigh its narrow products), and 7x7 2048->512 (392 rows)
-/// 180 -> 145 (each thread's 4 MiB partial dW outweighs its few rows). Once
-/// the transposes ran in vector blocks, the 14x14 layers (1568 rows) gained
-/// too: forward + backward 256->1024 9.8-10.4 -> 9.4-9.5 ms, 1024->512
-/// 17.2-18.2 -> 16.4-16.9 ms; the 7x7 ones still lost 0-0.7 ms.
-pub(super) fn applies(p: &ConvPlan) -> bool {
-    p.pointwise
-        && p.groups == 1
-        && p.n * p.out_pixels() >= MIN_ROWS
-        && p.c.min(p.cout) >= 64
-        && p.c.max(p.cout) >= 256
-        && packed_gemm::available()
-}
-
-/// Fewest rows (pixels of the batch) for [`applies`]: four blocks.
-const MIN_ROWS: usize = 4 * KC;
-
-/// `dW = Xᵀ · dY` for a convolution that [`applies`], as a `C_in x C_out`
+/// `dW = Xᵀ · dY` of a one-group pointwise convolution, as a `C_in x C_out`
 /// row-major matrix (HWIO with a 1x1 window).
-pub(super) fn dw(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
+pub fn dw(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
     dw_split(x, dy, p, crate::threads::num_threads())
 }
 
@@ -76,19 +50,7 @@ fn dw_split(x: &[f32], dy: &[f32], p: &ConvPlan, parts: usize) -> Vec<f32> {
     product_split(x, dy, rows, cin, cout, parts)
 }
 
-/// Whether [`dx_and_dw`] computes this convolution's dX with its dW: where
-/// a block's dX rows (`KC x C_in`) stay in L2 beside the dW's operands.
-/// ResNet-50's 1x1 backwards at batch 8, median of 9 calls, the two
-/// binaries alternated three times: 56x56 64->256 9.1-10.5 -> 8.2-8.3 ms,
-/// 28x28 128->512 8.2-9.2 -> 7.9-8.6, 14x14 256->1024 8.0-9.2 -> 8.3-8.4,
-/// 56x56 256->64 and 256->128 level; with 512 input channels or more the
-/// dX blocks pushed the rest out (28x28 512->128 8.3-9.1 -> 8.5-9.6,
-/// 14x14 1024->256 8.3-8.7 -> 8.7-9.1).
-pub(super) fn dx_in_the_same_pass(p: &ConvPlan) -> bool {
-    p.c <= 256
-}
-
-/// dX and dW of a convolution that [`applies`] in one pass over dY: each
+/// dX and dW of such a convolution in one pass over dY: each
 /// thread takes a contiguous part of the rows and, a block of [`KC`] rows
 /// at a time, computes that block's dX (`dY · Wᵀ`, with `wt` the packed
 /// `C_out x C_in` Wᵀ, added into `dx` when `dx_accumulate`) and then adds
@@ -96,7 +58,7 @@ pub(super) fn dx_in_the_same_pass(p: &ConvPlan) -> bool {
 /// in L2, instead of a dW pass and a dX pass each reading all of dY from
 /// memory. dX and dW are bitwise what [`dw`] and a separate dX GEMM give
 /// (each dX row sums over k in the same order whatever the rows' split).
-pub(super) fn dx_and_dw(
+pub fn dx_and_dw(
     x: &[f32],
     dy: &[f32],
     wt: &PackedB,
@@ -137,22 +99,6 @@ pub(super) fn dx_and_dw(
     product_split_with(x, dy, rows, cin, cout, parts, dx_block)
 }
 
-/// Whether [`dw_few_rows`] computes this convolution's dW: a one-group 1x1
-/// stride-1 convolution with too few rows for [`applies`] (ResNet's 7x7
-/// stage at batch 8: 392), at least as many input channels as output ones,
-/// 64 or more, on a CPU that runs the packed kernel. 7x7 2048 -> 512 at
-/// batch 8, dW alone, best of 11, alternated three times with the `gemm`
-/// crate: 4.62-4.70 -> 4.12-4.14 ms; 512 -> 2048 (dWᵀ = dYᵀ·X, transposed
-/// at the end) lost, 3.87-3.94 -> 4.55-4.59, so it stays on the crate.
-pub(super) fn few_rows(p: &ConvPlan) -> bool {
-    p.pointwise
-        && p.groups == 1
-        && p.n * p.out_pixels() < MIN_ROWS
-        && p.cout >= 64
-        && p.c >= p.cout
-        && packed_gemm::available()
-}
-
 /// `dW = Xᵀ · dY` for a convolution with [`few_rows`]. The sum over the rows
 /// is short, so rather than each thread adding its part of the rows into a
 /// whole partial dW of its own (4 MiB at 2048 -> 512 channels, for 196
@@ -160,7 +106,7 @@ pub(super) fn few_rows(p: &ConvPlan) -> bool {
 /// channels, each the product of X's channels of the block (transposed)
 /// and all of dY (read in place where its width allows, else packed once).
 /// Every element sums over all the rows in order, whatever the split.
-pub(super) fn dw_few_rows(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
+pub fn dw_few_rows(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
     let (cin, cout) = (p.c, p.cout);
     let rows = p.n * p.out_pixels();
     let mut dw = buffers::dirty(cin * cout);
@@ -262,10 +208,8 @@ mod tests {
     /// (written, or added into a gradient so far), for row counts below, at
     /// and past a block and either operand the narrower.
     #[test]
+    #[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
     fn one_pass_dx_and_dw_are_bitwise_the_separate_ones() {
-        if crate::kernels::packed_gemm::skip_without_avx512() {
-            return;
-        }
         let mut rng = Rng::new(6);
         for (n, hw, cin, cout) in [
             (1, 3, 64, 256),
@@ -289,15 +233,13 @@ mod tests {
         }
     }
 
-    /// With too few rows for [`applies`]: against the f64 product, dY read in
+    /// With too few rows to split: against the f64 product, dY read in
     /// place, packed (a width that is not whole panels, or one whose rows are
     /// 4 KiB apart), and blocks of input channels that do not divide C_in;
     /// the same bits twice.
     #[test]
+    #[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
     fn few_rows_match_reference() {
-        if crate::kernels::packed_gemm::skip_without_avx512() {
-            return;
-        }
         let mut rng = Rng::new(7);
         for (n, hw, cin, cout) in [
             (8, 7, 256, 64),
@@ -306,7 +248,9 @@ mod tests {
             (3, 3, 64, 64),
         ] {
             let (p, rows, x, dy) = case(n, hw, cin, cout, &mut rng);
-            assert!(few_rows(&p) && !applies(&p), "{n}x{hw}x{hw}x{cin}->{cout}");
+            use crate::ops::conv2d::dispatch::{self, Dw, Gemm};
+            let alg = dispatch::dw(&p, Gemm::Packed, None);
+            assert_eq!(alg, Dw::PointwiseFewRows, "{n}x{hw}x{hw}x{cin}->{cout}");
             let want = reference_dw(&x, &dy, rows, cin, cout);
             let got = dw_few_rows(&x, &dy, &p);
             assert_close(&got, &want, &format!("{n}x{hw}x{hw}x{cin}->{cout}"));
@@ -317,10 +261,8 @@ mod tests {
     /// Against the f64 product for row counts below, at and past a block, and
     /// split over 1-3 parts; the same thread count gives the same bits.
     #[test]
+    #[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
     fn matches_reference_and_is_deterministic() {
-        if crate::kernels::packed_gemm::skip_without_avx512() {
-            return;
-        }
         let mut rng = Rng::new(5);
         for (n, hw, cin, cout) in [
             (1, 3, 64, 256),

@@ -7,8 +7,8 @@
 //! unfused ops (`x * a + b`, then `+ r`, then `max(0)`), so fused and unfused
 //! results are bitwise identical.
 
-use crate::kernels::moments::MomentSink;
 use crate::kernels::parallel;
+use crate::ops::batch_norm::moments::MomentSink;
 use crate::threads;
 
 /// What to apply, per channel (`scale`/`shift` have one entry per output channel).
@@ -27,6 +27,16 @@ pub struct EpilogueRef<'a> {
 }
 
 impl EpilogueRef<'_> {
+    /// Nothing to apply.
+    pub const NONE: EpilogueRef<'static> = EpilogueRef {
+        bias: None,
+        scale: None,
+        shift: None,
+        residual: None,
+        relu: false,
+        moments: None,
+    };
+
     /// Whether applying it changes anything.
     pub fn is_identity(&self) -> bool {
         self.bias.is_none()

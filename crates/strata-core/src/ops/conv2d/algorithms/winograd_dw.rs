@@ -1,6 +1,6 @@
 //! The kernel gradient of a Winograd convolution ([`winograd`], F(2x2, 3x3),
-//! or [`winograd_f4`], F(4x4, 3x3)), in GEMMs of 2.25x (F(2x2)) or 4x
-//! (F(4x4)) fewer multiplications than `colsᵀ·dY`.
+//! or [`winograd_f4`], F(4x4, 3x3)), in GEMMs of 2.25 (F(2x2)) or 4
+//! (F(4x4)) times fewer multiplications than `colsᵀ·dY`.
 //!
 //! The forward computes each output tile as `Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`.
 //! Differentiating that with respect to the filter `g` gives, summed over the
@@ -20,28 +20,23 @@
 //! part order, so the result depends only on the thread count; it differs
 //! from `colsᵀ·dY` by rounding only. A convolution with few tiles and wide
 //! channels (ResNet's 7x7 stage) splits its input channels among the threads
-//! instead ([`dw_by_positions`]). F(2x2) against the tiled `colsᵀ·dY`,
-//! interleaved in one process, min of 25 (batch 8): 56x56 64->64 17.6 ->
-//! 11.5 ms, 28x28 128->128 9.6 -> 8.1, 14x14 256->256 9.3 -> 7.4.
+//! instead ([`dw_by_positions`]).
 
 use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::{winograd, winograd_f4, ConvPlan};
+use super::{winograd, winograd_f4};
 use crate::kernels::buffers;
 use crate::kernels::gemm::MatRef;
-use crate::kernels::packed_gemm::{self, gemm_packed_serial, PackedB, NR};
+use crate::kernels::packed_gemm::{gemm_packed_serial, PackedB, NR};
 use crate::kernels::parallel;
 use crate::kernels::transpose::transpose;
+use crate::ops::conv2d::geometry::ConvPlan;
 
 /// Tiles per block (rounded up to whole bands): the depth of the block's
 /// GEMMs. Shallow blocks keep `V` and `D` in L2; deeper ones add into `M`
-/// less often but lose more. In ResNet-50's training step (batch 8), from
-/// 256 to 64 tiles: 56x56 64->64 (F(4x4)) 4.97-5.17 -> 4.31-4.38 ms,
-/// 28x28 128->128 (F(4x4)) 4.32-4.63 -> 3.74-3.80, 14x14 256->256 (F(2x2))
-/// 5.13-5.45 -> 4.89-5.06; with 512 or 1024 tiles 56x56 64->64 took
-/// 5.76-6.26 ms.
+/// less often but lose more.
 const BLOCK_TILES: usize = 64;
 
 /// Tiles whose `V` is transformed at once, then turned a plane at a time:
@@ -86,22 +81,15 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
-/// `dW` (HWIO, `3 x 3 x C_in x C_out`) of a convolution that
-/// [`winograd::applies`], from its input `x` and output gradient `dy`: by
-/// F(4x4)'s transforms where its forward runs F(4x4) in blocks
-/// ([`winograd_f4::blocked`]), else by F(2x2)'s.
-pub(super) fn dw(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
-    match winograd_f4::blocked(p) {
-        true => dw_by::<F4, 36>(x, dy, p),
-        false => dw_by::<F2, 16>(x, dy, p),
-    }
+/// `dW` (HWIO, `3 x 3 x C_in x C_out`) of a convolution that runs as
+/// Winograd, from its input `x` and output gradient `dy`, by F(4x4)'s transforms.
+pub fn dw_f4(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
+    dw_by::<F4, 36>(x, dy, p)
 }
 
-/// Whether [`dw_by_positions`] computes this convolution's dW: one that runs
-/// F(4x4, 3x3) over the whole batch (`winograd_f4`) with an odd output side,
-/// where F(2x2) does not apply (ResNet's 7x7 stage).
-pub(super) fn by_positions(p: &ConvPlan) -> bool {
-    winograd_f4::applies(p) && !winograd::applies(p) && packed_gemm::available()
+/// [`dw_f4`] by F(2x2)'s transforms.
+pub fn dw_f2(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
+    dw_by::<F2, 16>(x, dy, p)
 }
 
 /// `dW` of a convolution that runs F(4x4, 3x3) over the whole batch, by
@@ -112,16 +100,14 @@ pub(super) fn by_positions(p: &ConvPlan) -> bool {
 /// thread's partial `M` (36 MiB at 512 -> 512 channels) would cost more to
 /// write and add up than its products; nor is the whole `M` written out
 /// before its transform. Each product sums over the tiles in order, so the
-/// result does not depend on the thread count. 7x7 512 -> 512 at batch 8,
-/// against `dw_tiled` in one process, median of 15: 10.8 -> 5.1 ms; 14x14
-/// 256 -> 256 (where F(2x2)'s dW runs) 5.2 against 5.0, so not taken there.
-pub(super) fn dw_by_positions(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
+/// result does not depend on the thread count.
+pub fn dw_by_positions(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
     const N: usize = 36;
     let (ci, co) = (p.c, p.cout);
     let (th, tw) = tiles_of::<F4, N>(p);
     let t = p.n * th * tw;
     let lt = t.next_multiple_of(16);
-    let v = winograd_f4::whole_input_transform(x, p);
+    let v = super::winograd_f4_whole::whole_input_transform(x, p);
     // D of every tile, in the calling thread's buffers kept from call to call
     let mut spare = SCRATCH.with_borrow_mut(|s| std::mem::take(&mut s.d));
     let mut bufs = spare
@@ -162,8 +148,7 @@ pub(super) fn dw_by_positions(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
 }
 
 /// Input channels per block of [`dw_by_positions`]: the block's rows of the
-/// 36 `M[ξ]` (864 KiB at 512 output channels) stay in L2. 7x7 512 -> 512,
-/// median of 15: 6 rows 6.3 ms, 12 5.1, 16-48 5.0-6.6 (a noisier spell).
+/// 36 `M[ξ]` (864 KiB at 512 output channels) stay in L2.
 const ROWS: usize = 12;
 
 /// Tiles on the output's height and width, the last ones clipped.

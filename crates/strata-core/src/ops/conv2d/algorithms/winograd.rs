@@ -1,5 +1,5 @@
-//! Winograd F(2x2, 3x3): a stride-1 3x3 convolution in 16 GEMMs of 2.25x
-//! fewer multiplications.
+//! Winograd F(2x2, 3x3): a stride-1 3x3 convolution in 16 GEMMs of 2.25
+//! times fewer multiplications.
 //!
 //! Each 2x2 block of output pixels (a tile) depends on a 4x4 patch of input.
 //! With the transforms `V = Bᵀ d B` of each patch and `U = G g Gᵀ` of each
@@ -11,26 +11,19 @@
 //!
 //! Tiles are processed in blocks of whole bands of tiles (two output rows),
 //! each on one thread: input transform into `V`, the 16 GEMMs into `M`,
-//! output transform and epilogue, all in the thread's L2. It pays where the
-//! transformed weights stay small enough to stream for every block (16 *
-//! C_in * C_out floats, up to 4 MiB: ResNet's 56x56, 28x28 and 14x14
-//! stages; ResNet-50 inference at batch 8 ~338 -> ~320 ms, the frozen-backbone
-//! step ~660 -> ~600 ms), and needs an even output size (whole tiles). Results differ from the direct convolution by rounding only
+//! output transform and epilogue, all in the thread's L2. It needs an even
+//! output size (whole tiles); `dispatch.rs` says where it runs (where
+//! F(4x4)'s blocks do not). Results differ from the direct convolution by rounding only
 //! (the transforms reorder the sums), and depend on neither the thread count
 //! nor the block size: each output is computed by the same operations.
 
 use std::cell::RefCell;
 use std::ops::Range;
 
-use super::ConvPlan;
-use crate::kernels::epilogue::{self, EpilogueRef};
 use crate::kernels::gemm::MatRef;
 use crate::kernels::packed_gemm::{gemm_packed_serial, PackedB, NR};
-
-/// Largest transformed weights (16 * C_in * C_out floats: 4 MiB, 256 -> 256
-/// channels) for which the transform pays: bigger ones stream from memory for
-/// every block of tiles.
-const MAX_U_FLOATS: usize = 16 * 256 * 256;
+use crate::ops::conv2d::epilogue::{self, EpilogueRef};
+use crate::ops::conv2d::geometry::ConvPlan;
 
 /// Bytes of `V` and `M` (16 matrices each of tiles x C_in and tiles x C_out)
 /// per block, which stay in L2 between the transforms and the GEMMs.
@@ -41,27 +34,11 @@ thread_local! {
     static BLOCK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Whether the convolution runs as Winograd F(2x2, 3x3). With fewer than 64
-/// input or output channels the 16 GEMMs are too thin to pay for the
-/// transforms (the MNIST CNN's 32 -> 64 layer trained 7% slower).
-pub(super) fn applies(p: &ConvPlan) -> bool {
-    let g = &p.geo;
-    p.groups == 1
-        && (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw) == (3, 3, 1, 1, 1, 1)
-        && g.out_h >= 2
-        && g.out_w >= 2
-        && g.out_h.is_multiple_of(2)
-        && g.out_w.is_multiple_of(2)
-        && p.c >= 64
-        && p.cout >= 64
-        && 16 * p.c * p.cout <= MAX_U_FLOATS
-}
-
 /// `U[ξ] = (G g Gᵀ)[ξ]` of every filter `g` of HWIO weights `w`, as 16 packed
 /// `C_in x C_out` matrices. `G = [[1, 0, 0], [½, ½, ½], [½, -½, ½], [0, 0, 1]]`.
 /// The weights change at every training step, so this runs at every forward
 /// and every dX.
-pub(super) fn pack_weights(w: &[f32], p: &ConvPlan) -> Vec<PackedB> {
+pub fn pack_weights(w: &[f32], p: &ConvPlan) -> Vec<PackedB> {
     pack_transformed::<16, 4>(w, p, g_row)
 }
 
@@ -70,11 +47,8 @@ pub(super) fn pack_weights(w: &[f32], p: &ConvPlan) -> Vec<PackedB> {
 /// over the weights writes all `N` packed `C_in x C_out` matrices straight
 /// into their panels, 64 output channels at a time, the panels in parallel.
 /// F(2x2, 3x3)'s and F(4x4, 3x3)'s weights alike. `g_row` is a type
-/// parameter, not a function pointer, so each transform's rows inline:
-/// F(4x4)'s packs of ResNet-50's 64- and 128-channel stages took 4.1 -> 2.8
-/// ms per training step (those of the wider stages, 28 ms, are bound by
-/// writing their 9-36 MiB).
-pub(super) fn pack_transformed<const N: usize, const SIDE: usize>(
+/// parameter, not a function pointer, so each transform's rows inline.
+pub fn pack_transformed<const N: usize, const SIDE: usize>(
     w: &[f32],
     p: &ConvPlan,
     g_row: impl Fn(usize, [&[f32]; 3], &mut [f32]) + Sync,
@@ -106,7 +80,7 @@ pub(super) fn pack_transformed<const N: usize, const SIDE: usize>(
 /// Pixel `(b, yy, xx)` of the input `x` as padded by the plan (rows and
 /// columns counted from the padding's first), or `zeros` in the padding and
 /// past the input's edge: no padded copy of the input is made.
-pub(super) fn padded_pixel<'a>(
+pub fn padded_pixel<'a>(
     x: &'a [f32],
     p: &ConvPlan,
     zeros: &'a [f32],
@@ -134,9 +108,9 @@ fn g_row(r: usize, [v0, v1, v2]: [&[f32]; 3], out: &mut [f32]) {
     }
 }
 
-/// The forward of a convolution that [`applies`], with `u` from
+/// The forward (stride 1, 3x3, an even output), with `u` from
 /// [`pack_weights`]; the epilogue runs on each block's output rows.
-pub(super) fn forward(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, out: &mut [f32]) {
+pub fn forward(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, out: &mut [f32]) {
     use rayon::prelude::*;
     let g = &p.geo;
     let (ci, co, ow) = (p.c, p.cout, g.out_w);
@@ -176,7 +150,7 @@ pub(super) fn forward(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, 
 /// the padding read as zeros (no padded copy of the input is made).
 /// `Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]`.
 /// Every step is a loop over a pixel's channels, which vectorises.
-pub(super) fn input_transform(
+pub fn input_transform(
     x: &[f32],
     p: &ConvPlan,
     th: usize,
@@ -395,10 +369,8 @@ mod tests {
     /// the loops' order of additions: bitwise equal, a partial 16-channel
     /// step included.
     #[test]
+    #[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
     fn simd_tiles_are_bitwise_the_loops() {
-        if crate::kernels::packed_gemm::skip_without_avx512() {
-            return;
-        }
         let mut rng = Rng::new(3);
         let c = 70;
         let mut rand = |n: usize| (0..n).map(|_| rng.normal()).collect::<Vec<f32>>();

@@ -1,6 +1,6 @@
-//! Winograd F(4x4, 3x3): a stride-1 3x3 convolution in 36 GEMMs of 4x
-//! fewer multiplications than the direct convolution, 1.78x fewer than
-//! F(2x2, 3x3) (`winograd.rs`).
+//! Winograd F(4x4, 3x3) in blocks: a stride-1 3x3 convolution in 36 GEMMs
+//! of 4 times fewer multiplications than the direct convolution, 1.78 times
+//! fewer than F(2x2, 3x3) (`winograd.rs`).
 //!
 //! Each 4x4 block of output pixels (a tile) depends on a 6x6 patch of input.
 //! With `V = Bᵀ d B` of each patch and `U = G g Gᵀ` of each 3x3 filter, the
@@ -11,21 +11,12 @@
 //! are those of Lavin & Gray (interpolation points 0, ±1, ±2, ∞); the
 //! transforms are a few additions and multiply-adds by small constants.
 //!
-//! Up to 128 -> 128 channels ([`blocked`]) the work is laid out as in
-//! F(2x2, 3x3): blocks of whole bands of tiles (four output rows), each on
-//! one thread, transforms and GEMMs in the thread's L2 (ResNet's 64- and
-//! 128-channel stages: ResNet-50's inference at batch 8 ~284 -> ~266 ms,
-//! its training step ~981 -> ~965 ms). Past that the 36 transformed weight
-//! matrices (9 MiB at 256 channels, 36 MiB at 512) would stream for every
-//! block, so a batch with enough tiles runs whole ([`whole_batch`]): every
-//! tile's input transform, then the 36 GEMMs, each reading its matrix once,
-//! then the output transform. ResNet-50's 7x7 stage at batch 8 went 8.9 ->
-//! 3.8-3.9 ms a forward, its inference 271.9 -> 260.0 ms (median of 3
-//! alternated rounds). Its 14x14 stage gains less: 4.2 ms a forward either
-//! way in one alternated comparison, 3.4 against F(2x2)'s 3.9 ms in runs AB
-//! and Z of `bench/RESULTS.md`. Weights used once (training) are transformed
-//! a block at a time, each block's products run while it is in L2
-//! ([`forward_packing`]).
+//! The work is laid out as in F(2x2, 3x3): blocks of whole bands of tiles
+//! (four output rows), each on one thread, transforms and GEMMs in the
+//! thread's L2. That pays up to 128 -> 128 channels; past them the 36
+//! transformed weight matrices would stream for every block, and the batch
+//! runs whole instead (`winograd_f4_whole.rs`, which shares this file's
+//! transforms and tiling).
 //! Tiles past the output's edge (an output side not a multiple of 4) are
 //! computed whole and only their pixels inside the output are written.
 //! Results differ from the direct convolution by rounding only (in the
@@ -36,85 +27,29 @@ use std::cell::RefCell;
 use std::ops::Range;
 
 use super::winograd::padded_pixel;
-use super::ConvPlan;
-use crate::kernels::buffers;
-use crate::kernels::epilogue::{self, EpilogueRef};
 use crate::kernels::gemm::MatRef;
-use crate::kernels::packed_gemm::{gemm_packed_serial, k_block, PackedB, NR};
-
-/// Largest transformed weights (36 * C_in * C_out floats: 2.25 MiB, 128 ->
-/// 128 channels) that run as F(4x4, 3x3) in blocks ([`blocked`]).
-const MAX_U_FLOATS: usize = 36 * 128 * 128;
+use crate::kernels::packed_gemm::{gemm_packed_serial, PackedB};
+use crate::ops::conv2d::epilogue::{self, EpilogueRef};
+use crate::ops::conv2d::geometry::ConvPlan;
 
 /// Bytes of `V` and `M` (36 matrices each of tiles x C_in and tiles x C_out)
 /// per block, which stay in L2 between the transforms and the GEMMs.
-const BLOCK_BYTES: usize = 768 << 10;
+pub(crate) const BLOCK_BYTES: usize = 768 << 10;
 
 thread_local! {
     /// Each thread's `V` and `M` for its block.
     static BLOCK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Largest `V` and `M` of the whole batch (36 matrices each of tiles x C_in
-/// and tiles x C_out) for [`whole_batch`]: they stay in L3 from one phase to
-/// the next.
-const WHOLE_BYTES: usize = 16 << 20;
-
-/// Fewest tiles for [`whole_batch`]: each `U[ξ]` (1 MiB at 512 -> 512
-/// channels) is read for that many rows of its GEMM; with fewer the layer is
-/// bound by reading the 36 matrices.
-const WHOLE_MIN_TILES: usize = 32;
-
-/// Whether the convolution runs as F(4x4, 3x3), in blocks ([`blocked`]) or
-/// over the whole batch ([`whole_batch`]).
-pub(super) fn applies(p: &ConvPlan) -> bool {
-    blocked(p) || whole_batch(p)
-}
-
-/// F(4x4, 3x3) in blocks of bands, each through transforms and GEMMs in L2:
-/// a convolution that runs as Winograd ([`super::winograd::applies`]) with
-/// transformed weights small enough to stream for every block (at most 128
-/// -> 128 channels). Its dW is F(4x4)'s too (`winograd_dw.rs`).
-pub(super) fn blocked(p: &ConvPlan) -> bool {
-    super::winograd::applies(p) && 36 * p.c * p.cout <= MAX_U_FLOATS
-}
-
-/// F(4x4, 3x3) for wider convolutions, the whole batch at once, position by
-/// position: the input transform of every tile, then each of the 36 GEMMs
-/// on one thread (its `U[ξ]` read once), then the output transform. For a
-/// stride-1 3x3 convolution past [`blocked`]'s channels whose batch has at
-/// least [`WHOLE_MIN_TILES`] tiles and whose `V` and `M` fit [`WHOLE_BYTES`]
-/// (ResNet's 14x14 and 7x7 stages at batch 8; the output's sides need not be
-/// even). Its dW is not F(4x4)'s.
-fn whole_batch(p: &ConvPlan) -> bool {
-    let g = &p.geo;
-    let tl = Tiling::of(p);
-    let tiles = p.n * tl.th * tl.tw;
-    p.groups == 1
-        && (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw) == (3, 3, 1, 1, 1, 1)
-        && p.c >= 64
-        && p.cout >= 64
-        && 36 * p.c * p.cout > MAX_U_FLOATS
-        && tiles >= WHOLE_MIN_TILES
-        && 36 * tiles * (p.c + p.cout) * 4 <= WHOLE_BYTES
-}
-
 /// `U[ξ] = (G g Gᵀ)[ξ]` of every filter `g` of HWIO weights `w`, as 36 packed
 /// `C_in x C_out` matrices. `G = [[¼, 0, 0], [-⅙, -⅙, -⅙], [-⅙, ⅙, -⅙],
 /// [1/24, 1/12, ⅙], [1/24, -1/12, ⅙], [0, 0, 1]]`.
-pub(super) fn pack_weights(w: &[f32], p: &ConvPlan) -> Vec<PackedB> {
+pub(crate) fn pack_weights(w: &[f32], p: &ConvPlan) -> Vec<PackedB> {
     super::winograd::pack_transformed::<36, 6>(w, p, g_row)
 }
 
-/// Whether a forward with weights that are used once (a training step's,
-/// or dX's rotated ones) runs [`forward_packing`]: the [`whole_batch`]
-/// convolutions, whose transformed weights (9-36 MiB) outgrow L2 and L3.
-pub(super) fn packs_as_it_goes(p: &ConvPlan) -> bool {
-    whole_batch(p)
-}
-
 /// Row `r` of `G` applied to three rows, element by element.
-fn g_row(r: usize, [v0, v1, v2]: [&[f32]; 3], out: &mut [f32]) {
+pub(crate) fn g_row(r: usize, [v0, v1, v2]: [&[f32]; 3], out: &mut [f32]) {
     let rows = out.iter_mut().zip(v0).zip(v1).zip(v2);
     let (sixth, twelfth, twenty_fourth) = (1.0 / 6.0, 1.0 / 12.0, 1.0 / 24.0);
     match r {
@@ -131,15 +66,15 @@ fn g_row(r: usize, [v0, v1, v2]: [&[f32]; 3], out: &mut [f32]) {
 /// of `tw` tiles (four output rows, fewer in an image's last band) numbered
 /// over the whole batch.
 #[derive(Clone, Copy)]
-struct Tiling {
-    th: usize,
-    tw: usize,
-    out_h: usize,
-    out_w: usize,
+pub(crate) struct Tiling {
+    pub(crate) th: usize,
+    pub(crate) tw: usize,
+    pub(crate) out_h: usize,
+    pub(crate) out_w: usize,
 }
 
 impl Tiling {
-    fn of(p: &ConvPlan) -> Self {
+    pub(crate) fn of(p: &ConvPlan) -> Self {
         let (out_h, out_w) = (p.geo.out_h, p.geo.out_w);
         Tiling {
             th: out_h.div_ceil(4),
@@ -149,24 +84,14 @@ impl Tiling {
         }
     }
     /// The output row (counted over the batch) where band `q` starts.
-    fn band_row(&self, q: usize) -> usize {
+    pub(crate) fn band_row(&self, q: usize) -> usize {
         (q / self.th) * self.out_h + (q % self.th) * 4
-    }
-}
-
-/// The forward of a convolution that [`applies`], with `u` from
-/// [`pack_weights`]; the epilogue runs on each block's output rows.
-pub(super) fn forward(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, out: &mut [f32]) {
-    assert_eq!(u.len(), 36, "winograd F(4x4, 3x3): 36 weight matrices");
-    match blocked(p) {
-        true => forward_blocked(x, u, p, ep, out),
-        false => forward_whole(x, u, p, ep, out),
     }
 }
 
 /// Each block's output rows with the first band of the block, in order:
 /// `bands` bands in blocks of `per`.
-fn blocks_of(
+pub(crate) fn blocks_of(
     tl: Tiling,
     bands: usize,
     per: usize,
@@ -185,197 +110,10 @@ fn blocks_of(
     blocks
 }
 
-/// [`forward`] for a [`whole_batch`] convolution: `V` of every tile (tiles
-/// split among the threads), the 36 GEMMs `M[ξ] = V[ξ] · U[ξ]` spread over
-/// the threads, then the output transform and epilogue by blocks of bands.
-fn forward_whole(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, out: &mut [f32]) {
-    whole_with(x, WholeWeights::Packed(u), p, ep, out)
-}
-
-/// [`forward`] of a convolution that [`packs_as_it_goes`], from its HWIO
-/// weights `w`: the transformed weights never written out whole, but a
-/// block of input channels by one panel of output channels at a time, each
-/// block's products run while it is in L2 ([`whole_gemms_transforming`]).
-/// The products are those of [`forward`] with [`pack_weights`], bit for
-/// bit: each element of `M` is summed by the same kernel calls.
-/// ResNet-50's 7x7 stage at batch 8 packed its 36 MiB in one piece in
-/// 5.1-5.3 ms (written at 7 GB/s, past L3); in four pieces of 9 MiB that
-/// stayed in L3 its training forward went 9.2-10.8 -> 7.2-8.3 ms. In blocks
-/// of 384 KiB, min of 25 calls, five rounds alternated with the
-/// pieces of 9 MiB on a noisy host: 7x7 512 -> 512 forward 5.5-10.2 ->
-/// 4.7-8.1 ms, dX 8.0-10.9 -> 6.5-9.6 ms; 14x14 256 -> 256 forward 4.1-4.3
-/// -> 3.6-3.7 ms, dX 5.4-6.5 -> 4.4-5.7 ms.
-pub(super) fn forward_packing(
-    x: &[f32],
-    w: &[f32],
-    p: &ConvPlan,
-    ep: &EpilogueRef,
-    out: &mut [f32],
-) {
-    whole_with(x, WholeWeights::Raw(w), p, ep, out)
-}
-
-/// The weights of [`whole_with`]: the 36 matrices packed, or HWIO weights
-/// to transform a block at a time ([`whole_gemms_transforming`]).
-#[derive(Clone, Copy)]
-enum WholeWeights<'a> {
-    Packed(&'a [PackedB]),
-    Raw(&'a [f32]),
-}
-
-thread_local! {
-    /// Each thread's six blocks of transformed weights for
-    /// [`whole_gemms_transforming`], kept from call to call.
-    static U_BLOCK: RefCell<[Vec<f32>; 6]> = RefCell::new(Default::default());
-}
-
-/// [`whole_gemms`] from HWIO weights `w`, never writing the 36 transformed
-/// matrices out whole (36 MiB at 512 -> 512 channels: the transform was
-/// bound by writing them to memory, and the products by reading them back).
-/// Each of six tasks takes the six positions ξ = (r, s) of one row `r` of
-/// `G` (its own six planes of `M`): for each panel of output channels and
-/// each block of input channels it transforms that block of the six `U[ξ]`
-/// into a thread-private buffer (in L2: 384 KiB at ResNet-50's widths, 576
-/// KiB at most) and at once adds its products into the six `M[ξ]`. The
-/// blocks are the kernel's own k blocks ([`k_block`]), so every element of
-/// `M` is summed exactly as by [`whole_gemms`] with the whole `U[ξ]` packed.
-fn whole_gemms_transforming(v: &[f32], m: &mut [f32], w: &[f32], p: &ConvPlan, t: usize) {
-    use rayon::prelude::*;
-    let (ci, co) = (p.c, p.cout);
-    let kb = k_block(ci);
-    let task = |(r, planes): (usize, &mut [f32])| {
-        U_BLOCK.with_borrow_mut(|bufs| {
-            for j0 in (0..co).step_by(NR) {
-                let cols = j0..(j0 + NR).min(co);
-                for k0 in (0..ci).step_by(kb) {
-                    let rows = k0..(k0 + kb).min(ci);
-                    let u = transform_block(w, p, r, rows.clone(), cols.clone(), bufs);
-                    for (s, u) in u.iter().enumerate() {
-                        let xi = 6 * r + s;
-                        let a = MatRef::strided(&v[xi * t * ci + k0..], t, rows.len(), ci);
-                        let c = &mut planes[s * t * co + j0..];
-                        gemm_packed_serial(a, u, c, co, k0 > 0);
-                    }
-                    *bufs = u.map(PackedB::into_data);
-                }
-            }
-        })
-    };
-    crate::threads::install(|| {
-        m.par_chunks_mut(6 * t * co)
-            .enumerate()
-            .with_max_len(1)
-            .for_each(task)
-    });
-}
-
-/// `U[ξ]` for the six positions `ξ = (r, s)` of row `r` of `G`, input
-/// channels `rows` by output channels `cols` (at most one panel), packed
-/// into `bufs`: the values [`pack_weights`] gives, by the same operations.
-/// A copy compiled for each row of `G` measured level; so did reading each
-/// block's weights once for all six rows of `G` (tasks by panel of output
-/// channels: 7x7 faster by up to 0.4 ms a call, 14x14 slower by 0.3 ms,
-/// run AM of `bench/RESULTS.md`).
-fn transform_block(
-    w: &[f32],
-    p: &ConvPlan,
-    r: usize,
-    rows: Range<usize>,
-    cols: Range<usize>,
-    bufs: &mut [Vec<f32>; 6],
-) -> [PackedB; 6] {
-    let (ci, co) = (p.c, p.cout);
-    let bufs = std::mem::take(bufs);
-    PackedB::build_n_in(bufs, rows.len(), cols.len(), |i, o0, dst| {
-        let n = dst[0].len();
-        let (i, o0) = (rows.start + i, cols.start + o0);
-        let g = |ki: usize, kj: usize| &w[((ki * 3 + kj) * ci + i) * co + o0..][..n];
-        // (G g)[r][kj] for the three kernel columns, then times Gᵀ[.][s]
-        let mut t = [[0f32; NR]; 3];
-        for (kj, t) in t.iter_mut().enumerate() {
-            g_row(r, [g(0, kj), g(1, kj), g(2, kj)], &mut t[..n]);
-        }
-        for (s, dst) in dst.into_iter().enumerate() {
-            g_row(s, [&t[0][..n], &t[1][..n], &t[2][..n]], dst);
-        }
-    })
-}
-
-/// The 36 GEMMs `M[ξ] = V[ξ] · U[ξ]` (`V` and `M`: 36 planes of `t` rows),
-/// spread over the threads, each reading its `U[ξ]` once.
-fn whole_gemms(v: &[f32], m: &mut [f32], u: &[PackedB], t: usize, ci: usize, co: usize) {
-    use rayon::prelude::*;
-    crate::threads::install(|| {
-        m.par_chunks_mut(t * co)
-            .zip(v.par_chunks(t * ci))
-            .zip(u.par_iter())
-            .with_max_len(1)
-            .for_each(|((mx, vx), ux)| {
-                gemm_packed_serial(MatRef::new(vx, t, ci), ux, mx, co, false)
-            })
-    });
-}
-
-/// `V` of every tile of the batch (36 matrices of `tiles x C_in`), whole
-/// bands of tiles a piece, a few pieces per thread (also dW's, in
-/// `winograd_dw.rs`).
-pub(super) fn whole_input_transform(x: &[f32], p: &ConvPlan) -> Vec<f32> {
-    use rayon::prelude::*;
-    let ci = p.c;
-    let tl = Tiling::of(p);
-    let bands = p.n * tl.th;
-    let t = bands * tl.tw;
-    let per = bands.div_ceil(4 * crate::threads::num_threads()).max(1);
-    let mut v = buffers::dirty(36 * t * ci);
-    // each piece's tiles in every plane of V
-    let mut pieces: Vec<(usize, Vec<&mut [f32]>)> = (0..bands.div_ceil(per))
-        .map(|k| (k * per, Vec::with_capacity(36)))
-        .collect();
-    for plane in v.chunks_mut(t * ci) {
-        for ((_, planes), part) in pieces.iter_mut().zip(plane.chunks_mut(per * tl.tw * ci)) {
-            planes.push(part);
-        }
-    }
-    crate::threads::install(|| {
-        pieces.into_par_iter().for_each(|(q0, mut planes)| {
-            let tiles = q0 * tl.tw..((q0 + per).min(bands)) * tl.tw;
-            input_planes(x, p, 0, tiles, &mut planes)
-        })
-    });
-    v
-}
-
-/// [`forward_whole`] and [`forward_packing`].
-fn whole_with(x: &[f32], u: WholeWeights, p: &ConvPlan, ep: &EpilogueRef, out: &mut [f32]) {
-    use rayon::prelude::*;
-    let (ci, co) = (p.c, p.cout);
-    let tl = Tiling::of(p);
-    let bands = p.n * tl.th;
-    let t = bands * tl.tw;
-    // whole bands per block of the output transform, a few blocks per thread
-    let per = bands.div_ceil(4 * crate::threads::num_threads()).max(1);
-    let v = whole_input_transform(x, p);
-    let mut m = buffers::dirty(36 * t * co);
-    match u {
-        WholeWeights::Packed(u) => whole_gemms(&v, &mut m, u, t, ci, co),
-        WholeWeights::Raw(w) => whole_gemms_transforming(&v, &mut m, w, p, t),
-    }
-    buffers::recycle(v);
-    let planes: Vec<&[f32]> = m.chunks(t * co).collect();
-    let row_len = tl.out_w * co;
-    let blocks = blocks_of(tl, bands, per, row_len, out);
-    crate::threads::install(|| {
-        blocks.into_par_iter().for_each(|(q0, q1, out_b)| {
-            output_planes(&planes, co, tl, 0, q0 * tl.tw..q1 * tl.tw, out_b);
-            epilogue::apply_serial(out_b, co, tl.band_row(q0) * row_len, ep);
-        })
-    });
-    drop(planes);
-    buffers::recycle(m);
-}
-
-/// [`forward`] for a [`blocked`] convolution.
-fn forward_blocked(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, out: &mut [f32]) {
+/// The forward in blocks of bands of tiles, each on one thread through the
+/// transforms and the 36 GEMMs in its L2, with `u` from [`pack_weights`];
+/// the epilogue runs on each block's output rows.
+pub fn forward(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, out: &mut [f32]) {
     use rayon::prelude::*;
     let (ci, co) = (p.c, p.cout);
     let tl = Tiling::of(p);
@@ -412,7 +150,7 @@ fn forward_blocked(x: &[f32], u: &[PackedB], p: &ConvPlan, ep: &EpilogueRef, out
 /// the first of band `q0`, `v` holding 36 matrices of `tiles.len() x ci`
 /// (also dW's, in `winograd_dw.rs`). Pixels in the padding or past the
 /// input's edge read as zeros.
-pub(super) fn input_transform(
+pub(crate) fn input_transform(
     x: &[f32],
     p: &ConvPlan,
     q0: usize,
@@ -425,7 +163,7 @@ pub(super) fn input_transform(
 
 /// [`input_transform`] into 36 planes given apart, tile `tiles.start + j`
 /// at channel `j * C_in` of each.
-fn input_planes(
+pub(crate) fn input_planes(
     x: &[f32],
     p: &ConvPlan,
     q0: usize,
@@ -454,7 +192,7 @@ fn input_planes(
 /// `Y = Aᵀ M A` for tiles `tiles` (whole bands) of the 36 planes `planes`,
 /// whose tile 0 is the first of band `q0`: the pixels inside the output
 /// written to `out_b`, the output rows from the first tile's band on.
-fn output_planes(
+pub(crate) fn output_planes(
     planes: &[&[f32]],
     co: usize,
     tl: Tiling,
@@ -490,7 +228,7 @@ fn output_planes(
 /// from one output row to the next, and how many rows and columns of its
 /// 4x4 lie inside the output.
 #[derive(Clone, Copy)]
-struct Placement {
+pub(crate) struct Placement {
     origin: usize,
     row_stride: usize,
     rows: usize,
@@ -513,7 +251,7 @@ impl Placement {
 /// order of the AVX-512 tile, so the two agree bitwise).
 /// `Bᵀ = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
 /// [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]`.
-fn bt(d: [f32; 6]) -> [f32; 6] {
+pub(crate) fn bt(d: [f32; 6]) -> [f32; 6] {
     let t0 = (-4f32).mul_add(d[2], d[4]);
     let t1 = (-4f32).mul_add(d[1], d[3]);
     let t2 = d[4] - d[2];
@@ -531,7 +269,7 @@ fn bt(d: [f32; 6]) -> [f32; 6] {
 /// `Aᵀ m` of one column of six values.
 /// `Aᵀ = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
 /// [0, 1, -1, 8, -8, 1]]`.
-fn at(m: [f32; 6]) -> [f32; 4] {
+pub(crate) fn at(m: [f32; 6]) -> [f32; 4] {
     let (a, b) = (m[1] + m[2], m[1] - m[2]);
     let (c, e) = (m[3] + m[4], m[3] - m[4]);
     [
@@ -544,7 +282,7 @@ fn at(m: [f32; 6]) -> [f32; 4] {
 
 /// The input transform of one tile, channel by channel (where AVX-512 is
 /// missing, and the reference of the AVX-512 tile).
-fn input_tile_loops(d: &[&[f32]; 36], planes: &mut [&mut [f32]], at: usize, ci: usize) {
+pub(crate) fn input_tile_loops(d: &[&[f32]; 36], planes: &mut [&mut [f32]], at: usize, ci: usize) {
     for l in 0..ci {
         // e[r][s] = (Bᵀ d)[r][s]
         let mut e = [[0f32; 6]; 6];
@@ -563,7 +301,13 @@ fn input_tile_loops(d: &[&[f32]; 36], planes: &mut [&mut [f32]], at: usize, ci: 
 }
 
 /// The output transform of one tile, channel by channel.
-fn output_tile_loops(planes: &[&[f32]], at_ch: usize, co: usize, out: &mut [f32], pl: Placement) {
+pub(crate) fn output_tile_loops(
+    planes: &[&[f32]],
+    at_ch: usize,
+    co: usize,
+    out: &mut [f32],
+    pl: Placement,
+) {
     pl.check(co, out.len());
     for l in 0..co {
         // u[a][s] = (Aᵀ M)[a][s]
@@ -777,10 +521,8 @@ mod tests {
     /// 16-channel step and a partial tile (3 rows, 2 columns) included.
     #[cfg(target_arch = "x86_64")]
     #[test]
+    #[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
     fn simd_tiles_are_bitwise_the_loops() {
-        if crate::kernels::packed_gemm::skip_without_avx512() {
-            return;
-        }
         let mut rng = Rng::new(4);
         let c = 37;
         let mut rand = |n: usize| (0..n).map(|_| rng.normal()).collect::<Vec<f32>>();
@@ -816,10 +558,8 @@ mod tests {
     /// the bits of the forward with all 36 matrices packed at once: shares
     /// of one and two panels, the last one partial, odd and even sides.
     #[test]
+    #[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
     fn packing_as_it_goes_changes_no_bit() {
-        if crate::kernels::packed_gemm::skip_without_avx512() {
-            return;
-        }
         let mut rng = Rng::new(9);
         for (n, hw, c, cout) in [(8, 7, 160, 144), (2, 16, 144, 200)] {
             let p = crate::ops::conv2d::plan(
@@ -829,25 +569,19 @@ mod tests {
                 &crate::ops::Conv2dConfig::default().with_padding(crate::ops::Padding::Same),
             )
             .unwrap();
-            assert!(packs_as_it_goes(&p), "{n}x{hw}x{hw}x{c}->{cout}");
+            use crate::ops::conv2d::dispatch::{self, Forward, Gemm, WeightUse};
+            let alg = dispatch::forward(&p, Gemm::Packed, WeightUse::Once);
+            assert_eq!(alg, Forward::Winograd4Packing, "{n}x{hw}x{hw}x{c}->{cout}");
             let x: Vec<f32> = (0..n * hw * hw * c).map(|_| rng.normal()).collect();
             let w: Vec<f32> = (0..9 * c * cout).map(|_| rng.normal()).collect();
             let rows = n * hw * hw;
             let mut want = vec![0f32; rows * cout];
-            forward(
-                &x,
-                &pack_weights(&w, &p),
-                &p,
-                &super::super::NO_EPILOGUE,
-                &mut want,
-            );
+            let none = crate::ops::conv2d::epilogue::EpilogueRef::NONE;
+            let whole = crate::ops::conv2d::algorithms::winograd_f4_whole::forward;
+            whole(&x, &pack_weights(&w, &p), &p, &none, &mut want);
             let mut got = vec![f32::NAN; rows * cout];
-            whole_with(
-                &x,
-                WholeWeights::Raw(&w),
-                &p,
-                &super::super::NO_EPILOGUE,
-                &mut got,
+            crate::ops::conv2d::algorithms::winograd_f4_whole::forward_packing(
+                &x, &w, &p, &none, &mut got,
             );
             assert_eq!(got, want, "{n}x{hw}x{hw}x{c}->{cout}");
         }
