@@ -3,8 +3,12 @@
 //! statistics and updates `moving = moving*momentum + batch*(1-momentum)`
 //! (biased variance); inference mode and a frozen layer use the moving ones.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 use strata_core::{Rng, Tensor};
+
+use crate::distributed::{all_reduce_op, channel_sums, LayerDistribution};
 
 use super::dense::not_built;
 use super::{expect_inputs, Ctx, Layer, LayerBase};
@@ -21,6 +25,8 @@ pub struct BatchNormalization {
     beta: Option<Weight>,
     moving_mean: Option<Weight>,
     moving_variance: Option<Weight>,
+    /// In a data-parallel run with synchronised statistics: the collective.
+    distribution: Option<Arc<LayerDistribution>>,
 }
 
 impl BatchNormalization {
@@ -111,6 +117,63 @@ impl BatchNormalization {
         Ok(y)
     }
 
+    /// The collective when this layer normalises with the global batch's
+    /// statistics (a data-parallel run with synchronised BatchNorm).
+    fn synchronised(&self) -> Option<Arc<LayerDistribution>> {
+        self.distribution
+            .as_ref()
+            .filter(|d| d.sync_batchnorm)
+            .cloned()
+    }
+
+    /// Synchronised BatchNorm's training forward: the per-channel sums and
+    /// sums of squares, and the sample count, all-reduced in one autograd
+    /// op (its backward all-reduces their gradients), then the statistics
+    /// of the global batch as differentiable [C] ops and `y = x * a + b`;
+    /// the moving statistics updated from the global ones, alike on every
+    /// rank.
+    fn forward_train_sync(&mut self, x: &Tensor, d: &LayerDistribution) -> Result<Tensor> {
+        let name = self.base.name.clone();
+        let (mm, mv) = self.moving_for(x)?;
+        let c = mm.shape()[0];
+        let rows = x.numel() / c.max(1);
+        let local = Tensor::concat(
+            &[
+                channel_sums(x)?,
+                Tensor::from_vec(vec![rows as f32], &[1]).in_layer(&name)?,
+            ],
+            0,
+        )
+        .in_layer(&name)?;
+        let global = all_reduce_op(&local, &d.collective)?;
+        let n = global.get(&[2 * c]).in_layer(&name)?.max(1.0);
+        let mean = global.slice(0, 0, c).in_layer(&name)?.mul_scalar(1.0 / n);
+        let var = global
+            .slice(0, c, 2 * c)
+            .in_layer(&name)?
+            .mul_scalar(1.0 / n)
+            .sub(&mean.square())
+            .in_layer(&name)?
+            .relu();
+        let inv = Tensor::ones(&[c])
+            .div(&var.add_scalar(self.epsilon).sqrt())
+            .in_layer(&name)?;
+        let a = match &self.gamma {
+            Some(g) => g.value.mul(&inv).in_layer(&name)?,
+            None => inv,
+        };
+        let shift = mean.mul(&a).in_layer(&name)?;
+        let b = match &self.beta {
+            Some(bt) => bt.value.sub(&shift).in_layer(&name)?,
+            None => shift.mul_scalar(-1.0),
+        };
+        let y = x.mul(&a).in_layer(&name)?.add(&b).in_layer(&name)?;
+        let m = self.momentum;
+        strata_core::ops::batch_norm::update_moving(&mut mm.value.data_mut(), &mean.to_vec(), m);
+        strata_core::ops::batch_norm::update_moving(&mut mv.value.data_mut(), &var.to_vec(), m);
+        Ok(y)
+    }
+
     pub fn new() -> Self {
         BatchNormalization {
             base: LayerBase::new(None),
@@ -122,6 +185,7 @@ impl BatchNormalization {
             beta: None,
             moving_mean: None,
             moving_variance: None,
+            distribution: None,
         }
     }
     pub fn epsilon(mut self, e: f32) -> Self {
@@ -192,6 +256,9 @@ impl Layer for BatchNormalization {
         let x = &inputs[0];
         // a frozen BatchNormalization runs in inference mode (as in Keras)
         if !self.uses_moving_statistics(ctx.training) {
+            if let Some(d) = self.synchronised() {
+                return self.forward_train_sync(x, &d);
+            }
             return self.forward_train(x, false);
         }
         let (mm, mv) = self.moving_for(x)?;
@@ -207,6 +274,9 @@ impl Layer for BatchNormalization {
         moments: &strata_core::kernels::moments::ChannelMoments,
         relu: bool,
     ) -> Option<Result<Tensor>> {
+        if self.synchronised().is_some() {
+            return None;
+        }
         Some(self.forward_train_with(x, Some(moments), relu))
     }
     fn forward_with_moments_add_relu(
@@ -215,11 +285,16 @@ impl Layer for BatchNormalization {
         moments: &strata_core::kernels::moments::ChannelMoments,
         residual: &Tensor,
     ) -> Option<Result<Tensor>> {
+        if self.synchronised().is_some() {
+            return None;
+        }
         Some(self.forward_train_then(x, Some(moments), true, Some(residual)))
     }
     fn forward_relu(&mut self, inputs: &[Tensor], ctx: &mut Ctx) -> Option<Result<Tensor>> {
-        (inputs.len() == 1 && !self.uses_moving_statistics(ctx.training))
-            .then(|| self.forward_train(&inputs[0], true))
+        (inputs.len() == 1
+            && !self.uses_moving_statistics(ctx.training)
+            && self.synchronised().is_none())
+        .then(|| self.forward_train(&inputs[0], true))
     }
     fn weights(&self) -> Vec<&Weight> {
         self.gamma
@@ -250,6 +325,9 @@ impl Layer for BatchNormalization {
     }
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+    fn set_distribution(&mut self, d: Option<Arc<LayerDistribution>>) {
+        self.distribution = d;
     }
 }
 
