@@ -14,8 +14,6 @@ use crate::error::{NnError, Result};
 use crate::losses::Targets;
 use crate::metrics::Metric;
 use crate::model::{gather_rows, FitConfig, Model};
-#[cfg(test)]
-use crate::optimizers::Param;
 
 /// One `fit` call's distributed state.
 pub(crate) struct DataParallel {
@@ -349,20 +347,6 @@ pub(crate) fn slice_batch(
             .collect::<Result<_>>()?,
         targets.gather(&idx)?,
     ))
-}
-
-/// The gradients of `params`, for tests: a flat copy.
-#[cfg(test)]
-pub(crate) fn flat_grads(params: &[Param]) -> Vec<f32> {
-    let mut v = Vec::new();
-    for p in params {
-        p.value.with_grad(|g| {
-            if let Some(g) = g {
-                v.extend_from_slice(g)
-            }
-        });
-    }
-    v
 }
 
 #[cfg(test)]
