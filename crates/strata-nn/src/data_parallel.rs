@@ -15,6 +15,9 @@ use crate::losses::Targets;
 use crate::metrics::Metric;
 use crate::model::{gather_rows, FitConfig, Model};
 
+/// A global batch's loss sum, sample count and metric counts.
+pub(crate) type StepTotals = (f64, usize, Vec<(usize, usize)>);
+
 /// One `fit` call's distributed state.
 pub(crate) struct DataParallel {
     pub(crate) d: Distributed,
@@ -82,7 +85,7 @@ impl DataParallel {
         items.extend(d.agree_on.iter().cloned());
         d.agree(&items)?;
         let bs = cfg.batch_size;
-        if bs % n != 0 {
+        if !bs.is_multiple_of(n) {
             return Err(NnError::Ranks(format!(
                 "the global batch of {bs} does not divide by the {n} ranks: give a --batch-size that is a multiple of {n}"
             )));
@@ -156,6 +159,7 @@ impl DataParallel {
     /// One optimizer step on this rank's slice of a global batch of
     /// `global_len` samples; returns the global batch's (loss sum, samples,
     /// metric counts), the same on every rank.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn train_step(
         &mut self,
         model: &mut Model,
@@ -165,7 +169,7 @@ impl DataParallel {
         keys: Vec<u64>,
         global_len: usize,
         metrics: &[Metric],
-    ) -> Result<(f64, usize, Vec<(usize, usize)>)> {
+    ) -> Result<StepTotals> {
         if let Ok(mut k) = self.layers.sample_keys.lock() {
             *k = keys;
         }
