@@ -14,7 +14,7 @@ use strata_nn::Model;
 use crate::model_arg::CliResult;
 
 /// How to get a build that trains on several processes.
-pub const BUILD_HINT: &str = "this strata was built without MPI: install OpenMPI (apt-get install -y libopenmpi-dev openmpi-bin libclang-dev) and build with `cargo build --release --features mpi`";
+pub const BUILD_HINT: &str = "this strata was built without MPI: install OpenMPI (apt-get install -y libopenmpi-dev openmpi-bin libclang-dev) and build with `cargo build --release -p strata-cli --features mpi`";
 
 /// This process's place in a data-parallel run.
 pub struct Ranks {
