@@ -60,6 +60,9 @@ pub struct Checkpointer {
     /// The epochs before a resume, then this run's.
     pub history: Arc<Mutex<History>>,
     pub stopped_at: StoppedAt,
+    /// In a run on several processes: the ranks decide to stop together,
+    /// and rank 0 alone writes.
+    pub ranks: Option<strata_nn::distributed::Distributed>,
 }
 
 impl Checkpointer {
@@ -70,6 +73,9 @@ impl Checkpointer {
         epoch: usize,
         step: usize,
     ) -> strata_nn::Result<()> {
+        if self.ranks.as_ref().is_some_and(|d| d.rank() != 0) {
+            return Ok(());
+        }
         self.interrupts.writing.store(true, Ordering::SeqCst);
         let history = self.history.lock().map(|h| h.clone()).unwrap_or_default();
         let result = model.save_checkpoint_with_history(path, epoch, step, Some(&history));
@@ -103,7 +109,11 @@ impl Callback for Checkpointer {
         model: &mut Model,
         control: &mut TrainingControl,
     ) -> strata_nn::Result<()> {
-        if self.interrupts.requested() {
+        let requested = match &self.ranks {
+            Some(d) => d.any(self.interrupts.requested())?,
+            None => self.interrupts.requested(),
+        };
+        if requested {
             let path = self.on_interrupt.clone();
             self.write(model, &path, epoch, batch + 1)?;
             if let Ok(mut at) = self.stopped_at.lock() {

@@ -5,6 +5,7 @@ mod checkpointing;
 mod checks;
 mod commands;
 mod data_arg;
+mod distributed;
 mod image_arg;
 mod model_arg;
 mod npy_source;

@@ -44,6 +44,10 @@ pub enum NnError {
     /// Training could not go on (bad arguments, non-finite loss, ...).
     #[error("training: {0}")]
     Training(String),
+    /// The ranks of a distributed run cannot train together (they disagree,
+    /// or the batch does not split); every rank finds the same one.
+    #[error("distributed training: {0}")]
+    Ranks(String),
 }
 
 impl NnError {

@@ -4,8 +4,11 @@
 
 pub mod activations;
 pub mod attribution;
+pub mod data_parallel;
+pub mod distributed;
 pub mod error;
 pub mod explain;
+mod grad_buckets;
 pub mod initializers;
 pub mod layers;
 pub mod losses;

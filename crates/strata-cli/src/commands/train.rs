@@ -115,6 +115,16 @@ pub struct Args {
     /// above 2 GiB); training is the same bit for bit.
     #[arg(long)]
     stream: bool,
+    /// Train on N processes of this machine: the command relaunched under
+    /// mpirun (a build with the `mpi` feature); --batch-size is then the
+    /// global batch.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// In a run on several processes: BatchNormalization normalises with each
+    /// rank's own batch statistics (PyTorch DDP's way) instead of the global
+    /// batch's.
+    #[arg(long)]
+    local_batchnorm: bool,
     #[command(flatten)]
     images: ImageArgs,
     #[command(flatten)]
@@ -400,7 +410,7 @@ fn npy_stream(a: &Args, model: &Model) -> CliResult<Option<TrainData>> {
 /// Streams of an image folder for `model`, whose file info gets the class
 /// names and preprocessing; a model that already names its classes (a
 /// model file being fine-tuned) has the folder's classes matched by name.
-fn prepare_folder(a: &Args, model: &mut Model) -> CliResult<FolderData> {
+fn prepare_folder(a: &Args, model: &mut Model, lead: bool) -> CliResult<FolderData> {
     let p = a.images.preprocessing(model)?;
     let cfg = a
         .images
@@ -441,15 +451,17 @@ fn prepare_folder(a: &Args, model: &mut Model) -> CliResult<FolderData> {
         )
         .into());
     }
-    println!(
-        "classes: {} ({} training images{})",
-        class_names.join(", "),
-        f.train.len(),
-        f.validation
-            .as_ref()
-            .map(|v| format!(", {} validation", v.len()))
-            .unwrap_or_default()
-    );
+    lead.then(|| {
+        println!(
+            "classes: {} ({} training images{})",
+            class_names.join(", "),
+            f.train.len(),
+            f.validation
+                .as_ref()
+                .map(|v| format!(", {} validation", v.len()))
+                .unwrap_or_default()
+        )
+    });
     model.set_info(strata_nn::ModelInfo {
         class_names,
         preprocessing: Some(p),
@@ -458,6 +470,40 @@ fn prepare_folder(a: &Args, model: &mut Model) -> CliResult<FolderData> {
 }
 
 pub fn run(a: Args) -> CliResult<()> {
+    if let Some(n) = a.workers {
+        checks::at_least_one("--workers", n)?;
+        check_args(&a)?;
+        return crate::distributed::relaunch(n);
+    }
+    let Some(ranks) = crate::distributed::init()? else {
+        if a.local_batchnorm {
+            return Err(
+                "--local-batchnorm applies to a run on several processes (mpirun, --workers)"
+                    .into(),
+            );
+        }
+        return run_on(a, None);
+    };
+    match run_on(a, Some(&ranks)) {
+        Ok(()) => {
+            ranks.finish();
+            Ok(())
+        }
+        Err(e) => {
+            // every rank meets these alike: rank 0 alone says so
+            let agreed = matches!(
+                e.downcast_ref::<strata_nn::NnError>(),
+                Some(strata_nn::NnError::Ranks(_))
+            ) || e.to_string().starts_with("interrupted:");
+            ranks.fail(&e.to_string().replace('\n', " "), agreed)
+        }
+    }
+}
+
+/// `train` in this process, alone or as one rank of `ranks` (then rank 0
+/// alone prints and writes files).
+fn run_on(a: Args, ranks: Option<&crate::distributed::Ranks>) -> CliResult<()> {
+    let lead = ranks.is_none_or(|r| r.rank() == 0);
     check_args(&a)?;
     if let Some(w) = a.images.data_workers {
         checks::threads("--data-workers", w)?;
@@ -488,11 +534,13 @@ pub fn run(a: Args) -> CliResult<()> {
     }
     if a.freeze_backbone {
         let left = strata_zoo::freeze_backbone(&mut model)?;
-        eprintln!("frozen backbone; training {}", left.join(", "));
+        if lead {
+            eprintln!("frozen backbone; training {}", left.join(", "));
+        }
     }
     let folder = Path::new(&a.data).is_dir();
     let data = if folder {
-        let f = prepare_folder(&a, &mut model)?;
+        let f = prepare_folder(&a, &mut model, lead)?;
         TrainData::Stream {
             train: Box::new(StreamSource(f.train)),
             validation: f
@@ -577,11 +625,13 @@ pub fn run(a: Args) -> CliResult<()> {
     let (mut initial_epoch, mut initial_step) = (0, 0);
     if let Some(r) = &a.resume {
         (initial_epoch, initial_step) = model.load_checkpoint(r)?;
-        eprintln!(
-            "resuming from {} at epoch {}, step {initial_step}",
-            r.display(),
-            initial_epoch + 1
-        );
+        lead.then(|| {
+            eprintln!(
+                "resuming from {} at epoch {}, step {initial_step}",
+                r.display(),
+                initial_epoch + 1
+            )
+        });
     }
     let cfg = FitConfig {
         epochs,
@@ -593,7 +643,7 @@ pub fn run(a: Args) -> CliResult<()> {
             TrainData::Memory(_) => a.validation_split.unwrap_or(0.0),
             TrainData::Stream { .. } => 0.0,
         },
-        verbose: if a.quiet {
+        verbose: if a.quiet || !lead {
             Verbosity::Silent
         } else {
             Verbosity::Auto
@@ -601,6 +651,16 @@ pub fn run(a: Args) -> CliResult<()> {
         max_steps: a.steps,
         initial_epoch,
         initial_step,
+        distributed: ranks.map(|r| {
+            let mut d = r.dist.clone();
+            d.sync_batchnorm = !a.local_batchnorm;
+            let argv: Vec<String> = std::env::args().skip(1).collect();
+            d.agree_on = vec![(
+                "the command line".to_string(),
+                strata_nn::distributed::hash_bytes(argv.join("\u{1f}").as_bytes()),
+            )];
+            d
+        }),
         ..FitConfig::default()
     };
     let prior = match &a.resume {
@@ -615,7 +675,13 @@ pub fn run(a: Args) -> CliResult<()> {
         interrupts: Interrupts::install(),
         history: Arc::clone(&history),
         stopped_at: Arc::clone(&stopped_at),
+        ranks: cfg.distributed.clone(),
     })];
+    if let Some(r) = ranks {
+        if let Some(record) = crate::distributed::StepRecord::from_env(r.rank())? {
+            callbacks.push(Box::new(record));
+        }
+    }
     let start = std::time::Instant::now();
     let this_run = match &data {
         TrainData::Memory(d) => model.fit(
@@ -640,6 +706,10 @@ pub fn run(a: Args) -> CliResult<()> {
     }
     let secs = start.elapsed().as_secs_f64();
     let history = history.lock().map(|h| h.clone()).unwrap_or(this_run);
+    if !lead {
+        // rank 0 reports and writes the files
+        return Ok(());
+    }
     let epochs_done = history.epoch.len();
     let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     match a.steps {

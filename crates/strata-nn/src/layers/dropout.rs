@@ -4,12 +4,18 @@
 use serde_json::{Map, Value};
 use strata_core::{Rng, Tensor};
 
+use std::sync::Arc;
+
 use super::{expect_inputs, Ctx, Layer, LayerBase};
+use crate::distributed::{keyed_dropout_mask, LayerDistribution};
 use crate::error::{InLayer, NnError, Result};
 
 pub struct Dropout {
     base: LayerBase,
     pub rate: f32,
+    /// In a data-parallel run: masks keyed by each sample, not drawn from
+    /// the model's generator, so they do not depend on the number of ranks.
+    distribution: Option<Arc<LayerDistribution>>,
 }
 
 impl Dropout {
@@ -17,6 +23,7 @@ impl Dropout {
         Dropout {
             base: LayerBase::new(None),
             rate,
+            distribution: None,
         }
     }
 }
@@ -47,6 +54,25 @@ impl Layer for Dropout {
         if !ctx.training {
             return Ok(inputs[0].clone());
         }
+        if let Some(d) = &self.distribution {
+            let x = &inputs[0];
+            if self.rate == 0.0 {
+                return Ok(x.clone());
+            }
+            let keys = d.keys();
+            let rows = x.shape().first().copied().unwrap_or(0);
+            if keys.len() != rows {
+                return Err(NnError::Training(format!(
+                    "layer '{}': {rows} rows but {} sample keys",
+                    self.base.name,
+                    keys.len()
+                )));
+            }
+            let row = x.numel() / rows.max(1);
+            let mask = keyed_dropout_mask(&keys, row, self.rate, &self.base.name);
+            let mask = Tensor::from_vec(mask, x.shape()).in_layer(&self.base.name)?;
+            return x.mul(&mask).in_layer(&self.base.name);
+        }
         inputs[0]
             .dropout(self.rate, ctx.rng)
             .in_layer(&self.base.name)
@@ -61,6 +87,9 @@ impl Layer for Dropout {
     }
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+    fn set_distribution(&mut self, d: Option<Arc<LayerDistribution>>) {
+        self.distribution = d;
     }
 }
 

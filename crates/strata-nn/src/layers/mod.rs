@@ -104,6 +104,16 @@ pub trait Layer: Any + Send {
 
     fn as_any(&self) -> &dyn Any;
 
+    /// Enters (`Some`) or leaves (`None`) a data-parallel run: layers whose
+    /// training forward depends on the batch (BatchNormalization's
+    /// statistics, Dropout's masks) read the run's collective and sample
+    /// keys from it. The default ignores it.
+    fn set_distribution(
+        &mut self,
+        _d: Option<std::sync::Arc<crate::distributed::LayerDistribution>>,
+    ) {
+    }
+
     fn name(&self) -> &str {
         &self.base().name
     }

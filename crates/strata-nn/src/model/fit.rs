@@ -42,6 +42,9 @@ pub struct FitConfig {
     pub initial_epoch: usize,
     /// Batches of `initial_epoch` already done (resuming mid-epoch).
     pub initial_step: usize,
+    /// Train as one rank of a data-parallel run: `batch_size` is then the
+    /// global batch, split into contiguous slices, one per rank.
+    pub distributed: Option<crate::distributed::Distributed>,
 }
 
 impl Default for FitConfig {
@@ -58,6 +61,7 @@ impl Default for FitConfig {
             max_steps: None,
             initial_epoch: 0,
             initial_step: 0,
+            distributed: None,
         }
     }
 }
@@ -105,6 +109,10 @@ struct Step {
     targets: Targets,
     sample_weights: Option<Vec<f32>>,
     skipped: usize,
+    /// In a data-parallel run: the dropout key of each row, and the global
+    /// batch's size (this rank holds a slice of it).
+    keys: Vec<u64>,
+    global_len: usize,
 }
 
 /// Where the validation metrics of each epoch come from.
@@ -136,6 +144,10 @@ fn sample_count(inputs: &[Tensor], targets: &Targets) -> Result<usize> {
 }
 
 impl Model {
+    pub(crate) fn compiled_or_err_pub(&self) -> Result<()> {
+        self.compiled_or_err()
+    }
+
     fn compiled_or_err(&self) -> Result<()> {
         if self.compiled.is_none() {
             return Err(NnError::Training(
@@ -275,12 +287,31 @@ impl Model {
         let weights = Self::sample_weights(cfg, targets);
         let bs = cfg.batch_size;
         let steps_per_epoch = n.div_ceil(bs);
+        // a data-parallel rank takes its contiguous slice of each global batch
+        let ranks = cfg
+            .distributed
+            .as_ref()
+            .map(|d| (d.rank(), d.size(), cfg.seed));
         let batches = |epoch: usize, first: usize| {
             let order = epoch_order(n, cfg.shuffle, cfg.seed, epoch);
             let weights = weights.as_ref();
             (first..steps_per_epoch).map(move |b| {
-                let idx = &order[b * bs..((b + 1) * bs).min(n)];
+                let global = &order[b * bs..((b + 1) * bs).min(n)];
+                let (idx, keys) = match ranks {
+                    None => (global, Vec::new()),
+                    Some((rank, size, seed)) => {
+                        let idx =
+                            &global[crate::data_parallel::rank_slice(global.len(), rank, size)];
+                        let keys = idx
+                            .iter()
+                            .map(|&i| crate::data_parallel::sample_key(seed, epoch, i))
+                            .collect();
+                        (idx, keys)
+                    }
+                };
                 Ok(Step {
+                    keys,
+                    global_len: global.len(),
                     inputs: inputs
                         .iter()
                         .map(|x| gather_rows(x, idx))
@@ -292,7 +323,7 @@ impl Model {
             })
         };
         let validation = validation.map(Validation::Tensors);
-        self.fit_loop(cfg, steps_per_epoch, validation, batches, callbacks)
+        self.fit_loop(cfg, (n, steps_per_epoch), validation, batches, callbacks)
     }
 
     /// Trains on batches from `source` (an image folder streamed from disk);
@@ -322,20 +353,57 @@ impl Model {
                 "the training source holds no samples".into(),
             ));
         }
+        let ranks = cfg
+            .distributed
+            .as_ref()
+            .map(|d| (d.rank(), d.size(), cfg.seed));
         let batches = |epoch: usize, first: usize| {
-            source.epoch(epoch, first).map(|b| {
-                b.map(|b| Step {
-                    inputs: b.inputs,
-                    targets: b.targets,
-                    sample_weights: None,
-                    skipped: b.skipped,
-                })
+            let mut b = first;
+            source.epoch(epoch, first).map(move |batch| {
+                let at = b;
+                b += 1;
+                let batch = batch?;
+                let global_len = batch.targets.len();
+                match ranks {
+                    None => Ok(Step {
+                        inputs: batch.inputs,
+                        targets: batch.targets,
+                        sample_weights: None,
+                        skipped: batch.skipped,
+                        keys: Vec::new(),
+                        global_len,
+                    }),
+                    Some((rank, size, seed)) => {
+                        // every rank reads the global batch and keeps its slice
+                        let rows = crate::data_parallel::rank_slice(global_len, rank, size);
+                        let keys = rows
+                            .clone()
+                            .map(|j| {
+                                crate::data_parallel::sample_key(
+                                    seed,
+                                    epoch,
+                                    at * cfg.batch_size + j,
+                                )
+                            })
+                            .collect();
+                        let (inputs, targets) =
+                            crate::data_parallel::slice_batch(&batch.inputs, &batch.targets, rows)?;
+                        Ok(Step {
+                            inputs,
+                            targets,
+                            sample_weights: None,
+                            skipped: batch.skipped,
+                            keys,
+                            global_len,
+                        })
+                    }
+                }
             })
         };
         let steps = source.batches_per_epoch();
         self.fit_loop(
             cfg,
-            steps,
+            (source.samples(), steps),
             validation.map(Validation::Source),
             batches,
             callbacks,
@@ -347,10 +415,46 @@ impl Model {
     fn fit_loop<I>(
         &mut self,
         cfg: &FitConfig,
+        (samples, steps_per_epoch): (usize, usize),
+        validation: Option<Validation<'_>>,
+        batches: impl FnMut(usize, usize) -> I,
+        callbacks: &mut [Box<dyn Callback>],
+    ) -> Result<History>
+    where
+        I: Iterator<Item = Result<Step>>,
+    {
+        let mut dp = match &cfg.distributed {
+            None => None,
+            Some(d) => Some(crate::data_parallel::DataParallel::start(
+                self,
+                d,
+                cfg,
+                samples,
+                steps_per_epoch,
+            )?),
+        };
+        let result = self.fit_epochs(
+            cfg,
+            steps_per_epoch,
+            validation,
+            batches,
+            callbacks,
+            dp.as_mut(),
+        );
+        if let Some(dp) = dp {
+            dp.finish(self);
+        }
+        result
+    }
+
+    fn fit_epochs<I>(
+        &mut self,
+        cfg: &FitConfig,
         steps_per_epoch: usize,
         validation: Option<Validation<'_>>,
         mut batches: impl FnMut(usize, usize) -> I,
         callbacks: &mut [Box<dyn Callback>],
+        mut dp: Option<&mut crate::data_parallel::DataParallel>,
     ) -> Result<History>
     where
         I: Iterator<Item = Result<Step>>,
@@ -391,31 +495,57 @@ impl Model {
                 };
                 let step = step?;
                 progress.skipped += step.skipped;
-                let batch_len = step.targets.len();
+                let batch_len = step.global_len;
                 if batch_len == 0 {
                     b += 1;
                     continue;
                 }
                 self.rng = Rng::new(mix(cfg.seed ^ 0xD40F, global_step));
-                let (loss, out) = self
-                    .train_step(&step.inputs, &step.targets, step.sample_weights.as_deref())
-                    .map_err(|e| match e {
-                        NnError::Training(m) => NnError::Training(format!(
-                            "{m} at step {} (epoch {}, batch {})",
-                            global_step + 1,
-                            epoch + 1,
-                            b + 1
-                        )),
-                        other => other,
-                    })?;
+                let at_step = |e| match e {
+                    NnError::Training(m) => NnError::Training(format!(
+                        "{m} at step {} (epoch {}, batch {})",
+                        global_step + 1,
+                        epoch + 1,
+                        b + 1
+                    )),
+                    other => other,
+                };
+                match dp.as_deref_mut() {
+                    None => {
+                        let (loss, out) = self
+                            .train_step(&step.inputs, &step.targets, step.sample_weights.as_deref())
+                            .map_err(at_step)?;
+                        loss_sum += loss as f64 * batch_len as f64;
+                        seen += batch_len;
+                        for (m, c) in metrics.iter().zip(correct.iter_mut()) {
+                            let (k, t) = m.count(&out, &step.targets)?;
+                            c.0 += k;
+                            c.1 += t;
+                        }
+                    }
+                    Some(dp) => {
+                        let (l, n, counts) = dp
+                            .train_step(
+                                self,
+                                &step.inputs,
+                                &step.targets,
+                                step.sample_weights.as_deref(),
+                                step.keys,
+                                batch_len,
+                                &metrics,
+                            )
+                            .map_err(at_step)?;
+                        loss_sum += l;
+                        seen += n;
+                        for (c, (k, t)) in correct.iter_mut().zip(counts) {
+                            c.0 += k;
+                            c.1 += t;
+                        }
+                    }
+                }
                 global_step += 1;
-                loss_sum += loss as f64 * batch_len as f64;
-                seen += batch_len;
                 logs.insert("loss".to_string(), (loss_sum / seen as f64) as f32);
-                for (m, c) in metrics.iter().zip(correct.iter_mut()) {
-                    let (k, t) = m.count(&out, &step.targets)?;
-                    c.0 += k;
-                    c.1 += t;
+                for (m, c) in metrics.iter().zip(correct.iter()) {
                     logs.insert(m.name(), c.0 as f32 / c.1.max(1) as f32);
                 }
                 progress.step(batch_len, &logs);
@@ -442,20 +572,43 @@ impl Model {
                     progress.skipped
                 )));
             }
-            match &validation {
-                Some(Validation::Tensors((vx, vy))) => {
+            match (&validation, dp.as_deref()) {
+                (Some(Validation::Tensors((vx, vy))), Some(dp)) => {
+                    for (k, v) in dp.evaluate_tensors(self, vx, vy, cfg.batch_size)? {
+                        logs.insert(format!("val_{k}"), v);
+                    }
+                }
+                (Some(Validation::Source(v)), Some(dp)) => {
+                    // the ranks take the validation batches in turn
+                    let (rank, size) = (dp.rank(), dp.size());
+                    let mut skipped = 0;
+                    let batches = v.epoch(0, 0).enumerate().filter_map(|(i, b)| {
+                        (i % size == rank).then(|| {
+                            b.map(|b| {
+                                skipped += b.skipped;
+                                (b.inputs, b.targets)
+                            })
+                        })
+                    });
+                    let batches: Vec<_> = batches.collect();
+                    for (k, v) in dp.evaluate(self, batches.into_iter())? {
+                        logs.insert(format!("val_{k}"), v);
+                    }
+                    progress.skipped += skipped;
+                }
+                (Some(Validation::Tensors((vx, vy))), None) => {
                     for (k, v) in self.evaluate(vx, vy, cfg.batch_size)? {
                         logs.insert(format!("val_{k}"), v);
                     }
                 }
-                Some(Validation::Source(v)) => {
+                (Some(Validation::Source(v)), None) => {
                     let (results, skipped) = self.evaluate_source(*v)?;
                     progress.skipped += skipped;
                     for (k, v) in results {
                         logs.insert(format!("val_{k}"), v);
                     }
                 }
-                None => {}
+                (None, _) => {}
             }
             if let Some(c) = &self.compiled {
                 logs.insert("learning_rate".into(), c.optimizer.current_learning_rate());
