@@ -24,6 +24,14 @@ use strata_core::Tensor;
 
 const EXE: &str = env!("CARGO_BIN_EXE_strata");
 
+/// One launch at a time: several mpirun jobs at once on a small machine
+/// oversubscribe it and stretch the timing-sensitive fault checks.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// OpenMPI's settings for CI: loopback only, as root.
 fn mpi_env(c: &mut Command) -> &mut Command {
     c.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
@@ -172,6 +180,7 @@ const MNIST_ARGS: &[&str] = &[
 
 #[test]
 fn mnist_cnn_on_2_and_4_ranks_equals_one() {
+    let _one = exclusive();
     let d = tmp("mnist");
     // 800 training samples: batches of 64, the last of each epoch 32
     digits(&d, 1000);
@@ -223,6 +232,7 @@ fn mnist_cnn_on_2_and_4_ranks_equals_one() {
 
 #[test]
 fn a_batch_that_does_not_divide_and_ranks_that_differ_fail_at_once() {
+    let _one = exclusive();
     let d = tmp("refuse");
     digits(&d, 200);
     let mut args = MNIST_ARGS.to_vec();
@@ -295,6 +305,7 @@ fn image_folder(d: &Path) -> PathBuf {
 
 #[test]
 fn resnet18_with_synchronised_batchnorm_on_2_ranks_equals_one_process() {
+    let _one = exclusive();
     let d = tmp("resnet");
     image_folder(&d);
     let base = [
@@ -347,6 +358,7 @@ fn resnet18_with_synchronised_batchnorm_on_2_ranks_equals_one_process() {
 
 #[test]
 fn a_killed_rank_stops_the_others_and_resume_continues_bitwise() {
+    let _one = exclusive();
     let d = tmp("fault");
     digits(&d, 480);
     let args = |save: &str, ckpt: &str| -> Vec<String> {
