@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use crate::autograd::Upstream;
 use crate::error::{fmt_shape, CoreError, Result};
 use crate::kernels::{buffers, parallel};
+use crate::ops::relu_mask;
 use crate::tensor::Tensor;
 use crate::threads;
 use moments::ChannelMoments;
@@ -313,12 +314,12 @@ fn masked_sums(
                     Some(src) => {
                         let s = &src[r0 + 64 * k..r0 + 64 * (k + 1)];
                         for (i, (o, &d)) in o.iter_mut().zip(s).enumerate() {
-                            *o = parallel::through_mask(d, w, i);
+                            *o = relu_mask::through_mask(d, w, i);
                         }
                     }
                     None => {
                         for (i, o) in o.iter_mut().enumerate() {
-                            *o = parallel::through_mask(*o, w, i);
+                            *o = relu_mask::through_mask(*o, w, i);
                         }
                     }
                 }
@@ -545,7 +546,7 @@ impl Tensor {
             Tail::AddRelu(r) => {
                 inputs.push(r);
                 let record = crate::autograd::should_record(&inputs);
-                parallel::normalise_add_relu(&x, &scale, &shift, &r.data(), record)
+                add_relu_sweep::normalise_add_relu(&x, &scale, &shift, &r.data(), record)
             }
             _ => (normalise_act(&x, &scale, &shift, relu), None),
         };
@@ -590,10 +591,10 @@ impl Tensor {
                 (Some(mask), up) => {
                     let through = match up {
                         Upstream::Owned(mut g) => {
-                            parallel::masked_in_place(&mut g, mask);
+                            relu_mask::masked_in_place(&mut g, mask);
                             g
                         }
-                        Upstream::Shared(dy) => parallel::masked(&dy, mask),
+                        Upstream::Shared(dy) => relu_mask::masked(&dy, mask),
                     };
                     (None, Some(through), None)
                 }
@@ -770,6 +771,7 @@ impl Tensor {
     }
 }
 
+mod add_relu_sweep;
 pub mod moments;
 #[cfg(test)]
 mod tests;
