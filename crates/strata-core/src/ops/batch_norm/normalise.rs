@@ -70,7 +70,7 @@ pub(super) fn normalise_act(x: &[f32], a: &[f32], b: &[f32], relu: bool) -> Vec<
 /// end of a residual block in training, a BatchNorm's affine map, the Add of
 /// the shortcut `r` and the ReLU, without the normalised values written out
 /// and read back. Bitwise [`add_relu`](crate::ops::relu_mask::add_relu) of the affine map's output and `r`.
-pub fn normalise_add_relu(
+pub(super) fn normalise_add_relu(
     x: &[f32],
     a: &[f32],
     b: &[f32],
