@@ -7,6 +7,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
+use rayon::prelude::*;
+
 static REQUESTED: AtomicUsize = AtomicUsize::new(0);
 /// Thread pools built so far, one per requested thread count.
 type PoolCache = std::sync::Mutex<Vec<(usize, std::sync::Arc<rayon::ThreadPool>)>>;
@@ -75,4 +77,24 @@ pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 pub fn chunk_len(len: usize, min_chunk: usize) -> usize {
     let t = num_threads().max(1);
     len.div_ceil(t).max(min_chunk).max(1)
+}
+
+/// Runs `f(chunk_index, chunk)` on the pool over `data` split into chunks of `chunk` elements.
+pub fn for_each_chunk_mut(
+    data: &mut [f32],
+    chunk: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync + Send,
+) {
+    let chunk = chunk.max(1);
+    if data.len() <= chunk || num_threads() == 1 {
+        data.chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+        return;
+    }
+    install(|| {
+        data.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c))
+    });
 }

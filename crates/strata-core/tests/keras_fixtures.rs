@@ -1,7 +1,8 @@
 //! The convolution-family ops against Keras 3 reference numbers
 //! (`shared/fixtures/ops/*.safetensors`, see the README there): forward output
 //! and the gradients of `sum(y * dy)` for every conv2d, depthwise, pooling and
-//! batch-norm case. Skips with a message when the fixtures folder is absent.
+//! batch-norm case. A missing fixtures folder fails them, unless
+//! `STRATA_SKIP_FIXTURES=1` asks to skip (and they say they skipped).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,14 +16,26 @@ use strata_core::Tensor;
 const RTOL: f32 = 1e-4;
 const ATOL: f32 = 1e-5;
 
+/// The shared Keras fixtures' ops folder. A missing folder fails the test,
+/// unless `STRATA_SKIP_FIXTURES=1` asks to skip: then `None`, and the test
+/// says so.
 fn fixtures_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/ops");
     if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!("skipping: fixtures not found at {}", dir.display());
-        None
+        return Some(dir);
     }
+    if std::env::var("STRATA_SKIP_FIXTURES").as_deref() == Ok("1") {
+        eprintln!(
+            "skipped: fixtures not found at {} and STRATA_SKIP_FIXTURES=1",
+            dir.display()
+        );
+        return None;
+    }
+    panic!(
+        "fixtures not found at {}: check out ../shared/fixtures beside the \
+         project, or set STRATA_SKIP_FIXTURES=1 to skip the fixture tests",
+        dir.display()
+    );
 }
 
 /// One fixture file: its tensors (f32, with shapes) and its config JSON.
@@ -130,7 +143,7 @@ impl Case {
     }
 }
 
-/// Every case whose name starts with one of `prefixes`, or None without fixtures.
+/// Every case whose name starts with one of `prefixes`, or None when skipping.
 fn cases(prefixes: &[&str]) -> Option<Vec<Case>> {
     let dir = fixtures_dir()?;
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)

@@ -13,7 +13,7 @@
 
 use std::sync::Mutex;
 
-use super::parallel;
+use crate::threads;
 
 /// Smallest buffer (elements) worth pooling; smaller ones are cheap to allocate.
 pub const MIN_POOLED: usize = 1 << 15;
@@ -158,7 +158,7 @@ pub fn zeroed(len: usize) -> Vec<f32> {
     }
     if v.len() >= len {
         v.truncate(len);
-        parallel::for_each_chunk_mut(&mut v, BLOCK, |_, d| d.fill(0.0));
+        threads::for_each_chunk_mut(&mut v, BLOCK, |_, d| d.fill(0.0));
     } else {
         v.clear();
         v.resize(len, 0.0);
@@ -187,7 +187,7 @@ pub fn copy_of(src: &[f32]) -> Vec<f32> {
     let mut v = F32.take(src.len(), || Vec::with_capacity(src.len()));
     if v.len() >= src.len() {
         v.truncate(src.len());
-        parallel::for_each_chunk_mut(&mut v, BLOCK, |i, d| {
+        threads::for_each_chunk_mut(&mut v, BLOCK, |i, d| {
             d.copy_from_slice(&src[i * BLOCK..i * BLOCK + d.len()])
         });
     } else {

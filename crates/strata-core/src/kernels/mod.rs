@@ -1,10 +1,17 @@
 //! Fast CPU kernels behind the ops. Each has a plain reference in its tests.
+//!
+//! The GEMMs (`gemm`, the crate's and its reference; `packed_gemm`, with B
+//! packed once), the matrix `transpose`, the buffer pool (`buffers`), the
+//! element-wise loops over threads (`parallel`), and, in `simd`, every
+//! AVX-512 function of the crate. Dependencies run one way: `packed_gemm`
+//! and `transpose` use `simd`, `parallel` uses `buffers`, and `simd` uses
+//! nothing here.
 
 pub mod buffers;
 pub mod gemm;
-pub mod lanes;
 pub mod packed_gemm;
 pub mod parallel;
+pub mod simd;
 pub mod transpose;
 
 /// Where strata-nn finds `ChannelMoments` (now BatchNorm's own, in

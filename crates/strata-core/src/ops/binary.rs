@@ -6,6 +6,7 @@
 use crate::autograd::GraphRef;
 use crate::error::Result;
 use crate::kernels::{buffers, parallel};
+use crate::ops::relu_mask;
 use crate::shape::{broadcast_shapes, broadcast_strides, numel, strides};
 use crate::tensor::Tensor;
 
@@ -130,7 +131,7 @@ impl Tensor {
             return Ok(self.add(other)?.relu());
         }
         let record = crate::autograd::should_record(&[self, other]);
-        let (data, mask) = parallel::add_relu(&self.data(), &other.data(), record);
+        let (data, mask) = relu_mask::add_relu(&self.data(), &other.data(), record);
         let (ea, eb) = (GraphRef::of(self), GraphRef::of(other));
         Ok(Tensor::from_op_same_grad(
             data,
@@ -145,11 +146,11 @@ impl Tensor {
                 let need = [ea.requires_grad(), eb.requires_grad()];
                 match (need, &mask) {
                     ([true, _], Some(m)) => {
-                        parallel::masked_in_place(&mut g, m);
+                        relu_mask::masked_in_place(&mut g, m);
                         vec![Some(g), None]
                     }
                     ([false, true], Some(m)) => {
-                        parallel::masked_in_place(&mut g, m);
+                        relu_mask::masked_in_place(&mut g, m);
                         vec![None, Some(g)]
                     }
                     _ => {

@@ -10,6 +10,7 @@ pub mod matmul;
 pub mod padding;
 pub mod pool;
 pub mod reduce;
+pub mod relu_mask;
 pub mod shape_ops;
 pub mod softmax;
 pub mod unary;

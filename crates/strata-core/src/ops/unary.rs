@@ -1,6 +1,7 @@
 //! Element-wise functions and their derivatives, side by side.
 
 use crate::kernels::parallel;
+use crate::ops::relu_mask;
 use crate::tensor::Tensor;
 
 /// erf with |error| < 1.2e-7 (Numerical Recipes' erfc Chebyshev fit), enough for f32.
@@ -118,9 +119,9 @@ impl Tensor {
     /// is freed as soon as the ReLU has run.
     pub fn relu(&self) -> Tensor {
         let y = parallel::map(&self.data(), |x| x.max(0.0));
-        let mask = crate::autograd::should_record(&[self]).then(|| parallel::positive_mask(&y));
+        let mask = crate::autograd::should_record(&[self]).then(|| relu_mask::positive_mask(&y));
         Tensor::from_op(y, self.shape().to_vec(), "relu", &[self], move |g| {
-            vec![mask.map(|m| parallel::masked(g, &m))]
+            vec![mask.map(|m| relu_mask::masked(g, &m))]
         })
     }
     /// Logistic sigmoid, computed without overflow for large |x|.

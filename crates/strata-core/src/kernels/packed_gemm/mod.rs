@@ -23,18 +23,11 @@ use std::ops::Range;
 
 use super::gemm::MatRef;
 
-/// Columns per packed panel: four AVX-512 vectors.
-pub const NR: usize = 64;
-/// Vectors per panel row.
-const NV: usize = NR / 16;
-/// Rows of A per micro-kernel call: 6 x 4 accumulators + 4 panel vectors + the
-/// broadcast fit the 32 vector registers, and each broadcast feeds 4 FMAs.
-const MR: usize = 6;
+pub use super::simd::gemm_micro::NR;
+use super::simd::gemm_micro::{self, MR, NV};
 /// Longest stretch of k per micro-kernel call: an `MR x KC_MAX` block of A
 /// (9 KiB) stays in the 32 KiB L1 while every panel streams past it.
 const KC_MAX: usize = 384;
-/// Panel rows ahead of the one in use that the micro-kernel prefetches.
-const PREFETCH_K: usize = 4;
 /// Bytes of packed B that one pass over A's rows reuses, kept in L2.
 const NC_BYTES: usize = 384 << 10;
 
@@ -321,14 +314,7 @@ fn fill_panel(b: &MatRef, j: usize, panel: &mut [f32]) {
 
 /// Whether this CPU runs the packed kernel (AVX-512F).
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    super::simd::available()
 }
 
 /// Whether `a` can be read by the kernel: rows with unit column stride.
@@ -637,7 +623,7 @@ unsafe fn run(
                     let n0 = j * NR;
                     let w = NR.min(b.n - n0);
                     let masks: [u16; NV] =
-                        std::array::from_fn(|v| super::lanes::mask(w.saturating_sub(16 * v)));
+                        std::array::from_fn(|v| super::simd::lanes::mask(w.saturating_sub(16 * v)));
                     // SAFETY: rows i0..i0+mr of A, values k0..k0+kl, lie in
                     // one run (`k_blocks`), which the source vouches for; rows
                     // k0..k0+kl of panel j; rows i0..i0+mr, columns n0..n0+w of
@@ -647,7 +633,7 @@ unsafe fn run(
                         let cp = out.0.add(i0 * ldc + n0);
                         let next = (j == j0).then_some(&next);
                         let next_c = (i0 + MR < rows.end).then(|| cp.wrapping_add(MR * ldc));
-                        micro::micro(
+                        gemm_micro::micro(
                             mr,
                             kl,
                             &ap,
@@ -667,6 +653,5 @@ unsafe fn run(
     }
 }
 
-mod micro;
 #[cfg(test)]
 mod tests;

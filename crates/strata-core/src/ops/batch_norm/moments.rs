@@ -92,8 +92,9 @@ impl ChannelMoments {
 fn block_sums(block: &[f32], k: &[f32], b1: &mut [f32], b2: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if crate::kernels::packed_gemm::available() {
-        // SAFETY: the CPU has AVX-512F (checked just above).
-        unsafe { simd::block_sums(block, k, b1, b2) };
+        // SAFETY: the CPU has AVX-512F (checked just above); `b1` and `b2`
+        // are as long as `k` (both callers size them so).
+        unsafe { crate::kernels::simd::moments::block_sums(block, k, b1, b2) };
         return;
     }
     block_sums_portable(block, k, b1, b2);
@@ -108,52 +109,6 @@ fn block_sums_portable(block: &[f32], k: &[f32], b1: &mut [f32], b2: &mut [f32])
             let d = v - k;
             *b1 += d;
             *b2 += d * d;
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod simd {
-    /// [`super::block_sums`] 64 channels (four vectors) at a time, the two
-    /// sums of each in registers down all the rows (the portable loop loads
-    /// and stores them at every row). Each sum still adds the rows in order,
-    /// `d * d` rounded before it is added as there, so the results are
-    /// bitwise the portable ones.
-    ///
-    /// # Safety
-    /// The CPU must have AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn block_sums(block: &[f32], k: &[f32], b1: &mut [f32], b2: &mut [f32]) {
-        use crate::kernels::lanes::{load, mask, store};
-        use std::arch::x86_64::*;
-        let c = k.len();
-        let rows = block.len() / c.max(1);
-        // four vectors (64 channels, a cache line of each row) at a time:
-        // four independent chains of additions per sum
-        for j0 in (0..c).step_by(64) {
-            let masks: [u16; 4] = std::array::from_fn(|v| mask(c.saturating_sub(j0 + 16 * v)));
-            // SAFETY: the lanes set in `masks` are channels below c, so in
-            // bounds of `k`, `b1`, `b2` and every row of `block`; masked
-            // loads and stores touch no other lane (an empty mask none).
-            unsafe {
-                let at = |p: *const f32, v: usize| p.wrapping_add(j0 + 16 * v);
-                let kv: [__m512; 4] = std::array::from_fn(|v| load(at(k.as_ptr(), v), masks[v]));
-                let mut s1 = [_mm512_setzero_ps(); 4];
-                let mut s2 = [_mm512_setzero_ps(); 4];
-                for r in 0..rows {
-                    let row = block.as_ptr().add(r * c);
-                    for v in 0..4 {
-                        let x = load(at(row, v), masks[v]);
-                        let d = _mm512_sub_ps(x, kv[v]);
-                        s1[v] = _mm512_add_ps(s1[v], d);
-                        s2[v] = _mm512_add_ps(s2[v], _mm512_mul_ps(d, d));
-                    }
-                }
-                for v in 0..4 {
-                    store(b1.as_mut_ptr().wrapping_add(j0 + 16 * v), masks[v], s1[v]);
-                    store(b2.as_mut_ptr().wrapping_add(j0 + 16 * v), masks[v], s2[v]);
-                }
-            }
         }
     }
 }
@@ -260,7 +215,7 @@ mod tests {
                 let (mut a1, mut a2, mut p1, mut p2) =
                     (vec![9.0; c], vec![9.0; c], vec![0.0; c], vec![0.0; c]);
                 // SAFETY: the CPU has AVX-512F (checked above).
-                unsafe { simd::block_sums(&block, k, &mut a1, &mut a2) };
+                unsafe { crate::kernels::simd::moments::block_sums(&block, k, &mut a1, &mut a2) };
                 block_sums_portable(&block, k, &mut p1, &mut p2);
                 assert_eq!((a1, a2), (p1, p2), "{c} channels");
             }

@@ -16,9 +16,9 @@ use crate::autograd::Upstream;
 use crate::error::{fmt_shape, CoreError, Result};
 use crate::kernels::buffers;
 use crate::kernels::packed_gemm::PackedB;
-use crate::kernels::parallel;
 use crate::ops::batch_norm::moments::{ChannelMoments, MomentSink};
 use crate::ops::padding::{nhwc, Padding};
+use crate::ops::relu_mask;
 use crate::tensor::Tensor;
 
 pub(crate) mod algorithms;
@@ -295,7 +295,7 @@ impl Tensor {
         inputs.extend(bias);
         // the ReLU's gradient rule needs only where the output is positive
         let mask = (relu && crate::autograd::should_record(&inputs))
-            .then(|| parallel::positive_mask(&data));
+            .then(|| relu_mask::positive_mask(&data));
         let out_shape = vec![p.n, p.geo.out_h, p.geo.out_w, p.cout];
         let (x, w, has_bias) = (self.clone(), kernel.clone(), bias.is_some());
         let b_grad = bias.is_some_and(|b| b.requires_grad());
@@ -309,10 +309,10 @@ impl Tensor {
                 // g * 0, over the gradient itself when no one else holds it
                 let masked = match (mask, up) {
                     (Some(m), Upstream::Owned(mut g)) => {
-                        parallel::masked_in_place(&mut g, &m);
+                        relu_mask::masked_in_place(&mut g, &m);
                         Upstream::Owned(g)
                     }
-                    (Some(m), Upstream::Shared(g)) => Upstream::Owned(parallel::masked(&g, &m)),
+                    (Some(m), Upstream::Shared(g)) => Upstream::Owned(relu_mask::masked(&g, &m)),
                     (None, up) => up,
                 };
                 let g: &[f32] = masked.as_slice();

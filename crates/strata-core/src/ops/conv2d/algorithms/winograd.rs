@@ -177,7 +177,7 @@ pub fn input_transform(
         let d: [&[f32]; 16] = std::array::from_fn(|rs| pixel(b, 2 * ty + rs / 4, 2 * tx + rs % 4));
         #[cfg(target_arch = "x86_64")]
         if simd {
-            simd::input_tile(&d, &mut planes, j * ci, ci);
+            crate::kernels::simd::winograd::input_tile(&d, &mut planes, j * ci, ci);
             continue;
         }
         for (s, col) in e.chunks_exact_mut(4 * ci).enumerate() {
@@ -225,7 +225,7 @@ fn output_transform(m: &[f32], co: usize, ow: usize, tw: usize, nb: usize, out_b
         #[cfg(target_arch = "x86_64")]
         if simd {
             let px = [2 * band * ow + 2 * tx, (2 * band + 1) * ow + 2 * tx];
-            simd::output_tile(&planes, j * co, co, out_b, px);
+            crate::kernels::simd::winograd::output_tile(&planes, j * co, co, out_b, px);
             continue;
         }
         let mm = |xi: usize| &planes[xi][j * co..(j + 1) * co];
@@ -251,118 +251,9 @@ fn output_transform(m: &[f32], co: usize, ow: usize, tw: usize, nb: usize, out_b
     }
 }
 
-/// The transforms of one tile with AVX-512: 16 channels at a time, the
-/// whole 4x4 patch in registers from its loads to its stores (the loops
-/// above go through a buffer, 8 channels at a time). The same additions in
-/// the same order, so the results are bitwise those of the loops.
-#[cfg(target_arch = "x86_64")]
-mod simd {
-    use std::arch::x86_64::*;
-
-    use crate::kernels::lanes::{self, mask};
-
-    /// `V[ξ] = (Bᵀ d B)[ξ]` of the patch `d` (16 pixels of `ci` channels),
-    /// written to channels `at..at + ci` of the 16 planes.
-    /// Panics if a pixel has fewer than `ci` channels or a plane ends first.
-    pub(super) fn input_tile(d: &[&[f32]; 16], planes: &mut [&mut [f32]], at: usize, ci: usize) {
-        assert!(d.iter().all(|px| px.len() >= ci), "winograd: short pixel");
-        assert!(planes.len() == 16 && planes.iter().all(|p| p.len() >= at + ci));
-        // SAFETY: the CPU has AVX-512F (`packed_gemm::available`, checked by
-        // the caller, is the condition of this path); the asserts above put
-        // every lane the masks select, channels `l..ci`, inside the slices.
-        unsafe { input_tile_avx512(d, planes, at, ci) }
-    }
-
-    #[target_feature(enable = "avx512f")]
-    unsafe fn input_tile_avx512(d: &[&[f32]; 16], planes: &mut [&mut [f32]], at: usize, ci: usize) {
-        for l in (0..ci).step_by(16) {
-            let k = mask(ci - l);
-            // SAFETY (loads and stores): masked to channels l..ci, which the
-            // caller proved lie inside each pixel and plane.
-            let x: [__m512; 16] =
-                std::array::from_fn(|rs| unsafe { lanes::load(d[rs].as_ptr().add(l), k) });
-            // e[4 * r + s] = (Bᵀ d)[r][s]
-            let mut e = [_mm512_setzero_ps(); 16];
-            for s in 0..4 {
-                e[s] = _mm512_sub_ps(x[s], x[8 + s]);
-                e[4 + s] = _mm512_add_ps(x[4 + s], x[8 + s]);
-                e[8 + s] = _mm512_sub_ps(x[8 + s], x[4 + s]);
-                e[12 + s] = _mm512_sub_ps(x[4 + s], x[12 + s]);
-            }
-            for r in 0..4 {
-                let [a0, a1, a2, a3] = [e[4 * r], e[4 * r + 1], e[4 * r + 2], e[4 * r + 3]];
-                let v = [
-                    _mm512_sub_ps(a0, a2),
-                    _mm512_add_ps(a1, a2),
-                    _mm512_sub_ps(a2, a1),
-                    _mm512_sub_ps(a1, a3),
-                ];
-                for (c, v) in v.into_iter().enumerate() {
-                    unsafe { lanes::store(planes[4 * r + c].as_mut_ptr().add(at + l), k, v) };
-                }
-            }
-        }
-    }
-
-    /// `Y = Aᵀ M A` of one tile (`M` at channels `at..at + co` of the 16
-    /// planes), written to its pixel pairs `px[0]` (and the next pixel) of
-    /// the first output row and `px[1]` of the second.
-    /// Panics if a plane or the output ends first.
-    pub(super) fn output_tile(
-        planes: &[&[f32]],
-        at: usize,
-        co: usize,
-        out: &mut [f32],
-        px: [usize; 2],
-    ) {
-        assert!(planes.len() == 16 && planes.iter().all(|p| p.len() >= at + co));
-        assert!(
-            px.iter().all(|&p| (p + 2) * co <= out.len()),
-            "winograd: output ends"
-        );
-        // SAFETY: as in `input_tile`: AVX-512F is this path's condition, and
-        // the asserts put every lane the masks select inside the slices.
-        unsafe { output_tile_avx512(planes, at, co, out, px) }
-    }
-
-    #[target_feature(enable = "avx512f")]
-    unsafe fn output_tile_avx512(
-        planes: &[&[f32]],
-        at: usize,
-        co: usize,
-        out: &mut [f32],
-        px: [usize; 2],
-    ) {
-        for l in (0..co).step_by(16) {
-            let k = mask(co - l);
-            // SAFETY (loads and stores): masked to channels l..co, inside
-            // each plane and each output pixel by the caller's asserts.
-            let m: [__m512; 16] = std::array::from_fn(|xi| unsafe {
-                lanes::load(planes[xi].as_ptr().add(at + l), k)
-            });
-            // u[2 * s + a] = (Aᵀ M)[a][s]
-            let mut u = [_mm512_setzero_ps(); 8];
-            for s in 0..4 {
-                let (m0, m1, m2, m3) = (m[s], m[4 + s], m[8 + s], m[12 + s]);
-                u[2 * s] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
-                u[2 * s + 1] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
-            }
-            for (a, &p) in px.iter().enumerate() {
-                let [a0, a1, a2, a3] = [u[a], u[2 + a], u[4 + a], u[6 + a]];
-                let y0 = _mm512_add_ps(_mm512_add_ps(a0, a1), a2);
-                let y1 = _mm512_sub_ps(_mm512_sub_ps(a1, a2), a3);
-                unsafe {
-                    lanes::store(out.as_mut_ptr().add(p * co + l), k, y0);
-                    lanes::store(out.as_mut_ptr().add((p + 1) * co + l), k, y1);
-                }
-            }
-        }
-    }
-}
-
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
-    use super::simd;
+    use crate::kernels::simd::winograd as simd;
     use crate::rng::Rng;
 
     /// The AVX-512 tiles against the transforms written out per channel, in

@@ -29,6 +29,7 @@ use std::ops::Range;
 use super::winograd::padded_pixel;
 use crate::kernels::gemm::MatRef;
 use crate::kernels::packed_gemm::{gemm_packed_serial, PackedB};
+pub(crate) use crate::kernels::simd::winograd_f4::Placement;
 use crate::ops::conv2d::epilogue::{self, EpilogueRef};
 use crate::ops::conv2d::geometry::ConvPlan;
 
@@ -181,7 +182,7 @@ pub(crate) fn input_planes(
         let d: [&[f32]; 36] = std::array::from_fn(|rs| pixel(b, 4 * ty + rs / 6, 4 * tx + rs % 6));
         #[cfg(target_arch = "x86_64")]
         if simd {
-            simd::input_tile(&d, planes, j * ci, ci);
+            crate::kernels::simd::winograd_f4::input_tile(&d, planes, j * ci, ci);
             continue;
         }
         let _ = simd;
@@ -216,34 +217,11 @@ pub(crate) fn output_planes(
         };
         #[cfg(target_arch = "x86_64")]
         if simd {
-            simd::output_tile(planes, j * co, co, out_b, at);
+            crate::kernels::simd::winograd_f4::output_tile(planes, j * co, co, out_b, at);
             continue;
         }
         let _ = simd;
         output_tile_loops(planes, j * co, co, out_b, at);
-    }
-}
-
-/// Where a tile's outputs go: the pixel of its top-left output, the pixels
-/// from one output row to the next, and how many rows and columns of its
-/// 4x4 lie inside the output.
-#[derive(Clone, Copy)]
-pub(crate) struct Placement {
-    origin: usize,
-    row_stride: usize,
-    rows: usize,
-    cols: usize,
-}
-
-impl Placement {
-    /// Panics unless every pixel written lies inside `len` floats of `co`
-    /// channels each.
-    fn check(&self, co: usize, len: usize) {
-        assert!(self.rows <= 4 && self.cols <= 4, "winograd: tile is 4x4");
-        if self.rows > 0 && self.cols > 0 {
-            let last = self.origin + (self.rows - 1) * self.row_stride + self.cols;
-            assert!(last * co <= len, "winograd: output ends");
-        }
     }
 }
 
@@ -326,135 +304,6 @@ pub(crate) fn output_tile_loops(
     }
 }
 
-/// The transforms of one tile with AVX-512, 16 channels at a time: the same
-/// operations in the same order as the loops above, so bitwise the same.
-#[cfg(target_arch = "x86_64")]
-mod simd {
-    use super::Placement;
-    use std::arch::x86_64::*;
-
-    use crate::kernels::lanes::{self, mask};
-
-    /// `V[ξ] = (Bᵀ d B)[ξ]` of the patch `d` (36 pixels of `ci` channels),
-    /// written to channels `at..at + ci` of the 36 planes.
-    /// Panics if a pixel has fewer than `ci` channels or a plane ends first.
-    pub(super) fn input_tile(d: &[&[f32]; 36], planes: &mut [&mut [f32]], at: usize, ci: usize) {
-        assert!(d.iter().all(|px| px.len() >= ci), "winograd: short pixel");
-        assert!(planes.len() == 36 && planes.iter().all(|p| p.len() >= at + ci));
-        assert!(crate::kernels::packed_gemm::available());
-        // SAFETY: the CPU has AVX-512F (asserted above); the asserts put
-        // every lane the masks select, channels `l..ci`, inside the slices.
-        unsafe { input_tile_avx512(d, planes, at, ci) }
-    }
-
-    #[target_feature(enable = "avx512f")]
-    fn bt(d: [__m512; 6]) -> [__m512; 6] {
-        let (four, m4, m5) = (
-            _mm512_set1_ps(4.0),
-            _mm512_set1_ps(-4.0),
-            _mm512_set1_ps(-5.0),
-        );
-        let t0 = _mm512_fmadd_ps(m4, d[2], d[4]);
-        let t1 = _mm512_fmadd_ps(m4, d[1], d[3]);
-        let t2 = _mm512_sub_ps(d[4], d[2]);
-        let t3 = _mm512_mul_ps(_mm512_set1_ps(2.0), _mm512_sub_ps(d[3], d[1]));
-        [
-            _mm512_fmadd_ps(four, d[0], _mm512_fmadd_ps(m5, d[2], d[4])),
-            _mm512_add_ps(t0, t1),
-            _mm512_sub_ps(t0, t1),
-            _mm512_add_ps(t2, t3),
-            _mm512_sub_ps(t2, t3),
-            _mm512_fmadd_ps(four, d[1], _mm512_fmadd_ps(m5, d[3], d[5])),
-        ]
-    }
-
-    #[target_feature(enable = "avx512f")]
-    fn at(m: [__m512; 6]) -> [__m512; 4] {
-        let (a, b) = (_mm512_add_ps(m[1], m[2]), _mm512_sub_ps(m[1], m[2]));
-        let (c, e) = (_mm512_add_ps(m[3], m[4]), _mm512_sub_ps(m[3], m[4]));
-        [
-            _mm512_add_ps(_mm512_add_ps(m[0], a), c),
-            _mm512_fmadd_ps(_mm512_set1_ps(2.0), e, b),
-            _mm512_fmadd_ps(_mm512_set1_ps(4.0), c, a),
-            _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0), e, b), m[5]),
-        ]
-    }
-
-    #[target_feature(enable = "avx512f")]
-    unsafe fn input_tile_avx512(d: &[&[f32]; 36], planes: &mut [&mut [f32]], at: usize, ci: usize) {
-        for l in (0..ci).step_by(16) {
-            let k = mask(ci - l);
-            // e[r][s] = (Bᵀ d)[r][s], a column of the patch at a time
-            let mut e = [[_mm512_setzero_ps(); 6]; 6];
-            for s in 0..6 {
-                // SAFETY: masked to channels l..ci, inside each pixel (caller)
-                let col: [__m512; 6] = std::array::from_fn(|r| unsafe {
-                    lanes::load(d[6 * r + s].as_ptr().add(l), k)
-                });
-                for (r, v) in bt(col).into_iter().enumerate() {
-                    e[r][s] = v;
-                }
-            }
-            for (r, e) in e.into_iter().enumerate() {
-                for (c, v) in bt(e).into_iter().enumerate() {
-                    // SAFETY: masked to channels l..ci, inside each plane
-                    unsafe { lanes::store(planes[6 * r + c].as_mut_ptr().add(at + l), k, v) };
-                }
-            }
-        }
-    }
-
-    /// `Y = Aᵀ M A` of one tile (`M` at channels `at..at + co` of the 36
-    /// planes), its pixels inside the output written where `pl` says.
-    /// Panics if a plane or the output ends first.
-    pub(super) fn output_tile(
-        planes: &[&[f32]],
-        at: usize,
-        co: usize,
-        out: &mut [f32],
-        pl: Placement,
-    ) {
-        assert!(planes.len() == 36 && planes.iter().all(|p| p.len() >= at + co));
-        pl.check(co, out.len());
-        assert!(crate::kernels::packed_gemm::available());
-        // SAFETY: as in `input_tile`: AVX-512F is asserted, and the asserts
-        // put every lane the masks select inside the slices.
-        unsafe { output_tile_avx512(planes, at, co, out, pl) }
-    }
-
-    #[target_feature(enable = "avx512f")]
-    unsafe fn output_tile_avx512(
-        planes: &[&[f32]],
-        at_ch: usize,
-        co: usize,
-        out: &mut [f32],
-        pl: Placement,
-    ) {
-        for l in (0..co).step_by(16) {
-            let k = mask(co - l);
-            // u[a][s] = (Aᵀ M)[a][s]
-            let mut u = [[_mm512_setzero_ps(); 6]; 4];
-            for s in 0..6 {
-                // SAFETY: masked to channels l..co, inside each plane
-                let col: [__m512; 6] = std::array::from_fn(|r| unsafe {
-                    lanes::load(planes[6 * r + s].as_ptr().add(at_ch + l), k)
-                });
-                for (a, v) in at(col).into_iter().enumerate() {
-                    u[a][s] = v;
-                }
-            }
-            for (a, u) in u.into_iter().enumerate().take(pl.rows) {
-                for (b, y) in at(u).into_iter().enumerate().take(pl.cols) {
-                    let px = pl.origin + a * pl.row_stride + b;
-                    // SAFETY: masked to channels l..co of a pixel inside
-                    // the output (`Placement::check`)
-                    unsafe { lanes::store(out.as_mut_ptr().add(px * co + l), k, y) };
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,7 +380,7 @@ mod tests {
         let (mut v1, mut v2) = (vec![0f32; 36 * 2 * c], vec![0f32; 36 * 2 * c]);
         let mut p1: Vec<&mut [f32]> = v1.chunks_mut(2 * c).collect();
         let mut p2: Vec<&mut [f32]> = v2.chunks_mut(2 * c).collect();
-        simd::input_tile(&d, &mut p1, c, c);
+        crate::kernels::simd::winograd_f4::input_tile(&d, &mut p1, c, c);
         input_tile_loops(&d, &mut p2, c, c);
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&v1), bits(&v2));
@@ -546,7 +395,7 @@ mod tests {
                 cols,
             };
             let (mut o1, mut o2) = (vec![0f32; 24 * c], vec![0f32; 24 * c]);
-            simd::output_tile(&mp, 0, c, &mut o1, pl);
+            crate::kernels::simd::winograd_f4::output_tile(&mp, 0, c, &mut o1, pl);
             output_tile_loops(&mp, 0, c, &mut o2, pl);
             assert_eq!(bits(&o1), bits(&o2), "{rows}x{cols}");
             let written = o1.chunks(c).filter(|p| p.iter().any(|&x| x != 0.0)).count();

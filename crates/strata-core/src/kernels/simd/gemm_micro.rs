@@ -1,14 +1,23 @@
 //! The micro-kernel: an `R x NR` block of C from an `R x kc` block of A and
-//! a `kc x NR` panel of B, in AVX-512 registers, and the dispatch on `R`.
+//! a `kc x NR` panel of B, in AVX-512 registers, and the dispatch on `R`,
+//! for [`crate::kernels::packed_gemm`].
 
-use super::*;
+/// Columns per packed panel: four AVX-512 vectors.
+pub const NR: usize = 64;
+/// Vectors per panel row.
+pub const NV: usize = NR / 16;
+/// Rows of A per micro-kernel call: 6 x 4 accumulators + 4 panel vectors + the
+/// broadcast fit the 32 vector registers, and each broadcast feeds 4 FMAs.
+pub const MR: usize = 6;
+/// Panel rows ahead of the one in use that the micro-kernel prefetches.
+const PREFETCH_K: usize = 4;
 
 /// Dispatches to the micro-kernel for `mr` rows (1..=MR).
 ///
 /// # Safety
 /// As [`kernel`].
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn micro(
+pub unsafe fn micro(
     mr: usize,
     kc: usize,
     a: &[*const f32; MR],
