@@ -191,6 +191,78 @@ fn topo_order(root: &Tensor) -> Vec<GraphRef> {
 }
 
 pub(crate) fn backward(root: &Tensor) -> Result<()> {
+    walk(root, None)
+}
+
+/// [`backward`], calling `hook` with a leaf's id as soon as its gradient is
+/// final: every op that takes the leaf has delivered its part, and the sum
+/// is in the leaf's gradient slot. Each leaf of the graph that requires
+/// grad is told exactly once, whether or not a gradient reached it. The
+/// gradients are the same, bit for bit, as [`backward`]'s.
+pub(crate) fn backward_with_hook(root: &Tensor, hook: &mut dyn FnMut(u64)) -> Result<()> {
+    walk(root, Some(hook))
+}
+
+/// What the walk with a hook keeps: per leaf, the ops that take it and are
+/// still to run, and the leaves already told.
+struct LeafWatch<'h> {
+    hook: &'h mut dyn FnMut(u64),
+    pending: HashMap<u64, usize>,
+    leaves: HashSet<u64>,
+    told: HashSet<u64>,
+}
+
+impl LeafWatch<'_> {
+    fn new<'h>(order: &[GraphRef], hook: &'h mut dyn FnMut(u64)) -> LeafWatch<'h> {
+        let is_leaf = |t: &GraphRef| t.0.node.lock().map(|n| n.is_none()).unwrap_or(true);
+        let leaves: HashSet<u64> = order
+            .iter()
+            .filter(|t| is_leaf(t))
+            .map(GraphRef::id)
+            .collect();
+        let mut pending = HashMap::new();
+        for t in order.iter().filter(|t| !leaves.contains(&t.id())) {
+            for inp in node_inputs(t) {
+                if inp.requires_grad() && leaves.contains(&inp.id()) {
+                    *pending.entry(inp.id()).or_insert(0) += 1;
+                }
+            }
+        }
+        LeafWatch {
+            hook,
+            pending,
+            leaves,
+            told: HashSet::new(),
+        }
+    }
+
+    /// `leaf`'s gradient into its slot, and the hook told.
+    fn settle(&mut self, grads: &mut HashMap<u64, Grad>, leaf: &GraphRef) {
+        if !self.told.insert(leaf.id()) {
+            return;
+        }
+        if let Some(g) = grads.remove(&leaf.id()) {
+            leaf.0.accumulate_grad(owned(g));
+        }
+        (self.hook)(leaf.id());
+    }
+
+    /// An op that takes `inputs` has run (or was skipped, no gradient
+    /// reaching it): leaves it was the last taker of are final.
+    fn ran(&mut self, grads: &mut HashMap<u64, Grad>, inputs: &[GraphRef]) {
+        for inp in inputs {
+            let Some(left) = self.pending.get_mut(&inp.id()) else {
+                continue;
+            };
+            *left -= 1;
+            if *left == 0 {
+                self.settle(grads, inp);
+            }
+        }
+    }
+}
+
+fn walk(root: &Tensor, hook: Option<&mut dyn FnMut(u64)>) -> Result<()> {
     if root.numel() != 1 {
         return Err(CoreError::Autograd(format!(
             "backward needs a scalar (one element), found shape {}",
@@ -203,6 +275,7 @@ pub(crate) fn backward(root: &Tensor) -> Result<()> {
         ));
     }
     let order = topo_order(root);
+    let mut watch = hook.map(|h| LeafWatch::new(&order, h));
     let mut grads: HashMap<u64, Grad> = HashMap::new();
     grads.insert(root.id(), Arc::new(vec![1.0]));
     // adds `gi` to the gradient on its way to `inp`, or starts it; one that is
@@ -219,7 +292,17 @@ pub(crate) fn backward(root: &Tensor) -> Result<()> {
             }
         };
     for t in order.iter().rev() {
+        if let Some(w) = watch.as_mut() {
+            if w.leaves.contains(&t.id()) {
+                // told already, unless no op takes it (the root itself)
+                w.settle(&mut grads, t);
+                continue;
+            }
+        }
         let Some(g) = grads.remove(&t.id()) else {
+            if let Some(w) = watch.as_mut() {
+                w.ran(&mut grads, &node_inputs(t));
+            }
             continue;
         };
         let node = t.0.node.lock().ok().and_then(|mut n| n.take());
@@ -290,6 +373,9 @@ pub(crate) fn backward(root: &Tensor) -> Result<()> {
                     debug_assert_eq!(gi.len(), inp.numel(), "gradient length of {op}");
                     deliver(&mut grads, inp, gi);
                 }
+                if let Some(w) = watch.as_mut() {
+                    w.ran(&mut grads, &inputs);
+                }
             }
             None => t.0.accumulate_grad(owned(g)),
         }
@@ -346,6 +432,84 @@ mod tests {
         // the backward consumed the graph: the last values go with the last edge
         drop(y);
         assert!(!values_alive(&mr) || Arc::strong_count(&mr.0) == 1);
+    }
+
+    /// A small net: x -> (x w1 + b1).relu() -> (. w2) -> sum, w1 also in a
+    /// penalty term, b2 reached by no gradient (multiplied by zero).
+    fn small_net() -> (Vec<Tensor>, Tensor) {
+        let leaf = |v: Vec<f32>, s: &[usize]| Tensor::from_vec(v, s).unwrap().requires_grad_(true);
+        let x = leaf(vec![0.5, -1.0, 2.0, 0.25, 1.5, -0.75], &[2, 3]);
+        let w1 = leaf(vec![0.1, -0.2, 0.3, 0.4, -0.5, 0.6], &[3, 2]);
+        let b1 = leaf(vec![0.05, -0.1], &[2]);
+        let w2 = leaf(vec![0.7, -0.3], &[2, 1]);
+        let b2 = leaf(vec![0.2], &[1]);
+        let h = x.matmul(&w1).unwrap().add(&b1).unwrap().relu();
+        let y = h.matmul(&w2).unwrap().sum_all();
+        let penalty = w1.mul(&w1).unwrap().sum_all().mul_scalar(0.01);
+        let dead = b2.mul_scalar(0.0).sum_all().mul_scalar(0.0);
+        let loss = y.add(&penalty).unwrap().add(&dead).unwrap();
+        (vec![x, w1, b1, w2, b2], loss)
+    }
+
+    #[test]
+    fn the_hook_tells_each_leaf_once_when_its_gradient_is_final() {
+        let (plain, loss) = small_net();
+        loss.backward().unwrap();
+        let want: Vec<Option<Vec<f32>>> =
+            plain.iter().map(|t| t.grad().map(|g| g.to_vec())).collect();
+
+        let (leaves, loss) = small_net();
+        let ids: Vec<u64> = leaves.iter().map(Tensor::id).collect();
+        let mut told: Vec<usize> = Vec::new();
+        loss.backward_with_hook(|id| {
+            let i = ids
+                .iter()
+                .position(|&l| l == id)
+                .expect("a leaf of the net");
+            // final when told: the same bits as after the plain backward
+            let now = leaves[i].grad().map(|g| g.to_vec());
+            assert_eq!(
+                now, want[i],
+                "leaf {i} told before its gradient was complete"
+            );
+            told.push(i);
+        })
+        .unwrap();
+        let mut once = told.clone();
+        once.sort_unstable();
+        assert_eq!(
+            once,
+            vec![0, 1, 2, 3, 4],
+            "each leaf exactly once: {told:?}"
+        );
+        // the walk reaches the last layer before the first: w2 is final
+        // before w1, b1 and x (w1 waits for its penalty term too)
+        let at = |i: usize| told.iter().position(|&t| t == i).unwrap();
+        assert!(at(3) < at(1) && at(3) < at(2) && at(3) < at(0), "{told:?}");
+        for (t, w) in leaves.iter().zip(&want) {
+            assert_eq!(t.grad().map(|g| g.to_vec()), *w);
+        }
+        assert!(want[4].as_ref().is_none_or(|g| g.iter().all(|&v| v == 0.0)));
+    }
+
+    #[test]
+    fn the_hook_tells_a_root_leaf_and_adds_to_earlier_gradients() {
+        let x = Tensor::from_vec(vec![3.0], &[1])
+            .unwrap()
+            .requires_grad_(true);
+        let mut n = 0;
+        x.backward_with_hook(|id| {
+            assert_eq!(id, x.id());
+            n += 1;
+        })
+        .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(x.grad().unwrap().to_vec(), vec![1.0]);
+        // a second backward adds, as the plain one does
+        let y = x.mul(&x).unwrap().sum_all();
+        y.backward_with_hook(|_| n += 1).unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(x.grad().unwrap().to_vec(), vec![7.0]);
     }
 
     #[test]

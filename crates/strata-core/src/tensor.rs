@@ -399,6 +399,17 @@ impl Tensor {
         autograd::backward(self)
     }
 
+    /// [`Tensor::backward`], calling `hook` with the [`Tensor::id`] of each
+    /// leaf that requires grad as soon as its gradient is final (every op
+    /// that takes it has added its part; `grad()` holds the sum), while the
+    /// rest of the graph is still being walked: once per leaf of the graph,
+    /// whether or not a gradient reached it. The gradients are bitwise the
+    /// same as `backward`'s. For overlapping a data-parallel run's
+    /// gradient all-reduce with the backward.
+    pub fn backward_with_hook(&self, mut hook: impl FnMut(u64)) -> Result<()> {
+        autograd::backward_with_hook(self, &mut hook)
+    }
+
     /// Index of the largest value along `axis` (first on ties), as f32 values.
     pub fn argmax(&self, axis: isize) -> Result<Tensor> {
         let a = crate::shape::normalize_axis("argmax", axis, self.rank())?;

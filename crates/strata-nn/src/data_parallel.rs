@@ -204,9 +204,7 @@ impl DataParallel {
                 // gradients are then the global batch's gradient. A
                 // non-finite loss still runs the backward, so every rank
                 // reaches the same collectives; the check below stops all.
-                reducer.arm(&params);
-                loss.mul_scalar(local as f32 / global_len as f32)
-                    .backward()?;
+                reducer.backward(&loss.mul_scalar(local as f32 / global_len as f32), &params)?;
             }
             Ok((value, out.detach()))
         })?;

@@ -241,12 +241,31 @@ pub fn channel_sums(x: &Tensor) -> Result<Tensor> {
 pub struct ThreadGroup {
     rank: usize,
     shared: Arc<ThreadShared>,
+    /// How many channels this member has split off.
+    splits: std::sync::atomic::AtomicUsize,
 }
 
 struct ThreadShared {
     size: usize,
     state: Mutex<ThreadState>,
     wake: std::sync::Condvar,
+    /// The channels split off, the `k`-th shared by every rank's `k`-th
+    /// [`Collective::split_off`].
+    splits: Mutex<Vec<Arc<ThreadShared>>>,
+}
+
+impl ThreadShared {
+    fn new(size: usize) -> ThreadShared {
+        ThreadShared {
+            size,
+            state: Mutex::new(ThreadState {
+                parts: vec![None; size],
+                ..ThreadState::default()
+            }),
+            wake: std::sync::Condvar::new(),
+            splits: Mutex::new(Vec::new()),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -260,18 +279,12 @@ struct ThreadState {
 impl ThreadGroup {
     /// `size` members, one per rank.
     pub fn new(size: usize) -> Vec<ThreadGroup> {
-        let shared = Arc::new(ThreadShared {
-            size,
-            state: Mutex::new(ThreadState {
-                parts: vec![None; size],
-                ..ThreadState::default()
-            }),
-            wake: std::sync::Condvar::new(),
-        });
+        let shared = Arc::new(ThreadShared::new(size));
         (0..size)
             .map(|rank| ThreadGroup {
                 rank,
                 shared: Arc::clone(&shared),
+                splits: Default::default(),
             })
             .collect()
     }
@@ -345,6 +358,20 @@ impl Collective for ThreadGroup {
             .into_iter()
             .map(|p| p.into_iter().map(f64::to_bits).collect())
             .collect())
+    }
+    fn split_off(&self) -> Option<Arc<dyn Collective>> {
+        let k = self
+            .splits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut splits = self.shared.splits.lock().ok()?;
+        while splits.len() <= k {
+            splits.push(Arc::new(ThreadShared::new(self.shared.size)));
+        }
+        Some(Arc::new(ThreadGroup {
+            rank: self.rank,
+            shared: Arc::clone(&splits[k]),
+            splits: Default::default(),
+        }))
     }
 }
 
