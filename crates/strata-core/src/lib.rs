@@ -3,6 +3,7 @@
 
 pub mod autograd;
 pub mod error;
+pub mod fixtures;
 pub mod gradcheck;
 pub mod kernels;
 pub mod ops;

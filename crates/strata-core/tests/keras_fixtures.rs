@@ -16,26 +16,9 @@ use strata_core::Tensor;
 const RTOL: f32 = 1e-4;
 const ATOL: f32 = 1e-5;
 
-/// The shared Keras fixtures' ops folder. A missing folder fails the test,
-/// unless `STRATA_SKIP_FIXTURES=1` asks to skip: then `None`, and the test
-/// says so.
+/// The shared Keras fixtures' ops folder (a missing folder fails the test).
 fn fixtures_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/ops");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("STRATA_SKIP_FIXTURES").as_deref() == Ok("1") {
-        eprintln!(
-            "skipped: fixtures not found at {} and STRATA_SKIP_FIXTURES=1",
-            dir.display()
-        );
-        return None;
-    }
-    panic!(
-        "fixtures not found at {}: check out ../shared/fixtures beside the \
-         project, or set STRATA_SKIP_FIXTURES=1 to skip the fixture tests",
-        dir.display()
-    );
+    strata_core::fixtures::shared_fixtures(env!("CARGO_MANIFEST_DIR")).map(|p| p.join("ops"))
 }
 
 /// One fixture file: its tensors (f32, with shapes) and its config JSON.

@@ -10,25 +10,9 @@ use strata_nn::layers::{Blend, Dense, Reshape, Softmax};
 use strata_nn::model::{model_from_spec, model_from_spec_file, read_safetensors};
 use strata_nn::{FitConfig, Loss, Metric, Model, Optimizer, Targets, Verbosity};
 
-/// The shared Keras fixtures. A missing folder fails the test, unless
-/// `STRATA_SKIP_FIXTURES=1` asks to skip: then `None`, and the test says so.
+/// The shared Keras fixtures (a missing folder fails the test).
 fn fixtures() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
-    if p.is_dir() {
-        return Some(p);
-    }
-    if std::env::var("STRATA_SKIP_FIXTURES").as_deref() == Ok("1") {
-        eprintln!(
-            "skipped: fixtures not found at {} and STRATA_SKIP_FIXTURES=1",
-            p.display()
-        );
-        return None;
-    }
-    panic!(
-        "fixtures not found at {}: check out ../shared/fixtures beside the \
-         project, or set STRATA_SKIP_FIXTURES=1 to skip the fixture tests",
-        p.display()
-    );
+    strata_core::fixtures::shared_fixtures(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn npy(p: &Path) -> Tensor {
