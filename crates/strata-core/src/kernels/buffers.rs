@@ -42,13 +42,9 @@ pub const MAX_POOLED_BYTES: usize = 4 << 30;
 /// requests then allocated afresh; the bound evicted the surplus, and the
 /// allocator settled only after five or six training steps. With this fit
 /// and slack the pool holds the same buffers after every step, and only the
-/// second step faults pages in.
-///
-/// Measured on a ResNet-50 training step at batch 8 when the pool came in
-/// (later work lowered all three peaks): no pool peaks at 1003 MB
-/// and takes 1.97 s; a pool bounded only by [`MAX_POOLED_BYTES`] peaked at
-/// 1393 MB (it kept ~440 MB of gradient-sized buffers idle through the
-/// forward) in 1.63 s; with a high-water rule, ~1190 MB in 1.59-1.62 s.
+/// second step faults pages in. The high-water rule keeps a pool bounded
+/// only by [`MAX_POOLED_BYTES`] from holding gradient-sized buffers idle
+/// through the forward (bench/RESULTS.md has the peak-memory figures).
 struct Pool<T> {
     state: Mutex<PoolState<T>>,
 }
