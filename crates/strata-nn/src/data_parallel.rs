@@ -228,20 +228,7 @@ impl DataParallel {
         if params.is_empty() {
             return Ok((loss_sum, seen as usize, counts(&stats[2..])));
         }
-        if let Some(bad) = params.iter().find(|p| {
-            p.value
-                .with_grad(|g| g.is_some_and(|g| !strata_core::kernels::parallel::all_finite(g)))
-        }) {
-            return Err(NnError::Training(format!(
-                "the gradient of {} became non-finite",
-                bad.name
-            )));
-        }
-        let c = model
-            .compiled
-            .as_mut()
-            .ok_or_else(|| NnError::Training("not compiled".into()))?;
-        c.optimizer.step(&params)?;
+        model.step_if_finite(&params)?;
         if !self.d.sync_batchnorm {
             // DDP's per-rank statistics: rank 0's moving statistics for all
             self.broadcast_frozen(model)?;

@@ -209,6 +209,13 @@ impl Model {
             ));
         }
         loss.backward()?;
+        self.step_if_finite(&params)?;
+        Ok((value, out.detach()))
+    }
+
+    /// The optimizer's step on `params`, refused (before any weight
+    /// changes) when a gradient is not finite.
+    pub(crate) fn step_if_finite(&mut self, params: &[crate::model::Param]) -> Result<()> {
         if let Some(bad) = params.iter().find(|p| {
             p.value
                 .with_grad(|g| g.is_some_and(|g| !strata_core::kernels::parallel::all_finite(g)))
@@ -222,8 +229,7 @@ impl Model {
             .compiled
             .as_mut()
             .ok_or_else(|| NnError::Training("not compiled".into()))?;
-        c.optimizer.step(&params)?;
-        Ok((value, out.detach()))
+        c.optimizer.step(params)
     }
 
     fn sample_weights(cfg: &FitConfig, targets: &Targets) -> Option<Vec<f32>> {
