@@ -177,22 +177,7 @@ impl DataParallel {
         let local = targets.len();
         let reducer = &mut self.reducer;
         let (value, out) = strata_core::threads::install(|| -> Result<(f32, Tensor)> {
-            model.compiled_or_err_pub()?;
-            for p in &params {
-                p.value.zero_grad();
-            }
-            let loss_fn = model
-                .compiled
-                .as_ref()
-                .map(|c| c.loss)
-                .ok_or_else(|| NnError::Training("not compiled".into()))?;
-            let fused = loss_fn.fuses_with_softmax() && model.ends_in_softmax();
-            let out = model.run(inputs, true, fused)?.remove(0);
-            let loss = if fused {
-                loss_fn.compute_from_logits(&out, targets, sample_weights)?
-            } else {
-                loss_fn.compute(&out, targets, sample_weights)?
-            };
+            let (loss, out) = model.forward_loss(&params, inputs, targets, sample_weights)?;
             let value = loss.item()?;
             if !params.is_empty() {
                 if !loss.requires_grad() {

@@ -144,10 +144,6 @@ fn sample_count(inputs: &[Tensor], targets: &Targets) -> Result<usize> {
 }
 
 impl Model {
-    pub(crate) fn compiled_or_err_pub(&self) -> Result<()> {
-        self.compiled_or_err()
-    }
-
     fn compiled_or_err(&self) -> Result<()> {
         if self.compiled.is_none() {
             return Err(NnError::Training(
@@ -155,6 +151,35 @@ impl Model {
             ));
         }
         Ok(())
+    }
+
+    /// A training step's start: `params`' gradients zeroed, the forward in
+    /// training mode and the loss (from the logits where a crossentropy
+    /// follows a softmax); returns the loss and the first output.
+    pub(crate) fn forward_loss(
+        &mut self,
+        params: &[crate::model::Param],
+        inputs: &[Tensor],
+        targets: &Targets,
+        sample_weights: Option<&[f32]>,
+    ) -> Result<(Tensor, Tensor)> {
+        self.compiled_or_err()?;
+        for p in params {
+            p.value.zero_grad();
+        }
+        let loss_fn = self
+            .compiled
+            .as_ref()
+            .map(|c| c.loss)
+            .ok_or_else(|| NnError::Training("not compiled".into()))?;
+        let fused = loss_fn.fuses_with_softmax() && self.ends_in_softmax();
+        let out = self.run(inputs, true, fused)?.remove(0);
+        let loss = if fused {
+            loss_fn.compute_from_logits(&out, targets, sample_weights)?
+        } else {
+            loss_fn.compute(&out, targets, sample_weights)?
+        };
+        Ok((loss, out))
     }
 
     /// One optimizer step on one batch; returns the loss and the batch outputs
@@ -178,24 +203,8 @@ impl Model {
         targets: &Targets,
         sample_weights: Option<&[f32]>,
     ) -> Result<(f32, Tensor)> {
-        self.compiled_or_err()?;
         let params = self.trainable_params();
-        for p in &params {
-            p.value.zero_grad();
-        }
-        let loss_fn = self
-            .compiled
-            .as_ref()
-            .map(|c| c.loss)
-            .ok_or_else(|| NnError::Training("not compiled".into()))?;
-        let fused = loss_fn.fuses_with_softmax() && self.ends_in_softmax();
-        let mut outs = self.run(inputs, true, fused)?;
-        let out = outs.remove(0);
-        let loss = if fused {
-            loss_fn.compute_from_logits(&out, targets, sample_weights)?
-        } else {
-            loss_fn.compute(&out, targets, sample_weights)?
-        };
+        let (loss, out) = self.forward_loss(&params, inputs, targets, sample_weights)?;
         let value = loss.item()?;
         if !value.is_finite() {
             return Err(NnError::Training(format!("the loss became {value}")));
