@@ -110,6 +110,7 @@ pub fn run(opts: &Opts, threads: &[usize], all: bool, out: &mut Vec<Record>) {
                 padding: Padding::symmetric(s.pad),
                 dilation: (1, 1),
                 groups: 1,
+                ..Default::default()
             };
             let f = s.forward_flops();
             let fwd = time_runs(

@@ -30,7 +30,11 @@ pub(crate) struct TensorInner {
 
 /// Weights packed for a convolution, under a key naming the layout (the
 /// group count, or 0 for Winograd's transformed weights).
-pub(crate) type PackedWeights = (usize, Arc<Vec<crate::kernels::packed_gemm::PackedB>>);
+/// A kernel's packed weights, keyed by their layout and the precision they were packed for.
+pub(crate) type PackedWeights = (
+    (usize, crate::precision::Precision),
+    Arc<Vec<crate::kernels::packed_gemm::PackedB>>,
+);
 
 impl Drop for TensorInner {
     /// Large data and gradient buffers go back to the pool for the next step.

@@ -160,6 +160,7 @@ fn run_conv2d(c: &Case) -> Vec<String> {
         padding: c.padding(),
         dilation: c.pair("dilation_rate").unwrap(),
         groups: c.arg("groups").as_u64().unwrap_or(1) as usize,
+        ..Default::default()
     };
     let mut y = x.conv2d(&k, b.as_ref(), cfg).unwrap();
     match c.arg("activation").as_str() {

@@ -261,6 +261,7 @@ mod tests {
                 padding,
                 dilation: d,
                 groups: c,
+                ..Default::default()
             };
             let y2 = x.conv2d(&k2, Some(&b), cfg).unwrap();
             assert!(y.allclose(&y2, 1e-5, 1e-5), "case {case}");

@@ -1,10 +1,13 @@
 //! Matrix products: `a [.., M, K] · b [K, N]` (one GEMM over all leading axes,
 //! which is what Dense on any rank needs) and batched `a [B.., M, K] · b [B.., K, N]`.
 
+use std::borrow::Cow;
+
 use crate::error::{fmt_shape, CoreError, Result};
 use crate::kernels::buffers;
 use crate::kernels::gemm::{gemm, matmul as mm, MatRef};
 use crate::kernels::transpose::transpose;
+use crate::precision::{rounded_bf16, Precision};
 use crate::shape::numel;
 use crate::tensor::Tensor;
 
@@ -12,6 +15,15 @@ impl Tensor {
     /// Matrix product over the last two axes; a 2-d right operand is shared by
     /// every leading index of the left one.
     pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
+        self.matmul_in(other, Precision::Float32)
+    }
+
+    /// [`Tensor::matmul`] whose products are taken in `precision`: under
+    /// bfloat16 both operands (and, in the backward, the output gradient) are
+    /// rounded to bfloat16 and the sums kept in float32 (Dense under Keras's
+    /// `mixed_bfloat16`). Batched products (a right operand of rank > 2) are
+    /// float32 only.
+    pub fn matmul_in(&self, other: &Tensor, precision: Precision) -> Result<Tensor> {
         let (sa, sb) = (self.shape(), other.shape());
         if sa.len() < 2 || sb.len() < 2 {
             return Err(CoreError::shape(
@@ -39,24 +51,40 @@ impl Tensor {
         if batch_b.is_empty() {
             // (B*M, K) · (K, N): one GEMM
             let rows = numel(batch_a) * m;
-            let data = mm(
-                MatRef::new(&self.data(), rows, k),
-                MatRef::new(&other.data(), k, n),
-            );
+            let data = {
+                let (ad, bd) = (self.data(), other.data());
+                let (ad, bd) = (in_precision(&ad, precision), in_precision(&bd, precision));
+                mm(MatRef::new(&ad, rows, k), MatRef::new(&bd, k, n))
+            };
             return Ok(Tensor::from_op(
                 data,
                 out_shape,
                 "matmul",
                 &[self, other],
                 move |g| {
+                    let g = in_precision(g, precision);
                     let ga = a
                         .requires_grad()
-                        .then(|| grad_lhs(g, &b.data(), rows, k, n));
-                    let gb = b
-                        .requires_grad()
-                        .then(|| mm(MatRef::new(&a.data(), rows, k).t(), MatRef::new(g, rows, n)));
+                        .then(|| grad_lhs(&g, &in_precision(&b.data(), precision), rows, k, n));
+                    let gb = b.requires_grad().then(|| {
+                        let ad = a.data();
+                        let ad = in_precision(&ad, precision);
+                        mm(MatRef::new(&ad, rows, k).t(), MatRef::new(&g, rows, n))
+                    });
                     vec![ga, gb]
                 },
+            ));
+        }
+        if precision != Precision::Float32 {
+            return Err(CoreError::arg(
+                "matmul",
+                "precision",
+                format!(
+                    "{precision} covers a 2-d right operand (Dense); batched products \
+                     {} · {} are float32 only",
+                    fmt_shape(sa),
+                    fmt_shape(sb)
+                ),
             ));
         }
         if batch_a != batch_b {
@@ -122,6 +150,14 @@ impl Tensor {
     }
 }
 
+/// `v` as the products see it: itself in float32, rounded under bfloat16.
+fn in_precision(v: &[f32], precision: Precision) -> Cow<'_, [f32]> {
+    match precision {
+        Precision::Float32 => Cow::Borrowed(v),
+        Precision::MixedBfloat16 => Cow::Owned(rounded_bf16(v)),
+    }
+}
+
 /// `dA = dC · Bᵀ` (`rows x k`) for `dC` (`rows x n`) and `B` (`k x n`).
 fn grad_lhs(g: &[f32], b: &[f32], rows: usize, k: usize, n: usize) -> Vec<f32> {
     // every element is written by `grad_lhs_into`
@@ -177,6 +213,33 @@ mod tests {
         assert!(e.contains("matmul") && e.contains("(2, 3)"), "{e}");
         let x = Tensor::zeros(&[4, 5, 3]);
         assert_eq!(x.matmul(&b).unwrap().shape(), &[4, 5, 2]);
+    }
+
+    /// Under bfloat16 the product is the float32 one of the rounded operands,
+    /// and each gradient the float32 one of rounded operands and gradient.
+    #[test]
+    fn bfloat16_is_the_product_of_rounded_operands() {
+        use crate::precision::{rounded_bf16, Precision};
+        let mut r = Rng::new(9);
+        let a = Tensor::rand_normal(&[5, 7], 0.0, 1.0, &mut r).requires_grad_(true);
+        let b = Tensor::rand_normal(&[7, 3], 0.0, 1.0, &mut r).requires_grad_(true);
+        let y = a.matmul_in(&b, Precision::MixedBfloat16).unwrap();
+        let round = |t: &Tensor| Tensor::from_vec(rounded_bf16(&t.to_vec()), t.shape()).unwrap();
+        let (ar, br) = (round(&a), round(&b));
+        assert_eq!(y.to_vec(), ar.matmul(&br).unwrap().to_vec());
+        let dy = Tensor::rand_normal(&[5, 3], 0.0, 1.0, &mut r);
+        y.mul(&dy).unwrap().sum_all().backward().unwrap();
+        let dyr = round(&dy);
+        let want_da = dyr.matmul(&br.transpose(0, 1).unwrap()).unwrap();
+        let want_db = ar.transpose(0, 1).unwrap().matmul(&dyr).unwrap();
+        assert!(a.grad().unwrap().allclose(&want_da, 1e-6, 1e-6));
+        assert!(b.grad().unwrap().allclose(&want_db, 1e-6, 1e-6));
+        assert_ne!(y.to_vec(), a.matmul(&b).unwrap().to_vec());
+        let e = Tensor::zeros(&[2, 2, 3])
+            .matmul_in(&Tensor::zeros(&[2, 3, 2]), Precision::MixedBfloat16)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("float32 only"), "{e}");
     }
 
     #[test]

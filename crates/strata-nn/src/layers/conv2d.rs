@@ -206,6 +206,7 @@ impl Conv2D {
             padding: self.padding,
             dilation: self.dilation_rate,
             groups: self.groups,
+            ..Default::default()
         }
     }
     fn pre_activation(&self, x: &Tensor) -> Result<Tensor> {

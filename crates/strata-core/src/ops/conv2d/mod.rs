@@ -19,6 +19,7 @@ use crate::kernels::packed_gemm::PackedB;
 use crate::ops::batch_norm::moments::{ChannelMoments, MomentSink};
 use crate::ops::padding::{nhwc, Padding};
 use crate::ops::relu_mask;
+use crate::precision::{rounded_bf16, Precision};
 use crate::tensor::Tensor;
 
 pub(crate) mod algorithms;
@@ -46,6 +47,9 @@ pub struct Conv2dConfig {
     pub dilation: (usize, usize),
     /// Channel groups: input and filters split into `groups` independent blocks.
     pub groups: usize,
+    /// What the products are taken in: float32, or bfloat16 operands summed
+    /// in float32 (forward and both gradients; see [`crate::precision`]).
+    pub precision: Precision,
 }
 
 /// What [`Tensor::conv2d_fused`] applies to the convolution's output, per channel:
@@ -68,6 +72,7 @@ impl Default for Conv2dConfig {
             padding: Padding::Valid,
             dilation: (1, 1),
             groups: 1,
+            precision: Precision::Float32,
         }
     }
 }
@@ -87,6 +92,10 @@ impl Conv2dConfig {
     }
     pub fn with_groups(mut self, groups: usize) -> Self {
         self.groups = groups;
+        self
+    }
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
         self
     }
 }
@@ -164,7 +173,8 @@ fn plan(x: &[usize], k: &[usize], bias: Option<&[usize]>, cfg: &Conv2dConfig) ->
 
 /// The forward of `x` with `kernel` (values `w`), by the algorithm
 /// [`dispatch::forward`] picks, its weights prepared or taken from the
-/// kernel's cache ([`weights::packed_kernel`]).
+/// kernel's cache ([`weights::packed_kernel`]). Under bfloat16 the input and
+/// kernel are rounded first and the products summed in float32.
 fn forward_of_kernel(
     x: &[f32],
     kernel: &Tensor,
@@ -172,6 +182,27 @@ fn forward_of_kernel(
     bias: Option<&[f32]>,
     p: &ConvPlan,
     ep: &EpilogueRef,
+    precision: Precision,
+) -> Vec<f32> {
+    if precision.is_bf16() {
+        let (xr, wr) = (rounded_bf16(x), rounded_bf16(w));
+        let y = forward_in(&xr, kernel, &wr, bias, p, ep, precision);
+        buffers::recycle(xr);
+        buffers::recycle(wr);
+        return y;
+    }
+    forward_in(x, kernel, w, bias, p, ep, precision)
+}
+
+/// [`forward_of_kernel`] on operands already in `precision`.
+fn forward_in(
+    x: &[f32],
+    kernel: &Tensor,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    p: &ConvPlan,
+    ep: &EpilogueRef,
+    precision: Precision,
 ) -> Vec<f32> {
     let gemm = Gemm::of_cpu();
     let use_ = match crate::autograd::should_record(&[kernel]) {
@@ -179,7 +210,8 @@ fn forward_of_kernel(
         false => WeightUse::Kept,
     };
     let alg = dispatch::forward(p, gemm, use_);
-    let packed: Option<Arc<Vec<PackedB>>> = weights::packed_kernel(kernel, w, p, alg, gemm);
+    let packed: Option<Arc<Vec<PackedB>>> =
+        weights::packed_kernel(kernel, w, p, alg, gemm, precision);
     run::forward(
         alg,
         gemm,
@@ -289,8 +321,10 @@ impl Tensor {
                 bd.as_deref().map(|v| &v[..]),
                 &p,
                 &ep,
+                config.precision,
             )
         };
+        let precision = config.precision;
         let mut inputs = vec![self, kernel];
         inputs.extend(bias);
         // the ReLU's gradient rule needs only where the output is positive
@@ -316,14 +350,19 @@ impl Tensor {
                     (None, up) => up,
                 };
                 let g: &[f32] = masked.as_slice();
-                let (dx, dw) = run::backward(
-                    &x.data(),
-                    &w.data(),
-                    g,
-                    &p,
-                    (x.requires_grad(), w.requires_grad()),
-                    &mut acc[0],
-                );
+                let needs = (x.requires_grad(), w.requires_grad());
+                let (dx, dw) = if precision.is_bf16() {
+                    let (xr, wr, gr) = (
+                        rounded_bf16(&x.data()),
+                        rounded_bf16(&w.data()),
+                        rounded_bf16(g),
+                    );
+                    let grads = run::backward(&xr, &wr, &gr, &p, needs, &mut acc[0]);
+                    [xr, wr, gr].into_iter().for_each(buffers::recycle);
+                    grads
+                } else {
+                    run::backward(&x.data(), &w.data(), g, &p, needs, &mut acc[0])
+                };
                 let mut grads = vec![dx, dw];
                 if has_bias {
                     grads.push(b_grad.then(|| column_sums(g, p.cout)));
@@ -401,7 +440,15 @@ impl Tensor {
                 moments: None,
             };
             let (x, w) = (self.data(), kernel.data());
-            forward_of_kernel(&x, kernel, &w, bd.as_deref().map(|v| &v[..]), &p, &epr)
+            forward_of_kernel(
+                &x,
+                kernel,
+                &w,
+                bd.as_deref().map(|v| &v[..]),
+                &p,
+                &epr,
+                config.precision,
+            )
         };
         Tensor::from_vec(data, &out_shape)
     }

@@ -74,6 +74,7 @@ fn fast_conv_matches_reference_on_random_configs() {
             padding,
             dilation: d,
             groups,
+            ..Default::default()
         };
         let p = plan(x.shape(), k.shape(), Some(b.shape()), &cfg).unwrap();
         pointwise_seen += p.pointwise as usize;
@@ -1071,6 +1072,7 @@ fn conv2d_moments_are_the_outputs_statistics() {
             padding: Padding::Same,
             dilation: (d, d),
             groups: g,
+            ..Default::default()
         };
         let y = x.conv2d(&w, Some(&b), cfg).unwrap();
         let (y2, m) = x.conv2d_moments(&w, Some(&b), cfg).unwrap();

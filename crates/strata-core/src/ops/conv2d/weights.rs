@@ -7,6 +7,7 @@
 //! the weight tensor and dropped by its next write. On the `gemm` crate the
 //! blocks are read in place.
 
+use crate::precision::Precision;
 use std::sync::Arc;
 
 use super::algorithms::{winograd, winograd_f4};
@@ -133,6 +134,7 @@ pub fn packed_kernel(
     p: &ConvPlan,
     alg: Forward,
     gemm: Gemm,
+    precision: Precision,
 ) -> Option<Arc<Vec<PackedB>>> {
     let mut cache = kernel.packed_cache();
     if crate::autograd::should_record(&[kernel]) {
@@ -143,7 +145,7 @@ pub fn packed_kernel(
         }
         return prepare(w, p, alg.layout(), gemm).map(Arc::new);
     }
-    let key = layout_key(alg.layout(), p);
+    let key = (layout_key(alg.layout(), p), precision);
     if let Some((cached, packed)) = cache.as_ref() {
         if *cached == key && gemm == Gemm::Packed {
             return Some(Arc::clone(packed));
