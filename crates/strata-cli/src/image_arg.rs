@@ -6,11 +6,12 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args as ClapArgs;
+use std::sync::Arc;
 use strata_data::{
     list_class_files, split_files, Augmentation, ColorJitter, ImageStream, ImageStreamConfig,
     ImageTransform, RandomResizedCrop, IMAGENET_MEAN, IMAGENET_STD,
 };
-use strata_nn::{BatchSource, Model, NnError, Preprocessing, SourceBatch, Targets};
+use strata_nn::{BatchSource, Model, NnError, PartBatch, Preprocessing, SourceBatch, Targets};
 
 use crate::model_arg::CliResult;
 
@@ -358,6 +359,31 @@ impl BatchSource for StreamSource {
             })
             .map_err(|e| NnError::Data(e.to_string()))
         }))
+    }
+
+    /// Each rank decodes only its own part of every batch.
+    fn epoch_part(
+        &self,
+        epoch: usize,
+        first: usize,
+        rank: usize,
+        size: usize,
+    ) -> Option<Box<dyn Iterator<Item = strata_nn::Result<PartBatch>> + '_>> {
+        let part: strata_data::BatchPart =
+            Arc::new(move |len| strata_nn::data_parallel::rank_slice(len, rank, size));
+        Some(Box::new(self.0.epoch_part(epoch as u64, first, part).map(
+            |b| {
+                b.map(|b| PartBatch {
+                    batch: SourceBatch {
+                        inputs: vec![b.inputs],
+                        targets: Targets::Classes(b.labels),
+                        skipped: b.skipped.len(),
+                    },
+                    positions: b.positions,
+                })
+                .map_err(|e| NnError::Data(e.to_string()))
+            },
+        )))
     }
 }
 

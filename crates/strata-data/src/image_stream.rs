@@ -62,6 +62,9 @@ pub struct StreamBatch {
     pub labels: Vec<usize>,
     /// Index of each sample in the stream's file list.
     pub indices: Vec<usize>,
+    /// Position of each sample in its whole batch (for a rank's part of a
+    /// batch, [`ImageStream::epoch_part`], where the part starts counts).
+    pub positions: Vec<usize>,
     pub skipped: Vec<(PathBuf, String)>,
 }
 
@@ -161,6 +164,14 @@ impl ImageStream {
     /// The batches of `epoch` from batch `first` on, prepared ahead by the
     /// worker threads.
     pub fn epoch(&self, epoch: u64, first: usize) -> StreamEpoch {
+        self.epoch_part(epoch, first, Arc::new(|len| 0..len))
+    }
+
+    /// [`ImageStream::epoch`] in which every batch of `len` samples holds
+    /// only those at positions `part(len)`: a data-parallel rank decodes its
+    /// own part of each batch and no other. The order, each sample's
+    /// transform and the batch boundaries are those of the whole epoch.
+    pub fn epoch_part(&self, epoch: u64, first: usize, part: BatchPart) -> StreamEpoch {
         let total = self.num_batches();
         let first = first.min(total);
         let order = Arc::new(self.epoch_order(epoch));
@@ -180,16 +191,19 @@ impl ImageStream {
             let (files, order) = (Arc::clone(&self.files), Arc::clone(&order));
             let transform = Arc::clone(&self.transform);
             let cfg = self.config.clone();
+            let part = Arc::clone(&part);
             let spawned = std::thread::Builder::new()
                 .name(format!("strata-images-{w}"))
                 .spawn(move || {
                     while let Some(b) = shared.take(total, cfg.in_flight) {
                         let lo = b * cfg.batch_size;
                         let hi = (lo + cfg.batch_size).min(order.len());
+                        let part = part(hi - lo);
+                        let (lo, hi, at) = (lo + part.start, lo + part.end, part.start);
                         // a decoder that panics on a hostile file must not
                         // leave the consumer waiting for this batch forever
                         let batch = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            make_batch(&files, &order[lo..hi], &transform, &cfg, epoch)
+                            make_batch(&files, &order[lo..hi], at, &transform, &cfg, epoch)
                         }))
                         .unwrap_or_else(|_| {
                             Err(DataError::arg(
@@ -229,9 +243,15 @@ impl ImageStream {
 }
 
 /// Decodes and transforms the files at `indices` into one batch.
+/// The positions of a batch of `len` samples that one reader takes.
+pub type BatchPart = Arc<dyn Fn(usize) -> std::ops::Range<usize> + Send + Sync>;
+
+/// The samples `indices` (file-list indices, the first at position `at` of
+/// its batch) decoded and transformed.
 fn make_batch(
     files: &[(PathBuf, usize)],
     indices: &[usize],
+    at: usize,
     transform: &ImageTransform,
     cfg: &ImageStreamConfig,
     epoch: u64,
@@ -239,7 +259,8 @@ fn make_batch(
     let per = transform.sample_len();
     let mut data = vec![0.0f32; indices.len() * per];
     let (mut labels, mut kept, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
-    for &i in indices {
+    let mut positions = Vec::new();
+    for (pos, &i) in indices.iter().enumerate() {
         let (path, label) = &files[i];
         let decoded = std::fs::read(path)
             .map_err(|e| e.to_string())
@@ -251,6 +272,7 @@ fn make_batch(
                 transform.apply_into(&img, &mut rng, slot);
                 labels.push(*label);
                 kept.push(i);
+                positions.push(at + pos);
             }
             Err(message) if cfg.strict => {
                 return Err(DataError::Image {
@@ -275,6 +297,7 @@ fn make_batch(
         inputs,
         labels,
         indices: kept,
+        positions,
         skipped,
     })
 }
@@ -467,6 +490,56 @@ mod tests {
         for (x, _) in &a {
             assert!(x.iter().all(|v| (0.0..=1.0).contains(v)));
         }
+    }
+
+    /// Three readers' parts of every batch, put together, are the whole
+    /// batch: the same samples, transforms, labels and positions; a corrupt
+    /// file is skipped by the part that holds it.
+    #[test]
+    fn parts_of_each_batch_make_the_whole_batch() {
+        let files = folder("parts", 14, true);
+        let s = ImageStream::new(
+            files,
+            augmenting(),
+            ImageStreamConfig {
+                batch_size: 6,
+                seed: 3,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let whole: Vec<StreamBatch> = s.epoch(2, 0).map(|b| b.unwrap()).collect();
+        let parts: Vec<Vec<StreamBatch>> = (0..3)
+            .map(|r| {
+                let part: BatchPart = Arc::new(move |len| (r * len / 3)..((r + 1) * len / 3));
+                s.epoch_part(2, 0, part).map(|b| b.unwrap()).collect()
+            })
+            .collect();
+        assert_eq!(whole.len(), 3);
+        let mut skipped = 0;
+        for (b, w) in whole.iter().enumerate() {
+            let mut data = Vec::new();
+            let (mut labels, mut indices, mut positions) = (vec![], vec![], vec![]);
+            for p in &parts {
+                let p = &p[b];
+                data.extend(p.inputs.to_vec());
+                labels.extend(&p.labels);
+                indices.extend(&p.indices);
+                positions.extend(&p.positions);
+                skipped += p.skipped.len();
+            }
+            assert_eq!(data, w.inputs.to_vec(), "batch {b}");
+            assert_eq!(
+                (&labels, &indices, &positions),
+                (&w.labels, &w.indices, &w.positions)
+            );
+            assert!(positions.windows(2).all(|p| p[0] < p[1]));
+        }
+        assert_eq!(
+            skipped,
+            whole.iter().map(|w| w.skipped.len()).sum::<usize>()
+        );
+        assert_eq!(skipped, 1);
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub use idx::{read_idx, IdxArray};
 pub use image_folder::{
     list_class_files, split_files, ImageFolder, ImageFolderConfig, LabelledFiles,
 };
-pub use image_stream::{ImageStream, ImageStreamConfig, StreamBatch, StreamEpoch};
+pub use image_stream::{BatchPart, ImageStream, ImageStreamConfig, StreamBatch, StreamEpoch};
 pub use loader::{AugmentFn, Batch, DataLoader, DataLoaderConfig, EpochIter};
 pub use mnist::Mnist;
 pub use npy::{read_npy, read_npy_bytes, write_npy_f32, write_npy_i64, NpyArray, NpyDtype};

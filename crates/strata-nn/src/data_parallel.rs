@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use strata_core::Tensor;
 
-use crate::distributed::{hash_bytes, mix, Distributed, LayerDistribution};
+use crate::distributed::{hash_bytes, mix, Distributed, LayerDistribution, StepTiming};
 use crate::error::{NnError, Result};
 use crate::losses::Targets;
 use crate::metrics::Metric;
@@ -22,7 +22,6 @@ pub(crate) type StepTotals = (f64, usize, Vec<(usize, usize)>);
 pub(crate) struct DataParallel {
     pub(crate) d: Distributed,
     layers: Arc<LayerDistribution>,
-    fusion_was: bool,
     reducer: crate::grad_buckets::GradientReducer,
 }
 
@@ -121,16 +120,10 @@ impl DataParallel {
         for l in model.layers.iter_mut() {
             l.set_distribution(Some(Arc::clone(&layers)));
         }
-        // the fused Conv -> BatchNorm chains take local statistics
-        let fusion_was = model.fusion;
-        if d.sync_batchnorm {
-            model.fusion = false;
-        }
         let reducer = crate::grad_buckets::GradientReducer::new(d, &params)?;
         Ok(DataParallel {
             d: d.clone(),
             layers,
-            fusion_was,
             reducer,
         })
     }
@@ -140,7 +133,6 @@ impl DataParallel {
         for l in model.layers.iter_mut() {
             l.set_distribution(None);
         }
-        model.fusion = self.fusion_was;
     }
 
     pub(crate) fn rank(&self) -> usize {
@@ -170,6 +162,8 @@ impl DataParallel {
         global_len: usize,
         metrics: &[Metric],
     ) -> Result<StepTotals> {
+        let started = std::time::Instant::now();
+        let (waited_before, overlapped_before) = (self.reducer.waited, self.reducer.overlapped);
         if let Ok(mut k) = self.layers.sample_keys.lock() {
             *k = keys;
         }
@@ -194,31 +188,63 @@ impl DataParallel {
             Ok((value, out.detach()))
         })?;
         if !params.is_empty() {
-            self.reducer.finish(&params)?;
+            self.reducer.send_rest(&params)?;
         }
-        let mut stats = vec![value as f64 * local as f64, local as f64];
+        // while the sums travel: loss, metrics and whether any rank's own
+        // gradients were non-finite, on the main communicator
+        let local_bad = (!self.reducer.local_finite()) as u8 as f64;
+        let mut stats = vec![value as f64 * local as f64, local as f64, local_bad];
+        let stats_sent = std::time::Instant::now();
         for m in metrics {
             let (k, t) = m.count(&out, targets)?;
             stats.push(k as f64);
             stats.push(t as f64);
         }
         self.d.collective.all_reduce_sum_f64(&mut stats)?;
-        let (loss_sum, seen) = (stats[0], stats[1]);
+        let stats_wait = stats_sent.elapsed();
+        let (loss_sum, seen, bad_ranks) = (stats[0], stats[1], stats[2]);
+        let totals = (loss_sum, seen as usize, counts(&stats[3..]));
+        if params.is_empty() {
+            return Ok(totals);
+        }
         if !(loss_sum / seen.max(1.0)).is_finite() {
+            self.reducer.finish(&params)?;
             return Err(NnError::Training(format!(
                 "the loss became {}",
                 (loss_sum / seen.max(1.0)) as f32
             )));
         }
-        if params.is_empty() {
-            return Ok((loss_sum, seen as usize, counts(&stats[2..])));
+        if bad_ranks > 0.0 || model.compiled_optimizer()?.needs_every_gradient() {
+            // all sums first: the check names the weight, a global clip norm
+            // needs every gradient
+            self.reducer.finish(&params)?;
+            model.step_if_finite(&params)?;
+        } else {
+            // each bucket's weights updated as soon as its sums are in
+            let optimizer = model.compiled_optimizer()?;
+            optimizer.begin_step(&params)?;
+            self.reducer.finish_each(&params, |bucket| {
+                if let Some(bad) = crate::model::first_non_finite(&params, bucket) {
+                    return Err(crate::model::non_finite_gradient(bad));
+                }
+                optimizer.update_some(&params, bucket)
+            })?;
+            optimizer.end_step();
         }
-        model.step_if_finite(&params)?;
+        if let Ok(mut t) = self.d.timings.lock() {
+            t.push(StepTiming {
+                step: started.elapsed(),
+                waited: self.reducer.waited - waited_before + stats_wait,
+                bytes: params.iter().map(|p| p.value.numel() * 4).sum(),
+                buckets: self.reducer.buckets(),
+                overlapped: self.reducer.overlapped - overlapped_before,
+            });
+        }
         if !self.d.sync_batchnorm {
             // DDP's per-rank statistics: rank 0's moving statistics for all
             self.broadcast_frozen(model)?;
         }
-        Ok((loss_sum, seen as usize, counts(&stats[2..])))
+        Ok(totals)
     }
 
     /// Rank 0's non-trainable weights (moving statistics) on every rank.

@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use strata_core::{Rng, Tensor};
+use strata_core::Rng;
 
 use crate::error::{NnError, Result};
 
@@ -60,6 +60,47 @@ pub struct Distributed {
     pub agree_on: Vec<(String, u64)>,
     /// Gradient bucket size in bytes (PyTorch DDP's 25 MB by default).
     pub bucket_bytes: usize,
+    /// How each training step went, filled in as training goes (shared by
+    /// the clones of these settings).
+    pub timings: Arc<std::sync::Mutex<Vec<StepTiming>>>,
+}
+
+/// One data-parallel training step as this rank saw it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepTiming {
+    /// The whole step: forward, backward, sums, update.
+    pub step: std::time::Duration,
+    /// Time the step stood waiting for gradient sums after its backward
+    /// (and for the loss and metrics): the communication not hidden.
+    pub waited: std::time::Duration,
+    /// Gradient bytes all-reduced.
+    pub bytes: usize,
+    /// Buckets, and those handed to the communication thread before the
+    /// backward returned.
+    pub buckets: usize,
+    pub overlapped: usize,
+}
+
+/// Medians over `timings` past the first `warmup` steps (all of them when
+/// there are no more): (step, waited), and the last step's bytes, buckets
+/// and overlapped buckets.
+pub fn median_timing(timings: &[StepTiming], warmup: usize) -> Option<StepTiming> {
+    let steady = if timings.len() > warmup {
+        &timings[warmup..]
+    } else {
+        timings
+    };
+    let last = *steady.last()?;
+    let median = |f: fn(&StepTiming) -> std::time::Duration| {
+        let mut v: Vec<_> = steady.iter().map(f).collect();
+        v.sort();
+        v[v.len() / 2]
+    };
+    Some(StepTiming {
+        step: median(|t| t.step),
+        waited: median(|t| t.waited),
+        ..last
+    })
 }
 
 impl Distributed {
@@ -69,6 +110,7 @@ impl Distributed {
             sync_batchnorm: true,
             agree_on: Vec::new(),
             bucket_bytes: 25 * 1024 * 1024,
+            timings: Arc::default(),
         }
     }
 
@@ -175,64 +217,20 @@ pub fn keyed_dropout_mask(keys: &[u64], row: usize, rate: f32, layer: &str) -> V
 /// gradient over the ranks too (each rank's loss is its share of the
 /// global loss, so the gradient of one rank's input is the sum of every
 /// rank's upstream gradient).
-pub fn all_reduce_op(x: &Tensor, collective: &Arc<dyn Collective>) -> Result<Tensor> {
-    let mut data = x.to_vec();
-    collective.all_reduce_sum(&mut data)?;
+/// The collective's f64 all-reduce as the core's [`ProcessSum`] (for a
+/// synchronised BatchNorm). It may run inside a backward, which cannot
+/// return an error, while the other ranks wait for this one: a failure
+/// prints one error line and ends the process.
+///
+/// [`ProcessSum`]: strata_core::ops::batch_norm::ProcessSum
+pub fn process_sum(collective: &Arc<dyn Collective>) -> strata_core::ops::batch_norm::ProcessSum {
     let c = Arc::clone(collective);
-    Ok(Tensor::custom_op(
-        data,
-        x.shape(),
-        "all_reduce",
-        &[x],
-        move |g| {
-            let mut g = g.to_vec();
-            if let Err(e) = c.all_reduce_sum(&mut g) {
-                // a backward cannot return an error, and the other ranks
-                // would wait for this one forever
-                eprintln!("error: train: the all-reduce of a backward failed: {e}");
-                std::process::exit(1);
-            }
-            vec![Some(g)]
-        },
-    )?)
-}
-
-/// Per-channel `[sum of x; sum of x²]` (channels last, `2C` values) of `x`
-/// as an autograd op, accumulated in double precision: the local half of
-/// synchronised BatchNorm's statistics.
-pub fn channel_sums(x: &Tensor) -> Result<Tensor> {
-    let c = x.shape().last().copied().unwrap_or(0);
-    if c == 0 || x.rank() < 2 {
-        return Err(NnError::Training(format!(
-            "channel_sums needs (batch, ..., channels), found {}",
-            strata_core::fmt_shape(x.shape())
-        )));
-    }
-    let xs = x.to_vec();
-    let mut acc = vec![0.0f64; 2 * c];
-    for row in xs.chunks(c) {
-        for (j, &v) in row.iter().enumerate() {
-            acc[j] += v as f64;
-            acc[c + j] += v as f64 * v as f64;
+    Arc::new(move |v: &mut [f64]| {
+        if let Err(e) = c.all_reduce_sum_f64(v) {
+            eprintln!("error: train: the all-reduce of a synchronised BatchNorm failed: {e}");
+            std::process::exit(1);
         }
-    }
-    let sums: Vec<f32> = acc.iter().map(|&v| v as f32).collect();
-    Ok(Tensor::custom_op(
-        sums,
-        &[2 * c],
-        "channel_sums",
-        &[x],
-        move |g| {
-            let (g1, g2) = g.split_at(c);
-            let mut dx = xs;
-            for row in dx.chunks_mut(c) {
-                for (j, v) in row.iter_mut().enumerate() {
-                    *v = g1[j] + 2.0 * *v * g2[j];
-                }
-            }
-            vec![Some(dx)]
-        },
-    )?)
+    })
 }
 
 /// A [`Collective`] over the threads of one process, for tests of the
@@ -430,47 +428,6 @@ mod tests {
                 "{e}"
             );
         }
-    }
-
-    #[test]
-    fn the_all_reduce_op_sums_values_and_gradients() {
-        let out = on_ranks(2, |g| {
-            let c: Arc<dyn Collective> = Arc::new(g);
-            let r = c.rank() as f32;
-            let x = Tensor::from_vec(vec![1.0 + r, 2.0], &[2])
-                .unwrap()
-                .requires_grad_(true);
-            let y = all_reduce_op(&x, &c).unwrap();
-            // rank r's loss: (r + 1) * sum(y)
-            let loss = y.mul_scalar(r + 1.0).sum_all();
-            loss.backward().unwrap();
-            (y.to_vec(), x.grad().unwrap().to_vec())
-        });
-        for (y, g) in out {
-            assert_eq!(y, vec![3.0, 4.0]);
-            // d(sum over ranks of loss)/dx = 1 + 2
-            assert_eq!(g, vec![3.0, 3.0]);
-        }
-    }
-
-    #[test]
-    fn channel_sums_and_their_gradient() {
-        let x = Tensor::from_vec(vec![1.0, 2.0, 3.0, -4.0, 0.5, 6.0], &[3, 2])
-            .unwrap()
-            .requires_grad_(true);
-        let s = channel_sums(&x).unwrap();
-        assert_eq!(s.to_vec(), vec![4.5, 4.0, 10.25, 56.0]);
-        let w = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[4]).unwrap();
-        s.mul(&w).unwrap().sum_all().backward().unwrap();
-        // d/dx of (w0 Σx0 + w2 Σx0²) = w0 + 2 w2 x0; channel 1 with w1, w3
-        let g = x.grad().unwrap().to_vec();
-        let want = [
-            1.0 + 6.0 * 1.0,
-            2.0 + 8.0 * 2.0,
-            1.0 + 6.0 * 3.0,
-            2.0 - 8.0 * 4.0,
-        ];
-        assert_eq!(&g[..4], &want);
     }
 
     #[test]

@@ -30,6 +30,11 @@ pub(crate) struct GradientReducer {
     /// Buckets handed to the thread before the backward returned, over all
     /// steps (the overlap, for tests and diagnostics).
     pub(crate) overlapped: usize,
+    /// Whether every gradient this rank sent in the current step was finite.
+    local_finite: bool,
+    /// Time spent waiting for sums after the backward, over all steps: the
+    /// communication the backward did not hide.
+    pub(crate) waited: std::time::Duration,
 }
 
 /// A bucket on its way: `(offset, length)` of each parameter's gradient in
@@ -133,6 +138,11 @@ fn scatter(bucket: &[usize], params: &[Param], flat: &[f32], spans: Sent) {
 impl GradientReducer {
     /// Collective over the ranks (a second communicator is split off for
     /// the communication thread, where the collective has one).
+    /// Buckets in the layout.
+    pub(crate) fn buckets(&self) -> usize {
+        self.buckets.len()
+    }
+
     pub(crate) fn new(d: &Distributed, params: &[Param]) -> Result<GradientReducer> {
         let sizes: Vec<usize> = params.iter().map(|p| p.value.numel() * 4).collect();
         let buckets = bucket_layout(&sizes, d.bucket_bytes.max(1));
@@ -146,6 +156,8 @@ impl GradientReducer {
             comm,
             sent: Vec::new(),
             overlapped: 0,
+            local_finite: true,
+            waited: std::time::Duration::ZERO,
         })
     }
 
@@ -153,6 +165,7 @@ impl GradientReducer {
     /// thread in bucket order as their gradients become final.
     pub(crate) fn backward(&mut self, loss: &Tensor, params: &[Param]) -> Result<()> {
         self.sent.clear();
+        self.local_finite = true;
         let Some(comm) = self.comm.as_mut() else {
             loss.backward()?;
             return Ok(());
@@ -177,6 +190,7 @@ impl GradientReducer {
         }
         let buckets = &self.buckets;
         let sent = &mut self.sent;
+        let finite = &mut self.local_finite;
         let mut failed = false;
         loss.backward_with_hook(|id| {
             let Some(&k) = bucket_of.get(&id) else {
@@ -186,6 +200,7 @@ impl GradientReducer {
             while sent.len() < buckets.len() && left[sent.len()] == 0 {
                 let k = sent.len();
                 let (flat, spans) = flatten(&buckets[k], params);
+                *finite &= all_finite(&flat);
                 sent.push(spans);
                 failed |= to.send((k, flat)).is_err();
             }
@@ -197,36 +212,97 @@ impl GradientReducer {
         Ok(())
     }
 
-    /// After the backward: every gradient summed over the ranks. A weight
-    /// without a gradient (the loss does not reach it, on every rank alike)
-    /// keeps none.
-    pub(crate) fn finish(&mut self, params: &[Param]) -> Result<()> {
+    /// After the backward: the buckets it did not complete (weights the loss
+    /// does not reach) go out too, so that [`GradientReducer::local_finite`]
+    /// speaks for every gradient of this rank.
+    pub(crate) fn send_rest(&mut self, params: &[Param]) -> Result<()> {
         let Some(comm) = self.comm.as_mut() else {
-            for bucket in &self.buckets {
-                let (mut flat, spans) = flatten(bucket, params);
-                self.collective.all_reduce_sum(&mut flat)?;
-                scatter(bucket, params, &flat, spans);
-            }
+            self.local_finite = params.iter().all(|p| {
+                p.value
+                    .with_grad(|g| g.is_none_or(strata_core::kernels::parallel::all_finite))
+            });
             return Ok(());
         };
-        let stopped = || NnError::Ranks("the all-reduce thread stopped".into());
-        // the buckets the backward left (weights it did not reach)
         let to = comm.to.as_ref().ok_or_else(stopped)?;
         while self.sent.len() < self.buckets.len() {
             let k = self.sent.len();
             let (flat, spans) = flatten(&self.buckets[k], params);
+            self.local_finite &= all_finite(&flat);
             self.sent.push(spans);
             to.send((k, flat)).map_err(|_| stopped())?;
         }
-        let sent = std::mem::take(&mut self.sent);
-        for (k, spans) in sent.into_iter().enumerate() {
-            let (got, flat) = comm.from.recv().map_err(|_| stopped())??;
-            debug_assert_eq!(got, k, "buckets come back in order");
-            scatter(&self.buckets[k], params, &flat, spans);
-        }
-        comm.busy = false;
         Ok(())
     }
+
+    /// Whether this rank's own gradients of the step (before the sum) are
+    /// all finite; known once [`GradientReducer::send_rest`] has run.
+    pub(crate) fn local_finite(&self) -> bool {
+        self.local_finite
+    }
+
+    /// After the backward: every gradient summed over the ranks. A weight
+    /// without a gradient (the loss does not reach it, on every rank alike)
+    /// keeps none.
+    pub(crate) fn finish(&mut self, params: &[Param]) -> Result<()> {
+        self.finish_each(params, |_| Ok(()))
+    }
+
+    /// [`GradientReducer::finish`], calling `ready` with each bucket's
+    /// parameter indices as soon as its sums are in place, in bucket order:
+    /// an optimizer updates the weights of one bucket while later ones are
+    /// still on the wire. After an error from `ready` the remaining buckets
+    /// are still reduced (every rank takes part in every collective, and the
+    /// sums are the same on every rank, so every rank stops at the same
+    /// bucket), then the first error is returned.
+    pub(crate) fn finish_each(
+        &mut self,
+        params: &[Param],
+        mut ready: impl FnMut(&[usize]) -> Result<()>,
+    ) -> Result<()> {
+        let mut first_error: Option<NnError> = None;
+        let mut call = |bucket: &[usize]| {
+            if first_error.is_none() {
+                first_error = ready(bucket).err();
+            }
+        };
+        if self.collective.size() == 1 {
+            // a sum over one rank is the gradient itself
+            self.buckets.iter().for_each(|b| call(b));
+            return first_error.map_or(Ok(()), Err);
+        }
+        let Some(_) = self.comm.as_ref() else {
+            for bucket in &self.buckets {
+                let (mut flat, spans) = flatten(bucket, params);
+                let t = std::time::Instant::now();
+                self.collective.all_reduce_sum(&mut flat)?;
+                self.waited += t.elapsed();
+                scatter(bucket, params, &flat, spans);
+                call(bucket);
+            }
+            return first_error.map_or(Ok(()), Err);
+        };
+        self.send_rest(params)?;
+        let comm = self.comm.as_mut().ok_or_else(stopped)?;
+        let sent = std::mem::take(&mut self.sent);
+        for (k, spans) in sent.into_iter().enumerate() {
+            let t = std::time::Instant::now();
+            let (got, flat) = comm.from.recv().map_err(|_| stopped())??;
+            self.waited += t.elapsed();
+            debug_assert_eq!(got, k, "buckets come back in order");
+            scatter(&self.buckets[k], params, &flat, spans);
+            call(&self.buckets[k]);
+        }
+        comm.busy = false;
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+fn stopped() -> NnError {
+    NnError::Ranks("the all-reduce thread stopped".into())
+}
+
+fn all_finite(v: &[f32]) -> bool {
+    strata_core::kernels::parallel::all_finite(v)
 }
 
 #[cfg(test)]
@@ -243,6 +319,8 @@ mod tests {
         inner: Arc<dyn Collective>,
         split: bool,
         starts: Arc<Mutex<Vec<Instant>>>,
+        /// Added to every all-reduce: a slow link.
+        delay: Duration,
     }
 
     impl Collective for Recording {
@@ -254,6 +332,7 @@ mod tests {
         }
         fn all_reduce_sum(&self, data: &mut [f32]) -> Result<()> {
             self.starts.lock().unwrap().push(Instant::now());
+            std::thread::sleep(self.delay);
             self.inner.all_reduce_sum(data)
         }
         fn all_reduce_sum_f64(&self, data: &mut [f64]) -> Result<()> {
@@ -273,6 +352,7 @@ mod tests {
                 inner: self.inner.split_off()?,
                 split: false,
                 starts: Arc::clone(&self.starts),
+                delay: self.delay,
             }))
         }
     }
@@ -281,12 +361,36 @@ mod tests {
     /// layer; the summed gradients, the buckets handed over during the
     /// backward, and whether an all-reduce started before it returned.
     fn step(c: ThreadGroup, split: bool) -> (Vec<Vec<f32>>, usize, bool) {
+        let (params, loss, d, starts) = three_layers(c, split, Duration::ZERO);
+        let mut r = GradientReducer::new(&d, &params).unwrap();
+        assert_eq!(r.buckets, vec![vec![2], vec![1], vec![0]]);
+        r.backward(&loss, &params).unwrap();
+        let ended = Instant::now();
+        r.finish(&params).unwrap();
+        let early = starts.lock().unwrap().iter().any(|&t| t < ended);
+        let grads = params
+            .iter()
+            .map(|p| p.value.grad().unwrap().to_vec())
+            .collect();
+        (grads, r.overlapped, early)
+    }
+
+    /// Three layers (buckets of one weight each), rank-dependent inputs, a
+    /// slow backward in the first layer: the weights, the loss, the
+    /// settings and the start times of the all-reduces.
+    #[allow(clippy::type_complexity)]
+    fn three_layers(
+        c: ThreadGroup,
+        split: bool,
+        delay: Duration,
+    ) -> (Vec<Param>, Tensor, Distributed, Arc<Mutex<Vec<Instant>>>) {
         let rank = c.rank() as f32;
         let starts = Arc::new(Mutex::new(Vec::new()));
         let rec = Recording {
             inner: Arc::new(c),
             split,
             starts: Arc::clone(&starts),
+            delay,
         };
         let mut d = Distributed::new(Arc::new(rec));
         d.bucket_bytes = 256;
@@ -312,17 +416,7 @@ mod tests {
         .unwrap();
         let h2 = slow.relu().matmul(&params[1].value).unwrap().relu();
         let loss = h2.matmul(&params[2].value).unwrap().sum_all();
-        let mut r = GradientReducer::new(&d, &params).unwrap();
-        assert_eq!(r.buckets, vec![vec![2], vec![1], vec![0]]);
-        r.backward(&loss, &params).unwrap();
-        let ended = Instant::now();
-        r.finish(&params).unwrap();
-        let early = starts.lock().unwrap().iter().any(|&t| t < ended);
-        let grads = params
-            .iter()
-            .map(|p| p.value.grad().unwrap().to_vec())
-            .collect();
-        (grads, r.overlapped, early)
+        (params, loss, d, starts)
     }
 
     fn on_two(split: bool) -> Vec<(Vec<Vec<f32>>, usize, bool)> {
@@ -351,6 +445,73 @@ mod tests {
                 *early_during,
                 "an all-reduce started before the backward returned"
             );
+        }
+    }
+
+    /// On a slow link (150 ms an all-reduce) the first bucket's weights are
+    /// handed on while the last bucket is still on the wire, and the sums
+    /// handed on are those `finish` gives.
+    #[test]
+    fn each_bucket_is_handed_on_as_soon_as_its_sums_are_in() {
+        let run = |c: ThreadGroup| {
+            let delay = Duration::from_millis(150);
+            let (params, loss, d, _) = three_layers(c, true, delay);
+            let mut r = GradientReducer::new(&d, &params).unwrap();
+            r.backward(&loss, &params).unwrap();
+            let t0 = Instant::now();
+            let mut seen = Vec::new();
+            r.finish_each(&params, |bucket| {
+                let grads: Vec<Vec<f32>> = bucket
+                    .iter()
+                    .map(|&i| params[i].value.grad().unwrap().to_vec())
+                    .collect();
+                seen.push((bucket.to_vec(), t0.elapsed(), grads));
+                Ok(())
+            })
+            .unwrap();
+            (seen, t0.elapsed())
+        };
+        let hs: Vec<_> = ThreadGroup::new(2)
+            .into_iter()
+            .map(|c| std::thread::spawn(move || run(c)))
+            .collect();
+        let runs: Vec<_> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        let reference = on_two(false);
+        for ((seen, total), (want, ..)) in runs.iter().zip(&reference) {
+            let order: Vec<Vec<usize>> = seen.iter().map(|s| s.0.clone()).collect();
+            assert_eq!(order, vec![vec![2], vec![1], vec![0]]);
+            for (bucket, _, grads) in seen {
+                assert_eq!(grads[0], want[bucket[0]], "the summed gradient");
+            }
+            // the first bucket went on at least one all-reduce before the end
+            assert!(
+                seen[0].1 + Duration::from_millis(100) < *total,
+                "first bucket at {:?}, all done at {total:?}",
+                seen[0].1
+            );
+        }
+        let bad = |c: ThreadGroup| {
+            let (params, loss, d, _) = three_layers(c, true, Duration::ZERO);
+            let mut r = GradientReducer::new(&d, &params).unwrap();
+            r.backward(&loss, &params).unwrap();
+            let mut calls = 0;
+            let e = r.finish_each(&params, |_| {
+                calls += 1;
+                Err(NnError::Training("stop".into()))
+            });
+            // every bucket still reduced, the first error kept, the thread free
+            let busy = r.comm.as_ref().unwrap().busy;
+            (e.unwrap_err().to_string(), calls, busy)
+        };
+        let hs: Vec<_> = ThreadGroup::new(2)
+            .into_iter()
+            .map(|c| std::thread::spawn(move || bad(c)))
+            .collect();
+        for h in hs {
+            let (e, calls, busy) = h.join().unwrap();
+            assert!(e.contains("stop"), "{e}");
+            assert_eq!(calls, 1);
+            assert!(!busy, "every sum came back");
         }
     }
 

@@ -24,8 +24,8 @@ pub use layers::{Ctx, Layer};
 pub use losses::{Loss, Targets};
 pub use metrics::Metric;
 pub use model::{
-    BatchSource, FitConfig, History, Model, ModelInfo, Preprocessing, Source, SourceBatch,
-    Verbosity,
+    BatchSource, FitConfig, History, Model, ModelInfo, PartBatch, Preprocessing, Source,
+    SourceBatch, Verbosity,
 };
 pub use optimizers::{LearningRateSchedule, Optimizer, Param};
 pub use weight::Weight;

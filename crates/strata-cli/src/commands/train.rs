@@ -719,6 +719,9 @@ fn run_on(a: Args, ranks: Option<&crate::distributed::Ranks>) -> CliResult<()> {
         ),
         None => println!("trained {} in {secs:.1}s", plural(epochs_done, "epoch")),
     }
+    if let Some(d) = &cfg.distributed {
+        report_data_parallel(d);
+    }
     let held_out = match &data {
         TrainData::Memory(d) => match &d.test {
             Some((x, y)) => Some((model.evaluate(std::slice::from_ref(x), y, 512)?, y.len())),
@@ -765,4 +768,26 @@ fn run_on(a: Args, ranks: Option<&crate::distributed::Ranks>) -> CliResult<()> {
     }
     println!("saved {}", wrote.join(", "));
     Ok(())
+}
+
+/// Rank 0's view of the data-parallel steps: the median step (past the
+/// first two) and the part of it spent waiting on the all-reduce.
+fn report_data_parallel(d: &strata_nn::distributed::Distributed) {
+    let timings = d.timings.lock().map(|t| t.clone()).unwrap_or_default();
+    let Some(t) = strata_nn::distributed::median_timing(&timings, 2) else {
+        return;
+    };
+    let ms = |x: std::time::Duration| x.as_secs_f64() * 1e3;
+    println!(
+        "data parallel: {} ranks x {} threads; median step {:.1} ms, {:.1} ms of it waiting on the \
+         all-reduce ({:.1}%); {:.1} MB of gradients a step in {} buckets, {} sent during the backward",
+        d.size(),
+        strata_core::num_threads(),
+        ms(t.step),
+        ms(t.waited),
+        100.0 * ms(t.waited) / ms(t.step).max(1e-9),
+        t.bytes as f64 / 1e6,
+        t.buckets,
+        t.overlapped
+    );
 }

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use strata_core::kernels::moments::ChannelMoments;
 use strata_core::{Rng, Tensor};
 
-use crate::distributed::{all_reduce_op, channel_sums, LayerDistribution};
+use crate::distributed::LayerDistribution;
 
 use super::dense::not_built;
 use super::{expect_inputs, Ctx, Layer, LayerBase};
@@ -58,7 +58,7 @@ impl BatchNormalization {
     pub(crate) fn forward_relu(&mut self, x: &Tensor, training: bool) -> Option<Result<Tensor>> {
         if let Some(d) = self.synchronised() {
             return (!self.uses_moving_statistics(training))
-                .then(|| self.forward_train_sync(x, &d).map(|y| y.relu()));
+                .then(|| self.forward_train_sync(x, &d, None, true));
         }
         (!self.uses_moving_statistics(training)).then(|| self.forward_train(x, true))
     }
@@ -72,10 +72,9 @@ impl BatchNormalization {
         moments: &ChannelMoments,
         relu: bool,
     ) -> Result<Tensor> {
-        // Synchronised statistics are the global batch's, not these moments.
+        // synchronised statistics: these moments joined with the other ranks'
         if let Some(d) = self.synchronised() {
-            let y = self.forward_train_sync(x, &d)?;
-            return Ok(if relu { y.relu() } else { y });
+            return self.forward_train_sync(x, &d, Some(moments), relu);
         }
         self.forward_train_with(x, Some(moments), relu)
     }
@@ -89,8 +88,8 @@ impl BatchNormalization {
         residual: &Tensor,
     ) -> Result<Tensor> {
         if let Some(d) = self.synchronised() {
-            let y = self.forward_train_sync(x, &d)?;
-            return Ok(y.add(residual).in_layer(&self.base.name)?.relu());
+            let y = self.forward_train_sync(x, &d, Some(moments), false)?;
+            return y.add_relu(residual).in_layer(&self.base.name);
         }
         self.forward_train_then(x, Some(moments), true, Some(residual))
     }
@@ -170,49 +169,30 @@ impl BatchNormalization {
             .cloned()
     }
 
-    /// Synchronised BatchNorm's training forward, as autograd ops whose
-    /// all-reduces also all-reduce their gradients: the per-channel sums and
-    /// the sample count all-reduced give the global mean; the sums of
-    /// squares about it, all-reduced, the global (biased) variance; then
-    /// `y = (x - mean) * gamma / sqrt(var + eps) + beta`. Two all-reduces,
-    /// not one of sums and sums of squares: `E[x²] - E[x]²` cancels
-    /// catastrophically in the backward of near-constant channels (a
-    /// ResNet's last stages at batch 8 moved 30% from one process in two
-    /// steps that way). The moving statistics follow the global ones, alike
-    /// on every rank.
-    fn forward_train_sync(&mut self, x: &Tensor, d: &LayerDistribution) -> Result<Tensor> {
-        let name = self.base.name.clone();
+    /// Synchronised BatchNorm's training forward (then a ReLU when `relu`):
+    /// the statistics of the global batch from this rank's moments (`local`,
+    /// as the convolution took them, or taken here) and two small
+    /// all-reduces, and a backward that all-reduces its per-channel sums
+    /// ([`Tensor::batch_norm_train_synced`]). The moving statistics follow
+    /// the global ones, alike on every rank.
+    fn forward_train_sync(
+        &mut self,
+        x: &Tensor,
+        d: &LayerDistribution,
+        local: Option<&strata_core::kernels::moments::ChannelMoments>,
+        relu: bool,
+    ) -> Result<Tensor> {
+        let name = &self.base.name;
         let (mm, mv) = self.moving_for(x)?;
-        let c = mm.shape()[0];
-        let rows = x.numel() / c.max(1);
-        let local = Tensor::concat(
-            &[
-                channel_sums(x)?.slice(0, 0, c).in_layer(&name)?,
-                Tensor::from_vec(vec![rows as f32], &[1]).in_layer(&name)?,
-            ],
-            0,
-        )
-        .in_layer(&name)?;
-        let global = all_reduce_op(&local, &d.collective)?;
-        let n = global.get(&[c]).in_layer(&name)?.max(1.0);
-        let mean = global.slice(0, 0, c).in_layer(&name)?.mul_scalar(1.0 / n);
-        let centred = x.sub(&mean).in_layer(&name)?;
-        let squares = channel_sums(&centred)?.slice(0, c, 2 * c).in_layer(&name)?;
-        let var = all_reduce_op(&squares, &d.collective)?.mul_scalar(1.0 / n);
-        let inv = Tensor::ones(&[c])
-            .div(&var.add_scalar(self.epsilon).sqrt())
-            .in_layer(&name)?;
-        let a = match &self.gamma {
-            Some(g) => g.value.mul(&inv).in_layer(&name)?,
-            None => inv,
-        };
-        let mut y = centred.mul(&a).in_layer(&name)?;
-        if let Some(b) = &self.beta {
-            y = y.add(&b.value).in_layer(&name)?;
-        }
+        let gamma = self.gamma.as_ref().map(|w| &w.value);
+        let beta = self.beta.as_ref().map(|w| &w.value);
+        let sum = crate::distributed::process_sum(&d.collective);
+        let (y, mean, var) = x
+            .batch_norm_train_synced(local, gamma, beta, self.epsilon, relu, &sum)
+            .in_layer(name)?;
         let m = self.momentum;
-        strata_core::ops::batch_norm::update_moving(&mut mm.value.data_mut(), &mean.to_vec(), m);
-        strata_core::ops::batch_norm::update_moving(&mut mv.value.data_mut(), &var.to_vec(), m);
+        strata_core::ops::batch_norm::update_moving(&mut mm.value.data_mut(), &mean, m);
+        strata_core::ops::batch_norm::update_moving(&mut mv.value.data_mut(), &var, m);
         Ok(y)
     }
 
@@ -299,7 +279,7 @@ impl Layer for BatchNormalization {
         // a frozen BatchNormalization runs in inference mode (as in Keras)
         if !self.uses_moving_statistics(ctx.training) {
             if let Some(d) = self.synchronised() {
-                return self.forward_train_sync(x, &d);
+                return self.forward_train_sync(x, &d, None, false);
             }
             return self.forward_train(x, false);
         }

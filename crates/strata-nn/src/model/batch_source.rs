@@ -31,4 +31,28 @@ pub trait BatchSource {
         epoch: usize,
         first: usize,
     ) -> Box<dyn Iterator<Item = Result<SourceBatch>> + '_>;
+
+    /// The batches of `epoch` from batch `first` on, each holding only the
+    /// contiguous part ([`crate::data_parallel::rank_slice`] of the batch's
+    /// samples) that `rank` of `size` trains on, read without the rest: a
+    /// data-parallel rank then decodes its own samples alone. `None` (the
+    /// default) for a source that reads whole batches; the caller cuts them.
+    fn epoch_part(
+        &self,
+        _epoch: usize,
+        _first: usize,
+        _rank: usize,
+        _size: usize,
+    ) -> Option<Box<dyn Iterator<Item = Result<PartBatch>> + '_>> {
+        None
+    }
+}
+
+/// A rank's part of one batch: its samples, and each one's position in the
+/// whole batch (its randomness is keyed by that position).
+#[derive(Debug, Clone)]
+pub struct PartBatch {
+    /// The part; `skipped` counts the samples of the part left out.
+    pub batch: SourceBatch,
+    pub positions: Vec<usize>,
 }

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 use strata_core::{no_grad, Rng, Tensor};
 
@@ -225,20 +226,17 @@ impl Model {
     /// The optimizer's step on `params`, refused (before any weight
     /// changes) when a gradient is not finite.
     pub(crate) fn step_if_finite(&mut self, params: &[crate::model::Param]) -> Result<()> {
-        if let Some(bad) = params.iter().find(|p| {
-            p.value
-                .with_grad(|g| g.is_some_and(|g| !strata_core::kernels::parallel::all_finite(g)))
-        }) {
-            return Err(NnError::Training(format!(
-                "the gradient of {} became non-finite",
-                bad.name
-            )));
+        let all: Vec<usize> = (0..params.len()).collect();
+        if let Some(bad) = first_non_finite(params, &all) {
+            return Err(non_finite_gradient(bad));
         }
-        let c = self
-            .compiled
-            .as_mut()
-            .ok_or_else(|| NnError::Training("not compiled".into()))?;
-        c.optimizer.step(params)
+        self.compiled_optimizer()?.step(params)
+    }
+
+    /// The compiled optimizer, or the error that says the model is not compiled.
+    pub(crate) fn compiled_optimizer(&mut self) -> Result<&mut crate::optimizers::Optimizer> {
+        self.optimizer_mut()
+            .ok_or_else(|| NnError::Training("not compiled".into()))
     }
 
     fn sample_weights(cfg: &FitConfig, targets: &Targets) -> Option<Vec<f32>> {
@@ -372,35 +370,54 @@ impl Model {
             .distributed
             .as_ref()
             .map(|d| (d.rank(), d.size(), cfg.seed));
-        let batches = |epoch: usize, first: usize| {
-            let mut b = first;
-            source.epoch(epoch, first).map(move |batch| {
-                let at = b;
-                b += 1;
-                let batch = batch?;
-                let global_len = batch.targets.len();
-                match ranks {
-                    None => Ok(Step {
+        let collective = cfg.distributed.as_ref().map(|d| Arc::clone(&d.collective));
+        let batches = move |epoch: usize,
+                            first: usize|
+              -> Box<dyn Iterator<Item = Result<Step>> + '_> {
+            let key = move |seed: u64, at: usize, j: usize| {
+                crate::data_parallel::sample_key(seed, epoch, at * cfg.batch_size + j)
+            };
+            let (Some((rank, size, seed)), Some(collective)) = (ranks, collective.clone()) else {
+                return Box::new(source.epoch(epoch, first).map(|batch| {
+                    let batch = batch?;
+                    Ok(Step {
+                        global_len: batch.targets.len(),
                         inputs: batch.inputs,
                         targets: batch.targets,
                         sample_weights: None,
                         skipped: batch.skipped,
                         keys: Vec::new(),
-                        global_len,
-                    }),
-                    Some((rank, size, seed)) => {
-                        // every rank reads the global batch and keeps its slice
+                    })
+                }));
+            };
+            if let Some(parts) = source.epoch_part(epoch, first, rank, size) {
+                // each rank reads only its part; the global batch's size
+                // (less what every rank skipped) comes from one small sum
+                return Box::new(parts.zip(first..).map(move |(part, at)| {
+                    let part = part?;
+                    let local = part.batch.targets.len();
+                    let mut counts = [local as f64, part.batch.skipped as f64];
+                    collective.all_reduce_sum_f64(&mut counts)?;
+                    Ok(Step {
+                        keys: part.positions.iter().map(|&j| key(seed, at, j)).collect(),
+                        inputs: part.batch.inputs,
+                        targets: part.batch.targets,
+                        sample_weights: None,
+                        skipped: counts[1] as usize,
+                        global_len: counts[0] as usize,
+                    })
+                }));
+            }
+            // every rank reads the global batch and keeps its slice
+            Box::new(
+                source
+                    .epoch(epoch, first)
+                    .zip(first..)
+                    .map(move |(batch, at)| {
+                        let batch = batch?;
+                        let global_len = batch.targets.len();
                         let rows = crate::data_parallel::rank_slice(global_len, rank, size);
-                        let keys = rows
-                            .clone()
-                            .map(|j| {
-                                crate::data_parallel::sample_key(
-                                    seed,
-                                    epoch,
-                                    at * cfg.batch_size + j,
-                                )
-                            })
-                            .collect();
+                        let keys = rows.clone().map(|j| key(seed, at, j)).collect();
                         let (inputs, targets) =
                             crate::data_parallel::slice_batch(&batch.inputs, &batch.targets, rows)?;
                         Ok(Step {
@@ -411,9 +428,8 @@ impl Model {
                             keys,
                             global_len,
                         })
-                    }
-                }
-            })
+                    }),
+            )
         };
         let steps = source.batches_per_epoch();
         self.fit_loop(
@@ -809,4 +825,20 @@ impl Model {
         }
         Ok((epoch, step))
     }
+}
+
+/// The first of `params[which]` whose gradient holds a NaN or an infinity.
+pub(crate) fn first_non_finite<'p>(
+    params: &'p [crate::model::Param],
+    which: &[usize],
+) -> Option<&'p crate::model::Param> {
+    which.iter().map(|&i| &params[i]).find(|p| {
+        p.value
+            .with_grad(|g| g.is_some_and(|g| !strata_core::kernels::parallel::all_finite(g)))
+    })
+}
+
+/// The error that stops training at a non-finite gradient.
+pub(crate) fn non_finite_gradient(p: &crate::model::Param) -> NnError {
+    NnError::Training(format!("the gradient of {} became non-finite", p.name))
 }

@@ -17,12 +17,13 @@ mod spec;
 mod summary;
 mod weights_io;
 
-pub use batch_source::{BatchSource, SourceBatch};
+pub use batch_source::{BatchSource, PartBatch, SourceBatch};
 pub use callbacks::{
     Callback, EarlyStopping, LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau,
     TrainingControl,
 };
 pub use fit::{checkpoint_history, epoch_order, FitConfig, Verbosity, HISTORY_KEY};
+pub(crate) use fit::{first_non_finite, non_finite_gradient};
 pub use history::History;
 pub use info::{ModelInfo, Preprocessing, CLASS_NAMES_KEY, PREPROCESSING_KEY};
 pub use naming::{snake_case, Namer};

@@ -143,6 +143,26 @@ impl Optimizer {
     /// One update of every parameter that has a gradient. Parameters keep their
     /// position: the same list must be passed at every step.
     pub fn step(&mut self, params: &[Param]) -> Result<()> {
+        self.begin_step(params)?;
+        let all: Vec<usize> = (0..params.len()).collect();
+        self.update_some(params, &all)?;
+        self.end_step();
+        Ok(())
+    }
+
+    /// True when one variable's update needs every gradient of the step
+    /// (`global_clipnorm` scales all of them by their joint norm), so a step
+    /// cannot be applied part by part ([`Optimizer::update_some`]).
+    pub fn needs_every_gradient(&self) -> bool {
+        self.global_clipnorm.is_some()
+    }
+
+    /// Opens a step taken in parts: creates the state on the first step and
+    /// checks it matches `params`. Then [`Optimizer::update_some`] for each
+    /// part (each variable once) and [`Optimizer::end_step`]; the result is
+    /// bitwise that of [`Optimizer::step`], since no variable's update
+    /// depends on another's (unless [`Optimizer::needs_every_gradient`]).
+    pub fn begin_step(&mut self, params: &[Param]) -> Result<()> {
         if self.state.is_empty() {
             self.state = params
                 .iter()
@@ -156,6 +176,21 @@ impl Optimizer {
                 params.len()
             )));
         }
+        Ok(())
+    }
+
+    /// Updates the variables `which` (indices into `params`) of the step
+    /// opened by [`Optimizer::begin_step`], from the gradients they hold now.
+    pub fn update_some(&mut self, params: &[Param], which: &[usize]) -> Result<()> {
+        if let Some(&bad) = which
+            .iter()
+            .find(|&&i| i >= params.len().min(self.state.len()))
+        {
+            return Err(NnError::Training(format!(
+                "optimizer update of variable {bad}: the step holds {}",
+                self.state.len()
+            )));
+        }
         let lr = self.current_learning_rate();
         let t = self.iterations + 1;
         // Clipping rewrites gradients, so it works on pooled copies; without it
@@ -163,10 +198,11 @@ impl Optimizer {
         let clips =
             self.clipvalue.is_some() || self.clipnorm.is_some() || self.global_clipnorm.is_some();
         let clipped: Option<Vec<Option<Vec<f32>>>> = clips.then(|| {
-            let mut grads = params
+            let mut grads = which
                 .iter()
-                .map(|p| {
-                    p.value
+                .map(|&i| {
+                    params[i]
+                        .value
                         .with_grad(|g| g.map(strata_core::kernels::buffers::copy_of))
                 })
                 .collect::<Vec<_>>();
@@ -180,7 +216,7 @@ impl Optimizer {
         );
         // each variable's update depends on nothing else, so running them in
         // parallel changes no value
-        let update = |i: usize, p: &Param, slots: &mut Vec<Vec<f32>>| -> Result<()> {
+        let update = |j: usize, p: &Param, slots: &mut Vec<Vec<f32>>| -> Result<()> {
             let apply = |g: &[f32]| -> Result<()> {
                 let mut w = p.value.data_mut();
                 if slots.iter().any(|s| s.len() != w.len()) {
@@ -199,25 +235,32 @@ impl Optimizer {
                 Ok(())
             };
             match &clipped {
-                Some(grads) => grads[i].as_deref().map_or(Ok(()), apply),
+                Some(grads) => grads[j].as_deref().map_or(Ok(()), apply),
                 None => p.value.with_grad(|g| g.map_or(Ok(()), apply)),
             }
         };
+        let mut slots_of: Vec<Option<&mut Vec<Vec<f32>>>> =
+            self.state.iter_mut().map(Some).collect();
+        let jobs: Vec<(usize, &Param, &mut Vec<Vec<f32>>)> = which
+            .iter()
+            .enumerate()
+            .filter_map(|(j, &i)| Some((j, &params[i], slots_of[i].take()?)))
+            .collect();
         let results: Vec<Result<()>> = strata_core::threads::install(|| {
             use rayon::prelude::*;
-            params
-                .par_iter()
-                .zip(self.state.par_iter_mut())
-                .enumerate()
-                .map(|(i, (p, slots))| update(i, p, slots))
+            jobs.into_par_iter()
+                .map(|(j, p, slots)| update(j, p, slots))
                 .collect()
         });
         for g in clipped.into_iter().flatten().flatten() {
             strata_core::kernels::buffers::recycle(g);
         }
-        results.into_iter().collect::<Result<()>>()?;
-        self.iterations = t;
-        Ok(())
+        results.into_iter().collect::<Result<()>>()
+    }
+
+    /// Closes a step taken in parts: the iteration count moves on.
+    pub fn end_step(&mut self) {
+        self.iterations += 1;
     }
 
     fn clip(&self, grads: &mut [Option<Vec<f32>>]) {
@@ -313,6 +356,43 @@ mod tests {
             name: "dense.kernel".into(),
             value: t,
         }
+    }
+
+    /// A step taken in parts (bucket by bucket, in any order) is bitwise the
+    /// whole step, moments and iteration count included.
+    #[test]
+    fn a_step_in_parts_is_the_whole_step() {
+        let make = || -> Vec<Param> {
+            (0..5)
+                .map(|i| {
+                    let v: Vec<f32> = (0..7).map(|j| ((i * 7 + j) as f32 * 0.31).sin()).collect();
+                    let g: Vec<f32> = (0..7).map(|j| ((i * 7 + j) as f32 * 0.17).cos()).collect();
+                    param(&v, &g)
+                })
+                .collect()
+        };
+        let (whole, parts) = (make(), make());
+        let mut a = Optimizer::adamw(0.01, 0.004);
+        a.clipnorm = Some(0.7);
+        let mut b = Optimizer::adamw(0.01, 0.004);
+        b.clipnorm = Some(0.7);
+        for _ in 0..3 {
+            a.step(&whole).unwrap();
+            b.begin_step(&parts).unwrap();
+            for part in [&[4, 3][..], &[2], &[1, 0]] {
+                b.update_some(&parts, part).unwrap();
+            }
+            b.end_step();
+        }
+        for (x, y) in whole.iter().zip(&parts) {
+            assert_eq!(x.value.to_vec(), y.value.to_vec());
+        }
+        assert_eq!(a.state(&whole), b.state(&parts));
+        assert!(!a.needs_every_gradient());
+        a.global_clipnorm = Some(1.0);
+        assert!(a.needs_every_gradient());
+        let e = b.update_some(&parts, &[9]).unwrap_err().to_string();
+        assert!(e.contains("variable 9"), "{e}");
     }
 
     #[test]

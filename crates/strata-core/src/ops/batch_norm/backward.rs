@@ -16,6 +16,9 @@ pub(super) struct Saved {
     /// Rows and channels.
     pub m: usize,
     pub c: usize,
+    /// Rows the statistics are over: `m`, or every process's rows for a
+    /// synchronised BatchNorm.
+    pub count: f32,
     pub mean: Vec<f32>,
     pub inv_std: Vec<f32>,
     pub gamma: Vec<f32>,
@@ -76,7 +79,7 @@ impl Saved {
         let (m, c) = (self.m, self.c);
         let (g, mean, inv) = (&self.gamma, &self.mean, &self.inv_std);
         let (a, b) = (&self.scale[..], &self.shift[..]);
-        let mf = m as f32;
+        let mf = self.count;
         let k: Vec<f32> = (0..c).map(|ch| g[ch] * inv[ch] / mf).collect();
         // o = k*mf*dy - k*sum_g - k*inv*sum_gx*(x - mean) = p*dy + q*x + r
         let p: Vec<f32> = (0..c).map(|ch| k[ch] * mf).collect();

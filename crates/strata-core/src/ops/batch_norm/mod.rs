@@ -12,7 +12,8 @@
 //! map and the tail after it, in one sweep) and `backward.rs` (the tail's
 //! gradient rule, then BatchNorm's). `train.rs` holds the plain op,
 //! `fused.rs` the ones with a ReLU, with the convolution's statistics and
-//! with an Add and a ReLU, `infer.rs` inference; `rows.rs` the
+//! with an Add and a ReLU, `synced.rs` the one whose statistics and sums
+//! are over every process of a data-parallel run, `infer.rs` inference; `rows.rs` the
 //! reproducible per-channel sweeps they share.
 
 use crate::error::{fmt_shape, CoreError, Result};
@@ -25,11 +26,13 @@ pub mod moments;
 mod normalise;
 mod rows;
 mod statistics;
+mod synced;
 #[cfg(test)]
 mod tests;
 mod train;
 
 pub use normalise::affine_of;
+pub use synced::ProcessSum;
 
 /// `moving = moving * momentum + batch * (1 - momentum)`, Keras' update of the
 /// moving mean and (biased) moving variance after a training-mode call.

@@ -53,7 +53,23 @@ impl Statistics {
         Ok(Self::from_f64(&given.mean, &given.variance(), epsilon))
     }
 
-    fn from_f64(mean64: &[f64], var64: &[f64], epsilon: f32) -> Self {
+    /// The count, mean and sum of squared deviations of `m` rows of `c`
+    /// channels, in the sweep [`Statistics::of`] takes.
+    pub fn moments_of(x: &[f32], m: usize, c: usize) -> ChannelMoments {
+        let k = &x[..c];
+        let moments = channel_reduce(m, 2 * c, |r, acc| shifted_moments(x, c, k, r, acc));
+        let (s1, s2) = moments.split_at(c);
+        let mf = m as f64;
+        ChannelMoments {
+            count: m,
+            mean: (0..c).map(|ch| k[ch] as f64 + s1[ch] / mf).collect(),
+            m2: (0..c)
+                .map(|ch| (s2[ch] - s1[ch] * s1[ch] / mf).max(0.0))
+                .collect(),
+        }
+    }
+
+    pub fn from_f64(mean64: &[f64], var64: &[f64], epsilon: f32) -> Self {
         Statistics {
             mean: mean64.iter().map(|&v| v as f32).collect(),
             var: var64.iter().map(|&v| v as f32).collect(),

@@ -316,3 +316,131 @@ fn backward_in_place_and_shared_agree_bitwise() {
         assert_eq!(run(true), run(false), "relu {relu}");
     }
 }
+
+/// Values summed over threads standing in for processes: every call of
+/// every thread adds its values, then all read the total.
+struct Exchange {
+    barrier: std::sync::Barrier,
+    acc: std::sync::Mutex<Vec<f64>>,
+}
+
+impl Exchange {
+    fn sum(&self, v: &mut [f64]) {
+        if self.barrier.wait().is_leader() {
+            *self.acc.lock().unwrap() = vec![0.0; v.len()];
+        }
+        self.barrier.wait();
+        {
+            let mut acc = self.acc.lock().unwrap();
+            acc.iter_mut().zip(v.iter()).for_each(|(a, b)| *a += b);
+        }
+        self.barrier.wait();
+        v.copy_from_slice(&self.acc.lock().unwrap());
+        self.barrier.wait();
+    }
+}
+
+/// A batch split among 3 "processes" (threads), each normalising its rows
+/// with the synchronised op, gives the single op's output, `dx` and (summed
+/// over the processes) `dgamma` and `dbeta`; with and without a ReLU, with
+/// the moments given or taken. Shifted data (mean 40, std 0.5) checks the
+/// variance is not a cancellation of large sums.
+#[test]
+fn synchronised_batch_norm_over_processes_is_one_batch_norm() {
+    use std::sync::Arc;
+    let mut rng = Rng::new(77);
+    let (rows, c) = (12, 5);
+    let x = Tensor::rand_normal(&[rows, 1, 1, c], 40.0, 0.5, &mut rng);
+    let g = Tensor::rand_normal(&[c], 1.0, 0.3, &mut rng);
+    let b = Tensor::rand_normal(&[c], 0.0, 0.3, &mut rng);
+    let w = Tensor::rand_normal(&[rows, 1, 1, c], 0.0, 1.0, &mut rng);
+    for (relu, given) in [(false, false), (true, false), (false, true), (true, true)] {
+        let (xs, gs, bs) = (
+            x.detach().requires_grad_(true),
+            g.detach().requires_grad_(true),
+            b.detach().requires_grad_(true),
+        );
+        let (y, mean, var) = xs
+            .batch_norm_train_with(
+                &moments::ChannelMoments::of_rows(&x.to_vec(), c),
+                Some(&gs),
+                Some(&bs),
+                1e-3,
+                relu,
+            )
+            .unwrap();
+        y.mul(&w).unwrap().sum_all().backward().unwrap();
+        let ex = Arc::new(Exchange {
+            barrier: std::sync::Barrier::new(3),
+            acc: std::sync::Mutex::new(Vec::new()),
+        });
+        let parts: Vec<_> = (0..3)
+            .map(|r| {
+                let (ex, x, g, b, w) = (ex.clone(), x.clone(), g.clone(), b.clone(), w.clone());
+                std::thread::spawn(move || {
+                    let sum: ProcessSum = Arc::new(move |v: &mut [f64]| ex.sum(v));
+                    let take = |t: &Tensor| {
+                        let d = t.to_vec();
+                        Tensor::from_vec(d[r * 4 * c..(r + 1) * 4 * c].to_vec(), &[4, 1, 1, c])
+                            .unwrap()
+                    };
+                    let (xr, wr) = (take(&x).requires_grad_(true), take(&w));
+                    let (g, b) = (
+                        g.detach().requires_grad_(true),
+                        b.detach().requires_grad_(true),
+                    );
+                    let m = given.then(|| moments::ChannelMoments::of_rows(&xr.to_vec(), c));
+                    let (y, mean, var) = xr
+                        .batch_norm_train_synced(m.as_ref(), Some(&g), Some(&b), 1e-3, relu, &sum)
+                        .unwrap();
+                    y.mul(&wr).unwrap().sum_all().backward().unwrap();
+                    let grads = [&xr, &g, &b].map(|t| t.grad().unwrap().to_vec());
+                    (y.to_vec(), mean, var, grads)
+                })
+            })
+            .collect();
+        let parts: Vec<_> = parts.into_iter().map(|h| h.join().unwrap()).collect();
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            for (i, (a, b)) in a.iter().zip(b).enumerate() {
+                assert!(
+                    (a - b).abs() <= 2e-4 * (1.0 + b.abs()),
+                    "{what}[{i}]: {a} vs {b}"
+                );
+            }
+        };
+        let joined = |k: usize| -> Vec<f32> {
+            parts
+                .iter()
+                .flat_map(|p| match k {
+                    0 => p.0.clone(),
+                    _ => p.3[0].clone(),
+                })
+                .collect()
+        };
+        close(&joined(0), &y.to_vec(), "y");
+        close(&joined(1), &xs.grad().unwrap().to_vec(), "dx");
+        for p in &parts {
+            close(&p.1, &mean, "mean");
+            close(&p.2, &var, "var");
+        }
+        for (k, t) in [(1, &gs), (2, &bs)] {
+            let total: Vec<f32> = (0..c)
+                .map(|ch| parts.iter().map(|p| p.3[k][ch]).sum())
+                .collect();
+            close(&total, &t.grad().unwrap().to_vec(), "dgamma/dbeta");
+        }
+    }
+    let one: ProcessSum = std::sync::Arc::new(|_: &mut [f64]| {});
+    let e = x
+        .batch_norm_train_synced(
+            Some(&moments::ChannelMoments::empty(c)),
+            None,
+            None,
+            1e-3,
+            false,
+            &one,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("moments") && e.contains("12 rows"), "{e}");
+}

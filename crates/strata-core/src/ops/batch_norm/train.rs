@@ -57,20 +57,33 @@ pub(super) fn prepare(
         Some(g) => Statistics::given(g, m, c, epsilon, op)?,
         None => Statistics::of(&x.data(), m, c, epsilon),
     };
+    let saved = saved_for(x, (m, c, m as f32), &stats, gamma, beta);
+    Ok((stats, saved))
+}
+
+/// What the backward keeps of a forward over `m` rows of `c` channels
+/// normalised with `stats` (taken over `count` rows).
+pub(super) fn saved_for(
+    x: &Tensor,
+    (m, c, count): (usize, usize, f32),
+    stats: &Statistics,
+    gamma: Option<&Tensor>,
+    beta: Option<&Tensor>,
+) -> Saved {
     let g = values_or(gamma, c, 1.0);
     let scale: Vec<f32> = stats.inv_std.iter().zip(&g).map(|(i, g)| i * g).collect();
     let shift = shift_of(&stats.mean, &scale, beta.map(|b| b.to_vec()).as_deref());
-    let saved = Saved {
+    Saved {
         x: x.clone(),
         m,
         c,
+        count,
         mean: stats.mean.clone(),
         inv_std: stats.inv_std.clone(),
         gamma: g,
         scale,
         shift,
-    };
-    Ok((stats, saved))
+    }
 }
 
 /// The gradients of `[x, gamma?, beta?]` from the sums and `dx`.
