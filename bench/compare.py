@@ -8,6 +8,12 @@ row share the machine's load of that moment (the CPUs may be shared).
 
     bench/compare.py                        # gemm conv-all and every model row
     bench/compare.py gemm conv --runs 5 --markdown /tmp/table.md --json /tmp/all.json
+    bench/compare.py resnet50-infer resnet50-train --precision float32,mixed_bfloat16
+
+`--precision` lists the policies the ResNet-50 rows run under: strata's
+`mixed_bfloat16` beside PyTorch's torch.autocast("cpu", dtype=torch.bfloat16)
+(channels_last), their keys ending in " mixed_bfloat16"; the other rows run
+once, in float32.
 
 Python: the venv of bench/setup.sh (STRATA_BENCH_VENV, default
 ~/.cache/strata-bench-venv) runs torch_bench.py; this script itself needs
@@ -29,6 +35,9 @@ ALL = ["gemm", "conv-all", "resnet50-infer", "resnet50-train", "resnet50-frozen"
 # known to both engines; the JPEG rows are asked for by name (not in `all`)
 KNOWN = ["gemm", "conv", "conv-all", "resnet50-infer", "resnet50-train", "resnet50-frozen",
          "mnist-epoch", "loader", "resnet50-jpeg", "peak"]
+# the rows that take --precision in both engines
+PRECISION_ROWS = ["resnet50-infer", "resnet50-train", "resnet50-frozen"]
+PRECISIONS = ["float32", "mixed_bfloat16"]
 
 
 def venv_python():
@@ -122,6 +131,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=1,
                     help="repeat the strata/torch alternation this many times and report, per row, "
                          "the median of the rounds' medians (evens out bursts of load on a shared machine)")
+    ap.add_argument("--precision", default="float32",
+                    help="comma-separated policies for the ResNet-50 rows: float32, mixed_bfloat16 "
+                         "(strata's policy beside torch.autocast bfloat16)")
     ap.add_argument("--json", default=None, help="write both engines' results here")
     ap.add_argument("--markdown", default=None, help="write the side-by-side table as Markdown here")
     args = ap.parse_args()
@@ -132,6 +144,13 @@ def main():
                 ap.error(f"unknown command '{c2}' (known: all, {', '.join(KNOWN)})")
             if c2 not in cmds:
                 cmds.append(c2)
+    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
+    for p in precisions:
+        if p not in PRECISIONS:
+            ap.error(f"--precision {p}: expected float32 or mixed_bfloat16")
+    runs = [(c, p) for p in precisions for c in cmds if p == "float32" or c in PRECISION_ROWS]
+    if not runs:
+        ap.error("--precision mixed_bfloat16 applies to " + ", ".join(PRECISION_ROWS))
     py = venv_python()
     common = ["--runs", str(args.runs), "--warmup", str(args.warmup),
               "--train-warmup", str(args.train_warmup), "--mnist-runs", str(args.mnist_runs)]
@@ -147,14 +166,17 @@ def main():
     rounds = max(1, args.rounds)
     with tempfile.TemporaryDirectory() as d:
         for rnd in range(rounds):
-            for c in cmds:
-                sj, tj = os.path.join(d, f"s-{c}-{rnd}.json"), os.path.join(d, f"t-{c}-{rnd}.json")
-                run(["cargo", "run", "--release", "-q", "-p", "strata-bench", "--", c, *common, "--json", sj])
-                run([py, os.path.join(HERE, "torch_bench.py"), c, *common, "--json", tj])
+            for c, p in runs:
+                sj = os.path.join(d, f"s-{c}-{p}-{rnd}.json")
+                tj = os.path.join(d, f"t-{c}-{p}-{rnd}.json")
+                prec = ["--precision", p] if p != "float32" else []
+                run(["cargo", "run", "--release", "-q", "-p", "strata-bench", "--", c, *common, *prec,
+                     "--json", sj])
+                run([py, os.path.join(HERE, "torch_bench.py"), c, *common, *prec, "--json", tj])
                 s, t = load(sj), load(tj)
                 strata["results"] += s.get("results", [])
                 torch["results"] += t.get("results", [])
-                for k in ("cpu", "cores", "peak_gflops", "peak_source", "peak_measured_1t"):
+                for k in ("cpu", "cores", "peak_gflops", "peak_source", "peak_measured_1t", "bf16_kernel"):
                     if k in s:
                         strata[k] = s[k]
                 if "versions" in t:
@@ -194,6 +216,10 @@ def main():
               f"peak for % of peak: {peak_line} ({strata.get('peak_source', '?')}); "
               f"best 1-thread FMA loop measured in this run: {fmt(strata.get('peak_measured_1t'))} GFLOP/s",
               f"peer versions: {json.dumps(torch.get('versions', {}))}",
+              f"precision of the ResNet-50 rows: {', '.join(precisions)}"
+              + (f" (strata's bfloat16 kernel: {strata.get('bf16_kernel', '?')}; torch: "
+                 "torch.autocast('cpu', dtype=torch.bfloat16), channels_last)"
+                 if "mixed_bfloat16" in precisions else ""),
               f"median of {args.runs} runs per row after {args.warmup} warm-up "
               f"({args.train_warmup} for the training steps; MNIST: {args.mnist_runs} epochs), "
               f"median over {rounds} round(s) of strata-then-torch; throughput: higher is better; "

@@ -11,6 +11,7 @@ make-jpegs` writes (under target/bench-jpegs; made with cargo if missing),
 through torchvision's ImageFolder and a DataLoader.
 """
 import argparse
+import contextlib
 import resource
 import gzip
 import json
@@ -263,6 +264,20 @@ class MnistCnn(nn.Module):
         return self.fc(self.drop(torch.flatten(x, 1)))
 
 
+def autocast(args):
+    """`--precision mixed_bfloat16`: torch.autocast("cpu", dtype=torch.bfloat16)
+    around the forward (convolutions and Linear in bfloat16, weights kept in
+    float32), else nothing."""
+    if args.precision == "mixed_bfloat16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def resnet50_key(args, key):
+    """strata-bench's key: `resnet50-infer b8`, or `resnet50-infer b8 mixed_bfloat16`."""
+    return f"{key} {args.precision}" if args.precision == "mixed_bfloat16" else key
+
+
 def images(batch, g):
     return torch.randn(batch, 3, 224, 224, generator=g).contiguous(memory_format=torch.channels_last)
 
@@ -275,10 +290,11 @@ def bench_resnet50_infer(args, t, res, with_ort=True):
     xs = {b: images(b, g) for b in (1, 8)}
     for b, x in xs.items():
         def fwd():
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast(args):
                 model(x)
-        res.model("torch", f"resnet50-infer b{b}", t, time_runs(args.warmup, args.runs, fwd), b, args.runs)
-    if not with_ort:
+        res.model("torch", resnet50_key(args, f"resnet50-infer b{b}"), t,
+                  time_runs(args.warmup, args.runs, fwd), b, args.runs)
+    if not with_ort or args.precision != "float32":
         return
     try:
         import onnxruntime as ort
@@ -318,10 +334,13 @@ def bench_resnet50_train(args, t, res):
 
     def step():
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        with autocast(args):
+            out = model(x)
+        F.cross_entropy(out.float(), y).backward()
         opt.step()
 
-    res.model("torch", "resnet50-train b8", t, time_runs(args.train_warmup, args.runs, step), 8, args.runs)
+    res.model("torch", resnet50_key(args, "resnet50-train b8"), t,
+              time_runs(args.train_warmup, args.runs, step), 8, args.runs)
 
 
 def bench_resnet50_frozen(args, t, res):
@@ -338,10 +357,13 @@ def bench_resnet50_frozen(args, t, res):
 
     def step():
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        with autocast(args):
+            out = model(x)
+        F.cross_entropy(out.float(), y).backward()
         opt.step()
 
-    res.model("torch", "resnet50-frozen b16", t, time_runs(args.train_warmup, args.runs, step), 16, args.runs)
+    res.model("torch", resnet50_key(args, "resnet50-frozen b16"), t,
+              time_runs(args.train_warmup, args.runs, step), 16, args.runs)
 
 
 def load_mnist_train():
@@ -498,6 +520,9 @@ def main():
     ap.add_argument("--jpeg-steps", type=int, default=10,
                     help="timed steps of resnet50-jpeg, and as many on a held batch")
     ap.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime rows")
+    ap.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32",
+                    help="the ResNet-50 rows under torch.autocast('cpu', dtype=torch.bfloat16) "
+                         "(mixed_bfloat16; keys end in ' mixed_bfloat16', no onnxruntime rows)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     cmds = []
@@ -552,6 +577,7 @@ def main():
         with open(args.json, "w") as f:
             json.dump({"engine": "torch", "versions": versions, "runs": args.runs,
                        "warmup": args.warmup, "train_warmup": args.train_warmup,
+                       "precision": args.precision,
                        "jpeg_count": args.jpeg_count, "jpeg_steps": args.jpeg_steps,
                        "failures": failures, "results": res.rows}, f, indent=1)
         print(f"# wrote {args.json}")

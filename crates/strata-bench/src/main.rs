@@ -9,7 +9,8 @@
 //!              [--runs N] [--warmup N] [--train-warmup N] [--mnist-runs N]
 //!              [--threads 1,2] [--jpeg-dir DIR] [--jpeg-count N]
 //!              [--classes K] [--jpeg-steps N]
-//!              [--peak GFLOPS_PER_THREAD] [--json PATH]
+//!              [--peak GFLOPS_PER_THREAD] [--precision float32|mixed_bfloat16]
+//!              [--json PATH]
 //! strata-bench make-jpegs DIR [--count N] [--classes K]
 //! strata-bench fingerprint [--ops-only]
 //! ```
@@ -76,6 +77,9 @@ options:
   --jpeg-steps N   timed steps of resnet50-jpeg, and as many on a held batch (default 10)
   --peak G         FMA peak per thread in GFLOP/s for '% of peak' (default: the nominal
                    258.5, i.e. 517 on 2 threads); 'measured' uses the best 1-thread FMA loop
+  --precision P    float32 (default) or mixed_bfloat16: the policy of the ResNet-50 rows
+                   (resnet50-infer, resnet50-train, resnet50-frozen), whose keys then end in
+                   ' mixed_bfloat16'; the other rows stay float32
   --json PATH      write the results as JSON";
 
 /// Options shared by all benchmarks.
@@ -97,6 +101,8 @@ pub struct Opts {
     pub peak_per_thread: Option<f64>,
     /// `--peak measured`: use `measured_1t` instead of the nominal peak.
     pub use_measured: bool,
+    /// `--precision`: the ResNet-50 rows' policy.
+    pub precision: strata_core::Precision,
 }
 
 impl Opts {
@@ -157,6 +163,7 @@ fn parse_args() -> Result<Args, String> {
             measured_1t: None,
             use_measured: false,
             peak_per_thread: None,
+            precision: strata_core::Precision::Float32,
         },
     };
     while let Some(arg) = it.next() {
@@ -172,6 +179,10 @@ fn parse_args() -> Result<Args, String> {
             "--jpeg-steps" => a.opts.jpeg_steps = parse_usize("--jpeg-steps", it.next())?.max(1),
             "make-jpegs" => a.make_jpegs = Some(it.next().ok_or("make-jpegs needs a folder")?),
             "--json" => a.json = Some(it.next().ok_or("--json needs a path")?),
+            "--precision" => {
+                let v = it.next().ok_or("--precision needs a value")?;
+                a.opts.precision = v.parse().map_err(|e| format!("--precision: {e}"))?;
+            }
             "--peak" => {
                 let v = it.next().ok_or("--peak needs a value")?;
                 if v == "measured" {
@@ -315,6 +326,13 @@ fn main() -> ExitCode {
         "# median of {} runs after {} warm-up ({} for the training steps)",
         args.opts.runs, args.opts.warmup, args.opts.train_warmup
     );
+    if args.opts.precision.is_bf16() {
+        println!(
+            "# ResNet-50 rows under {} (bfloat16 kernel: {})",
+            args.opts.precision,
+            strata_core::precision::bf16_kernel()
+        );
+    }
     print_header();
     let mut out: Vec<Record> = Vec::new();
     let mut failures = Vec::new();
@@ -360,6 +378,8 @@ fn main() -> ExitCode {
             "runs": args.opts.runs,
             "warmup": args.opts.warmup,
             "train_warmup": args.opts.train_warmup,
+            "precision": args.opts.precision.as_str(),
+            "bf16_kernel": strata_core::precision::bf16_kernel(),
             "jpeg_count": args.opts.jpeg_count,
             "jpeg_steps": args.opts.jpeg_steps,
             "failures": failures,

@@ -9,15 +9,28 @@ use strata_zoo::{build, freeze_backbone, ZooOptions};
 
 type BoxError = Box<dyn std::error::Error>;
 
-fn resnet50(classes: usize) -> Result<Model, BoxError> {
-    Ok(build(
+/// ResNet-50 at 224x224 under the `--precision` policy.
+fn resnet50(classes: usize, opts: &Opts) -> Result<Model, BoxError> {
+    let mut m = build(
         "resnet50",
         &ZooOptions {
             classes: Some(classes),
             input_shape: Some([224, 224, 3]),
             seed: 0,
         },
-    )?)
+    )?;
+    m.set_precision(opts.precision);
+    Ok(m)
+}
+
+/// A ResNet-50 row's key: `resnet50-infer b8`, or under bfloat16
+/// `resnet50-infer b8 mixed_bfloat16` (torch_bench.py's autocast rows match it).
+fn resnet50_key(opts: &Opts, key: String) -> String {
+    if opts.precision.is_bf16() {
+        format!("{key} {}", opts.precision)
+    } else {
+        key
+    }
 }
 
 fn images(batch: usize, rng: &mut Rng) -> Tensor {
@@ -40,7 +53,7 @@ fn push(out: &mut Vec<Record>, r: Record) {
 /// `resnet50-infer`: forward pass without a graph, batch 1 and 8.
 pub fn resnet50_infer(opts: &Opts, t: usize, out: &mut Vec<Record>) -> Result<(), BoxError> {
     set_num_threads(t);
-    let mut model = resnet50(1000)?;
+    let mut model = resnet50(1000, opts)?;
     let mut rng = Rng::new(3);
     for batch in [1, 8] {
         let x = images(batch, &mut rng);
@@ -62,7 +75,7 @@ pub fn resnet50_infer(opts: &Opts, t: usize, out: &mut Vec<Record>) -> Result<()
             out,
             model_record(
                 "model",
-                format!("resnet50-infer b{batch}"),
+                resnet50_key(opts, format!("resnet50-infer b{batch}")),
                 t,
                 opts.runs,
                 times,
@@ -99,14 +112,21 @@ fn train_steps(
 /// `resnet50-train`: forward + backward + SGD(momentum 0.9) step, batch 8.
 pub fn resnet50_train(opts: &Opts, t: usize, out: &mut Vec<Record>) -> Result<(), BoxError> {
     set_num_threads(t);
-    let mut model = resnet50(1000)?;
+    let mut model = resnet50(1000, opts)?;
     model.compile(sparse_ce(), Optimizer::sgd(0.01, 0.9, false), &[]);
     let mut rng = Rng::new(4);
     let (x, y) = (images(8, &mut rng), labels(8, 1000, &mut rng));
     let times = train_steps(&mut model, &x, &y, opts)?;
     push(
         out,
-        model_record("model", "resnet50-train b8".into(), t, opts.runs, times, 8),
+        model_record(
+            "model",
+            resnet50_key(opts, "resnet50-train b8".into()),
+            t,
+            opts.runs,
+            times,
+            8,
+        ),
     );
     Ok(())
 }
@@ -115,7 +135,7 @@ pub fn resnet50_train(opts: &Opts, t: usize, out: &mut Vec<Record>) -> Result<()
 /// 3-class `fc` head trains with SGD(momentum 0.9), batch 16.
 pub fn resnet50_frozen(opts: &Opts, t: usize, out: &mut Vec<Record>) -> Result<(), BoxError> {
     set_num_threads(t);
-    let mut model = resnet50(3)?;
+    let mut model = resnet50(3, opts)?;
     freeze_backbone(&mut model)?;
     model.compile(sparse_ce(), Optimizer::sgd(0.01, 0.9, false), &[]);
     let mut rng = Rng::new(5);
@@ -125,7 +145,7 @@ pub fn resnet50_frozen(opts: &Opts, t: usize, out: &mut Vec<Record>) -> Result<(
         out,
         model_record(
             "model",
-            "resnet50-frozen b16".into(),
+            resnet50_key(opts, "resnet50-frozen b16".into()),
             t,
             opts.runs,
             times,

@@ -47,6 +47,13 @@ pub fn non_negative(flag: &str, v: f32) -> CliResult<()> {
     Ok(())
 }
 
+/// A precision policy by Keras's name: `float32` or `mixed_bfloat16`.
+pub fn precision(flag: &str, v: &str) -> CliResult<strata_core::Precision> {
+    v.parse().map_err(|_| {
+        format!("{flag} {v}: expected float32 or mixed_bfloat16 (Keras's policy names)").into()
+    })
+}
+
 /// Cores this process may run on.
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

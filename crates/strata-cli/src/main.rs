@@ -9,6 +9,7 @@ mod distributed;
 mod image_arg;
 mod model_arg;
 mod npy_source;
+mod precision_arg;
 mod sample_arg;
 
 use std::process::ExitCode;

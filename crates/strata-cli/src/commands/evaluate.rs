@@ -11,6 +11,7 @@ use crate::checks;
 use crate::data_arg::{self, DataRequest};
 use crate::image_arg::{self, ImageArgs, StreamSource};
 use crate::model_arg::{load_weights, require_trained, CliResult, ModelArgs};
+use crate::precision_arg::PrecisionArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -41,11 +42,14 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
+    precision: PrecisionArgs,
+    #[command(flatten)]
     images: ImageArgs,
 }
 
 pub fn run(a: Args) -> CliResult<()> {
     checks::at_least_one("--batch-size", a.batch_size)?;
+    a.precision.policy()?;
     require_trained("evaluate", &a.model, a.weights.as_deref(), a.random_weights)?;
     let folder_data = Path::new(&a.data).is_dir();
     if a.labels.is_some() && !a.data.ends_with(".npy") {
@@ -85,6 +89,7 @@ pub fn run(a: Args) -> CliResult<()> {
     if let Some(w) = &a.weights {
         load_weights(&mut model, w)?;
     }
+    a.precision.apply(&mut model, true)?;
     let (r, n) = if folder {
         let p = a.images.preprocessing(&model)?;
         let (names, files) = list_class_files(dir)?;

@@ -13,6 +13,7 @@ use strata_data::{read_npy, write_npy_f32, ImageStream};
 use crate::checks;
 use crate::image_arg::{self, ImageArgs};
 use crate::model_arg::{load_weights, require_trained, CliResult, ModelArgs};
+use crate::precision_arg::PrecisionArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -38,6 +39,8 @@ pub struct Args {
     /// Classes printed (and written to .csv/.json) per input.
     #[arg(long, default_value_t = 5)]
     top_k: usize,
+    #[command(flatten)]
+    precision: PrecisionArgs,
     #[command(flatten)]
     images: ImageArgs,
 }
@@ -74,6 +77,7 @@ type Ranking = Vec<(usize, f32)>;
 pub fn run(a: Args) -> CliResult<()> {
     checks::at_least_one("--batch-size", a.batch_size)?;
     checks::at_least_one("--top-k", a.top_k)?;
+    a.precision.policy()?;
     let format = a.output.as_deref().map(output_format).transpose()?;
     if let Some(p) = &a.output {
         checks::output_path("--output", p, &["npy", "csv", "json"])?;
@@ -83,6 +87,7 @@ pub fn run(a: Args) -> CliResult<()> {
     if let Some(w) = &a.weights {
         load_weights(&mut m, w)?;
     }
+    a.precision.apply(&mut m, true)?;
     let is_image_input = |s: &String| {
         let p = Path::new(s);
         p.is_dir() || image_arg::is_image_path(p)

@@ -18,6 +18,7 @@ use crate::data_arg::{self, DataRequest};
 use crate::image_arg::{self, AugmentArgs, FolderData, ImageArgs, StreamSource};
 use crate::model_arg::{load_weights, CliResult, ModelArgs};
 use crate::npy_source::{NpySource, STREAM_ABOVE_BYTES};
+use crate::precision_arg::PrecisionArgs;
 
 /// Epochs of the mnist-cnn recipe (Adam 2e-3 with cosine decay, batch 128).
 pub const MNIST_CNN_EPOCHS: usize = 8;
@@ -126,6 +127,8 @@ pub struct Args {
     #[arg(long)]
     local_batchnorm: bool,
     #[command(flatten)]
+    precision: PrecisionArgs,
+    #[command(flatten)]
     images: ImageArgs,
     #[command(flatten)]
     augment: AugmentArgs,
@@ -136,6 +139,7 @@ pub struct Args {
 /// data or optimizer are refused, saying why.
 fn check_args(a: &Args) -> CliResult<()> {
     checks::at_least_one("--batch-size", a.batch_size)?;
+    a.precision.policy()?;
     if let Some(e) = a.epochs {
         checks::at_least_one("--epochs", e)?;
     }
@@ -523,6 +527,7 @@ fn run_on(a: Args, ranks: Option<&crate::distributed::Ranks>) -> CliResult<()> {
     let recipe = a.model.is_zoo() && a.model.model == "mnist-cnn" && a.data == "mnist";
     // a zoo model's head follows the number of class folders (spec files ignore it)
     let mut model = a.model.build(data_arg::class_count_of_folder(&a.data))?;
+    a.precision.apply(&mut model, lead)?;
     if let Some(w) = &a.weights {
         if a.skip_mismatch {
             for warning in strata_zoo::load_matching_weights(&mut model, w)? {

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 use strata_core::ops::{Conv2dConfig, Padding};
-use strata_core::{CoreError, Rng, Tensor};
+use strata_core::{CoreError, Precision, Rng, Tensor};
 
 use super::dense::not_built;
 use super::{expect_inputs, pair_json, Ctx, Layer, LayerBase};
@@ -24,6 +24,11 @@ pub struct Conv2D {
     pub use_bias: bool,
     pub kernel_initializer: Initializer,
     pub bias_initializer: Initializer,
+    /// The layer's own policy (Keras's `dtype`), which wins over the
+    /// model's; `None` follows the model.
+    pub dtype: Option<Precision>,
+    /// The model-wide policy, as the model last handed it down.
+    model_precision: Precision,
     kernel: Option<Weight>,
     bias: Option<Weight>,
 }
@@ -160,6 +165,8 @@ impl Conv2D {
             use_bias: true,
             kernel_initializer: Initializer::GlorotUniform,
             bias_initializer: Initializer::Zeros,
+            dtype: None,
+            model_precision: Precision::Float32,
             kernel: None,
             bias: None,
         }
@@ -196,6 +203,12 @@ impl Conv2D {
         self.kernel_initializer = i;
         self
     }
+    /// Multiplies in `precision` whatever the model's policy (Keras's
+    /// `Conv2D(..., dtype="mixed_bfloat16")`).
+    pub fn dtype(mut self, precision: Precision) -> Self {
+        self.dtype = Some(precision);
+        self
+    }
     /// The kernel, once built.
     pub fn kernel(&self) -> Option<&Tensor> {
         self.kernel.as_ref().map(|w| &w.value)
@@ -208,6 +221,7 @@ impl Conv2D {
             groups: self.groups,
             ..Default::default()
         }
+        .with_precision(self.dtype.unwrap_or(self.model_precision))
     }
     fn pre_activation(&self, x: &Tensor) -> Result<Tensor> {
         self.convolve(x, false)
@@ -361,6 +375,12 @@ impl Layer for Conv2D {
         (self.activation == Activation::Softmax && inputs.len() == 1)
             .then(|| self.pre_activation(&inputs[0]))
     }
+    fn set_model_precision(&mut self, precision: Precision) {
+        self.model_precision = precision;
+    }
+    fn precision(&self) -> Option<Precision> {
+        Some(self.dtype.unwrap_or(self.model_precision))
+    }
     fn weights(&self) -> Vec<&Weight> {
         self.kernel.iter().chain(self.bias.iter()).collect()
     }
@@ -381,6 +401,9 @@ impl Layer for Conv2D {
             "kernel_initializer".into(),
             self.kernel_initializer.name().into(),
         );
+        if let Some(p) = self.dtype {
+            m.insert("dtype".into(), p.as_str().into());
+        }
         m
     }
     fn describe(&self, inputs: &[Vec<usize>], output: &[usize]) -> crate::explain::Description {

@@ -2,7 +2,7 @@
 //! so (b, 512, 768) -> (b, 512, units).
 
 use serde_json::{Map, Value};
-use strata_core::{Rng, Tensor};
+use strata_core::{Precision, Rng, Tensor};
 
 use super::{expect_inputs, Ctx, Layer, LayerBase};
 use crate::activations::Activation;
@@ -17,6 +17,11 @@ pub struct Dense {
     pub use_bias: bool,
     pub kernel_initializer: Initializer,
     pub bias_initializer: Initializer,
+    /// The layer's own policy (Keras's `dtype`), which wins over the
+    /// model's; `None` follows the model.
+    pub dtype: Option<Precision>,
+    /// The model-wide policy, as the model last handed it down.
+    model_precision: Precision,
     kernel: Option<Weight>,
     bias: Option<Weight>,
 }
@@ -30,6 +35,8 @@ impl Dense {
             use_bias: true,
             kernel_initializer: Initializer::GlorotUniform,
             bias_initializer: Initializer::Zeros,
+            dtype: None,
+            model_precision: Precision::Float32,
             kernel: None,
             bias: None,
         }
@@ -50,6 +57,12 @@ impl Dense {
         self.kernel_initializer = i;
         self
     }
+    /// Multiplies in `precision` whatever the model's policy (Keras's
+    /// `Dense(..., dtype="mixed_bfloat16")`).
+    pub fn dtype(mut self, precision: Precision) -> Self {
+        self.dtype = Some(precision);
+        self
+    }
 
     fn pre_activation(&self, x: &Tensor) -> Result<Tensor> {
         let name = &self.base.name;
@@ -63,7 +76,8 @@ impl Dense {
                 x.shape().get(1..).unwrap_or(&[]),
             ));
         }
-        let mut y = x.matmul(&kernel.value).in_layer(name)?;
+        let precision = self.dtype.unwrap_or(self.model_precision);
+        let mut y = x.matmul_in(&kernel.value, precision).in_layer(name)?;
         if let Some(b) = &self.bias {
             y = y.add(&b.value).in_layer(name)?;
         }
@@ -143,6 +157,12 @@ impl Layer for Dense {
         Some(self.pre_activation(&inputs[0]))
     }
 
+    fn set_model_precision(&mut self, precision: Precision) {
+        self.model_precision = precision;
+    }
+    fn precision(&self) -> Option<Precision> {
+        Some(self.dtype.unwrap_or(self.model_precision))
+    }
     fn weights(&self) -> Vec<&Weight> {
         self.kernel.iter().chain(self.bias.iter()).collect()
     }
@@ -159,6 +179,9 @@ impl Layer for Dense {
             "kernel_initializer".into(),
             self.kernel_initializer.name().into(),
         );
+        if let Some(p) = self.dtype {
+            m.insert("dtype".into(), p.as_str().into());
+        }
         m
     }
 

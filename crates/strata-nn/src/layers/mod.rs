@@ -8,7 +8,7 @@
 use std::any::Any;
 
 use serde_json::{Map, Value};
-use strata_core::{Rng, Tensor};
+use strata_core::{Precision, Rng, Tensor};
 
 use crate::error::Result;
 use crate::weight::Weight;
@@ -112,6 +112,18 @@ pub trait Layer: Any + Send {
         &mut self,
         _d: Option<std::sync::Arc<crate::distributed::LayerDistribution>>,
     ) {
+    }
+
+    /// Takes the model-wide precision policy (Keras's global dtype policy,
+    /// set by [`crate::Model::set_precision`]): Conv2D and Dense multiply in
+    /// it unless given their own (`dtype`); every other layer computes in
+    /// float32 and ignores it.
+    fn set_model_precision(&mut self, _precision: Precision) {}
+
+    /// The precision this layer multiplies in, for the layers that have a
+    /// policy (Conv2D, Dense); `None` for the layers that are float32 only.
+    fn precision(&self) -> Option<Precision> {
+        None
     }
 
     fn name(&self) -> &str {

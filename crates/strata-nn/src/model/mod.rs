@@ -34,7 +34,7 @@ pub use weights_io::{
     parse_safetensors, read_safetensors, write_atomic, write_safetensors_atomic, NamedTensor,
 };
 
-use strata_core::{Rng, Tensor};
+use strata_core::{Precision, Rng, Tensor};
 
 use crate::error::{batch_shape, NnError, Result};
 use crate::layers::{Ctx, Layer, LayerBase};
@@ -102,6 +102,8 @@ pub struct Model {
     pub(crate) compiled: Option<Compiled>,
     /// Whether inference runs Conv2D -> BatchNorm -> [Add] -> [ReLU] chains fused.
     pub(crate) fusion: bool,
+    /// The model-wide precision policy its Conv2D and Dense layers follow.
+    precision: Precision,
     /// Class names and preprocessing, saved beside the spec.
     info: ModelInfo,
 }
@@ -131,6 +133,7 @@ impl Model {
             rng: Rng::new(seed),
             compiled: None,
             fusion: true,
+            precision: Precision::Float32,
             info: ModelInfo::default(),
         }
     }
@@ -193,6 +196,7 @@ impl Model {
                 layer.name()
             )));
         }
+        layer.set_model_precision(self.precision);
         self.layers.push(layer);
         let idx = self.layers.len() - 1;
         match self.reuse(idx, inputs) {
@@ -510,6 +514,26 @@ impl Model {
         self.fusion = on;
     }
 
+    /// Sets the model-wide precision policy, as Keras's
+    /// `set_global_policy("mixed_bfloat16")`: every Conv2D and Dense (nested
+    /// models' too, fused chains included) multiplies in it, forward and
+    /// backward, unless the layer has its own `dtype`. BatchNormalization,
+    /// DepthwiseConv2D, pooling, softmax, the losses and the optimizers stay
+    /// float32, and so do the variables and the weights files. Layers added
+    /// later take it too. A runtime setting: the spec keeps only the layers'
+    /// own `dtype`.
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
+        for l in &mut self.layers {
+            l.set_model_precision(precision);
+        }
+    }
+
+    /// The model-wide precision policy ([`Model::set_precision`]).
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
     /// Forward pass on a batch; returns every output.
     pub fn forward(&mut self, inputs: &[Tensor], training: bool) -> Result<Vec<Tensor>> {
         self.run(inputs, training, false)
@@ -625,6 +649,9 @@ impl Layer for Model {
     }
     fn trainable_param_count(&self) -> usize {
         self.count_trainable_params()
+    }
+    fn set_model_precision(&mut self, precision: Precision) {
+        self.set_precision(precision);
     }
     fn as_any(&self) -> &dyn std::any::Any {
         self

@@ -141,6 +141,16 @@ impl<'a> Args<'a> {
                 .map_err(|_| self.err("activation", format!("unknown activation '{a}'"))),
         }
     }
+    /// A layer's own dtype policy, by Keras's name (`float32`, `mixed_bfloat16`).
+    pub(super) fn precision(&mut self) -> Result<Option<strata_core::Precision>> {
+        match self.str("dtype")? {
+            None => Ok(None),
+            Some(p) => p
+                .parse()
+                .map(Some)
+                .map_err(|e: String| self.err("dtype", e)),
+        }
+    }
     pub(super) fn initializer(&mut self, key: &'static str) -> Result<Option<Initializer>> {
         match self.str(key)? {
             None => Ok(None),

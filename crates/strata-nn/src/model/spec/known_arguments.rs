@@ -17,6 +17,7 @@ pub(super) const LAYER_ARGUMENTS: &[(&str, &[&str])] = &[
             "use_bias",
             "kernel_initializer",
             "bias_initializer",
+            "dtype",
         ],
     ),
     (
@@ -32,6 +33,7 @@ pub(super) const LAYER_ARGUMENTS: &[(&str, &[&str])] = &[
             "use_bias",
             "kernel_initializer",
             "bias_initializer",
+            "dtype",
         ],
     ),
     (

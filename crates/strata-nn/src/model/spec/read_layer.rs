@@ -20,6 +20,7 @@ pub(super) fn read_layer(ty: &str, label: &str, a: &mut Args<'_>) -> Result<Box<
             if let Some(x) = a.initializer("bias_initializer")? {
                 d.bias_initializer = x;
             }
+            d.dtype = a.precision()?;
             Box::new(d)
         }
         "Conv2D" => {
@@ -52,6 +53,7 @@ pub(super) fn read_layer(ty: &str, label: &str, a: &mut Args<'_>) -> Result<Box<
             if let Some(x) = a.initializer("bias_initializer")? {
                 c.bias_initializer = x;
             }
+            c.dtype = a.precision()?;
             Box::new(c)
         }
         "DepthwiseConv2D" => {

@@ -8,7 +8,7 @@ fn errors_name_the_layer_and_field() {
         bad(json!({"input_shape": [4], "layers": [{"type": "Dense", "units": 3, "colour": 1}]}));
     assert_eq!(
         e,
-        "layer '#0 (Dense)': invalid colour: unknown argument 'colour' (Dense takes units, activation, use_bias, kernel_initializer, bias_initializer)"
+        "layer '#0 (Dense)': invalid colour: unknown argument 'colour' (Dense takes units, activation, use_bias, kernel_initializer, bias_initializer, dtype)"
     );
     let e = bad(json!({"input_shape": [4], "layers": [{"type": "Dense"}]}));
     assert!(e.contains("invalid units: is required"), "{e}");
