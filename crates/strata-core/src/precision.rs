@@ -77,6 +77,17 @@ pub fn bf16_kernel() -> &'static str {
     "portable"
 }
 
+/// How far a bfloat16 kernel's sum may lie from the portable one (the
+/// rounded operands through a float32 kernel): both sum the same exact
+/// products in float32, in different orders (`vdpbf16ps` adds pairs first)
+/// and with subnormals flushed, so each lies within `depth * 2^-24 *
+/// sum|a*b|` of the exact sum and they differ by at most twice that:
+/// `depth * 2^-23 * sum|a*b|`, plus the smallest normal float32 for the flushes.
+#[cfg(test)]
+pub(crate) fn bf16_tolerance(depth: usize, sum_abs_products: f64) -> f64 {
+    depth.max(1) as f64 * f64::powi(2.0, -23) * sum_abs_products + f32::MIN_POSITIVE as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
