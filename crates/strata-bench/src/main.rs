@@ -76,7 +76,9 @@ options:
   --jpeg-steps N   timed steps of resnet50-jpeg, and as many on a held batch (default 10)
   --peak G         FMA peak per thread in GFLOP/s for '% of peak' (default: the nominal
                    258.5, i.e. 517 on 2 threads); 'measured' uses the best 1-thread FMA loop
-  --json PATH      write the results as JSON";
+  --json PATH      write the results as JSON
+  --precision P    float32 or mixed_bfloat16: what conv and conv-all multiply in
+                   (float32 when not given); given, their rows also time dX and dW alone";
 
 /// Options shared by all benchmarks.
 pub struct Opts {
@@ -97,6 +99,8 @@ pub struct Opts {
     pub peak_per_thread: Option<f64>,
     /// `--peak measured`: use `measured_1t` instead of the nominal peak.
     pub use_measured: bool,
+    /// `--precision`: what `conv` / `conv-all` multiply in (float32 when not given).
+    pub precision: Option<strata_core::Precision>,
 }
 
 impl Opts {
@@ -156,6 +160,7 @@ fn parse_args() -> Result<Args, String> {
             jpeg_steps: 10,
             measured_1t: None,
             use_measured: false,
+            precision: None,
             peak_per_thread: None,
         },
     };
@@ -172,6 +177,12 @@ fn parse_args() -> Result<Args, String> {
             "--jpeg-steps" => a.opts.jpeg_steps = parse_usize("--jpeg-steps", it.next())?.max(1),
             "make-jpegs" => a.make_jpegs = Some(it.next().ok_or("make-jpegs needs a folder")?),
             "--json" => a.json = Some(it.next().ok_or("--json needs a path")?),
+            "--precision" => {
+                let v = it
+                    .next()
+                    .ok_or("--precision needs float32 or mixed_bfloat16")?;
+                a.opts.precision = Some(v.parse()?);
+            }
             "--peak" => {
                 let v = it.next().ok_or("--peak needs a value")?;
                 if v == "measured" {

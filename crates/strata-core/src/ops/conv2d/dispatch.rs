@@ -71,12 +71,14 @@ pub fn dx_gemm(p: &ConvPlan, precision: Precision) -> Gemm {
 
 /// dW's kernel in `precision`: the bfloat16 one where the CPU has it and dW
 /// runs on the packed kernel (its thin or grouped dWs run on the crate,
-/// which has no bfloat16, so those stay portable), except a Winograd dW
-/// (see [`winograd_keeps_bf16`]).
+/// which has no bfloat16, so those stay portable), except a dW by F(2x2)'s
+/// or F(4x4)'s transforms in blocks (see [`winograd_keeps_bf16`]); the 7x7
+/// stage's dW by positions takes the bfloat16 GEMM (dW by kernel rows),
+/// which measured at least as fast.
 pub fn dw_gemm(p: &ConvPlan, precision: Precision) -> Gemm {
     let fast = precision.is_bf16()
         && packed_gemm::bf16_available()
-        && !(winograd2(p) && winograd_keeps_bf16(p))
+        && !winograd2(p)
         && dw(p, Gemm::PackedBf16, None).on_packed();
     match fast {
         true => Gemm::PackedBf16,
@@ -88,14 +90,12 @@ pub fn dw_gemm(p: &ConvPlan, precision: Precision) -> Gemm {
 /// rounded first) rather than the bfloat16 GEMM. Winograd in bfloat16 is not
 /// implemented: its transforms amplify bfloat16's rounding (F(4x4)'s input
 /// transform has coefficients up to 5 and its tiles sums of 36 rounded
-/// terms), so the transformed tiles must stay float32, and then it runs at
-/// the float32 rate with 2.25-4x fewer products.
+/// terms), so the transformed tiles must stay float32; and float32 Winograd,
+/// with 2.25-4x fewer products, measured faster on ResNet-50's stride-1 3x3
+/// layers than the bfloat16 implicit GEMM at twice the rate.
 pub fn winograd_keeps_bf16(p: &ConvPlan) -> bool {
-    WINOGRAD_KEEPS_BF16 && (winograd2(p) || winograd4_whole_batch(p))
+    winograd2(p) || winograd4_whole_batch(p)
 }
-
-/// Measured on ResNet-50's 3x3 layers (see the report of the bfloat16 kernel).
-const WINOGRAD_KEEPS_BF16: bool = true;
 
 /// How long the weights of a forward stay as they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

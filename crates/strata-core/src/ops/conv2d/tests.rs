@@ -1205,7 +1205,9 @@ fn bf16_against_portable(xs: &[usize], ks: &[usize], cfg: Conv2dConfig, seed: u6
 #[cfg_attr(not(host_avx512bf16), ignore = "needs a CPU with AVX512-BF16")]
 fn bf16_kernel_matches_the_portable_definition() {
     let same = Conv2dConfig::default().with_padding(Padding::Same);
-    let cases: Vec<(&[usize], &[usize], Conv2dConfig, [bool; 3])> = vec![
+    // input, kernel, configuration, which directions run on the bfloat16 kernel
+    type Case = (&'static [usize], &'static [usize], Conv2dConfig, [bool; 3]);
+    let cases: Vec<Case> = vec![
         // pointwise: dX and dW in one pass (1024 rows)
         (
             &[4, 16, 16, 64],
