@@ -78,7 +78,8 @@ options:
                    258.5, i.e. 517 on 2 threads); 'measured' uses the best 1-thread FMA loop
   --json PATH      write the results as JSON
   --precision P    float32 or mixed_bfloat16: what conv and conv-all multiply in
-                   (float32 when not given); given, their rows also time dX and dW alone";
+                   (float32 when not given); given, their rows also time dX and dW alone;
+                   mixed_bfloat16 adds gemm's gemm-packed-bf16 rows";
 
 /// Options shared by all benchmarks.
 pub struct Opts {
