@@ -2,11 +2,14 @@
 //! forward+backward (input, kernel and bias gradients of `y.sum()`) on the
 //! distinct convolutions of ResNet-50 at batch 8, NHWC input, HWIO kernel.
 //! Forward+backward counts 3x the forward FLOPs (forward, dX, dW).
+//! With `--precision` the rows are in that precision (float32 or
+//! mixed_bfloat16), and dX and dW are also timed alone (the backward of a
+//! forward run untimed).
 
 use crate::record::{kernel_record, print_row, time_runs, Record};
 use crate::Opts;
 use strata_core::ops::{Conv2dConfig, Padding};
-use strata_core::{no_grad, set_num_threads, Rng, Tensor};
+use strata_core::{no_grad, set_num_threads, Precision, Rng, Tensor};
 
 pub const BATCH: usize = 8;
 
@@ -93,6 +96,13 @@ impl ConvShape {
             self.label, self.hw, self.hw, self.cin, self.cout, self.k, self.stride
         )
     }
+    /// [`ConvShape::key`] with the precision, where it is not float32.
+    pub fn key_in(&self, pass: &str, precision: Precision) -> String {
+        match precision {
+            Precision::Float32 => self.key(pass),
+            p => format!("{} {p}", self.key(pass)),
+        }
+    }
 }
 
 pub fn run(opts: &Opts, threads: &[usize], all: bool, out: &mut Vec<Record>) {
@@ -110,8 +120,9 @@ pub fn run(opts: &Opts, threads: &[usize], all: bool, out: &mut Vec<Record>) {
                 padding: Padding::symmetric(s.pad),
                 dilation: (1, 1),
                 groups: 1,
-                ..Default::default()
+                precision: opts.precision.unwrap_or_default(),
             };
+            let key = |pass: &str| s.key_in(pass, cfg.precision);
             let f = s.forward_flops();
             let fwd = time_runs(
                 opts.warmup,
@@ -122,9 +133,29 @@ pub fn run(opts: &Opts, threads: &[usize], all: bool, out: &mut Vec<Record>) {
                     std::hint::black_box(y);
                 },
             );
-            let r = kernel_record("conv", s.key("fwd"), t, opts.runs, fwd, f, opts.peak(t));
+            let r = kernel_record("conv", key("fwd"), t, opts.runs, fwd, f, opts.peak(t));
             print_row(&r);
             out.push(r);
+            if opts.precision.is_some() {
+                // each gradient alone: the forward in the untimed setup
+                for (pass, wants_x) in [("dx", true), ("dw", false)] {
+                    let xg = x.detach().requires_grad_(wants_x);
+                    let wg = w.detach().requires_grad_(!wants_x);
+                    let y = std::cell::RefCell::new(None);
+                    let time = time_runs(
+                        opts.warmup,
+                        opts.runs,
+                        || *y.borrow_mut() = Some(xg.conv2d(&wg, None, cfg).expect("conv2d")),
+                        || {
+                            let y = y.borrow_mut().take().expect("set up");
+                            y.sum_all().backward().expect("conv2d backward");
+                        },
+                    );
+                    let r = kernel_record("conv", key(pass), t, opts.runs, time, f, opts.peak(t));
+                    print_row(&r);
+                    out.push(r);
+                }
+            }
 
             let xg = x.detach().requires_grad_(true);
             let wg = w.detach().requires_grad_(true);
@@ -144,7 +175,7 @@ pub fn run(opts: &Opts, threads: &[usize], all: bool, out: &mut Vec<Record>) {
             );
             let r = kernel_record(
                 "conv",
-                s.key("fwd+bwd"),
+                key("fwd+bwd"),
                 t,
                 opts.runs,
                 fb,

@@ -4,6 +4,9 @@
 //! transposes; then, where the CPU has AVX-512, the packed kernel the
 //! convolutions use (`gemm-packed` rows, B packed once beforehand as a
 //! convolution's weights are; compare.py pairs them with PyTorch's `gemm` rows).
+//! With `--precision mixed_bfloat16`, where the CPU has AVX512-BF16, also
+//! the bfloat16 packed kernel (`gemm-packed-bf16` rows: B packed in
+//! bfloat16 pairs once, A rounded as the kernel stages it).
 
 use crate::record::{kernel_record, print_row, time_runs, Record};
 use crate::Opts;
@@ -95,6 +98,27 @@ pub fn run(opts: &Opts, threads: &[usize], out: &mut Vec<Record>) {
                 },
             );
             let key = packed_key(label, m, k, n);
+            let r = kernel_record("gemm", key, t, opts.runs, times, flops, opts.peak(t));
+            print_row(&r);
+            out.push(r);
+        }
+        let bf16 = opts.precision == Some(strata_core::Precision::MixedBfloat16);
+        if !(bf16 && packed_gemm::bf16_available()) {
+            continue;
+        }
+        let packed = PackedB::pack_bf16(MatRef::new(&b, k, n));
+        for &t in threads {
+            set_num_threads(t);
+            let times = time_runs(
+                opts.warmup,
+                opts.runs,
+                || {},
+                || {
+                    gemm_packed(MatRef::new(&a, m, k), &packed, &mut c, n, false);
+                    std::hint::black_box(&c);
+                },
+            );
+            let key = format!("gemm-packed-bf16 {label} {m}x{k}x{n}");
             let r = kernel_record("gemm", key, t, opts.runs, times, flops, opts.peak(t));
             print_row(&r);
             out.push(r);

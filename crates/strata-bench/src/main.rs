@@ -79,7 +79,9 @@ options:
                    258.5, i.e. 517 on 2 threads); 'measured' uses the best 1-thread FMA loop
   --precision P    float32 (default) or mixed_bfloat16: the policy of the ResNet-50 rows
                    (resnet50-infer, resnet50-train, resnet50-frozen), whose keys then end in
-                   ' mixed_bfloat16'; the other rows stay float32
+                   ' mixed_bfloat16', and what conv and conv-all multiply in (given, their
+                   rows also time dX and dW alone); mixed_bfloat16 adds gemm's
+                   gemm-packed-bf16 rows; the other rows stay float32
   --json PATH      write the results as JSON";
 
 /// Options shared by all benchmarks.
@@ -101,8 +103,9 @@ pub struct Opts {
     pub peak_per_thread: Option<f64>,
     /// `--peak measured`: use `measured_1t` instead of the nominal peak.
     pub use_measured: bool,
-    /// `--precision`: the ResNet-50 rows' policy.
-    pub precision: strata_core::Precision,
+    /// `--precision` (float32 when not given): the ResNet-50 rows' policy
+    /// and what `conv` / `conv-all` / `gemm` multiply in.
+    pub precision: Option<strata_core::Precision>,
 }
 
 impl Opts {
@@ -162,8 +165,8 @@ fn parse_args() -> Result<Args, String> {
             jpeg_steps: 10,
             measured_1t: None,
             use_measured: false,
+            precision: None,
             peak_per_thread: None,
-            precision: strata_core::Precision::Float32,
         },
     };
     while let Some(arg) = it.next() {
@@ -180,8 +183,10 @@ fn parse_args() -> Result<Args, String> {
             "make-jpegs" => a.make_jpegs = Some(it.next().ok_or("make-jpegs needs a folder")?),
             "--json" => a.json = Some(it.next().ok_or("--json needs a path")?),
             "--precision" => {
-                let v = it.next().ok_or("--precision needs a value")?;
-                a.opts.precision = v.parse().map_err(|e| format!("--precision: {e}"))?;
+                let v = it
+                    .next()
+                    .ok_or("--precision needs float32 or mixed_bfloat16")?;
+                a.opts.precision = Some(v.parse().map_err(|e| format!("--precision: {e}"))?);
             }
             "--peak" => {
                 let v = it.next().ok_or("--peak needs a value")?;
@@ -326,10 +331,10 @@ fn main() -> ExitCode {
         "# median of {} runs after {} warm-up ({} for the training steps)",
         args.opts.runs, args.opts.warmup, args.opts.train_warmup
     );
-    if args.opts.precision.is_bf16() {
+    if args.opts.precision.unwrap_or_default().is_bf16() {
         println!(
             "# ResNet-50 rows under {} (bfloat16 kernel: {})",
-            args.opts.precision,
+            args.opts.precision.unwrap_or_default(),
             strata_core::precision::bf16_kernel()
         );
     }
@@ -378,7 +383,7 @@ fn main() -> ExitCode {
             "runs": args.opts.runs,
             "warmup": args.opts.warmup,
             "train_warmup": args.opts.train_warmup,
-            "precision": args.opts.precision.as_str(),
+            "precision": args.opts.precision.unwrap_or_default().as_str(),
             "bf16_kernel": strata_core::precision::bf16_kernel(),
             "jpeg_count": args.opts.jpeg_count,
             "jpeg_steps": args.opts.jpeg_steps,

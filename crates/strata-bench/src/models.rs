@@ -19,15 +19,15 @@ fn resnet50(classes: usize, opts: &Opts) -> Result<Model, BoxError> {
             seed: 0,
         },
     )?;
-    m.set_precision(opts.precision);
+    m.set_precision(opts.precision.unwrap_or_default());
     Ok(m)
 }
 
 /// A ResNet-50 row's key: `resnet50-infer b8`, or under bfloat16
 /// `resnet50-infer b8 mixed_bfloat16` (torch_bench.py's autocast rows match it).
 fn resnet50_key(opts: &Opts, key: String) -> String {
-    if opts.precision.is_bf16() {
-        format!("{key} {}", opts.precision)
+    if let Some(p) = opts.precision.filter(|p| p.is_bf16()) {
+        format!("{key} {p}")
     } else {
         key
     }

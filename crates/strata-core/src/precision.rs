@@ -71,10 +71,27 @@ pub fn rounded_bf16(v: &[f32]) -> Vec<f32> {
     crate::kernels::parallel::map(v, round_bf16)
 }
 
-/// The kernel that multiplies bfloat16 operands on this CPU: `portable`
-/// (rounded operands through the float32 kernels) until a faster one is found.
+/// The kernel that multiplies bfloat16 operands on this CPU, detected at run
+/// time: `avx512-bf16` (`vdpbf16ps`: bfloat16 pairs into float32 sums, about
+/// twice the float32 kernel's rate) or `portable` (rounded operands through
+/// the float32 kernels). AMX is not implemented. Which convolutions take the
+/// fast kernel is decided in `ops/conv2d/dispatch.rs`.
 pub fn bf16_kernel() -> &'static str {
-    "portable"
+    match crate::kernels::packed_gemm::bf16_available() {
+        true => "avx512-bf16",
+        false => "portable",
+    }
+}
+
+/// How far a bfloat16 kernel's sum may lie from the portable one (the
+/// rounded operands through a float32 kernel): both sum the same exact
+/// products in float32, in different orders (`vdpbf16ps` adds pairs first)
+/// and with subnormals flushed, so each lies within `depth * 2^-24 *
+/// sum|a*b|` of the exact sum and they differ by at most twice that:
+/// `depth * 2^-23 * sum|a*b|`, plus the smallest normal float32 for the flushes.
+#[cfg(test)]
+pub(crate) fn bf16_tolerance(depth: usize, sum_abs_products: f64) -> f64 {
+    depth.max(1) as f64 * f64::powi(2.0, -23) * sum_abs_products + f32::MIN_POSITIVE as f64
 }
 
 #[cfg(test)]
@@ -96,6 +113,15 @@ mod tests {
             assert_eq!(r.to_bits() & 0xffff, 0);
             assert!((r - x).abs() <= x.abs() / 256.0, "{x} -> {r}");
         }
+    }
+
+    /// The kernel named is the one the CPU has.
+    #[test]
+    fn names_the_kernel_of_this_cpu() {
+        #[cfg(host_avx512bf16)]
+        assert_eq!(bf16_kernel(), "avx512-bf16");
+        #[cfg(not(host_avx512bf16))]
+        assert_eq!(bf16_kernel(), "portable");
     }
 
     #[test]

@@ -18,26 +18,38 @@
 //! The micro-kernel is AVX-512 ([`available`] says whether this CPU has it);
 //! callers fall back to [`super::gemm`] where it is not. Sums run over k in a
 //! fixed order set only by K, so results do not depend on the thread count.
+//!
+//! Under bfloat16 ([`PackedB::pack_bf16`], on CPUs with AVX512-BF16, see
+//! [`bf16_available`]) the panels hold pairs of rows as bfloat16 pairs and
+//! the micro-kernel is `simd::gemm_bf16_micro`'s: A is still read in place
+//! as float32 rows, an `MR x kc` block at a time staged into bfloat16 pairs
+//! (rounded to nearest even) while it stays in L1. Sums are float32.
 
 use std::ops::Range;
 
 use super::gemm::MatRef;
 
+use super::simd::gemm_bf16_micro;
 pub use super::simd::gemm_micro::NR;
 use super::simd::gemm_micro::{self, MR, NV};
 /// Longest stretch of k per micro-kernel call: an `MR x KC_MAX` block of A
 /// (9 KiB) stays in the 32 KiB L1 while every panel streams past it.
 const KC_MAX: usize = 384;
+/// [`KC_MAX`] for bfloat16 pairs: the same bytes of staged A and of a panel.
+const KC_MAX_BF16: usize = 2 * KC_MAX;
 /// Bytes of packed B that one pass over A's rows reuses, kept in L2.
 const NC_BYTES: usize = 384 << 10;
 
 /// B (`k x n`) packed as `ceil(n / NR)` panels, each `k` rows of `NR` columns,
-/// zero-padded past column `n`.
+/// zero-padded past column `n`; or, when `bf16`, each `ceil(k / 2)` pair rows
+/// of `NR` bfloat16 pairs (rows `2p` and `2p + 1`; the bits of a pair in
+/// one `f32` slot, never used as a number).
 #[derive(Debug, Clone)]
 pub struct PackedB {
     k: usize,
     n: usize,
     data: Vec<f32>,
+    bf16: bool,
 }
 
 impl PackedB {
@@ -60,6 +72,52 @@ impl PackedB {
         Self::pack_with(views, true)
     }
 
+    /// [`PackedB::pack`] in bfloat16 pairs, rounded to nearest even
+    /// (subnormals to zero), for the bfloat16 kernel. Panics on a CPU
+    /// without AVX512-BF16 ([`bf16_available`]).
+    pub fn pack_bf16(b: MatRef) -> PackedB {
+        Self::pack_with(&[b], true).into_bf16(true)
+    }
+
+    /// [`PackedB::pack_bf16`] on the calling thread.
+    pub fn pack_bf16_serial(b: MatRef) -> PackedB {
+        Self::pack_with(&[b], false).into_bf16(false)
+    }
+
+    /// [`PackedB::pack_stacked`] in bfloat16 pairs (see [`PackedB::pack_bf16`]).
+    pub fn pack_stacked_bf16(views: &[MatRef]) -> PackedB {
+        Self::pack_with(views, true).into_bf16(true)
+    }
+
+    /// Whether the panels hold bfloat16 pairs.
+    pub fn is_bf16(&self) -> bool {
+        self.bf16
+    }
+
+    /// Float32 panels turned into bfloat16 pair panels.
+    fn into_bf16(self, parallel: bool) -> PackedB {
+        use rayon::prelude::*;
+        let (k, n) = (self.k, self.n);
+        let kp = k.div_ceil(2);
+        let mut data = super::buffers::dirty(n.div_ceil(NR) * kp * NR);
+        if !data.is_empty() {
+            let pair = |(src, dst): (&[f32], &mut [f32])| gemm_bf16_micro::pair_panel(src, dst);
+            let panels = self.data.chunks(k * NR).zip(data.chunks_mut(kp * NR));
+            if parallel && k * n >= 1 << 16 {
+                let panels: Vec<_> = panels.collect();
+                crate::threads::install(|| panels.into_par_iter().for_each(pair));
+            } else {
+                panels.for_each(pair);
+            }
+        }
+        PackedB {
+            k,
+            n,
+            data,
+            bf16: true,
+        }
+    }
+
     fn pack_with(views: &[MatRef], parallel: bool) -> PackedB {
         use rayon::prelude::*;
         let n = views.first().map_or(0, |b| b.cols);
@@ -71,7 +129,12 @@ impl PackedB {
         let panels = n.div_ceil(NR);
         let mut data = super::buffers::dirty(panels * k * NR);
         if data.is_empty() {
-            return PackedB { k, n, data };
+            return PackedB {
+                k,
+                n,
+                data,
+                bf16: false,
+            };
         }
         let fill = |(j, panel): (usize, &mut [f32])| {
             let mut rest = panel;
@@ -86,7 +149,12 @@ impl PackedB {
         } else {
             data.chunks_mut(k * NR).enumerate().for_each(fill);
         }
-        PackedB { k, n, data }
+        PackedB {
+            k,
+            n,
+            data,
+            bf16: false,
+        }
     }
     /// B (`k x n`) written straight into its panels, on the calling thread:
     /// `fill(r, n0, dst)` writes columns `n0..n0 + dst.len()` of row `r`
@@ -118,7 +186,12 @@ impl PackedB {
         for (j, panel) in panels_of(&mut data, k).into_iter().enumerate() {
             fill_rows(panel, (j, k, n), &mut fill);
         }
-        data.map(|data| PackedB { k, n, data })
+        data.map(|data| PackedB {
+            k,
+            n,
+            data,
+            bf16: false,
+        })
     }
 
     /// [`PackedB::build_n_in`] into fresh buffers, the panels filled in parallel.
@@ -133,7 +206,12 @@ impl PackedB {
         let panels = panels_of(&mut data, k);
         let work = |(j, panel)| fill_rows(panel, (j, k, n), &mut |r, n0, dst| fill(r, n0, dst));
         crate::threads::install(|| panels.into_par_iter().enumerate().for_each(work));
-        data.map(|data| PackedB { k, n, data })
+        data.map(|data| PackedB {
+            k,
+            n,
+            data,
+            bf16: false,
+        })
     }
 
     /// The packed values' buffer, for reuse by [`PackedB::build_n_in`].
@@ -167,6 +245,8 @@ pub struct Panels<'a> {
     n: usize,
     row_step: usize,
     panel_step: usize,
+    /// Pair rows of bfloat16 pairs ([`PackedB::is_bf16`]), steps in pairs.
+    bf16: bool,
     _values: std::marker::PhantomData<&'a [f32]>,
 }
 
@@ -187,6 +267,7 @@ impl<'a> Panels<'a> {
                 n: b.cols,
                 row_step: b.row_stride,
                 panel_step: NR,
+                bf16: false,
                 _values: std::marker::PhantomData,
             })
     }
@@ -202,7 +283,8 @@ impl<'a> From<&'a PackedB> for Panels<'a> {
             k: b.k,
             n: b.n,
             row_step: NR,
-            panel_step: b.k * NR,
+            panel_step: b.data.len() / b.n.div_ceil(NR).max(1),
+            bf16: b.bf16,
             _values: std::marker::PhantomData,
         }
     }
@@ -224,6 +306,17 @@ pub enum OnceB<'a> {
 
 impl<'a> OnceB<'a> {
     pub fn of(b: MatRef<'a>, parallel: bool) -> Self {
+        Self::of_in(b, parallel, false)
+    }
+
+    /// [`OnceB::of`], or (`bf16`) always packed in bfloat16 pairs.
+    pub fn of_in(b: MatRef<'a>, parallel: bool, bf16: bool) -> Self {
+        if bf16 {
+            return OnceB::Packed(match parallel {
+                true => PackedB::pack_bf16(b),
+                false => PackedB::pack_bf16_serial(b),
+            });
+        }
         match Panels::in_place(b).filter(|_| b.row_stride < PACK_FROM_STRIDE) {
             Some(panels) => OnceB::InPlace(panels),
             None if parallel => OnceB::Packed(PackedB::pack(b)),
@@ -315,6 +408,12 @@ fn fill_panel(b: &MatRef, j: usize, panel: &mut [f32]) {
 /// Whether this CPU runs the packed kernel (AVX-512F).
 pub fn available() -> bool {
     super::simd::available()
+}
+
+/// Whether this CPU runs the bfloat16 kernel (AVX512-BF16): then
+/// [`PackedB::pack_bf16`]'s panels multiply at about twice the float32 rate.
+pub fn bf16_available() -> bool {
+    gemm_bf16_micro::available()
 }
 
 /// Whether `a` can be read by the kernel: rows with unit column stride.
@@ -511,6 +610,10 @@ fn gemm_rows_split<'b>(
     // disjoint blocks of C (distinct rows, or distinct panels of columns), so
     // no two threads write the same element, and `c` stays mutably borrowed
     // until they end.
+    let run = match b.bf16 {
+        true => run_bf16,
+        false => run,
+    };
     if t == 1 || flops < 2_000_000 {
         unsafe { run(a, &b, out, ldc, accumulate, 0..m, 0..panels) };
         return;
@@ -545,6 +648,14 @@ unsafe impl Sync for OutPtr {}
 
 fn check(a: &impl RowSource, b: &Panels, c_len: usize, ldc: usize) {
     assert!(available(), "gemm_packed: this CPU has no AVX-512F");
+    if b.bf16 {
+        assert!(bf16_available(), "gemm_packed: this CPU has no AVX512-BF16");
+        // blocks of k start at even k (pairs of B's rows) only if runs do
+        assert!(
+            a.run().is_multiple_of(2) || a.run() >= a.depth(),
+            "gemm_packed: bfloat16 needs runs of A of even length"
+        );
+    }
     assert_eq!(a.depth(), b.k, "gemm_packed: inner dimensions differ");
     let m = a.rows();
     assert!(
@@ -564,10 +675,21 @@ pub fn k_block(k: usize) -> usize {
 /// The k blocks of one micro-kernel call each: every run of A split into
 /// equal blocks of at most [`KC_MAX`], in order.
 fn k_blocks(k: usize, run: usize) -> impl Iterator<Item = (usize, usize)> {
+    k_blocks_of(k, run, KC_MAX, 1)
+}
+
+/// Every run of A split into equal blocks of at most `kc_max` values, a
+/// multiple of `unit` each but the last of a run, in order.
+fn k_blocks_of(
+    k: usize,
+    run: usize,
+    kc_max: usize,
+    unit: usize,
+) -> impl Iterator<Item = (usize, usize)> {
     let run = run.max(1);
     (0..k).step_by(run).flat_map(move |s0| {
         let len = run.min(k - s0);
-        let kc = len.div_ceil(len.div_ceil(KC_MAX));
+        let kc = len.div_ceil(len.div_ceil(kc_max)).next_multiple_of(unit);
         (s0..s0 + len)
             .step_by(kc)
             .map(move |k0| (k0, kc.min(s0 + len - k0)))
@@ -648,6 +770,76 @@ unsafe fn run(
                     }
                 }
                 ap = next;
+            }
+        }
+    }
+}
+
+/// [`run`] on bfloat16 pair panels: each `MR x kc` block of A is staged
+/// into bfloat16 pairs once per pass over [`NC_BYTES`] of panels.
+///
+/// # Safety
+/// As [`run`], with `b.bf16`, A's runs of even length (or one run), and a
+/// CPU with AVX512-BF16.
+unsafe fn run_bf16(
+    a: &impl RowSource,
+    b: &Panels,
+    out: OutPtr,
+    ldc: usize,
+    accumulate: bool,
+    rows: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
+) {
+    const KP_MAX: usize = KC_MAX_BF16 / 2;
+    let k = b.k;
+    if k == 0 {
+        // SAFETY: forwarded; with k == 0 `run` only zeroes C's block
+        unsafe { run(a, b, out, ldc, accumulate, rows, panels) };
+        return;
+    }
+    let blocks = || k_blocks_of(k, a.run(), KC_MAX_BF16, 2);
+    let kp_max = blocks().map(|(_, kl)| kl.div_ceil(2)).max().unwrap_or(1);
+    let nc = (NC_BYTES / (kp_max * NR * 4)).max(1);
+    let mut staged = [0u32; MR * KP_MAX];
+    for (k0, kl) in blocks() {
+        let load_c = accumulate || k0 > 0;
+        let kp = kl.div_ceil(2);
+        for j0 in panels.clone().step_by(nc) {
+            let j1 = (j0 + nc).min(panels.end);
+            for i0 in rows.clone().step_by(MR) {
+                let mr = MR.min(rows.end - i0);
+                let ap: [*const f32; MR] =
+                    std::array::from_fn(|i| a.row_ptr((i0 + i).min(rows.end - 1), k0));
+                // SAFETY: rows i0..i0+mr of A, values k0..k0+kl, lie in one
+                // run (`k_blocks_of`), which the source vouches for; `staged`
+                // holds MR rows of KP_MAX >= kp pairs; the caller vouches for
+                // the CPU.
+                unsafe { gemm_bf16_micro::stage(&ap, mr, kl, staged.as_mut_ptr(), KP_MAX) };
+                for j in j0..j1 {
+                    let n0 = j * NR;
+                    let w = NR.min(b.n - n0);
+                    let masks: [u16; NV] =
+                        std::array::from_fn(|v| super::simd::lanes::mask(w.saturating_sub(16 * v)));
+                    // SAFETY: k0 is even (blocks of a run of even length, or
+                    // of the one run, are cut at multiples of 2), so pair rows
+                    // k0/2..k0/2+kp of panel j exist (ceil(k/2) of them);
+                    // rows i0..i0+mr, columns n0..n0+w of C are inside the
+                    // caller's block; the staged rows hold kp pairs.
+                    unsafe {
+                        let bp = (b.ptr as *const u32).add(j * b.panel_step + k0 / 2 * b.row_step);
+                        let cp = out.0.add(i0 * ldc + n0);
+                        gemm_bf16_micro::micro(
+                            mr,
+                            kp,
+                            (staged.as_ptr(), KP_MAX),
+                            (bp, b.row_step),
+                            cp,
+                            ldc,
+                            masks,
+                            load_c,
+                        );
+                    }
+                }
             }
         }
     }

@@ -223,3 +223,91 @@ fn bitwise_equal_for_every_thread_count() {
         }
     }
 }
+
+/// The bfloat16 kernel against the f64 product of the rounded operands, on
+/// row tails, odd depths, several k blocks, runs of A, strided A and C,
+/// accumulating or not, on 1-3 threads: within the bound of
+/// [`crate::precision::bf16_tolerance`], bitwise equal for every split, and
+/// nothing outside C's block written.
+#[test]
+#[cfg_attr(not(host_avx512bf16), ignore = "needs a CPU with AVX512-BF16")]
+fn bf16_matches_the_rounded_product_on_tails_blocks_runs_and_splits() {
+    use crate::precision::{bf16_tolerance, round_bf16};
+    let mut rng = Rng::new(21);
+    // (m, k, n, run): run == k is a plain matrix
+    let shapes = [
+        (4, 0, 5, 0),
+        (1, 1, 1, 1),
+        (5, 3, 7, 3),
+        (13, 41, 17, 41),
+        (12, 770, 32, 770),
+        (25, 1601, 70, 1601),
+        (200, 64, 33, 64),
+        (40, 300, 200, 60),
+        (61, 1000, 130, 500),
+        (700, 147, 64, 147),
+    ];
+    for &(m, k, n, run) in &shapes {
+        let dense = rand(m * k, &mut rng);
+        let b = rand(k * n, &mut rng);
+        let round = |v: &[f32]| {
+            v.iter()
+                .map(|&x| round_bf16(x) as f64)
+                .collect::<Vec<f64>>()
+        };
+        let (ar, br) = (round(&dense), round(&b));
+        let packed = PackedB::pack_bf16(MatRef::new(&b, k, n));
+        assert!(packed.is_bf16());
+        assert_eq!(
+            PackedB::pack_bf16_serial(MatRef::new(&b, k, n)).data,
+            packed.data
+        );
+        let runs = k.div_ceil(run.max(1));
+        let mut data = vec![0.0; runs * m * run];
+        for i in 0..m {
+            for p in 0..k {
+                data[((p / run) * m + i) * run + p % run] = dense[i * k + p];
+            }
+        }
+        let src = RunMajor {
+            data,
+            rows: m,
+            depth: k,
+            run,
+        };
+        let mut first: Option<Vec<f32>> = None;
+        for threads in [1, 2, 3] {
+            for accumulate in [false, true] {
+                let ldc = n + 4;
+                let mut c = vec![1.0f32; m * ldc];
+                gemm_rows_split(&src, &packed, &mut c[1..], ldc, accumulate, threads);
+                for r in 0..m {
+                    for j in 0..ldc {
+                        let got = c[r * ldc + j] as f64;
+                        if !(1..=n).contains(&j) {
+                            assert_eq!(got, 1.0, "outside C");
+                            continue;
+                        }
+                        let (mut want, mut mag) =
+                            (accumulate as u8 as f64, accumulate as u8 as f64);
+                        for p in 0..k {
+                            let t = ar[r * k + p] * br[p * n + j - 1];
+                            want += t;
+                            mag += t.abs();
+                        }
+                        assert!(
+                            (got - want).abs() <= bf16_tolerance(k + 1, mag),
+                            "{m}x{k}x{n} run {run} t{threads} acc {accumulate} ({r},{j}): {got} vs {want}"
+                        );
+                    }
+                }
+                if !accumulate {
+                    match &first {
+                        None => first = Some(c),
+                        Some(f) => assert_eq!(f, &c, "bitwise equal for every split"),
+                    }
+                }
+            }
+        }
+    }
+}

@@ -4,6 +4,7 @@
 //! it is sound.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod gemm_bf16_micro;
 pub mod gemm_micro;
 pub mod lanes;
 pub mod moments;

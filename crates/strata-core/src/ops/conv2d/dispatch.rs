@@ -6,18 +6,29 @@
 //!
 //! All algorithms compute the same convolution; the fast ones differ from
 //! im2col + GEMM by rounding only, and each is tested against `reference.rs`.
+//!
+//! Under `mixed_bfloat16` each direction first picks its kernel
+//! ([`forward_gemm`], [`dx_gemm`], [`dw_gemm`]): the bfloat16 one
+//! ([`Gemm::PackedBf16`], AVX512-BF16, detected at run time) runs the GEMM
+//! algorithms on the operands as they are, rounding them as it packs and
+//! stages them; otherwise the portable definition runs: the operands rounded
+//! first, then the float32 choice. AMX is not implemented.
 
 use super::geometry::{tile_pixels, ConvPlan};
 use super::weights::Layout;
 use super::{plan, Conv2dConfig};
 use crate::kernels::packed_gemm;
 use crate::ops::padding::Padding;
+use crate::precision::Precision;
 
 /// The GEMM kernel the algorithms multiply with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gemm {
     /// strata's packed AVX-512 kernel, with weights packed once per call.
     Packed,
+    /// The packed kernel on bfloat16 pairs (AVX512-BF16): weights packed
+    /// in bfloat16, the other operand rounded as it is staged, float32 sums.
+    PackedBf16,
     /// The `gemm` crate, reading the weights in place.
     Crate,
 }
@@ -31,6 +42,59 @@ impl Gemm {
             false => Gemm::Crate,
         }
     }
+
+    /// Whether it is the bfloat16 kernel.
+    pub fn is_bf16(self) -> bool {
+        self == Gemm::PackedBf16
+    }
+}
+
+/// The kernel a forward in `precision` multiplies on: the bfloat16 one
+/// where the CPU has it, except where Winograd keeps the convolution (see
+/// [`winograd_keeps_bf16`]); otherwise [`Gemm::of_cpu`], on operands the
+/// caller rounds first (the portable path).
+pub fn forward_gemm(p: &ConvPlan, precision: Precision) -> Gemm {
+    match precision.is_bf16() && packed_gemm::bf16_available() && !winograd_keeps_bf16(p) {
+        true => Gemm::PackedBf16,
+        false => Gemm::of_cpu(),
+    }
+}
+
+/// dX's kernel in `precision`: a stride-1 dX is a forward (under its
+/// transposed plan), so that forward's; every other dX is a GEMM.
+pub fn dx_gemm(p: &ConvPlan, precision: Precision) -> Gemm {
+    if let Some(tp) = transposed_plan(p) {
+        return forward_gemm(&tp, precision);
+    }
+    forward_gemm(p, precision)
+}
+
+/// dW's kernel in `precision`: the bfloat16 one where the CPU has it and dW
+/// runs on the packed kernel (its thin or grouped dWs run on the crate,
+/// which has no bfloat16, so those stay portable), except a dW by F(2x2)'s
+/// or F(4x4)'s transforms in blocks (see [`winograd_keeps_bf16`]); the 7x7
+/// stage's dW by positions takes the bfloat16 GEMM (dW by kernel rows),
+/// which measured at least as fast.
+pub fn dw_gemm(p: &ConvPlan, precision: Precision) -> Gemm {
+    let fast = precision.is_bf16()
+        && packed_gemm::bf16_available()
+        && !winograd2(p)
+        && dw(p, Gemm::PackedBf16, None).on_packed();
+    match fast {
+        true => Gemm::PackedBf16,
+        false => Gemm::of_cpu(),
+    }
+}
+
+/// Whether a bfloat16 convolution stays on float32 Winograd (its operands
+/// rounded first) rather than the bfloat16 GEMM. Winograd in bfloat16 is not
+/// implemented: its transforms amplify bfloat16's rounding (F(4x4)'s input
+/// transform has coefficients up to 5 and its tiles sums of 36 rounded
+/// terms), so the transformed tiles must stay float32; and float32 Winograd,
+/// with 2.25-4x fewer products, measured faster on ResNet-50's stride-1 3x3
+/// layers than the bfloat16 implicit GEMM at twice the rate.
+pub fn winograd_keeps_bf16(p: &ConvPlan) -> bool {
+    winograd2(p) || winograd4_whole_batch(p)
 }
 
 /// How long the weights of a forward stay as they are.
@@ -125,6 +189,21 @@ pub enum Dw {
     Chunked,
 }
 
+impl Dw {
+    /// Whether it multiplies on the packed kernel's GEMM (so it can take
+    /// the bfloat16 one): not the crate's, not Winograd's transforms.
+    pub fn on_packed(self) -> bool {
+        matches!(
+            self,
+            Dw::Tiled { packed: true, .. }
+                | Dw::ByKernelRows
+                | Dw::PointwiseTransposed
+                | Dw::PointwiseWithDx
+                | Dw::PointwiseFewRows
+        )
+    }
+}
+
 /// The forward's algorithm.
 pub fn forward(p: &ConvPlan, gemm: Gemm, weights: WeightUse) -> Forward {
     if gemm == Gemm::Packed {
@@ -146,6 +225,11 @@ pub fn forward(p: &ConvPlan, gemm: Gemm, weights: WeightUse) -> Forward {
             return Forward::Implicit;
         }
     }
+    // the bfloat16 kernel reads the input in place as the float32 one does,
+    // if its runs (kernel rows) hold whole pairs of k; else im2col's rows
+    if gemm == Gemm::PackedBf16 && implicit(p) && (p.geo.kw * p.c).is_multiple_of(2) {
+        return Forward::Implicit;
+    }
     // tiles keep each tile's cols in L2; with too few to share among the
     // threads, whole GEMMs split over them instead
     if let Some(tile_px) = tile_pixels(p) {
@@ -166,7 +250,7 @@ pub fn dx(p: &ConvPlan, gemm: Gemm) -> Dx {
     }
     // a strided 1x1 convolution reads one pixel per output: dY·Wᵀ is dX at
     // those pixels, written tile by tile, so dCols never goes through memory
-    if gemm == Gemm::Packed && strided_pointwise(p) {
+    if gemm != Gemm::Crate && strided_pointwise(p) {
         return Dx::StridedPointwise;
     }
     match p.pointwise {
@@ -177,10 +261,10 @@ pub fn dx(p: &ConvPlan, gemm: Gemm) -> Dx {
 
 /// dW's algorithm, `dx` being dX's (or `None` when the input takes no gradient).
 pub fn dw(p: &ConvPlan, gemm: Gemm, dx: Option<Dx>) -> Dw {
-    let packed = gemm == Gemm::Packed;
+    let packed = gemm != Gemm::Crate;
     // a Winograd convolution's dW by its transforms: fewer multiplications.
     // F(4x4)'s where its forward runs F(4x4) in blocks, else F(2x2)'s
-    if packed && winograd2(p) {
+    if gemm == Gemm::Packed && winograd2(p) {
         return match winograd4_blocked(p) {
             true => Dw::Winograd4,
             false => Dw::Winograd2,
@@ -189,7 +273,7 @@ pub fn dw(p: &ConvPlan, gemm: Gemm, dx: Option<Dx>) -> Dw {
     if !p.pointwise {
         // F(4x4) over the whole batch with an odd output side (ResNet's 7x7
         // stage): few tiles and wide channels, so the channels are split
-        if packed && winograd4_whole_batch(p) {
+        if gemm == Gemm::Packed && winograd4_whole_batch(p) {
             return Dw::Winograd4ByPositions;
         }
         // a dW of at least 64 x 64 on the packed kernel; thinner ones (the

@@ -184,17 +184,21 @@ fn forward_of_kernel(
     ep: &EpilogueRef,
     precision: Precision,
 ) -> Vec<f32> {
-    if precision.is_bf16() {
+    let gemm = dispatch::forward_gemm(p, precision);
+    if precision.is_bf16() && !gemm.is_bf16() {
+        // the portable definition: rounded operands through float32
         let (xr, wr) = (rounded_bf16(x), rounded_bf16(w));
-        let y = forward_in(&xr, kernel, &wr, bias, p, ep, precision);
+        let y = forward_in(&xr, kernel, &wr, bias, p, ep, precision, gemm);
         buffers::recycle(xr);
         buffers::recycle(wr);
         return y;
     }
-    forward_in(x, kernel, w, bias, p, ep, precision)
+    forward_in(x, kernel, w, bias, p, ep, precision, gemm)
 }
 
-/// [`forward_of_kernel`] on operands already in `precision`.
+/// [`forward_of_kernel`] on `gemm`, its operands already rounded unless
+/// `gemm` rounds them itself.
+#[allow(clippy::too_many_arguments)]
 fn forward_in(
     x: &[f32],
     kernel: &Tensor,
@@ -203,8 +207,8 @@ fn forward_in(
     p: &ConvPlan,
     ep: &EpilogueRef,
     precision: Precision,
+    gemm: Gemm,
 ) -> Vec<f32> {
-    let gemm = Gemm::of_cpu();
     let use_ = match crate::autograd::should_record(&[kernel]) {
         true => WeightUse::Once,
         false => WeightUse::Kept,
@@ -351,18 +355,9 @@ impl Tensor {
                 };
                 let g: &[f32] = masked.as_slice();
                 let needs = (x.requires_grad(), w.requires_grad());
-                let (dx, dw) = if precision.is_bf16() {
-                    let (xr, wr, gr) = (
-                        rounded_bf16(&x.data()),
-                        rounded_bf16(&w.data()),
-                        rounded_bf16(g),
-                    );
-                    let grads = run::backward(&xr, &wr, &gr, &p, needs, &mut acc[0]);
-                    [xr, wr, gr].into_iter().for_each(buffers::recycle);
-                    grads
-                } else {
-                    run::backward(&x.data(), &w.data(), g, &p, needs, &mut acc[0])
-                };
+                let (xd, wd) = (x.data(), w.data());
+                let (dx, dw) = run::backward(&xd, &wd, g, &p, needs, &mut acc[0], precision);
+                drop((xd, wd));
                 let mut grads = vec![dx, dw];
                 if has_bias {
                     grads.push(b_grad.then(|| column_sums(g, p.cout)));

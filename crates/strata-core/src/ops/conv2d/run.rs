@@ -13,6 +13,7 @@ use super::weights::{
 };
 use crate::kernels::buffers;
 use crate::kernels::packed_gemm::PackedB;
+use crate::precision::{rounded_bf16, Precision};
 
 /// The forward by `alg` on `gemm`: `x` convolved with HWIO weights `w`
 /// (or `prepared`, `w` already prepared in `alg`'s layout), then `bias` and
@@ -72,7 +73,10 @@ pub fn forward(
 /// algorithms [`dispatch`] picks. Where `dx_so_far` holds the input's
 /// gradient from its other consumers and dX's algorithm
 /// [`Dx::adds_into_gradient_so_far`], dX is added into it and it is returned
-/// as dX; otherwise it is left for the caller to add.
+/// as dX; otherwise it is left for the caller to add. Under bfloat16 each
+/// gradient runs on the kernel [`dispatch::dx_gemm`] / [`dispatch::dw_gemm`]
+/// picks: the bfloat16 one on the operands as they are, else the float32
+/// one on rounded copies (the portable definition).
 pub fn backward(
     x: &[f32],
     w: &[f32],
@@ -80,6 +84,7 @@ pub fn backward(
     p: &ConvPlan,
     (want_dx, want_dw): (bool, bool),
     dx_so_far: &mut Option<Vec<f32>>,
+    precision: Precision,
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
     if p.n * p.out_pixels() == 0 {
         // no window reads the input: zero gradients
@@ -89,10 +94,35 @@ pub fn backward(
             want_dw.then(|| buffers::zeroed(p.kg * p.cout)),
         );
     }
-    let gemm = Gemm::of_cpu();
-    let dx_alg = want_dx.then(|| dispatch::dx(p, gemm));
-    let dw_alg = want_dw.then(|| dispatch::dw(p, gemm, dx_alg));
-    backward_with(dx_alg, dw_alg, gemm, x, w, dy, p, dx_so_far)
+    if !precision.is_bf16() {
+        let gemm = Gemm::of_cpu();
+        let dx_alg = want_dx.then(|| dispatch::dx(p, gemm));
+        let dw_alg = want_dw.then(|| dispatch::dw(p, gemm, dx_alg));
+        return backward_with(dx_alg, dw_alg, gemm, x, w, dy, p, dx_so_far);
+    }
+    let fast = Gemm::PackedBf16;
+    let fast_dx = want_dx && dispatch::dx_gemm(p, precision) == fast;
+    let fast_dw = want_dw && dispatch::dw_gemm(p, precision) == fast;
+    let (mut dx, mut dw) = (None, None);
+    if fast_dx || fast_dw {
+        let dx_alg = fast_dx.then(|| dispatch::dx(p, fast));
+        let dw_alg = fast_dw.then(|| dispatch::dw(p, fast, dx_alg));
+        (dx, dw) = backward_with(dx_alg, dw_alg, fast, x, w, dy, p, dx_so_far);
+    }
+    let (slow_dx, slow_dw) = (want_dx && !fast_dx, want_dw && !fast_dw);
+    if slow_dx || slow_dw {
+        // the portable definition: rounded operands through float32
+        let gemm = Gemm::of_cpu();
+        let xr = if slow_dw { rounded_bf16(x) } else { Vec::new() };
+        let wr = if slow_dx { rounded_bf16(w) } else { Vec::new() };
+        let gr = rounded_bf16(dy);
+        let dx_alg = slow_dx.then(|| dispatch::dx(p, gemm));
+        let dw_alg = slow_dw.then(|| dispatch::dw(p, gemm, dx_alg));
+        let (sx, sw) = backward_with(dx_alg, dw_alg, gemm, &xr, &wr, &gr, p, dx_so_far);
+        (dx, dw) = (dx.or(sx), dw.or(sw));
+        [xr, wr, gr].into_iter().for_each(buffers::recycle);
+    }
+    (dx, dw)
 }
 
 /// The backward by the named algorithms (`None`: that gradient is not
@@ -113,7 +143,7 @@ pub fn backward_with(
     let dx = match dx_alg {
         None => None,
         Some(Dx::Transposed(tp)) => Some(dx_transposed(dy, w, p, &tp, gemm)),
-        Some(Dx::StridedPointwise) => Some(strided_pointwise_dx::dx(dy, w, p)),
+        Some(Dx::StridedPointwise) => Some(strided_pointwise_dx::dx(dy, w, p, gemm.is_bf16())),
         Some(Dx::Pointwise) => {
             // added into the gradient so far where there is one
             let so_far = dx_so_far.take_if(|g| g.len() == dx_len);
@@ -156,11 +186,15 @@ pub fn backward_with(
             Dw::Winograd4 => winograd_dw::dw_f4(x, dy, p),
             Dw::Winograd2 => winograd_dw::dw_f2(x, dy, p),
             Dw::Winograd4ByPositions => winograd_dw::dw_by_positions(x, dy, p),
-            Dw::Tiled { tile_px, packed } => dw_tiled::dw_tiled(x, dy, p, tile_px, packed),
-            Dw::ByKernelRows => dw_tiled::dw_by_kernel_rows(x, dy, p),
+            Dw::Tiled { tile_px, packed } => {
+                dw_tiled::dw_tiled(x, dy, p, tile_px, packed, gemm.is_bf16())
+            }
+            Dw::ByKernelRows => dw_tiled::dw_by_kernel_rows(x, dy, p, gemm.is_bf16()),
             // (without dX to share the pass with)
-            Dw::PointwiseTransposed | Dw::PointwiseWithDx => pointwise_dw::dw(x, dy, p),
-            Dw::PointwiseFewRows => pointwise_dw::dw_few_rows(x, dy, p),
+            Dw::PointwiseTransposed | Dw::PointwiseWithDx => {
+                pointwise_dw::dw(x, dy, p, gemm.is_bf16())
+            }
+            Dw::PointwiseFewRows => pointwise_dw::dw_few_rows(x, dy, p, gemm.is_bf16()),
             Dw::Pointwise => im2col_gemm::dw_pointwise(x, dy, p),
             Dw::Chunked => im2col_gemm::dw_chunked(x, dy, p),
         });
@@ -174,9 +208,9 @@ pub fn backward_with(
 fn dx_transposed(dy: &[f32], w: &[f32], p: &ConvPlan, tp: &ConvPlan, gemm: Gemm) -> Vec<f32> {
     let alg = dispatch::forward(tp, gemm, WeightUse::Once);
     let none = EpilogueRef::NONE;
-    if gemm == Gemm::Packed && alg.layout() == Layout::Groups && alg != Forward::Winograd4Packing {
+    if gemm != Gemm::Crate && alg.layout() == Layout::Groups && alg != Forward::Winograd4Packing {
         // the packed weights are all the forward reads
-        let pk = prepare_rotated(w, p);
+        let pk = prepare_rotated(w, p, gemm);
         return forward(alg, gemm, dy, &[], Some(&pk), None, tp, &none);
     }
     let wr = rotate_kernel(w, p);

@@ -491,7 +491,15 @@ fn backward(
     want: (bool, bool),
     so_far: &mut Option<Vec<f32>>,
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
-    run::backward(x, w, dy, p, want, so_far)
+    run::backward(
+        x,
+        w,
+        dy,
+        p,
+        want,
+        so_far,
+        crate::precision::Precision::Float32,
+    )
 }
 
 /// The forward by the algorithm dispatch picks for weights used once.
@@ -1122,4 +1130,189 @@ fn conv2d_relu_masks_an_owned_or_shared_gradient_alike() {
         };
         assert_eq!(run(true), run(false), "shared {shared}");
     }
+}
+
+/// Forward, dX and dW of `x` convolved with `k` under `cfg`, the output's
+/// gradient being `dy`.
+fn conv_and_grads(
+    x: &[f32],
+    k: &[f32],
+    dy: &[f32],
+    shapes: (&[usize], &[usize]),
+    cfg: Conv2dConfig,
+) -> [Vec<f32>; 3] {
+    let x = Tensor::from_vec(x.to_vec(), shapes.0)
+        .unwrap()
+        .requires_grad_(true);
+    let k = Tensor::from_vec(k.to_vec(), shapes.1)
+        .unwrap()
+        .requires_grad_(true);
+    let y = x.conv2d(&k, None, cfg).unwrap();
+    let dy = Tensor::from_vec(dy.to_vec(), y.shape()).unwrap();
+    y.mul(&dy).unwrap().sum_all().backward().unwrap();
+    [
+        y.to_vec(),
+        x.grad().unwrap().to_vec(),
+        k.grad().unwrap().to_vec(),
+    ]
+}
+
+/// Under bfloat16, on this CPU's kernel (the bfloat16 one where it has
+/// AVX512-BF16), the forward, dX and dW of `cfg` against the portable
+/// definition (rounded operands and output gradient through float32),
+/// within [`crate::precision::bf16_tolerance`] of each value's sum of
+/// |products| (the same convolution of the operands' magnitudes). Returns
+/// whether each direction ran on the bfloat16 kernel.
+fn bf16_against_portable(xs: &[usize], ks: &[usize], cfg: Conv2dConfig, seed: u64) -> [bool; 3] {
+    use crate::precision::{bf16_tolerance, rounded_bf16};
+    let mut rng = Rng::new(seed);
+    let p = plan(xs, ks, None, &cfg).unwrap();
+    let x = rand_t(xs, &mut rng).to_vec();
+    let k = rand_t(ks, &mut rng).to_vec();
+    let dy = rand_t(&[p.n, p.geo.out_h, p.geo.out_w, p.cout], &mut rng).to_vec();
+    let bf16 = cfg.with_precision(Precision::MixedBfloat16);
+    let f32_ = cfg.with_precision(Precision::Float32);
+    let fast = conv_and_grads(&x, &k, &dy, (xs, ks), bf16);
+    let (xr, kr, dyr) = (rounded_bf16(&x), rounded_bf16(&k), rounded_bf16(&dy));
+    let portable = conv_and_grads(&xr, &kr, &dyr, (xs, ks), f32_);
+    let abs = |v: &[f32]| v.iter().map(|a| a.abs()).collect::<Vec<f32>>();
+    let mag = conv_and_grads(&abs(&xr), &abs(&kr), &abs(&dyr), (xs, ks), f32_);
+    let g = &p.geo;
+    let depths = [p.kg, g.kh * g.kw * p.cout_g, p.n * p.out_pixels()];
+    for (d, name) in ["forward", "dX", "dW"].iter().enumerate() {
+        assert_eq!(fast[d].len(), portable[d].len());
+        for (i, ((f, w), m)) in fast[d].iter().zip(&portable[d]).zip(&mag[d]).enumerate() {
+            let bound = bf16_tolerance(depths[d], *m as f64 * 1.0001);
+            assert!(
+                ((f - w) as f64).abs() <= bound,
+                "{xs:?} * {ks:?} {cfg:?} {name}[{i}]: {f} vs {w} (bound {bound:e})"
+            );
+        }
+    }
+    let b = Precision::MixedBfloat16;
+    [
+        dispatch::forward_gemm(&p, b).is_bf16(),
+        dispatch::dx_gemm(&p, b).is_bf16(),
+        dispatch::dw_gemm(&p, b).is_bf16(),
+    ]
+}
+
+/// bfloat16 against the portable definition on strides, padding, dilation,
+/// groups, 1x1, 3x3, 7x7 stride 2, odd runs, batch 1 and more; every
+/// direction of every GEMM-shaped algorithm among them runs on the
+/// bfloat16 kernel.
+#[test]
+#[cfg_attr(not(host_avx512bf16), ignore = "needs a CPU with AVX512-BF16")]
+fn bf16_kernel_matches_the_portable_definition() {
+    let same = Conv2dConfig::default().with_padding(Padding::Same);
+    // input, kernel, configuration, which directions run on the bfloat16 kernel
+    type Case = (&'static [usize], &'static [usize], Conv2dConfig, [bool; 3]);
+    let cases: Vec<Case> = vec![
+        // pointwise: dX and dW in one pass (1024 rows)
+        (
+            &[4, 16, 16, 64],
+            &[1, 1, 64, 256],
+            Conv2dConfig::default(),
+            [true; 3],
+        ),
+        // pointwise, few rows: dW split by input channels
+        (
+            &[1, 7, 7, 512],
+            &[1, 1, 512, 128],
+            Conv2dConfig::default(),
+            [true; 3],
+        ),
+        // pointwise, thin: dW on the crate, so portable
+        (
+            &[2, 7, 7, 64],
+            &[1, 1, 64, 96],
+            Conv2dConfig::default(),
+            [true, true, false],
+        ),
+        // strided 1x1 (ResNet's downsampling shortcut)
+        (
+            &[2, 14, 14, 64],
+            &[1, 1, 64, 128],
+            Conv2dConfig::default().with_strides(2, 2),
+            [true; 3],
+        ),
+        // 3x3 stride 1 below Winograd's channels: implicit, dX transposed
+        (&[2, 9, 9, 32], &[3, 3, 32, 64], same, [true; 3]),
+        // 3x3 stride 2 (ResNet's): implicit, col2im, dW by kernel rows or tiles
+        (
+            &[2, 15, 15, 64],
+            &[3, 3, 64, 128],
+            same.with_strides(2, 2),
+            [true; 3],
+        ),
+        // 7x7 stride 2 stem over RGB: im2col
+        (
+            &[2, 32, 32, 3],
+            &[7, 7, 3, 64],
+            same.with_strides(2, 2),
+            [true; 3],
+        ),
+        // batch 1, stride (2, 1), valid, a 3x2 window
+        (
+            &[1, 10, 11, 64],
+            &[3, 2, 64, 64],
+            Conv2dConfig::default().with_strides(2, 1),
+            [true; 3],
+        ),
+        // odd runs (3 * 65 values): im2col instead of in place
+        (
+            &[1, 9, 9, 65],
+            &[3, 3, 65, 64],
+            Conv2dConfig::default(),
+            [true; 3],
+        ),
+        // dilation
+        (
+            &[1, 12, 12, 16],
+            &[3, 3, 16, 64],
+            same.with_dilation(2, 2),
+            [true, true, true],
+        ),
+        // groups: dW on the crate, so portable
+        (
+            &[2, 8, 8, 32],
+            &[3, 3, 16, 64],
+            same.with_groups(2),
+            [true, true, false],
+        ),
+        // Winograd's: float32 on rounded operands (`winograd_keeps_bf16`)
+        (&[2, 8, 8, 64], &[3, 3, 64, 64], same, [false; 3]),
+    ];
+    for (i, (xs, ks, cfg, want)) in cases.into_iter().enumerate() {
+        let on = bf16_against_portable(xs, ks, cfg, 40 + i as u64);
+        assert_eq!(
+            on, want,
+            "case {i}: which directions run on the bfloat16 kernel"
+        );
+    }
+}
+
+/// Inference caches the bfloat16 packing under the bfloat16 key: a second
+/// call gives bitwise the first, and a float32 call after it is float32's.
+#[test]
+#[cfg_attr(not(host_avx512bf16), ignore = "needs a CPU with AVX512-BF16")]
+fn bf16_packing_is_cached_apart_from_float32() {
+    use crate::autograd::no_grad;
+    let mut rng = Rng::new(8);
+    let x = rand_t(&[2, 9, 9, 64], &mut rng);
+    let k = rand_t(&[3, 3, 64, 96], &mut rng);
+    let f32_ = Conv2dConfig::default().with_strides(2, 2);
+    let bf16 = f32_.with_precision(Precision::MixedBfloat16);
+    let plain = no_grad(|| x.conv2d(&k, None, f32_)).unwrap().to_vec();
+    let first = no_grad(|| x.conv2d(&k, None, bf16)).unwrap().to_vec();
+    assert!(k.packed_cache().is_some());
+    assert_eq!(
+        no_grad(|| x.conv2d(&k, None, bf16)).unwrap().to_vec(),
+        first
+    );
+    assert_eq!(
+        no_grad(|| x.conv2d(&k, None, f32_)).unwrap().to_vec(),
+        plain
+    );
+    assert_ne!(first, plain);
 }

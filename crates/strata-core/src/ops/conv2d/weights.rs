@@ -5,7 +5,8 @@
 //! once per call, or once for as long as the weights do not change when they
 //! take no gradient (inference, a frozen backbone): the packing is cached on
 //! the weight tensor and dropped by its next write. On the `gemm` crate the
-//! blocks are read in place.
+//! blocks are read in place. On the bfloat16 kernel they are packed in
+//! bfloat16 pairs (cached likewise, under the bfloat16 precision's key).
 
 use crate::precision::Precision;
 use std::sync::Arc;
@@ -56,14 +57,19 @@ pub fn block<'a>(w: &'a [f32], gr: usize, p: &ConvPlan) -> MatRef<'a> {
 }
 
 /// Every group's block packed (`transposed`: its transpose, `cout_g x kg`, the
-/// right-hand side of dX = dY · Wᵀ), or `None` on the crate.
+/// right-hand side of dX = dY · Wᵀ), in bfloat16 pairs on the bfloat16
+/// kernel, or `None` on the crate.
 pub fn pack_groups(w: &[f32], p: &ConvPlan, transposed: bool, gemm: Gemm) -> Option<Vec<PackedB>> {
-    if gemm != Gemm::Packed {
+    if gemm == Gemm::Crate {
         return None;
     }
     let pack = |gr: usize| {
         let b = block(w, gr, p);
-        PackedB::pack(if transposed { b.t() } else { b })
+        let b = if transposed { b.t() } else { b };
+        match gemm.is_bf16() {
+            true => PackedB::pack_bf16(b),
+            false => PackedB::pack(b),
+        }
     };
     Some((0..p.groups).map(pack).collect())
 }
@@ -74,22 +80,26 @@ pub fn prepare(w: &[f32], p: &ConvPlan, layout: Layout, gemm: Gemm) -> Option<Ve
         (Gemm::Crate, _) => None,
         (Gemm::Packed, Layout::Winograd4) => Some(winograd_f4::pack_weights(w, p)),
         (Gemm::Packed, Layout::Winograd2) => Some(winograd::pack_weights(w, p)),
-        (Gemm::Packed, Layout::Groups) => pack_groups(w, p, false, gemm),
+        (Gemm::Packed | Gemm::PackedBf16, Layout::Groups) => pack_groups(w, p, false, gemm),
+        (Gemm::PackedBf16, _) => unreachable!("dispatch runs bfloat16 on the GEMM layout only"),
     }
 }
 
 /// The kernel that convolves dY into dX ([`rotate_kernel`] of `w`) packed
 /// straight from `w` as one block (the [`Layout::Groups`] of a one-group
 /// plan): its taps' transposes stacked in reverse order, so the rotated
-/// kernel is never built.
-pub fn prepare_rotated(w: &[f32], p: &ConvPlan) -> Vec<PackedB> {
+/// kernel is never built. In bfloat16 pairs on the bfloat16 kernel.
+pub fn prepare_rotated(w: &[f32], p: &ConvPlan, gemm: Gemm) -> Vec<PackedB> {
     let (ci, co) = (p.c, p.cout);
     let taps = p.geo.kh * p.geo.kw;
     let views: Vec<MatRef> = (0..taps)
         .rev()
         .map(|t| MatRef::new(&w[t * ci * co..(t + 1) * ci * co], ci, co).t())
         .collect();
-    vec![PackedB::pack_stacked(&views)]
+    match gemm.is_bf16() {
+        true => vec![PackedB::pack_stacked_bf16(&views)],
+        false => vec![PackedB::pack_stacked(&views)],
+    }
 }
 
 /// `W_rot[ki, kj, o, i] = W[kh-1-ki, kw-1-kj, i, o]`: the kernel that convolves dY
@@ -147,7 +157,10 @@ pub fn packed_kernel(
     }
     let key = (layout_key(alg.layout(), p), precision);
     if let Some((cached, packed)) = cache.as_ref() {
-        if *cached == key && gemm == Gemm::Packed {
+        // (the same kernel and precision could take the other packed kernel
+        // under another plan: Winograd's float32 one, or the bfloat16 one)
+        let same_kernel = packed.first().is_none_or(|b| b.is_bf16() == gemm.is_bf16());
+        if *cached == key && gemm != Gemm::Crate && same_kernel {
             return Some(Arc::clone(packed));
         }
     }

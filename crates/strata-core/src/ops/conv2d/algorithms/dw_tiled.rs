@@ -19,10 +19,18 @@ use super::im2col::{im2col_row, im2col_row_t, TILE_COLS, TILE_COLS_T};
 /// kernel reads A with a unit step (read in place as column-major, each of
 /// its loads would fall on another cache line and page), in blocks of rows
 /// small enough to stay in L2 until the kernel reads them.
+/// With `bf16`, dY's tile is packed in bfloat16 pairs for the bfloat16 kernel.
 /// The partials are added in part order, so the result depends only on the
 /// thread count. Saves the forward from keeping `cols` (kh*kw times the input)
 /// alive until the backward.
-pub fn dw_tiled(x: &[f32], dy: &[f32], p: &ConvPlan, tile_px: usize, packed: bool) -> Vec<f32> {
+pub fn dw_tiled(
+    x: &[f32],
+    dy: &[f32],
+    p: &ConvPlan,
+    tile_px: usize,
+    packed: bool,
+    bf16: bool,
+) -> Vec<f32> {
     let kt = p.kt();
     let ow = p.geo.out_w.max(1);
     let image_rows = p.n * p.geo.out_h;
@@ -43,7 +51,7 @@ pub fn dw_tiled(x: &[f32], dy: &[f32], p: &ConvPlan, tile_px: usize, packed: boo
                     // kernel reads it, with a unit step), each block's
                     // product going to the same rows of dW
                     let dy_tile = MatRef::new(&dy_t[..npx * p.cout], npx, p.cout);
-                    let dy_tile = OnceB::of(dy_tile, false);
+                    let dy_tile = OnceB::of_in(dy_tile, false, bf16);
                     let b = dy_tile.panels();
                     let kb = cols_t_block_rows(npx);
                     TILE_COLS_T.with_borrow_mut(|cols_t| {
@@ -85,13 +93,14 @@ pub fn dw_tiled(x: &[f32], dy: &[f32], p: &ConvPlan, tile_px: usize, packed: boo
 /// among the threads instead (`packed_gemm::gemm_built_rows`), each block's
 /// rows of colsᵀ over every pixel (a few hundred KiB at most, in L2) times
 /// all of dY (read in place, or packed once). Every element sums over all the
-/// pixels in order, whatever the split.
-pub fn dw_by_kernel_rows(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
+/// pixels in order, whatever the split. With `bf16`, dY is packed in
+/// bfloat16 pairs for the bfloat16 kernel.
+pub fn dw_by_kernel_rows(x: &[f32], dy: &[f32], p: &ConvPlan, bf16: bool) -> Vec<f32> {
     let (kt, cout) = (p.kt(), p.cout);
     let rows = p.n * p.out_pixels();
     let ow = p.geo.out_w;
     let mut dw = buffers::dirty(kt * cout);
-    let dy = OnceB::of(MatRef::new(&dy[..rows * cout], rows, cout), true);
+    let dy = OnceB::of_in(MatRef::new(&dy[..rows * cout], rows, cout), true, bf16);
     // colsᵀ's rows `ks` over every pixel, an output image row at a time
     let cols_t = |ks: std::ops::Range<usize>, block: &mut [f32], ld: usize| {
         TILE_COLS.with_borrow_mut(|pixel| {

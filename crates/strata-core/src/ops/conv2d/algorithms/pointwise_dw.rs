@@ -29,25 +29,25 @@ use std::sync::{Mutex, PoisonError};
 const KC: usize = 256;
 
 /// `dW = Xᵀ · dY` of a one-group pointwise convolution, as a `C_in x C_out`
-/// row-major matrix (HWIO with a 1x1 window).
-pub fn dw(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
-    dw_split(x, dy, p, crate::threads::num_threads())
+/// row-major matrix (HWIO with a 1x1 window); with `bf16`, on the bfloat16 kernel.
+pub fn dw(x: &[f32], dy: &[f32], p: &ConvPlan, bf16: bool) -> Vec<f32> {
+    dw_split(x, dy, p, crate::threads::num_threads(), bf16)
 }
 
 /// [`dw`] with the rows split into at most `parts` parts, one per task.
-fn dw_split(x: &[f32], dy: &[f32], p: &ConvPlan, parts: usize) -> Vec<f32> {
+fn dw_split(x: &[f32], dy: &[f32], p: &ConvPlan, parts: usize, bf16: bool) -> Vec<f32> {
     let (cin, cout) = (p.c, p.cout);
     let rows = p.n * p.out_pixels();
     // transposing the narrower operand costs the fewest copies: with fewer
     // output channels than input ones, dWᵀ = dYᵀ · X, transposed at the end
     if cout < cin {
-        let dwt = product_split(dy, x, rows, cout, cin, parts);
+        let dwt = product_split(dy, x, rows, cout, cin, parts, bf16);
         let mut dw = buffers::dirty(cin * cout);
         transpose(&dwt, cout, cin, cin, &mut dw, cout);
         buffers::recycle(dwt);
         return dw;
     }
-    product_split(x, dy, rows, cin, cout, parts)
+    product_split(x, dy, rows, cin, cout, parts, bf16)
 }
 
 /// dX and dW of such a convolution in one pass over dY: each
@@ -58,6 +58,7 @@ fn dw_split(x: &[f32], dy: &[f32], p: &ConvPlan, parts: usize) -> Vec<f32> {
 /// in L2, instead of a dW pass and a dX pass each reading all of dY from
 /// memory. dX and dW are bitwise what [`dw`] and a separate dX GEMM give
 /// (each dX row sums over k in the same order whatever the rows' split).
+/// Both run on the bfloat16 kernel when `wt` is packed in bfloat16 pairs.
 pub fn dx_and_dw(
     x: &[f32],
     dy: &[f32],
@@ -90,13 +91,13 @@ pub fn dx_and_dw(
     };
     // dWᵀ = dYᵀ · X where dY is the narrower (transposed at the end)
     if cout < cin {
-        let dwt = product_split_with(dy, x, rows, cout, cin, parts, dx_block);
+        let dwt = product_split_with(dy, x, rows, cout, cin, parts, wt.is_bf16(), dx_block);
         let mut dw = buffers::dirty(cin * cout);
         transpose(&dwt, cout, cin, cin, &mut dw, cout);
         buffers::recycle(dwt);
         return dw;
     }
-    product_split_with(x, dy, rows, cin, cout, parts, dx_block)
+    product_split_with(x, dy, rows, cin, cout, parts, wt.is_bf16(), dx_block)
 }
 
 /// `dW = Xᵀ · dY` for a convolution with [`few_rows`]. The sum over the rows
@@ -106,11 +107,12 @@ pub fn dx_and_dw(
 /// channels, each the product of X's channels of the block (transposed)
 /// and all of dY (read in place where its width allows, else packed once).
 /// Every element sums over all the rows in order, whatever the split.
-pub fn dw_few_rows(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
+/// With `bf16`, dY is packed in bfloat16 pairs for the bfloat16 kernel.
+pub fn dw_few_rows(x: &[f32], dy: &[f32], p: &ConvPlan, bf16: bool) -> Vec<f32> {
     let (cin, cout) = (p.c, p.cout);
     let rows = p.n * p.out_pixels();
     let mut dw = buffers::dirty(cin * cout);
-    let dy = OnceB::of(MatRef::new(&dy[..rows * cout], rows, cout), true);
+    let dy = OnceB::of_in(MatRef::new(&dy[..rows * cout], rows, cout), true, bf16);
     // Xᵀ's rows (input channels) `cs`
     let xt = |cs: std::ops::Range<usize>, block: &mut [f32], ld: usize| {
         transpose(&x[cs.start..], rows, cs.len(), cin, block, ld)
@@ -120,7 +122,8 @@ pub fn dw_few_rows(x: &[f32], dy: &[f32], p: &ConvPlan) -> Vec<f32> {
 }
 
 /// `Aᵀ · B` (`ca x cb`) for row-major `a` (`rows x ca`) and `b` (`rows x cb`),
-/// the rows split into at most `parts` parts, one per task.
+/// the rows split into at most `parts` parts, one per task (`bf16`: on the
+/// bfloat16 kernel).
 fn product_split(
     a: &[f32],
     b: &[f32],
@@ -128,12 +131,14 @@ fn product_split(
     ca: usize,
     cb: usize,
     parts: usize,
+    bf16: bool,
 ) -> Vec<f32> {
-    product_split_with(a, b, rows, ca, cb, parts, |_, _, _| {})
+    product_split_with(a, b, rows, ca, cb, parts, bf16, |_, _, _| {})
 }
 
 /// [`product_split`], calling `before(part_start, k0, kc)` before each
 /// block's product (on the thread that runs the block).
+#[allow(clippy::too_many_arguments)]
 fn product_split_with(
     a: &[f32],
     b: &[f32],
@@ -141,6 +146,7 @@ fn product_split_with(
     ca: usize,
     cb: usize,
     parts: usize,
+    bf16: bool,
     before: impl Fn(usize, usize, usize) + Sync + Send,
 ) -> Vec<f32> {
     let parts = parts.clamp(1, rows.div_ceil(KC).max(1));
@@ -154,7 +160,11 @@ fn product_split_with(
             let at = &mut at[..ca * kc];
             transpose(&a[k0 * ca..(k0 + kc) * ca], kc, ca, ca, at, kc);
             let at = RowMajor::new(MatRef::new(at, ca, kc)).expect("a whole matrix is row-major");
-            let block = OnceB::of(MatRef::new(&b[k0 * cb..(k0 + kc) * cb], kc, cb), false);
+            let block = OnceB::of_in(
+                MatRef::new(&b[k0 * cb..(k0 + kc) * cb], kc, cb),
+                false,
+                bf16,
+            );
             gemm_rows_serial(&at, block.panels(), &mut c, cb, k0 > r0);
         }
         buffers::recycle(at);
@@ -228,7 +238,11 @@ mod tests {
                 let mut dx = so_far.clone();
                 let dw_both = dx_and_dw(&x, &dy, &wt, &p, &mut dx, accumulate);
                 assert_eq!(dx, want_dx, "{n}x{hw}x{hw}x{cin}->{cout} {accumulate}");
-                assert_eq!(dw_both, dw(&x, &dy, &p), "{n}x{hw}x{hw}x{cin}->{cout}");
+                assert_eq!(
+                    dw_both,
+                    dw(&x, &dy, &p, false),
+                    "{n}x{hw}x{hw}x{cin}->{cout}"
+                );
             }
         }
     }
@@ -252,9 +266,9 @@ mod tests {
             let alg = dispatch::dw(&p, Gemm::Packed, None);
             assert_eq!(alg, Dw::PointwiseFewRows, "{n}x{hw}x{hw}x{cin}->{cout}");
             let want = reference_dw(&x, &dy, rows, cin, cout);
-            let got = dw_few_rows(&x, &dy, &p);
+            let got = dw_few_rows(&x, &dy, &p, false);
             assert_close(&got, &want, &format!("{n}x{hw}x{hw}x{cin}->{cout}"));
-            assert_eq!(got, dw_few_rows(&x, &dy, &p));
+            assert_eq!(got, dw_few_rows(&x, &dy, &p, false));
         }
     }
 
@@ -273,10 +287,10 @@ mod tests {
             let (p, rows, x, dy) = case(n, hw, cin, cout, &mut rng);
             let want = reference_dw(&x, &dy, rows, cin, cout);
             for parts in [1, 2, 3] {
-                let got = dw_split(&x, &dy, &p, parts);
+                let got = dw_split(&x, &dy, &p, parts, false);
                 let label = format!("{n}x{hw}x{hw}x{cin}->{cout} parts {parts}");
                 assert_close(&got, &want, &label);
-                assert_eq!(got, dw_split(&x, &dy, &p, parts));
+                assert_eq!(got, dw_split(&x, &dy, &p, parts, false));
             }
         }
     }

@@ -28,8 +28,9 @@ thread_local! {
 }
 
 /// dX (`n x in_h x in_w x c`) of a one-group strided 1x1 convolution, from its
-/// HWIO weights `w` (`1 x 1 x c x cout`) and output gradient `dy`.
-pub fn dx(dy: &[f32], w: &[f32], p: &ConvPlan) -> Vec<f32> {
+/// HWIO weights `w` (`1 x 1 x c x cout`) and output gradient `dy`; with
+/// `bf16`, on the bfloat16 kernel.
+pub fn dx(dy: &[f32], w: &[f32], p: &ConvPlan, bf16: bool) -> Vec<f32> {
     let g = &p.geo;
     let (c, cout) = (p.c, p.cout);
     let rows = p.n * g.out_h;
@@ -41,7 +42,10 @@ pub fn dx(dy: &[f32], w: &[f32], p: &ConvPlan) -> Vec<f32> {
         dx.fill(0.0);
         return dx;
     }
-    let wt = PackedB::pack(MatRef::new(w, c, cout).t());
+    let wt = match bf16 {
+        true => PackedB::pack_bf16(MatRef::new(w, c, cout).t()),
+        false => PackedB::pack(MatRef::new(w, c, cout).t()),
+    };
     let threads = crate::threads::num_threads();
     let ow = g.out_w;
     let tile_rows = (TILE_BYTES / (4 * ow * c).max(1))
