@@ -213,9 +213,10 @@ fn a_bad_precision_is_one_error_line_before_any_work() {
     }
 }
 
-/// Epochs of the mnist-cnn recipe (Adam 2e-3, cosine decay, batch 128) that
-/// reach 99% under bfloat16: the fewest that do (the full recipe has 8).
-const MNIST_BF16_EPOCHS: &str = "6";
+/// Epochs of the mnist-cnn recipe (Adam 2e-3, cosine decay, batch 128): the
+/// full recipe's 8, as the README's first command trains (6 reach 99.06%,
+/// too close to the line for a CPU with other thread counts).
+const MNIST_BF16_EPOCHS: &str = "8";
 
 #[test]
 fn mnist_cnn_trained_under_mixed_bfloat16_reaches_99_percent() {
