@@ -38,8 +38,8 @@ pub fn key(label: &str, m: usize, k: usize, n: usize) -> String {
     format!("gemm {label} {m}x{k}x{n}")
 }
 
-fn packed_key(label: &str, m: usize, k: usize, n: usize) -> String {
-    format!("gemm-packed {label} {m}x{k}x{n}")
+fn packed_key(kernel: &str, label: &str, m: usize, k: usize, n: usize) -> String {
+    format!("{kernel} {label} {m}x{k}x{n}")
 }
 
 fn random(len: usize, rng: &mut Rng) -> Vec<f32> {
@@ -85,43 +85,32 @@ pub fn run(opts: &Opts, threads: &[usize], out: &mut Vec<Record>) {
         if !packed_gemm::available() {
             continue;
         }
-        let packed = PackedB::pack(MatRef::new(&b, k, n));
-        for &t in threads {
-            set_num_threads(t);
-            let times = time_runs(
-                opts.warmup,
-                opts.runs,
-                || {},
-                || {
-                    gemm_packed(MatRef::new(&a, m, k), &packed, &mut c, n, false);
-                    std::hint::black_box(&c);
-                },
-            );
-            let key = packed_key(label, m, k, n);
-            let r = kernel_record("gemm", key, t, opts.runs, times, flops, opts.peak(t));
-            print_row(&r);
-            out.push(r);
-        }
+        // strata's packed kernel, and its bfloat16 twin under --precision mixed_bfloat16
+        let mut packings = vec![("gemm-packed", PackedB::pack(MatRef::new(&b, k, n)))];
         let bf16 = opts.precision == Some(strata_core::Precision::MixedBfloat16);
-        if !(bf16 && packed_gemm::bf16_available()) {
-            continue;
+        if bf16 && packed_gemm::bf16_available() {
+            packings.push((
+                "gemm-packed-bf16",
+                PackedB::pack_bf16(MatRef::new(&b, k, n)),
+            ));
         }
-        let packed = PackedB::pack_bf16(MatRef::new(&b, k, n));
-        for &t in threads {
-            set_num_threads(t);
-            let times = time_runs(
-                opts.warmup,
-                opts.runs,
-                || {},
-                || {
-                    gemm_packed(MatRef::new(&a, m, k), &packed, &mut c, n, false);
-                    std::hint::black_box(&c);
-                },
-            );
-            let key = format!("gemm-packed-bf16 {label} {m}x{k}x{n}");
-            let r = kernel_record("gemm", key, t, opts.runs, times, flops, opts.peak(t));
-            print_row(&r);
-            out.push(r);
+        for (name, packed) in &packings {
+            for &t in threads {
+                set_num_threads(t);
+                let times = time_runs(
+                    opts.warmup,
+                    opts.runs,
+                    || {},
+                    || {
+                        gemm_packed(MatRef::new(&a, m, k), packed, &mut c, n, false);
+                        std::hint::black_box(&c);
+                    },
+                );
+                let key = packed_key(name, label, m, k, n);
+                let r = kernel_record("gemm", key, t, opts.runs, times, flops, opts.peak(t));
+                print_row(&r);
+                out.push(r);
+            }
         }
     }
     set_num_threads(0);
