@@ -3,17 +3,12 @@
 //! filters and plot files, and one-line errors.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
+use common::strata;
 
 use serde_json::Value;
-
-fn strata(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("running strata")
-}
 
 fn ok(o: &Output) -> String {
     assert!(

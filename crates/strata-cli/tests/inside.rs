@@ -5,17 +5,12 @@
 //! map differs clearly from that of the same model re-randomised.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
+use common::strata;
 
 use strata_core::{Rng, Tensor};
-
-fn strata(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("running strata")
-}
 
 fn ok(o: &Output) -> String {
     assert!(

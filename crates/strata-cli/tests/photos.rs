@@ -4,26 +4,12 @@
 //! predict on the saved model file alone, with class names throughout.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
+use common::{ok_out_err as ok, strata};
 
 use serde_json::Value;
-
-fn strata(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("running strata")
-}
-
-fn ok(o: &Output) -> (String, String) {
-    let (out, err) = (
-        String::from_utf8_lossy(&o.stdout).to_string(),
-        String::from_utf8_lossy(&o.stderr).to_string(),
-    );
-    assert!(o.status.success(), "failed:\n{out}\n{err}");
-    (out, err)
-}
 
 fn fails(o: &Output) -> String {
     assert!(!o.status.success(), "should have failed");

@@ -3,28 +3,12 @@
 //! error line for a bad value, and the mnist-cnn recipe's 99% under bfloat16.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+mod common;
+use common::{ok_out_err as ok, strata};
 
 use strata_core::{Rng, Tensor};
 use strata_data::{read_npy, write_npy_f32, write_npy_i64};
-
-fn strata(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("running strata")
-}
-
-/// stdout and stderr of a run that must succeed.
-fn ok(o: &Output) -> (String, String) {
-    let (out, err) = (
-        String::from_utf8_lossy(&o.stdout).to_string(),
-        String::from_utf8_lossy(&o.stderr).to_string(),
-    );
-    assert!(o.status.success(), "failed: {out}\n{err}");
-    (out, err)
-}
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("strata-precision-{}-{name}", std::process::id()));

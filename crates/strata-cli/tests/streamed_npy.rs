@@ -2,18 +2,13 @@
 //! large files) equals training on the same array in memory, bit for bit:
 //! the same weights, the same history, validation split included.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Output;
+
+mod common;
+use common::strata;
 
 use strata_core::Tensor;
-
-fn strata(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("running strata")
-}
 
 fn ok(o: &Output) -> String {
     assert!(

@@ -448,7 +448,7 @@ mod tests {
         }
     }
 
-    /// On a slow link (150 ms an all-reduce) the first bucket's weights are
+    /// On a slow link (every all-reduce delayed) the first bucket's weights are
     /// handed on while the last bucket is still on the wire, and the sums
     /// handed on are those `finish` gives.
     #[test]
