@@ -1,6 +1,7 @@
 //! `conv` / `conv-all`: `Tensor::conv2d` forward (no graph) and
 //! forward+backward (input, kernel and bias gradients of `y.sum()`) on the
-//! distinct convolutions of ResNet-50 at batch 8, NHWC input, HWIO kernel.
+//! distinct convolutions of ResNet-50 at batch 8 (`--conv-batch`), NHWC
+//! input, HWIO kernel.
 //! Forward+backward counts 3x the forward FLOPs (forward, dX, dW).
 //! With `--precision` the rows are in that precision (float32 or
 //! mixed_bfloat16), and dX and dW are also timed alone (the backward of a
@@ -11,6 +12,7 @@ use crate::Opts;
 use strata_core::ops::{Conv2dConfig, Padding};
 use strata_core::{no_grad, set_num_threads, Precision, Rng, Tensor};
 
+/// The batch of the rows unless `--conv-batch` says otherwise.
 pub const BATCH: usize = 8;
 
 /// One ResNet-50 convolution: input side, channels, kernel, stride, padding,
@@ -86,9 +88,9 @@ impl ConvShape {
     pub fn out_hw(&self) -> usize {
         (self.hw + 2 * self.pad - self.k) / self.stride + 1
     }
-    pub fn forward_flops(&self) -> f64 {
+    pub fn forward_flops(&self, batch: usize) -> f64 {
         let o = self.out_hw();
-        2.0 * (BATCH * o * o * self.cout * self.cin * self.k * self.k) as f64
+        2.0 * (batch * o * o * self.cout * self.cin * self.k * self.k) as f64
     }
     pub fn key(&self, pass: &str) -> String {
         format!(
@@ -96,11 +98,18 @@ impl ConvShape {
             self.label, self.hw, self.hw, self.cin, self.cout, self.k, self.stride
         )
     }
+    /// [`ConvShape::key`] with the batch, where it is not [`BATCH`].
+    pub fn key_at(&self, pass: &str, batch: usize) -> String {
+        match batch {
+            BATCH => self.key(pass),
+            b => self.key(&format!("{pass} b{b}")),
+        }
+    }
     /// [`ConvShape::key`] with the precision, where it is not float32.
-    pub fn key_in(&self, pass: &str, precision: Precision) -> String {
+    pub fn key_in(&self, pass: &str, batch: usize, precision: Precision) -> String {
         match precision {
-            Precision::Float32 => self.key(pass),
-            p => format!("{} {p}", self.key(pass)),
+            Precision::Float32 => self.key_at(pass, batch),
+            p => format!("{} {p}", self.key_at(pass, batch)),
         }
     }
 }
@@ -112,7 +121,7 @@ pub fn run(opts: &Opts, threads: &[usize], all: bool, out: &mut Vec<Record>) {
         // count-weighted totals over the whole network
         let (mut tot_fwd, mut tot_fb, mut tot_flops) = (0.0, 0.0, 0.0);
         for s in SHAPES.iter().filter(|s| all || s.headline) {
-            let x = Tensor::rand_normal(&[BATCH, s.hw, s.hw, s.cin], 0.0, 1.0, &mut rng);
+            let x = Tensor::rand_normal(&[opts.conv_batch, s.hw, s.hw, s.cin], 0.0, 1.0, &mut rng);
             let w = Tensor::rand_normal(&[s.k, s.k, s.cin, s.cout], 0.0, 0.05, &mut rng);
             let b = Tensor::rand_normal(&[s.cout], 0.0, 0.05, &mut rng);
             let cfg = Conv2dConfig {
@@ -122,8 +131,8 @@ pub fn run(opts: &Opts, threads: &[usize], all: bool, out: &mut Vec<Record>) {
                 groups: 1,
                 precision: opts.precision.unwrap_or_default(),
             };
-            let key = |pass: &str| s.key_in(pass, cfg.precision);
-            let f = s.forward_flops();
+            let key = |pass: &str| s.key_in(pass, opts.conv_batch, cfg.precision);
+            let f = s.forward_flops(opts.conv_batch);
             let fwd = time_runs(
                 opts.warmup,
                 opts.runs,

@@ -77,6 +77,8 @@ options:
   --jpeg-steps N   timed steps of resnet50-jpeg, and as many on a held batch (default 10)
   --peak G         FMA peak per thread in GFLOP/s for '% of peak' (default: the nominal
                    258.5, i.e. 517 on 2 threads); 'measured' uses the best 1-thread FMA loop
+  --conv-batch N   the batch of the conv and conv-all rows (default 8; keys then end in
+                   ' bN')
   --precision P    float32 (default) or mixed_bfloat16: the policy of the ResNet-50 rows
                    (resnet50-infer, resnet50-train, resnet50-frozen), whose keys then end in
                    ' mixed_bfloat16', and what conv and conv-all multiply in (given, their
@@ -106,6 +108,8 @@ pub struct Opts {
     /// `--precision` (float32 when not given): the ResNet-50 rows' policy
     /// and what `conv` / `conv-all` / `gemm` multiply in.
     pub precision: Option<strata_core::Precision>,
+    /// `--conv-batch`: the batch of the `conv` and `conv-all` rows.
+    pub conv_batch: usize,
 }
 
 impl Opts {
@@ -166,6 +170,7 @@ fn parse_args() -> Result<Args, String> {
             measured_1t: None,
             use_measured: false,
             precision: None,
+            conv_batch: conv_bench::BATCH,
             peak_per_thread: None,
         },
     };
@@ -182,6 +187,7 @@ fn parse_args() -> Result<Args, String> {
             "--jpeg-steps" => a.opts.jpeg_steps = parse_usize("--jpeg-steps", it.next())?.max(1),
             "make-jpegs" => a.make_jpegs = Some(it.next().ok_or("make-jpegs needs a folder")?),
             "--json" => a.json = Some(it.next().ok_or("--json needs a path")?),
+            "--conv-batch" => a.opts.conv_batch = parse_usize(&arg, it.next())?.max(1),
             "--precision" => {
                 let v = it
                     .next()

@@ -76,12 +76,36 @@ impl PackedB {
     /// (subnormals to zero), for the bfloat16 kernel. Panics on a CPU
     /// without AVX512-BF16 ([`bf16_available`]).
     pub fn pack_bf16(b: MatRef) -> PackedB {
-        Self::pack_with(&[b], true).into_bf16(true)
+        Self::pack_bf16_with(b, true)
     }
 
     /// [`PackedB::pack_bf16`] on the calling thread.
     pub fn pack_bf16_serial(b: MatRef) -> PackedB {
-        Self::pack_with(&[b], false).into_bf16(false)
+        Self::pack_bf16_with(b, false)
+    }
+
+    /// A row-major B paired straight from its rows; any other view through
+    /// float32 panels first.
+    fn pack_bf16_with(b: MatRef, parallel: bool) -> PackedB {
+        use rayon::prelude::*;
+        if b.col_stride != 1 || b.rows == 0 || b.cols == 0 {
+            return Self::pack_with(&[b], parallel).into_bf16(parallel);
+        }
+        let (k, n) = (b.rows, b.cols);
+        let kp = k.div_ceil(2);
+        let mut data = super::buffers::dirty(n.div_ceil(NR) * kp * NR);
+        let pair = |(j, dst): (usize, &mut [f32])| gemm_bf16_micro::pair_panel_of(&b, j, dst);
+        if parallel && k * n >= 1 << 16 {
+            crate::threads::install(|| data.par_chunks_mut(kp * NR).enumerate().for_each(pair));
+        } else {
+            data.chunks_mut(kp * NR).enumerate().for_each(pair);
+        }
+        PackedB {
+            k,
+            n,
+            data,
+            bf16: true,
+        }
     }
 
     /// [`PackedB::pack_stacked`] in bfloat16 pairs (see [`PackedB::pack_bf16`]).

@@ -10,6 +10,7 @@
 //! sums). For [`crate::kernels::packed_gemm`]. AMX is not implemented.
 
 use super::gemm_micro::{MR, NR, NV};
+use crate::kernels::gemm::MatRef;
 
 /// Panel rows (pairs) ahead of the one in use that the micro-kernel prefetches.
 const PREFETCH_P: usize = 4;
@@ -63,6 +64,70 @@ unsafe fn pair_panel_avx(src: &[f32], dst: &mut [f32], k: usize) {
                 let lo = _mm512_loadu_ps(src.as_ptr().add(2 * p * NR + 16 * v));
                 let hi = match 2 * p + 1 < k {
                     true => _mm512_loadu_ps(src.as_ptr().add((2 * p + 1) * NR + 16 * v)),
+                    false => _mm512_setzero_ps(),
+                };
+                let both: __m512i =
+                    std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo));
+                let pairs = _mm512_permutexvar_epi16(idx, both);
+                _mm512_storeu_si512(dst.as_mut_ptr().add(p * NR + 16 * v).cast(), pairs);
+            }
+        }
+    }
+}
+
+/// Panel `j` of the row-major view `b` (columns `j * NR..`, zeros past
+/// `b.cols`) straight into `ceil(b.rows / 2)` pair rows in `dst`, as
+/// [`pair_panel`] makes them from the float32 panel, without building that
+/// panel. Panics if `b` is not row-major or exceeds its slice, if `j` is
+/// past its columns, if `dst`'s length does not match or the CPU lacks
+/// AVX512-BF16.
+pub fn pair_panel_of(b: &MatRef, j: usize, dst: &mut [f32]) {
+    let (k, n0) = (b.rows, j * NR);
+    assert!(
+        b.col_stride == 1 && n0 < b.cols,
+        "pair_panel_of: a row-major panel"
+    );
+    assert!(k == 0 || (k - 1) * b.row_stride + b.cols <= b.data.len());
+    assert_eq!(dst.len(), k.div_ceil(2) * NR);
+    assert!(available(), "pair_panel_of: this CPU has no AVX512-BF16");
+    // SAFETY: every row r < k holds columns n0..cols at r * row_stride
+    // inside `b.data` (checked above), and the loads are masked to those
+    // columns; pair row p < ceil(k / 2) of `dst` holds NR values; the CPU
+    // was checked.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        pair_panel_of_avx(b.data, b.row_stride, k, (n0, NR.min(b.cols - n0)), dst)
+    }
+}
+
+/// # Safety
+/// Rows `r < k` of `src` hold `w` values at `r * ld + n0`; `dst` holds
+/// `ceil(k / 2) * NR`; the CPU has AVX512-BF16 and BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn pair_panel_of_avx(
+    src: &[f32],
+    ld: usize,
+    k: usize,
+    (n0, w): (usize, usize),
+    dst: &mut [f32],
+) {
+    use super::lanes::mask;
+    use std::arch::x86_64::*;
+    let idx: [u16; 32] = std::array::from_fn(|l| ((l % 2) * 16 + l / 2) as u16);
+    // SAFETY: `idx` holds 32 u16 (64 bytes)
+    let idx = unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) };
+    let row = |r: usize, v: usize| src.as_ptr().wrapping_add(r * ld + n0 + 16 * v);
+    for p in 0..k.div_ceil(2) {
+        for v in 0..NV {
+            let m = mask(w.saturating_sub(16 * v));
+            // SAFETY: masked loads read only the w values of rows 2p and
+            // 2p + 1 < k the caller vouches for (masked-off lanes are not
+            // touched); pair row p of `dst` holds NR values.
+            unsafe {
+                let lo = _mm512_maskz_loadu_ps(m, row(2 * p, v));
+                let hi = match 2 * p + 1 < k {
+                    true => _mm512_maskz_loadu_ps(m, row(2 * p + 1, v)),
                     false => _mm512_setzero_ps(),
                 };
                 let both: __m512i =
@@ -218,6 +283,32 @@ mod tests {
 
     fn bf16_bits(x: f32) -> u32 {
         round_bf16(x).to_bits() >> 16
+    }
+
+    /// Pairing a row-major view's panel in place gives the bits of pairing
+    /// its float32 panel: odd and even rows, a last panel narrower than NR,
+    /// rows further apart than the view is wide.
+    #[test]
+    #[cfg_attr(not(host_avx512bf16), ignore = "needs a CPU with AVX512-BF16")]
+    fn pairs_a_view_in_place_as_its_float32_panel() {
+        let mut rng = crate::rng::Rng::new(4);
+        for (k, cols, ld) in [(7, 150, 160), (8, 64, 64), (1, 20, 20), (5, 128, 200)] {
+            let data: Vec<f32> = (0..k * ld).map(|_| rng.normal()).collect();
+            let b = MatRef::strided(&data, k, cols, ld);
+            for j in 0..cols.div_ceil(NR) {
+                let (n0, w) = (j * NR, NR.min(cols - j * NR));
+                let mut panel = vec![0.0f32; k * NR];
+                for r in 0..k {
+                    panel[r * NR..r * NR + w].copy_from_slice(&data[r * ld + n0..][..w]);
+                }
+                let mut want = vec![0.0f32; k.div_ceil(2) * NR];
+                pair_panel(&panel, &mut want);
+                let mut got = vec![f32::NAN; k.div_ceil(2) * NR];
+                pair_panel_of(&b, j, &mut got);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "k {k}, cols {cols}, panel {j}");
+            }
+        }
     }
 
     /// Staging and pairing round as `round_bf16` does and put row `2p` (or

@@ -292,7 +292,7 @@ pub fn dw(p: &ConvPlan, gemm: Gemm, dx: Option<Dx>) -> Dw {
         }
         return Dw::Chunked;
     }
-    if packed && pointwise_transposed(p) {
+    if packed && pointwise_transposed(p, gemm) {
         // with up to 256 input channels, a block's dX rows stay in L2 beside
         // dW's operands, so both come from one pass over dY
         return match matches!(dx, Some(Dx::Pointwise)) && p.c <= 256 {
@@ -300,7 +300,7 @@ pub fn dw(p: &ConvPlan, gemm: Gemm, dx: Option<Dx>) -> Dw {
             false => Dw::PointwiseTransposed,
         };
     }
-    if packed && pointwise_few_rows(p) {
+    if packed && pointwise_few_rows(p, gemm) {
         return Dw::PointwiseFewRows;
     }
     Dw::Pointwise
@@ -370,25 +370,27 @@ fn strided_pointwise(p: &ConvPlan) -> bool {
 /// blocks of `pointwise_dw`'s 256 rows.
 const POINTWISE_MIN_ROWS: usize = 4 * 256;
 
-/// One group, enough rows to split, 64 channels each side and 256 on one:
-/// narrower products do not pay for the transposes.
-fn pointwise_transposed(p: &ConvPlan) -> bool {
+/// One group, enough rows to split, 64 channels each side and, in float32,
+/// 256 on one: narrower products do not pay for the transposes (in
+/// bfloat16 they do, against the crate on rounded copies).
+fn pointwise_transposed(p: &ConvPlan, gemm: Gemm) -> bool {
     p.pointwise
         && p.groups == 1
         && p.n * p.out_pixels() >= POINTWISE_MIN_ROWS
         && p.c.min(p.cout) >= 64
-        && p.c.max(p.cout) >= 256
+        && (p.c.max(p.cout) >= 256 || gemm.is_bf16())
 }
 
-/// One group, too few rows to split (ResNet's 7x7 stage), at least as many
-/// input channels as output ones, 64 or more (the other way round, dWᵀ
-/// transposed at the end, did worse than the crate).
-fn pointwise_few_rows(p: &ConvPlan) -> bool {
+/// One group, too few rows to split (ResNet's 7x7 stage), 64 or more output
+/// channels and, in float32, at least as many input channels as output ones
+/// (the other way round did worse than the crate); in bfloat16 either way,
+/// since the crate's alternative multiplies rounded copies in float32.
+fn pointwise_few_rows(p: &ConvPlan, gemm: Gemm) -> bool {
     p.pointwise
         && p.groups == 1
         && p.n * p.out_pixels() < POINTWISE_MIN_ROWS
         && p.cout >= 64
-        && p.c >= p.cout
+        && (p.c >= p.cout || gemm.is_bf16())
 }
 
 /// The plan of dX as a convolution of dY, for a stride-1, undilated, ungrouped,

@@ -10,12 +10,11 @@
 //! `reference.rs` is the slow, obvious convolution every algorithm is
 //! tested against. `db` = column sums of `dY`.
 
-use std::sync::Arc;
+use std::borrow::Cow;
 
 use crate::autograd::Upstream;
 use crate::error::{fmt_shape, CoreError, Result};
 use crate::kernels::buffers;
-use crate::kernels::packed_gemm::PackedB;
 use crate::ops::batch_norm::moments::{ChannelMoments, MomentSink};
 use crate::ops::padding::{nhwc, Padding};
 use crate::ops::relu_mask;
@@ -33,7 +32,7 @@ mod run;
 mod tests;
 pub(crate) mod weights;
 
-use dispatch::{Gemm, WeightUse};
+use dispatch::WeightUse;
 use epilogue::EpilogueRef;
 pub use geometry::{ConvPlan, COLS_BUDGET_BYTES};
 
@@ -174,7 +173,9 @@ fn plan(x: &[usize], k: &[usize], bias: Option<&[usize]>, cfg: &Conv2dConfig) ->
 /// The forward of `x` with `kernel` (values `w`), by the algorithm
 /// [`dispatch::forward`] picks, its weights prepared or taken from the
 /// kernel's cache ([`weights::packed_kernel`]). Under bfloat16 the input and
-/// kernel are rounded first and the products summed in float32.
+/// kernel are rounded first and the products summed in float32; a kernel
+/// whose packing is cached was rounded when it was packed, so it is not
+/// rounded again.
 fn forward_of_kernel(
     x: &[f32],
     kernel: &Tensor,
@@ -185,47 +186,46 @@ fn forward_of_kernel(
     precision: Precision,
 ) -> Vec<f32> {
     let gemm = dispatch::forward_gemm(p, precision);
-    if precision.is_bf16() && !gemm.is_bf16() {
-        // the portable definition: rounded operands through float32
-        let (xr, wr) = (rounded_bf16(x), rounded_bf16(w));
-        let y = forward_in(&xr, kernel, &wr, bias, p, ep, precision, gemm);
-        buffers::recycle(xr);
-        buffers::recycle(wr);
-        return y;
-    }
-    forward_in(x, kernel, w, bias, p, ep, precision, gemm)
-}
-
-/// [`forward_of_kernel`] on `gemm`, its operands already rounded unless
-/// `gemm` rounds them itself.
-#[allow(clippy::too_many_arguments)]
-fn forward_in(
-    x: &[f32],
-    kernel: &Tensor,
-    w: &[f32],
-    bias: Option<&[f32]>,
-    p: &ConvPlan,
-    ep: &EpilogueRef,
-    precision: Precision,
-    gemm: Gemm,
-) -> Vec<f32> {
     let use_ = match crate::autograd::should_record(&[kernel]) {
         true => WeightUse::Once,
         false => WeightUse::Kept,
     };
     let alg = dispatch::forward(p, gemm, use_);
-    let packed: Option<Arc<Vec<PackedB>>> =
-        weights::packed_kernel(kernel, w, p, alg, gemm, precision);
-    run::forward(
+    if !precision.is_bf16() || gemm.is_bf16() {
+        let packed = weights::packed_kernel(kernel, || Cow::Borrowed(w), p, alg, gemm, precision);
+        return run::forward(
+            alg,
+            gemm,
+            x,
+            w,
+            packed.as_deref().map(|v| &v[..]),
+            bias,
+            p,
+            ep,
+        );
+    }
+    // the portable definition: rounded operands through float32
+    let xr = rounded_bf16(x);
+    let rounded = || Cow::Owned(rounded_bf16(w));
+    let packed = weights::packed_kernel(kernel, rounded, p, alg, gemm, precision);
+    // an algorithm without prepared weights reads the kernel itself
+    let wr = match packed {
+        Some(_) => Vec::new(),
+        None => rounded_bf16(w),
+    };
+    let y = run::forward(
         alg,
         gemm,
-        x,
-        w,
+        &xr,
+        &wr,
         packed.as_deref().map(|v| &v[..]),
         bias,
         p,
         ep,
-    )
+    );
+    buffers::recycle(xr);
+    buffers::recycle(wr);
+    y
 }
 
 /// Blocks of 1024 rows are summed in parallel, then the blocks' sums in order, so

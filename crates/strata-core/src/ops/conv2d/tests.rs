@@ -1222,10 +1222,25 @@ fn bf16_kernel_matches_the_portable_definition() {
             Conv2dConfig::default(),
             [true; 3],
         ),
-        // pointwise, thin: dW on the crate, so portable
+        // pointwise, few rows, more output channels than input ones (ResNet's
+        // 7x7 expansions): dW split by input channels all the same
         (
             &[2, 7, 7, 64],
             &[1, 1, 64, 96],
+            Conv2dConfig::default(),
+            [true; 3],
+        ),
+        // pointwise, 64 -> 64 (ResNet's first): dW by transposed blocks
+        (
+            &[4, 16, 16, 64],
+            &[1, 1, 64, 64],
+            Conv2dConfig::default(),
+            [true; 3],
+        ),
+        // pointwise to fewer than 64 channels: dW on the crate, so portable
+        (
+            &[2, 7, 7, 64],
+            &[1, 1, 64, 32],
             Conv2dConfig::default(),
             [true, true, false],
         ),
@@ -1315,4 +1330,30 @@ fn bf16_packing_is_cached_apart_from_float32() {
         plain
     );
     assert_ne!(first, plain);
+}
+
+/// Inference under bfloat16 through float32 Winograd: the kernel is rounded
+/// when its transform is cached, not at every call, and every call gives
+/// bitwise the float32 convolution of the rounded operands.
+#[test]
+#[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
+fn bf16_winograd_inference_is_the_rounded_float32_one() {
+    use crate::autograd::no_grad;
+    use crate::precision::rounded_bf16;
+    let mut rng = Rng::new(9);
+    let (xs, ks) = ([2, 8, 8, 64], [3, 3, 64, 64]);
+    let x = rand_t(&xs, &mut rng);
+    let k = rand_t(&ks, &mut rng);
+    let same = Conv2dConfig::default().with_padding(Padding::Same);
+    let p = plan(&xs, &ks, None, &same).unwrap();
+    assert!(dispatch::winograd_keeps_bf16(&p));
+    let bf16 = same.with_precision(Precision::MixedBfloat16);
+    let xr = Tensor::from_vec(rounded_bf16(&x.to_vec()), &xs).unwrap();
+    let kr = Tensor::from_vec(rounded_bf16(&k.to_vec()), &ks).unwrap();
+    let want = no_grad(|| xr.conv2d(&kr, None, same)).unwrap().to_vec();
+    for call in 0..2 {
+        let got = no_grad(|| x.conv2d(&k, None, bf16)).unwrap().to_vec();
+        assert_eq!(got, want, "call {call}");
+        assert!(k.packed_cache().is_some());
+    }
 }

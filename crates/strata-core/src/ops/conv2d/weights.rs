@@ -9,6 +9,7 @@
 //! bfloat16 pairs (cached likewise, under the bfloat16 precision's key).
 
 use crate::precision::Precision;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::algorithms::{winograd, winograd_f4};
@@ -131,16 +132,17 @@ fn layout_key(layout: Layout, p: &ConvPlan) -> usize {
     }
 }
 
-/// `kernel` prepared for a forward by `alg` ([`prepare`]), `w` being its
-/// values (the caller holds their read lock, so no write can slip between
-/// packing and caching). A kernel that takes a gradient is packed for this
+/// `kernel` prepared for a forward by `alg` ([`prepare`]) from the values
+/// `w` gives (its own, or under the portable bfloat16 path their rounded
+/// copy, made only when they are packed; the caller holds the kernel's read
+/// lock, so no write can slip between packing and caching). A kernel that takes a gradient is packed for this
 /// call only: its values change every step, and a cached copy would add
 /// their size to the training step's peak memory; any copy cached by an
 /// earlier inference goes. [`Forward::Winograd4Packing`] gets nothing here
 /// (`None`): it transforms the weights as it goes.
-pub fn packed_kernel(
+pub fn packed_kernel<'w>(
     kernel: &Tensor,
-    w: &[f32],
+    w: impl FnOnce() -> Cow<'w, [f32]>,
     p: &ConvPlan,
     alg: Forward,
     gemm: Gemm,
@@ -153,7 +155,10 @@ pub fn packed_kernel(
         if alg == Forward::Winograd4Packing {
             return None;
         }
-        return prepare(w, p, alg.layout(), gemm).map(Arc::new);
+        let w = w();
+        let packed = prepare(&w, p, alg.layout(), gemm).map(Arc::new);
+        recycle(w);
+        return packed;
     }
     let key = (layout_key(alg.layout(), p), precision);
     if let Some((cached, packed)) = cache.as_ref() {
@@ -164,9 +169,19 @@ pub fn packed_kernel(
             return Some(Arc::clone(packed));
         }
     }
-    let packed = Arc::new(prepare(w, p, alg.layout(), gemm)?);
+    let w = w();
+    let packed = prepare(&w, p, alg.layout(), gemm);
+    recycle(w);
+    let packed = Arc::new(packed?);
     *cache = Some((key, Arc::clone(&packed)));
     Some(packed)
+}
+
+/// Hands a copy made for packing back to the buffer pool.
+fn recycle(w: Cow<[f32]>) {
+    if let Cow::Owned(v) = w {
+        buffers::recycle(v);
+    }
 }
 
 #[cfg(test)]
