@@ -90,9 +90,12 @@ pub fn dw_gemm(p: &ConvPlan, precision: Precision) -> Gemm {
 /// rounded first) rather than the bfloat16 GEMM. Winograd in bfloat16 is not
 /// implemented: its transforms amplify bfloat16's rounding (F(4x4)'s input
 /// transform has coefficients up to 5 and its tiles sums of 36 rounded
-/// terms), so the transformed tiles must stay float32; and float32 Winograd,
-/// with 2.25-4x fewer products, measured faster on ResNet-50's stride-1 3x3
-/// layers than the bfloat16 implicit GEMM at twice the rate.
+/// terms), so the transformed tiles must stay float32 (F(2x2)'s in bfloat16
+/// would be close enough, but at twice the rate its 16 products per 4
+/// outputs take about as long as F(4x4)'s 36 per 16 in float32); and float32
+/// Winograd, with 2.25-4x fewer products, measured faster on ResNet-50's
+/// stride-1 3x3 layers than the bfloat16 implicit GEMM at twice the rate.
+/// `bench/winograd_bf16_error.py` measures the rounding.
 pub fn winograd_keeps_bf16(p: &ConvPlan) -> bool {
     winograd2(p) || winograd4_whole_batch(p)
 }
