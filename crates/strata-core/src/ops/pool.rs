@@ -61,7 +61,7 @@ fn max_pool_unpadded(x: &[f32], g: &Geometry2d, c: usize, out: &mut [f32], arg: 
             let at = |ki: usize, kj: usize| ((oh * g.sh + ki) * g.in_w + ow * g.sw + kj) * c;
             let b0 = at(0, 0);
             o.copy_from_slice(&xi[b0..b0 + c]);
-            a.iter_mut().zip(b0 as u32..).for_each(|(a, i)| *a = i);
+            indices_from(a, b0 as u32);
             for ki in 0..g.kh {
                 for kj in 0..g.kw {
                     if ki == 0 && kj == 0 {
@@ -128,12 +128,25 @@ fn max_pool_values(x: &[f32], g: &Geometry2d, c: usize, out: &mut [f32]) {
 /// Where `xs[ch] > o[ch]`, takes the value and its index `base + ch` (strict `>`:
 /// the first maximum wins ties). A bitwise select (an all-ones mask where
 /// `v > o`) instead of a branch, so the loop vectorises.
+/// Indexed over one length rather than zipped with a counter, which keeps
+/// the loop vectorised.
 #[inline(always)]
 fn select_greater(o: &mut [f32], a: &mut [u32], xs: &[f32], base: u32) {
-    for ((o, a), (&v, i)) in o.iter_mut().zip(a.iter_mut()).zip(xs.iter().zip(base..)) {
-        let m = 0u32.wrapping_sub((v > *o) as u32);
-        *a = (*a & !m) | (i & m);
-        *o = f32::from_bits((o.to_bits() & !m) | (v.to_bits() & m));
+    let n = o.len().min(a.len()).min(xs.len());
+    let (o, a, xs) = (&mut o[..n], &mut a[..n], &xs[..n]);
+    for ch in 0..n {
+        let v = xs[ch];
+        let m = 0u32.wrapping_sub((v > o[ch]) as u32);
+        a[ch] = (a[ch] & !m) | (base.wrapping_add(ch as u32) & m);
+        o[ch] = f32::from_bits((o[ch].to_bits() & !m) | (v.to_bits() & m));
+    }
+}
+
+/// `a[ch] = base + ch`: the first tap's indices.
+#[inline(always)]
+fn indices_from(a: &mut [u32], base: u32) {
+    for (ch, a) in a.iter_mut().enumerate() {
+        *a = base.wrapping_add(ch as u32);
     }
 }
 
@@ -158,10 +171,10 @@ fn max_pool_tiled_backward(g: &Geometry2d, c: usize, arg: &[u32], gr: &[f32], d:
                 let iw = ow * g.kw + kj;
                 let base = ih * row + iw * c;
                 let dst = &mut drow[iw * c..(iw + 1) * c];
-                for ((dv, (&ai, &gv)), i) in dst.iter_mut().zip(a.iter().zip(gs)).zip(base as u32..)
-                {
-                    let m = 0u32.wrapping_sub((ai == i) as u32);
-                    *dv = 0.0 + f32::from_bits(gv.to_bits() & m);
+                for ch in 0..c {
+                    let i = (base as u32).wrapping_add(ch as u32);
+                    let m = 0u32.wrapping_sub((a[ch] == i) as u32);
+                    dst[ch] = 0.0 + f32::from_bits(gs[ch].to_bits() & m);
                 }
             }
         }
@@ -221,7 +234,7 @@ impl Tensor {
                             let xs = &xi[base..base + c];
                             if first {
                                 o.copy_from_slice(xs);
-                                a.iter_mut().zip(base as u32..).for_each(|(a, i)| *a = i);
+                                indices_from(a, base as u32);
                                 first = false;
                             } else {
                                 select_greater(o, a, xs, base as u32);
