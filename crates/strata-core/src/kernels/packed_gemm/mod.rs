@@ -87,19 +87,14 @@ impl PackedB {
     /// A row-major B paired straight from its rows; any other view through
     /// float32 panels first.
     fn pack_bf16_with(b: MatRef, parallel: bool) -> PackedB {
-        use rayon::prelude::*;
         if b.col_stride != 1 || b.rows == 0 || b.cols == 0 {
             return Self::pack_with(&[b], parallel).into_bf16(parallel);
         }
         let (k, n) = (b.rows, b.cols);
         let kp = k.div_ceil(2);
         let mut data = super::buffers::dirty(n.div_ceil(NR) * kp * NR);
-        let pair = |(j, dst): (usize, &mut [f32])| gemm_bf16_micro::pair_panel_of(&b, j, dst);
-        if parallel && k * n >= 1 << 16 {
-            crate::threads::install(|| data.par_chunks_mut(kp * NR).enumerate().for_each(pair));
-        } else {
-            data.chunks_mut(kp * NR).enumerate().for_each(pair);
-        }
+        let pair = |j: usize, dst: &mut [f32]| gemm_bf16_micro::pair_panel_of(&b, j, dst);
+        each_panel(&mut data, kp * NR, parallel && k * n >= PARALLEL_PACK, pair);
         PackedB {
             k,
             n,
@@ -127,7 +122,7 @@ impl PackedB {
         if !data.is_empty() {
             let pair = |(src, dst): (&[f32], &mut [f32])| gemm_bf16_micro::pair_panel(src, dst);
             let panels = self.data.chunks(k * NR).zip(data.chunks_mut(kp * NR));
-            if parallel && k * n >= 1 << 16 {
+            if parallel && k * n >= PARALLEL_PACK {
                 let panels: Vec<_> = panels.collect();
                 crate::threads::install(|| panels.into_par_iter().for_each(pair));
             } else {
@@ -143,7 +138,6 @@ impl PackedB {
     }
 
     fn pack_with(views: &[MatRef], parallel: bool) -> PackedB {
-        use rayon::prelude::*;
         let n = views.first().map_or(0, |b| b.cols);
         assert!(
             views.iter().all(|b| b.cols == n),
@@ -160,7 +154,7 @@ impl PackedB {
                 bf16: false,
             };
         }
-        let fill = |(j, panel): (usize, &mut [f32])| {
+        let fill = |j: usize, panel: &mut [f32]| {
             let mut rest = panel;
             for b in views {
                 let (panel, tail) = rest.split_at_mut(b.rows * NR);
@@ -168,11 +162,7 @@ impl PackedB {
                 fill_panel(b, j, panel);
             }
         };
-        if parallel && k * n >= 1 << 16 {
-            crate::threads::install(|| data.par_chunks_mut(k * NR).enumerate().for_each(fill));
-        } else {
-            data.chunks_mut(k * NR).enumerate().for_each(fill);
-        }
+        each_panel(&mut data, k * NR, parallel && k * n >= PARALLEL_PACK, fill);
         PackedB {
             k,
             n,
@@ -397,6 +387,32 @@ fn fill_rows<const N: usize>(
                 .iter_mut()
                 .for_each(|p| p[r * NR + w..(r + 1) * NR].fill(0.0));
         }
+    }
+}
+
+/// Values of B (`k * n`) from which packing splits its panels among the threads.
+const PARALLEL_PACK: usize = 1 << 16;
+
+/// `fill(j, panel)` for each `panel_len`-value panel of `data`, on the
+/// pool when `parallel`.
+fn each_panel(
+    data: &mut [f32],
+    panel_len: usize,
+    parallel: bool,
+    fill: impl Fn(usize, &mut [f32]) + Sync + Send,
+) {
+    use rayon::prelude::*;
+    let panel_len = panel_len.max(1);
+    if parallel {
+        crate::threads::install(|| {
+            data.par_chunks_mut(panel_len)
+                .enumerate()
+                .for_each(|(j, p)| fill(j, p))
+        });
+    } else {
+        data.chunks_mut(panel_len)
+            .enumerate()
+            .for_each(|(j, p)| fill(j, p));
     }
 }
 
