@@ -31,54 +31,19 @@ pub fn available() -> bool {
 
 /// `src` (`k` rows of [`NR`] float32 values) as `ceil(k / 2)` pair rows of
 /// [`NR`] bfloat16 pairs in `dst` (each pair's bits in one `f32` slot; a
-/// missing last row is zeros). Panics if the lengths do not match or the
-/// CPU lacks AVX512-BF16.
+/// missing last row is zeros): [`pair_panel_of`] on the one panel `src` is.
+/// Panics if the lengths do not match or the CPU lacks AVX512-BF16.
 pub fn pair_panel(src: &[f32], dst: &mut [f32]) {
     let k = src.len() / NR;
-    assert!(src.len() == k * NR && dst.len() == k.div_ceil(2) * NR);
-    assert!(available(), "pair_panel: this CPU has no AVX512-BF16");
-    // SAFETY: the lengths were checked above (every pair row reads two rows
-    // of `src`, or one and zeros, and writes one row of `dst`), and so was the CPU.
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        pair_panel_avx(src, dst, k)
-    }
-}
-
-/// # Safety
-/// `src` holds `k * NR` values, `dst` `ceil(k / 2) * NR`; the CPU has AVX512-BF16 and BW.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn pair_panel_avx(src: &[f32], dst: &mut [f32], k: usize) {
-    use std::arch::x86_64::*;
-    // 16-bit lanes 0..16 hold the first row's values, 16..32 the second's:
-    // take them alternately
-    let idx: [u16; 32] = std::array::from_fn(|l| ((l % 2) * 16 + l / 2) as u16);
-    // SAFETY: `idx` holds 32 u16 (64 bytes)
-    let idx = unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) };
-    for p in 0..k.div_ceil(2) {
-        for v in 0..NV {
-            // SAFETY: rows 2p and (when present) 2p + 1 lie in `src`, pair row
-            // p in `dst` (the caller's lengths), 16 values at 16 * v each.
-            unsafe {
-                let lo = _mm512_loadu_ps(src.as_ptr().add(2 * p * NR + 16 * v));
-                let hi = match 2 * p + 1 < k {
-                    true => _mm512_loadu_ps(src.as_ptr().add((2 * p + 1) * NR + 16 * v)),
-                    false => _mm512_setzero_ps(),
-                };
-                let both: __m512i =
-                    std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo));
-                let pairs = _mm512_permutexvar_epi16(idx, both);
-                _mm512_storeu_si512(dst.as_mut_ptr().add(p * NR + 16 * v).cast(), pairs);
-            }
-        }
-    }
+    assert!(src.len() == k * NR, "pair_panel: whole rows of NR values");
+    pair_panel_of(&MatRef::new(src, k, NR), 0, dst);
 }
 
 /// Panel `j` of the row-major view `b` (columns `j * NR..`, zeros past
-/// `b.cols`) straight into `ceil(b.rows / 2)` pair rows in `dst`, as
-/// [`pair_panel`] makes them from the float32 panel, without building that
-/// panel. Panics if `b` is not row-major or exceeds its slice, if `j` is
+/// `b.cols`) straight into `ceil(b.rows / 2)` pair rows of [`NR`] bfloat16
+/// pairs in `dst` (lane `l` of pair row `p`: rows `2p` and `2p + 1` of
+/// column `j * NR + l`, rounded to nearest even; a missing last row is
+/// zeros), without building the float32 panel. Panics if `b` is not row-major or exceeds its slice, if `j` is
 /// past its columns, if `dst`'s length does not match or the CPU lacks
 /// AVX512-BF16.
 pub fn pair_panel_of(b: &MatRef, j: usize, dst: &mut [f32]) {
@@ -285,28 +250,34 @@ mod tests {
         round_bf16(x).to_bits() >> 16
     }
 
-    /// Pairing a row-major view's panel in place gives the bits of pairing
-    /// its float32 panel: odd and even rows, a last panel narrower than NR,
-    /// rows further apart than the view is wide.
+    /// A panel of a strided row-major view pairs rows `2p` and `2p + 1` of
+    /// each column, rounded as `round_bf16` does, with zeros past the last
+    /// column and for a missing last row: odd and even row counts, a last
+    /// panel narrower than NR, rows further apart than the view is wide.
     #[test]
     #[cfg_attr(not(host_avx512bf16), ignore = "needs a CPU with AVX512-BF16")]
-    fn pairs_a_view_in_place_as_its_float32_panel() {
+    fn pairs_a_strided_view_panel_by_panel() {
         let mut rng = crate::rng::Rng::new(4);
         for (k, cols, ld) in [(7, 150, 160), (8, 64, 64), (1, 20, 20), (5, 128, 200)] {
             let data: Vec<f32> = (0..k * ld).map(|_| rng.normal()).collect();
             let b = MatRef::strided(&data, k, cols, ld);
+            let at = |r: usize, col: usize| match r < k && col < cols {
+                true => bf16_bits(data[r * ld + col]),
+                false => 0,
+            };
             for j in 0..cols.div_ceil(NR) {
-                let (n0, w) = (j * NR, NR.min(cols - j * NR));
-                let mut panel = vec![0.0f32; k * NR];
-                for r in 0..k {
-                    panel[r * NR..r * NR + w].copy_from_slice(&data[r * ld + n0..][..w]);
-                }
-                let mut want = vec![0.0f32; k.div_ceil(2) * NR];
-                pair_panel(&panel, &mut want);
                 let mut got = vec![f32::NAN; k.div_ceil(2) * NR];
                 pair_panel_of(&b, j, &mut got);
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&got), bits(&want), "k {k}, cols {cols}, panel {j}");
+                for p in 0..k.div_ceil(2) {
+                    for l in 0..NR {
+                        let want = at(2 * p, j * NR + l) | at(2 * p + 1, j * NR + l) << 16;
+                        assert_eq!(
+                            got[p * NR + l].to_bits(),
+                            want,
+                            "k {k}, panel {j}, ({p}, {l})"
+                        );
+                    }
+                }
             }
         }
     }
