@@ -191,40 +191,32 @@ fn forward_of_kernel(
         false => WeightUse::Kept,
     };
     let alg = dispatch::forward(p, gemm, use_);
-    if !precision.is_bf16() || gemm.is_bf16() {
-        let packed = weights::packed_kernel(kernel, || Cow::Borrowed(w), p, alg, gemm, precision);
-        return run::forward(
-            alg,
-            gemm,
-            x,
-            w,
-            packed.as_deref().map(|v| &v[..]),
-            bias,
-            p,
-            ep,
-        );
-    }
     // the portable definition: rounded operands through float32
-    let xr = rounded_bf16(x);
-    let rounded = || Cow::Owned(rounded_bf16(w));
-    let packed = weights::packed_kernel(kernel, rounded, p, alg, gemm, precision);
+    let portable = precision.is_bf16() && !gemm.is_bf16();
+    let xr = portable.then(|| rounded_bf16(x));
+    let values = || match portable {
+        true => Cow::Owned(rounded_bf16(w)),
+        false => Cow::Borrowed(w),
+    };
+    let packed = weights::packed_kernel(kernel, values, p, alg, gemm, precision);
     // an algorithm without prepared weights reads the kernel itself
-    let wr = match packed {
-        Some(_) => Vec::new(),
-        None => rounded_bf16(w),
+    let wr = (portable && packed.is_none()).then(|| rounded_bf16(w));
+    let w_read: &[f32] = match (portable, &wr) {
+        (false, _) => w,
+        (true, Some(wr)) => wr,
+        (true, None) => &[],
     };
     let y = run::forward(
         alg,
         gemm,
-        &xr,
-        &wr,
+        xr.as_deref().unwrap_or(x),
+        w_read,
         packed.as_deref().map(|v| &v[..]),
         bias,
         p,
         ep,
     );
-    buffers::recycle(xr);
-    buffers::recycle(wr);
+    xr.into_iter().chain(wr).for_each(buffers::recycle);
     y
 }
 

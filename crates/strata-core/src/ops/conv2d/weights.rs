@@ -135,10 +135,11 @@ fn layout_key(layout: Layout, p: &ConvPlan) -> usize {
 /// `kernel` prepared for a forward by `alg` ([`prepare`]) from the values
 /// `w` gives (its own, or under the portable bfloat16 path their rounded
 /// copy, made only when they are packed; the caller holds the kernel's read
-/// lock, so no write can slip between packing and caching). A kernel that takes a gradient is packed for this
-/// call only: its values change every step, and a cached copy would add
-/// their size to the training step's peak memory; any copy cached by an
-/// earlier inference goes. [`Forward::Winograd4Packing`] gets nothing here
+/// lock, so no write can slip between packing and caching); `None` on the
+/// crate, which reads the weights in place. A kernel that takes a gradient
+/// is packed for this call only: its values change every step, and a cached
+/// copy would add their size to the training step's peak memory; any copy
+/// cached by an earlier inference goes. [`Forward::Winograd4Packing`] gets nothing here
 /// (`None`): it transforms the weights as it goes.
 pub fn packed_kernel<'w>(
     kernel: &Tensor,
@@ -152,7 +153,7 @@ pub fn packed_kernel<'w>(
     if crate::autograd::should_record(&[kernel]) {
         cache.take();
         drop(cache);
-        if alg == Forward::Winograd4Packing {
+        if alg == Forward::Winograd4Packing || gemm == Gemm::Crate {
             return None;
         }
         let w = w();
@@ -160,12 +161,15 @@ pub fn packed_kernel<'w>(
         recycle(w);
         return packed;
     }
+    if gemm == Gemm::Crate {
+        return None;
+    }
     let key = (layout_key(alg.layout(), p), precision);
     if let Some((cached, packed)) = cache.as_ref() {
         // (the same kernel and precision could take the other packed kernel
         // under another plan: Winograd's float32 one, or the bfloat16 one)
         let same_kernel = packed.first().is_none_or(|b| b.is_bf16() == gemm.is_bf16());
-        if *cached == key && gemm != Gemm::Crate && same_kernel {
+        if *cached == key && same_kernel {
             return Some(Arc::clone(packed));
         }
     }
