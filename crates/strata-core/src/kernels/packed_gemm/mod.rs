@@ -15,8 +15,10 @@
 //! block of A in L1 and broadcasts its elements against the four 16-lane
 //! vectors of a panel row, with `6 x 64` sums in registers.
 //!
-//! The micro-kernel is AVX-512 ([`available`] says whether this CPU has it);
-//! callers fall back to [`super::gemm`] where it is not. Sums run over k in a
+//! The micro-kernel is AVX-512, or on CPUs without it AVX2 + FMA taking a
+//! panel a quarter at a time, with bitwise the same sums ([`available`] says
+//! whether this CPU has either); callers fall back to [`super::gemm`] where
+//! it has neither. Sums run over k in a
 //! fixed order set only by K, so results do not depend on the thread count.
 //!
 //! Under bfloat16 ([`PackedB::pack_bf16`], on CPUs with AVX512-BF16, see
@@ -445,9 +447,9 @@ fn fill_panel(b: &MatRef, j: usize, panel: &mut [f32]) {
     }
 }
 
-/// Whether this CPU runs the packed kernel (AVX-512F).
+/// Whether this CPU runs the packed kernel (AVX-512F, or AVX2 with FMA).
 pub fn available() -> bool {
-    super::simd::available()
+    gemm_micro::available()
 }
 
 /// Whether this CPU runs the bfloat16 kernel (AVX512-BF16): then
@@ -646,7 +648,7 @@ fn gemm_rows_split<'b>(
     let ldc = c_row_stride;
     // SAFETY (both calls of `run`): `check` proved that rows 0..m of C
     // (columns 0..n) lie in `c`, that A has the depth B has (the source
-    // vouches for its rows), and that the CPU has AVX-512F. The parts are
+    // vouches for its rows), and that the CPU has the micro-kernel (AVX-512F or AVX2 + FMA). The parts are
     // disjoint blocks of C (distinct rows, or distinct panels of columns), so
     // no two threads write the same element, and `c` stays mutably borrowed
     // until they end.
@@ -687,7 +689,10 @@ unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 fn check(a: &impl RowSource, b: &Panels, c_len: usize, ldc: usize) {
-    assert!(available(), "gemm_packed: this CPU has no AVX-512F");
+    assert!(
+        available(),
+        "gemm_packed: this CPU has neither AVX-512F nor AVX2 + FMA"
+    );
     if b.bf16 {
         assert!(bf16_available(), "gemm_packed: this CPU has no AVX512-BF16");
         // blocks of k start at even k (pairs of B's rows) only if runs do
@@ -741,7 +746,7 @@ fn k_blocks_of(
 /// # Safety
 /// Rows `rows` of C (columns `0..b.n`, at `out + row * ldc`) must be in
 /// bounds, `rows` within `a.rows()`, `a.depth() == b.k`, no other thread may
-/// touch this block of C, and the CPU must have AVX-512F.
+/// touch this block of C, and the CPU must have the micro-kernel ([`available`]).
 unsafe fn run(
     a: &impl RowSource,
     b: &Panels,

@@ -12,7 +12,10 @@ fn rand(n: usize, rng: &mut Rng) -> Vec<f32> {
 /// panel, several k blocks, strided A and C, accumulating or not, on one
 /// thread and split by rows or by columns: all equal the f64 triple loop.
 #[test]
-#[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
+#[cfg_attr(
+    not(host_packed_gemm),
+    ignore = "needs a CPU with AVX-512 or AVX2 + FMA"
+)]
 fn matches_reference_on_tails_blocks_and_splits() {
     let mut rng = Rng::new(11);
     let shapes = [
@@ -65,7 +68,10 @@ fn matches_reference_on_tails_blocks_and_splits() {
 /// the bits its packed copy gives, split or not; widths that are not whole
 /// panels, non-unit column steps and views past their slice are refused.
 #[test]
-#[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
+#[cfg_attr(
+    not(host_packed_gemm),
+    ignore = "needs a CPU with AVX-512 or AVX2 + FMA"
+)]
 fn panels_in_place_match_packed_ones() {
     let mut rng = Rng::new(12);
     for &(m, k, n, ldb) in &[(7, 5, 64, 64), (40, 400, 128, 200), (13, 900, 192, 192)] {
@@ -161,7 +167,10 @@ fn build_matches_pack() {
 
 /// last run cut short by the depth: all equal the dense product.
 #[test]
-#[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
+#[cfg_attr(
+    not(host_packed_gemm),
+    ignore = "needs a CPU with AVX-512 or AVX2 + FMA"
+)]
 fn row_sources_in_runs_match_the_dense_product() {
     let mut rng = Rng::new(14);
     for &(m, k, n, run) in &[(13, 30, 70, 7), (50, 900, 64, 500), (20, 1000, 20, 1000)] {
@@ -202,7 +211,10 @@ fn row_sources_in_runs_match_the_dense_product() {
 /// The split over threads changes which thread computes an element, never
 /// how: results are bitwise equal for every thread count.
 #[test]
-#[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
+#[cfg_attr(
+    not(host_packed_gemm),
+    ignore = "needs a CPU with AVX-512 or AVX2 + FMA"
+)]
 fn bitwise_equal_for_every_thread_count() {
     let mut rng = Rng::new(12);
     for &(m, k, n) in &[(500, 900, 96), (30, 1000, 256)] {

@@ -1,6 +1,9 @@
 //! The micro-kernel: an `R x NR` block of C from an `R x kc` block of A and
-//! a `kc x NR` panel of B, in AVX-512 registers, and the dispatch on `R`,
+//! a `kc x NR` panel of B, in AVX-512 registers, and the dispatch on `R` and
+//! on the CPU (AVX-512F here, else `gemm_micro_avx2`'s AVX2 + FMA kernel),
 //! for [`crate::kernels::packed_gemm`].
+
+use super::gemm_micro_avx2;
 
 /// Columns per packed panel: four AVX-512 vectors.
 pub const NR: usize = 64;
@@ -12,10 +15,17 @@ pub const MR: usize = 6;
 /// Panel rows ahead of the one in use that the micro-kernel prefetches.
 const PREFETCH_K: usize = 4;
 
-/// Dispatches to the micro-kernel for `mr` rows (1..=MR).
+/// Whether this CPU runs a micro-kernel: AVX-512F, or AVX2 with FMA.
+pub fn available() -> bool {
+    super::available() || gemm_micro_avx2::available()
+}
+
+/// Dispatches to the micro-kernel for `mr` rows (1..=MR): the AVX-512 one
+/// where the CPU has AVX-512F, else the AVX2 one (`next_c` is not
+/// prefetched there).
 ///
 /// # Safety
-/// As [`kernel`].
+/// As [`kernel`], on a CPU with AVX-512F or with AVX2 and FMA ([`available`]).
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn micro(
     mr: usize,
@@ -31,9 +41,12 @@ pub unsafe fn micro(
 ) {
     macro_rules! go {
         ($($r:literal)*) => {
-            match mr {
-                // SAFETY: forwarded from the caller.
-                $($r => unsafe { kernel::<$r>(kc, a, next, next_c, b, c, ldc, masks, load_c) },)*
+            match (super::available(), mr) {
+                // SAFETY: forwarded from the caller; the CPU has AVX-512F.
+                $((true, $r) => unsafe { kernel::<$r>(kc, a, next, next_c, b, c, ldc, masks, load_c) },)*
+                // SAFETY: forwarded from the caller; without AVX-512F the
+                // caller vouches for AVX2 and FMA.
+                $((false, $r) => unsafe { gemm_micro_avx2::kernel::<$r>(kc, a, next, b, c, ldc, masks, load_c) },)*
                 _ => unreachable!("micro-kernel rows {mr}"),
             }
         };

@@ -91,7 +91,7 @@ impl ChannelMoments {
 /// `block` (each as long as `k`), summed row after row in f32.
 fn block_sums(block: &[f32], k: &[f32], b1: &mut [f32], b2: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if crate::kernels::packed_gemm::available() {
+    if crate::kernels::simd::available() {
         // SAFETY: the CPU has AVX-512F (checked just above); `b1` and `b2`
         // are as long as `k` (both callers size them so).
         unsafe { crate::kernels::simd::moments::block_sums(block, k, b1, b2) };
@@ -208,7 +208,7 @@ mod tests {
         // the AVX-512 sums are bitwise the portable ones, for channel counts
         // that fill the vectors and ones that leave partial vectors
         #[cfg(target_arch = "x86_64")]
-        if crate::kernels::packed_gemm::available() {
+        if crate::kernels::simd::available() {
             for c in [1, 16, 70, 130] {
                 let block: Vec<f32> = (0..F32_ROWS * c).map(|_| 3.0 + rng.normal()).collect();
                 let k = &block[..c];

@@ -24,7 +24,7 @@ use crate::precision::Precision;
 /// The GEMM kernel the algorithms multiply with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gemm {
-    /// strata's packed AVX-512 kernel, with weights packed once per call.
+    /// strata's packed kernel (AVX-512, or AVX2 + FMA), with weights packed once per call.
     Packed,
     /// The packed kernel on bfloat16 pairs (AVX512-BF16): weights packed
     /// in bfloat16, the other operand rounded as it is staged, float32 sums.
@@ -34,7 +34,7 @@ pub enum Gemm {
 }
 
 impl Gemm {
-    /// The packed kernel where the CPU has AVX-512 (checked at run time),
+    /// The packed kernel where the CPU has AVX-512 or AVX2 + FMA (checked at run time),
     /// else the crate.
     pub fn of_cpu() -> Gemm {
         match packed_gemm::available() {

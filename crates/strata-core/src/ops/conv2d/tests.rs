@@ -584,7 +584,10 @@ fn dx_added_into_the_gradient_so_far_is_the_sum() {
 /// and a stride-1 backward, whose dX is such a convolution, against the
 /// reference paths.
 #[test]
-#[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
+#[cfg_attr(
+    not(host_packed_gemm),
+    ignore = "needs a CPU with AVX-512 or AVX2 + FMA"
+)]
 fn implicit_gemm_matches_reference() {
     let mut rng = Rng::new(41);
     let cases = [
@@ -661,7 +664,10 @@ fn assert_dx_matches_reference(x: &Tensor, k: &Tensor, p: &ConvPlan, case: usize
 /// as Winograd, and its dW by Winograd's transforms (one and several
 /// blocks of tiles per thread), against the reference paths.
 #[test]
-#[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
+#[cfg_attr(
+    not(host_packed_gemm),
+    ignore = "needs a CPU with AVX-512 or AVX2 + FMA"
+)]
 fn winograd_matches_reference() {
     let mut rng = Rng::new(43);
     let cases = [
@@ -765,7 +771,10 @@ fn assert_3x3_matches_reference(
 /// reference loops, forward (packed, then cached), dX and dW (by F(4x4)'s
 /// positions where a side is odd).
 #[test]
-#[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
+#[cfg_attr(
+    not(host_packed_gemm),
+    ignore = "needs a CPU with AVX-512 or AVX2 + FMA"
+)]
 fn winograd_f4_over_the_whole_batch_matches_reference() {
     let mut rng = Rng::new(44);
     let cases = [
@@ -801,7 +810,10 @@ fn winograd_f4_over_the_whole_batch_matches_reference() {
 /// blocks of kernel rows against the reference loops (dY read in place,
 /// or packed where its width is not whole panels), the same bits twice.
 #[test]
-#[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
+#[cfg_attr(
+    not(host_packed_gemm),
+    ignore = "needs a CPU with AVX-512 or AVX2 + FMA"
+)]
 fn dw_by_kernel_rows_matches_reference() {
     let mut rng = Rng::new(45);
     let cases = [
@@ -837,7 +849,10 @@ fn dw_by_kernel_rows_matches_reference() {
 /// zeros against col2im, with windows past the last row and column, rows
 /// of the input no window reads, and windows wholly in the padding.
 #[test]
-#[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
+#[cfg_attr(
+    not(host_packed_gemm),
+    ignore = "needs a CPU with AVX-512 or AVX2 + FMA"
+)]
 fn strided_pointwise_dx_matches_col2im() {
     let mut rng = Rng::new(44);
     let pad = |bottom, right| Padding::Explicit {
@@ -1336,7 +1351,10 @@ fn bf16_packing_is_cached_apart_from_float32() {
 /// when its transform is cached, not at every call, and every call gives
 /// bitwise the float32 convolution of the rounded operands.
 #[test]
-#[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
+#[cfg_attr(
+    not(host_packed_gemm),
+    ignore = "needs a CPU with AVX-512 or AVX2 + FMA"
+)]
 fn bf16_winograd_inference_is_the_rounded_float32_one() {
     use crate::autograd::no_grad;
     use crate::precision::rounded_bf16;

@@ -199,7 +199,10 @@ mod tests {
     /// write (so the next call sees the new values, not a stale packing), and
     /// never kept for a kernel that trains.
     #[test]
-    #[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
+    #[cfg_attr(
+        not(host_packed_gemm),
+        ignore = "needs a CPU with AVX-512 or AVX2 + FMA"
+    )]
     fn packing_is_cached_only_while_the_weights_stay_put() {
         let mut rng = Rng::new(5);
         let x = Tensor::rand_normal(&[2, 9, 9, 5], 0.0, 1.0, &mut rng);

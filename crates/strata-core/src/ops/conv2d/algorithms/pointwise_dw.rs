@@ -218,7 +218,10 @@ mod tests {
     /// (written, or added into a gradient so far), for row counts below, at
     /// and past a block and either operand the narrower.
     #[test]
-    #[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
+    #[cfg_attr(
+        not(host_packed_gemm),
+        ignore = "needs a CPU with AVX-512 or AVX2 + FMA"
+    )]
     fn one_pass_dx_and_dw_are_bitwise_the_separate_ones() {
         let mut rng = Rng::new(6);
         for (n, hw, cin, cout) in [
@@ -252,7 +255,10 @@ mod tests {
     /// 4 KiB apart), and blocks of input channels that do not divide C_in;
     /// the same bits twice.
     #[test]
-    #[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
+    #[cfg_attr(
+        not(host_packed_gemm),
+        ignore = "needs a CPU with AVX-512 or AVX2 + FMA"
+    )]
     fn few_rows_match_reference() {
         let mut rng = Rng::new(7);
         for (n, hw, cin, cout) in [
@@ -275,7 +281,10 @@ mod tests {
     /// Against the f64 product for row counts below, at and past a block, and
     /// split over 1-3 parts; the same thread count gives the same bits.
     #[test]
-    #[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
+    #[cfg_attr(
+        not(host_packed_gemm),
+        ignore = "needs a CPU with AVX-512 or AVX2 + FMA"
+    )]
     fn matches_reference_and_is_deterministic() {
         let mut rng = Rng::new(5);
         for (n, hw, cin, cout) in [

@@ -164,7 +164,7 @@ pub fn input_transform(
     let mut planes: Vec<&mut [f32]> = v.chunks_mut(t * ci).collect();
     let zeros = vec![0f32; ci];
     let pixel = |b: usize, yy: usize, xx: usize| padded_pixel(x, p, &zeros, (b, yy, xx));
-    let simd = crate::kernels::packed_gemm::available();
+    let simd = crate::kernels::simd::available();
     // Bᵀ d, stored column-major: e[s * 4 + r] = (Bᵀ d)[r][s] (the loops' buffer)
     let mut e = if simd {
         Vec::new()
@@ -217,7 +217,7 @@ pub fn input_transform(
 fn output_transform(m: &[f32], co: usize, ow: usize, tw: usize, nb: usize, out_b: &mut [f32]) {
     let t = nb * tw;
     let planes: Vec<&[f32]> = m.chunks(t * co).collect();
-    let simd = crate::kernels::packed_gemm::available();
+    let simd = crate::kernels::simd::available();
     // Aᵀ M, stored column-major: u[s * 2 + a] = (Aᵀ M)[a][s]
     let mut u = vec![0f32; 8 * co];
     for j in 0..t {

@@ -175,17 +175,20 @@ pub(crate) fn input_planes(
     let ci = p.c;
     let zeros = vec![0f32; ci];
     let pixel = |b: usize, yy: usize, xx: usize| padded_pixel(x, p, &zeros, (b, yy, xx));
-    let simd = crate::kernels::packed_gemm::available();
+    let simd = Simd::of_cpu();
     for (j, tile) in tiles.enumerate() {
         let q = q0 + tile / tl.tw;
         let (b, ty, tx) = (q / tl.th, q % tl.th, tile % tl.tw);
         let d: [&[f32]; 36] = std::array::from_fn(|rs| pixel(b, 4 * ty + rs / 6, 4 * tx + rs % 6));
         #[cfg(target_arch = "x86_64")]
-        if simd {
-            crate::kernels::simd::winograd_f4::input_tile(&d, planes, j * ci, ci);
-            continue;
+        match simd {
+            Simd::Avx512 => crate::kernels::simd::winograd_f4::input_tile(&d, planes, j * ci, ci),
+            Simd::Avx2 => {
+                crate::kernels::simd::winograd_f4::input_tile_avx2(&d, planes, j * ci, ci)
+            }
+            Simd::None => input_tile_loops(&d, planes, j * ci, ci),
         }
-        let _ = simd;
+        #[cfg(not(target_arch = "x86_64"))]
         input_tile_loops(&d, planes, j * ci, ci);
     }
 }
@@ -201,7 +204,7 @@ pub(crate) fn output_planes(
     tiles: Range<usize>,
     out_b: &mut [f32],
 ) {
-    let simd = crate::kernels::packed_gemm::available();
+    let simd = Simd::of_cpu();
     let first_row = tl.band_row(q0 + tiles.start / tl.tw);
     for j in tiles {
         let q = q0 + j / tl.tw;
@@ -216,12 +219,37 @@ pub(crate) fn output_planes(
             cols,
         };
         #[cfg(target_arch = "x86_64")]
-        if simd {
-            crate::kernels::simd::winograd_f4::output_tile(planes, j * co, co, out_b, at);
-            continue;
+        match simd {
+            Simd::Avx512 => {
+                crate::kernels::simd::winograd_f4::output_tile(planes, j * co, co, out_b, at)
+            }
+            Simd::Avx2 => {
+                crate::kernels::simd::winograd_f4::output_tile_avx2(planes, j * co, co, out_b, at)
+            }
+            Simd::None => output_tile_loops(planes, j * co, co, out_b, at),
         }
-        let _ = simd;
+        #[cfg(not(target_arch = "x86_64"))]
         output_tile_loops(planes, j * co, co, out_b, at);
+    }
+}
+
+/// Which form of the tile transforms this CPU runs.
+#[derive(Clone, Copy)]
+enum Simd {
+    Avx512,
+    Avx2,
+    None,
+}
+
+impl Simd {
+    fn of_cpu() -> Simd {
+        if crate::kernels::simd::available() {
+            Simd::Avx512
+        } else if crate::kernels::simd::gemm_micro_avx2::available() {
+            Simd::Avx2
+        } else {
+            Simd::None
+        }
     }
 }
 
@@ -366,12 +394,29 @@ mod tests {
         }
     }
 
+    type InputTile = fn(&[&[f32]; 36], &mut [&mut [f32]], usize, usize);
+    type OutputTile = fn(&[&[f32]], usize, usize, &mut [f32], Placement);
+
     /// The AVX-512 tiles against the loops: bitwise equal, a partial
     /// 16-channel step and a partial tile (3 rows, 2 columns) included.
     #[cfg(target_arch = "x86_64")]
     #[test]
     #[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
     fn simd_tiles_are_bitwise_the_loops() {
+        use crate::kernels::simd::winograd_f4::{input_tile, output_tile};
+        tiles_are_bitwise_the_loops(input_tile, output_tile);
+    }
+
+    /// The AVX2 tiles likewise (a partial 8-channel step included).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    #[cfg_attr(not(host_packed_gemm), ignore = "needs a CPU with AVX2 + FMA")]
+    fn avx2_tiles_are_bitwise_the_loops() {
+        use crate::kernels::simd::winograd_f4::{input_tile_avx2, output_tile_avx2};
+        tiles_are_bitwise_the_loops(input_tile_avx2, output_tile_avx2);
+    }
+
+    fn tiles_are_bitwise_the_loops(input_tile: InputTile, output_tile: OutputTile) {
         let mut rng = Rng::new(4);
         let c = 37;
         let mut rand = |n: usize| (0..n).map(|_| rng.normal()).collect::<Vec<f32>>();
@@ -380,7 +425,7 @@ mod tests {
         let (mut v1, mut v2) = (vec![0f32; 36 * 2 * c], vec![0f32; 36 * 2 * c]);
         let mut p1: Vec<&mut [f32]> = v1.chunks_mut(2 * c).collect();
         let mut p2: Vec<&mut [f32]> = v2.chunks_mut(2 * c).collect();
-        crate::kernels::simd::winograd_f4::input_tile(&d, &mut p1, c, c);
+        input_tile(&d, &mut p1, c, c);
         input_tile_loops(&d, &mut p2, c, c);
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&v1), bits(&v2));
@@ -395,7 +440,7 @@ mod tests {
                 cols,
             };
             let (mut o1, mut o2) = (vec![0f32; 24 * c], vec![0f32; 24 * c]);
-            crate::kernels::simd::winograd_f4::output_tile(&mp, 0, c, &mut o1, pl);
+            output_tile(&mp, 0, c, &mut o1, pl);
             output_tile_loops(&mp, 0, c, &mut o2, pl);
             assert_eq!(bits(&o1), bits(&o2), "{rows}x{cols}");
             let written = o1.chunks(c).filter(|p| p.iter().any(|&x| x != 0.0)).count();
@@ -407,7 +452,10 @@ mod tests {
     /// the bits of the forward with all 36 matrices packed at once: shares
     /// of one and two panels, the last one partial, odd and even sides.
     #[test]
-    #[cfg_attr(not(host_avx512), ignore = "needs a CPU with AVX-512")]
+    #[cfg_attr(
+        not(host_packed_gemm),
+        ignore = "needs a CPU with AVX-512 or AVX2 + FMA"
+    )]
     fn packing_as_it_goes_changes_no_bit() {
         let mut rng = Rng::new(9);
         for (n, hw, c, cout) in [(8, 7, 160, 144), (2, 16, 144, 200)] {
