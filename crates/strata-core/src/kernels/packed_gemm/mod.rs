@@ -39,8 +39,45 @@ use super::simd::gemm_micro::{self, MR, NV};
 const KC_MAX: usize = 384;
 /// [`KC_MAX`] for bfloat16 pairs: the same bytes of staged A and of a panel.
 const KC_MAX_BF16: usize = 2 * KC_MAX;
-/// Bytes of packed B that one pass over A's rows reuses, kept in L2.
-const NC_BYTES: usize = 384 << 10;
+/// The L2 size assumed where the CPU's cannot be read.
+const L2_BYTES: usize = 1 << 20;
+
+/// Bytes of packed B that one pass over A's rows reuses, kept in L2 beside
+/// the rows of A and C streaming through: 3/8 of the L2 of the first CPU
+/// (384 KiB of a 1 MiB L2; more left A, C and associativity too little room
+/// on a 512 KiB one). It orders the panels only, never a sum, so results do
+/// not depend on it.
+fn nc_bytes() -> usize {
+    static NC: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *NC.get_or_init(|| 3 * l2_bytes().unwrap_or(L2_BYTES) / 8)
+}
+
+/// The L2 size of the first CPU as Linux reports it (`512K`), if it does.
+fn l2_bytes() -> Option<usize> {
+    let dir = "/sys/devices/system/cpu/cpu0/cache/index2";
+    let level = std::fs::read_to_string(format!("{dir}/level")).ok()?;
+    let size = std::fs::read_to_string(format!("{dir}/size")).ok()?;
+    (level.trim() == "2").then_some(())?;
+    parse_cache_size(&size)
+}
+
+/// `512K`, `1024K`, `2M` or a plain byte count, in bytes; `None` for
+/// anything else or a size outside 64 KiB..=64 MiB.
+fn parse_cache_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, ""),
+    };
+    let n: usize = digits.parse().ok()?;
+    let bytes = match unit {
+        "" => n,
+        "K" => n.checked_mul(1 << 10)?,
+        "M" => n.checked_mul(1 << 20)?,
+        _ => return None,
+    };
+    ((64 << 10)..=(64 << 20)).contains(&bytes).then_some(bytes)
+}
 
 /// B (`k x n`) packed as `ceil(n / NR)` panels, each `k` rows of `NR` columns,
 /// zero-padded past column `n`; or, when `bf16`, each `ceil(k / 2)` pair rows
@@ -524,7 +561,7 @@ unsafe impl RowSource for RowMajor<'_> {
 
 /// `c = a · b` (or `c += a · b` when `accumulate`) on the calling thread, `c`
 /// row-major with row stride `c_row_stride`. Panics on an internal misuse: a
-/// CPU without AVX-512, `a` not row-major, or views that do not fit their slices.
+/// CPU without the packed kernel, `a` not row-major, or views that do not fit their slices.
 pub fn gemm_packed_serial<'b>(
     a: MatRef,
     b: impl Into<Panels<'b>>,
@@ -770,7 +807,7 @@ unsafe fn run(
         return;
     }
     let kc_max = k_blocks(k, a.run()).map(|(_, kl)| kl).max().unwrap_or(1);
-    let nc = (NC_BYTES / (kc_max * NR * 4)).max(1);
+    let nc = (nc_bytes() / (kc_max * NR * 4)).max(1);
     for (k0, kl) in k_blocks(k, a.run()) {
         let load_c = accumulate || k0 > 0;
         for j0 in panels.clone().step_by(nc) {
@@ -821,7 +858,7 @@ unsafe fn run(
 }
 
 /// [`run`] on bfloat16 pair panels: each `MR x kc` block of A is staged
-/// into bfloat16 pairs once per pass over [`NC_BYTES`] of panels.
+/// into bfloat16 pairs once per pass over [`nc_bytes`] of panels.
 ///
 /// # Safety
 /// As [`run`], with `b.bf16`, A's runs of even length (or one run), and a
@@ -844,7 +881,7 @@ unsafe fn run_bf16(
     }
     let blocks = || k_blocks_of(k, a.run(), KC_MAX_BF16, 2);
     let kp_max = blocks().map(|(_, kl)| kl.div_ceil(2)).max().unwrap_or(1);
-    let nc = (NC_BYTES / (kp_max * NR * 4)).max(1);
+    let nc = (nc_bytes() / (kp_max * NR * 4)).max(1);
     let mut staged = [0u32; MR * KP_MAX];
     for (k0, kl) in blocks() {
         let load_c = accumulate || k0 > 0;

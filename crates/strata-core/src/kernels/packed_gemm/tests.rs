@@ -323,3 +323,25 @@ fn bf16_matches_the_rounded_product_on_tails_blocks_runs_and_splits() {
         }
     }
 }
+
+/// Linux's cache sizes are read in bytes; anything else, or a size no L2
+/// has, is refused (the default then holds), and the pass over B is 3/8 of
+/// whatever L2 this machine reports.
+#[test]
+fn cache_sizes_parse_and_set_the_pass_over_b() {
+    assert_eq!(parse_cache_size("512K\n"), Some(512 << 10));
+    assert_eq!(parse_cache_size("2M"), Some(2 << 20));
+    assert_eq!(parse_cache_size("1048576"), Some(1 << 20));
+    for bad in [
+        "",
+        "K",
+        "512KB",
+        "12",
+        "-1K",
+        "99999999999999999999K",
+        "128M",
+    ] {
+        assert_eq!(parse_cache_size(bad), None, "{bad:?}");
+    }
+    assert_eq!(nc_bytes(), 3 * l2_bytes().unwrap_or(L2_BYTES) / 8);
+}

@@ -21,8 +21,7 @@ pub fn available() -> bool {
 }
 
 /// Dispatches to the micro-kernel for `mr` rows (1..=MR): the AVX-512 one
-/// where the CPU has AVX-512F, else the AVX2 one (`next_c` is not
-/// prefetched there).
+/// where the CPU has AVX-512F, else the AVX2 one.
 ///
 /// # Safety
 /// As [`kernel`], on a CPU with AVX-512F or with AVX2 and FMA ([`available`]).
@@ -46,7 +45,7 @@ pub unsafe fn micro(
                 $((true, $r) => unsafe { kernel::<$r>(kc, a, next, next_c, b, c, ldc, masks, load_c) },)*
                 // SAFETY: forwarded from the caller; without AVX-512F the
                 // caller vouches for AVX2 and FMA.
-                $((false, $r) => unsafe { gemm_micro_avx2::kernel::<$r>(kc, a, next, b, c, ldc, masks, load_c) },)*
+                $((false, $r) => unsafe { gemm_micro_avx2::kernel::<$r>(kc, a, next, next_c, b, c, ldc, masks, load_c) },)*
                 _ => unreachable!("micro-kernel rows {mr}"),
             }
         };

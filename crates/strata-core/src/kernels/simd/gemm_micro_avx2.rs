@@ -42,6 +42,7 @@ pub unsafe fn kernel<const R: usize>(
     kc: usize,
     rows: &[*const f32; MR],
     next: Option<&[*const f32; MR]>,
+    next_c: Option<*mut f32>,
     (b, ldb): (*const f32, usize),
     c: *mut f32,
     ldc: usize,
@@ -60,10 +61,18 @@ pub unsafe fn kernel<const R: usize>(
         for p in 0..kc {
             // the next block's A a line (16 values) of each row at a time,
             // during the first quarter
-            if let (Some(next), true) = (next, q == 0 && p % 16 == 0) {
-                for row in next {
-                    // a prefetch never faults, whatever the address
-                    _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(p) as *const i8);
+            if q == 0 && p % 16 == 0 {
+                if let Some(next) = next {
+                    for row in next {
+                        // a prefetch never faults, whatever the address
+                        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(p) as *const i8);
+                    }
+                }
+                if let (Some(nc), true) = (next_c, p / 16 < NV) {
+                    for i in 0..MR {
+                        let line = nc.wrapping_add(i * ldc + p) as *const i8;
+                        _mm_prefetch::<_MM_HINT_ET0>(line);
+                    }
                 }
             }
             _mm_prefetch::<_MM_HINT_T0>(bq.wrapping_add((p + PREFETCH_K) * ldb) as *const i8);
@@ -129,6 +138,7 @@ pub unsafe fn kernel<const R: usize>(
     _kc: usize,
     _rows: &[*const f32; MR],
     _next: Option<&[*const f32; MR]>,
+    _next_c: Option<*mut f32>,
     _b: (*const f32, usize),
     _c: *mut f32,
     _ldc: usize,
@@ -192,7 +202,7 @@ mod tests {
                                     // ldb >= NR values, C holds MR rows of ldc >= NR;
                                     // the CPU has AVX2 and FMA (asserted above).
                                     $($n => unsafe {
-                                        kernel::<$n>(kc, &rows, Some(&rows), (b.as_ptr(), ldb), c.as_mut_ptr(), ldc, masks, load_c)
+                                        kernel::<$n>(kc, &rows, Some(&rows), None, (b.as_ptr(), ldb), c.as_mut_ptr(), ldc, masks, load_c)
                                     },)*
                                     _ => unreachable!(),
                                 }
