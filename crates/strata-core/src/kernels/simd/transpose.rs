@@ -1,5 +1,5 @@
-//! A 16 x 16 block transposed in AVX-512 registers, for
-//! [`crate::kernels::transpose`].
+//! A 16 x 16 block transposed in AVX-512 registers, and an 8 x 8 one in
+//! AVX2 registers, for [`crate::kernels::transpose`].
 
 #![cfg(target_arch = "x86_64")]
 
@@ -79,3 +79,63 @@ pub unsafe fn block(
 
 /// Which column of the source block each register of the last round holds.
 const COLUMN_OF: [usize; 16] = [0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15];
+
+/// Transposes the whole 8 x 8 block at `src` (row stride `lds`) into `dst`
+/// (row stride `ldd`) in AVX2 registers, for CPUs without AVX-512: pairs
+/// of rows interleaved, then pairs of pairs, then 128-bit halves swapped.
+///
+/// # Safety
+/// `src + r * lds + c` must be readable and `dst + c * ldd + r` writable for
+/// `r, c < 8`, and the CPU must have AVX2.
+#[target_feature(enable = "avx2")]
+pub unsafe fn block8_avx2(src: *const f32, lds: usize, dst: *mut f32, ldd: usize) {
+    // SAFETY: rows 0..8, columns 0..8 are readable (the caller)
+    let r: [__m256; 8] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(src.add(i * lds)) });
+    // a[2i] = r[2i][0] r[2i+1][0] r[2i][1] r[2i+1][1] | the same of 4, 5
+    let a: [__m256; 8] = std::array::from_fn(|k| match k % 2 {
+        0 => _mm256_unpacklo_ps(r[k], r[k + 1]),
+        _ => _mm256_unpackhi_ps(r[k - 1], r[k]),
+    });
+    // b[4i + j]: columns (j, of each half) of rows 4i..4i+4
+    let mut b = [_mm256_setzero_ps(); 8];
+    for i in 0..2 {
+        let (lo, hi) = (a[4 * i], a[4 * i + 1]);
+        let (lo2, hi2) = (a[4 * i + 2], a[4 * i + 3]);
+        b[4 * i] = _mm256_shuffle_ps::<0b0100_0100>(lo, lo2);
+        b[4 * i + 1] = _mm256_shuffle_ps::<0b1110_1110>(lo, lo2);
+        b[4 * i + 2] = _mm256_shuffle_ps::<0b0100_0100>(hi, hi2);
+        b[4 * i + 3] = _mm256_shuffle_ps::<0b1110_1110>(hi, hi2);
+    }
+    // column j (j < 4) is the low halves of b[j] and b[4 + j], column 4 + j their high halves
+    for j in 0..4 {
+        let lo = _mm256_permute2f128_ps::<0x20>(b[j], b[4 + j]);
+        let hi = _mm256_permute2f128_ps::<0x31>(b[j], b[4 + j]);
+        // SAFETY: rows j and 4 + j of dst, 8 values each, are writable (the caller)
+        unsafe {
+            _mm256_storeu_ps(dst.add(j * ldd), lo);
+            _mm256_storeu_ps(dst.add((4 + j) * ldd), hi);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The AVX2 8 x 8 block against the definition, strided both sides, and
+    /// nothing written past its 8 values a row (run on AVX-512 CPUs too).
+    #[test]
+    #[cfg_attr(not(host_packed_gemm), ignore = "needs a CPU with AVX2")]
+    fn avx2_block_is_the_transpose() {
+        assert!(crate::kernels::simd::gemm_micro_avx2::available());
+        let (lds, ldd) = (11, 9);
+        let src: Vec<f32> = (0..8 * lds).map(|i| i as f32).collect();
+        let mut dst = vec![-1.0f32; 8 * ldd];
+        // SAFETY: 8 rows of `lds` >= 8 and 8 rows of `ldd` >= 8 values; AVX2 asserted
+        unsafe { super::block8_avx2(src.as_ptr(), lds, dst.as_mut_ptr(), ldd) };
+        for c in 0..8 {
+            for r in 0..ldd {
+                let want = if r < 8 { src[r * lds + c] } else { -1.0 };
+                assert_eq!(dst[c * ldd + r], want, "({r}, {c})");
+            }
+        }
+    }
+}
