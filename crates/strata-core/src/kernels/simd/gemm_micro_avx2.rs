@@ -13,7 +13,7 @@
 use super::gemm_micro::{MR, NR, NV};
 
 /// Panel rows ahead of the one in use that the kernel prefetches.
-const PREFETCH_K: usize = 8;
+const PREFETCH_K: usize = 24;
 
 /// Whether this CPU has AVX2 and FMA, which [`kernel`] needs.
 pub fn available() -> bool {
