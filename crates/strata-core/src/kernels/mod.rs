@@ -3,7 +3,8 @@
 //! The GEMMs (`gemm`, the crate's and its reference; `packed_gemm`, with B
 //! packed once), the matrix `transpose`, the buffer pool (`buffers`), the
 //! element-wise loops over threads (`parallel`), and, in `simd`, every
-//! AVX-512 function of the crate. Dependencies run one way: `packed_gemm`
+//! SIMD function of the crate (AVX-512, and AVX2 forms of the GEMM
+//! micro-kernel, the transposes and the F(4x4) Winograd tiles). Dependencies run one way: `packed_gemm`
 //! and `transpose` use `simd`, `parallel` uses `buffers`, and `simd` uses
 //! nothing here.
 
