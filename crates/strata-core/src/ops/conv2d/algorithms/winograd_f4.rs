@@ -189,7 +189,10 @@ pub(crate) fn input_planes(
             Simd::None => input_tile_loops(&d, planes, j * ci, ci),
         }
         #[cfg(not(target_arch = "x86_64"))]
-        input_tile_loops(&d, planes, j * ci, ci);
+        {
+            let _ = simd;
+            input_tile_loops(&d, planes, j * ci, ci);
+        }
     }
 }
 
@@ -229,7 +232,10 @@ pub(crate) fn output_planes(
             Simd::None => output_tile_loops(planes, j * co, co, out_b, at),
         }
         #[cfg(not(target_arch = "x86_64"))]
-        output_tile_loops(planes, j * co, co, out_b, at);
+        {
+            let _ = simd;
+            output_tile_loops(planes, j * co, co, out_b, at);
+        }
     }
 }
 
