@@ -29,8 +29,9 @@ pub fn available() -> bool {
 
 /// `R x NR` block of C (masked to the lanes in `masks`, 16 columns a mask)
 /// `(+)=` the `R x kc` block of A (row `i` from `rows[i]`) times the
-/// `kc x NR` panel rows at `b.0`, `b.1` values apart; `next` rows of A are
-/// prefetched as it goes. Arguments as `gemm_micro::micro`'s.
+/// `kc x NR` panel rows at `b.0`, `b.1` values apart; the `next` rows of A
+/// and the `next_c` lines of C are prefetched during the first quarter.
+/// Arguments as `gemm_micro::micro`'s.
 ///
 /// # Safety
 /// As `gemm_micro::micro`'s, with a CPU that has AVX2 and FMA instead of
