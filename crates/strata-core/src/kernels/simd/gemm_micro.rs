@@ -45,7 +45,7 @@ pub unsafe fn micro(
                 $((true, $r) => unsafe { kernel::<$r>(kc, a, next, next_c, b, c, ldc, masks, load_c) },)*
                 // SAFETY: forwarded from the caller; without AVX-512F the
                 // caller vouches for AVX2 and FMA.
-                $((false, $r) => unsafe { gemm_micro_avx2::kernel::<$r>(kc, a, next, next_c, b, c, ldc, masks, load_c) },)*
+                $(#[cfg(target_arch = "x86_64")] (false, $r) => unsafe { gemm_micro_avx2::kernel::<$r>(kc, a, next, next_c, b, c, ldc, masks, load_c) },)*
                 _ => unreachable!("micro-kernel rows {mr}"),
             }
         };

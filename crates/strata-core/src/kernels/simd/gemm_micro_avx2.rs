@@ -130,24 +130,9 @@ fn lane_mask(lanes: u8) -> std::arch::x86_64::__m256i {
     _mm256_cmpeq_epi32(set, bit)
 }
 
-// `NR` is four 16-column quarters, each two AVX2 vectors.
-const _: () = assert!(NR == 4 * 16 && NV == 4);
-
-#[cfg(not(target_arch = "x86_64"))]
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn kernel<const R: usize>(
-    _kc: usize,
-    _rows: &[*const f32; MR],
-    _next: Option<&[*const f32; MR]>,
-    _next_c: Option<*mut f32>,
-    _b: (*const f32, usize),
-    _c: *mut f32,
-    _ldc: usize,
-    _masks: [u16; NV],
-    _load_c: bool,
-) {
-    unreachable!("the AVX2 micro-kernel needs x86-64; callers check `available`")
-}
+// `NR` is four 16-column quarters, each two AVX2 vectors, and `MR x 2`
+// accumulators leave registers for two panel vectors and the broadcast.
+const _: () = assert!(NR == 4 * 16 && NV == 4 && MR <= 6);
 
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
